@@ -1,0 +1,18 @@
+// Bundles the Node-side programs with esbuild. The renderer is built by Vite (vite.config.ts).
+import { build } from 'esbuild';
+import { chmod } from 'node:fs/promises';
+
+const esmRequireShim = "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);";
+
+const node = { bundle: true, platform: 'node', target: 'node20', sourcemap: true, logLevel: 'warning' };
+
+await Promise.all([
+  // The CLI and the root helper are self-contained files: the helper is installed alone under /usr/libexec.
+  build({ ...node, entryPoints: ['src/main/cli.ts'], outfile: 'dist/cli.js', format: 'esm', banner: { js: esmRequireShim } }),
+  build({ ...node, entryPoints: ['src/main/helper/helper-main.ts'], outfile: 'dist/svirt-helper.js', format: 'esm', banner: { js: `#!/usr/bin/env node\n${esmRequireShim}` } }),
+  // Electron loads CommonJS for the main process and for a sandboxed preload.
+  build({ ...node, entryPoints: ['electron/main.ts'], outfile: 'dist/electron/main.cjs', format: 'cjs', external: ['electron'] }),
+  build({ ...node, entryPoints: ['electron/preload.ts'], outfile: 'dist/electron/preload.cjs', format: 'cjs', external: ['electron'] }),
+]);
+
+await chmod('dist/svirt-helper.js', 0o755);
