@@ -1,7 +1,11 @@
 import { Command } from 'commander';
 import { PRODUCT_VERSION } from './version';
+import { CliError, EXIT } from './cli/exit-codes';
 
-/** Builds the `svirt` command tree. Exported so tests can run it in-process. */
+/**
+ * Builds the `svirt` command tree. Each command lives in src/main/cli/<name>.ts and registers itself
+ * here, so commands are added without touching each other. Exported so tests can run it in-process.
+ */
 export function buildCli(): Command {
   const program = new Command('svirt')
     .description('sVirt VM manager: SELinux-confined virtual machines, and their labels, from the command line')
@@ -18,16 +22,21 @@ export function buildCli(): Command {
   return program;
 }
 
+/** Runs the CLI and returns its exit code (0 ok, 1 negative answer, 2 bad input, 3 unknown). */
 export async function main(argv: string[]): Promise<number> {
   const program = buildCli();
   try {
     await program.parseAsync(argv);
-    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+    return process.exitCode === undefined ? EXIT.ok : Number(process.exitCode);
   } catch (err) {
+    if (err instanceof CliError) {
+      process.stderr.write(`svirt: ${err.message}\n`);
+      return err.exitCode;
+    }
     const code = (err as { exitCode?: number }).exitCode;
-    // commander signals --help/--version through exitOverride with code 0.
-    if (typeof code === 'number') return code === 1 ? 2 : code;
+    // commander reports --help through exitOverride with code 0, and usage errors with code 1.
+    if (typeof code === 'number') return code === 0 ? EXIT.ok : EXIT.badInput;
     process.stderr.write(`svirt: ${(err as Error).message}\n`);
-    return 2;
+    return EXIT.badInput;
   }
 }
