@@ -1,0 +1,24 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import pkg from '../../package.json' with { type: 'json' };
+
+const run = promisify(execFile);
+
+// The built CLI through its package bin, as a user runs it (npm test builds first).
+describe('svirt CLI', () => {
+  it('prints its version', async () => {
+    const { stdout } = await run(process.execPath, ['bin/svirt.js', 'version']);
+    expect(stdout.trim()).toBe(`svirt ${pkg.version}`);
+  });
+
+  it('lists the commands in --help', async () => {
+    const { stdout } = await run(process.execPath, ['bin/svirt.js', '--help']);
+    expect(stdout).toMatch(/Usage: svirt/);
+    expect(stdout).toMatch(/version/);
+  });
+
+  it('exits 2 on an unknown command', async () => {
+    await expect(run(process.execPath, ['bin/svirt.js', 'frobnicate'])).rejects.toMatchObject({ code: 2 });
+  });
+});
