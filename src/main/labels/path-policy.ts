@@ -1,0 +1,133 @@
+import { constants, type Stats } from 'node:fs';
+import { open, readlink, type FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+
+/** Which files the root helper may relabel, and for whom. */
+export interface PathPolicyConfig {
+  /** Image pools: files under them may be relabeled whoever owns them, even under /var. */
+  readonly pools: readonly string[];
+  /** Block devices (e.g. /dev/sdb) that may be given to VMs; every other device node is refused. */
+  readonly allowedBlockDevices: readonly string[];
+}
+
+export const DEFAULT_PATH_POLICY: PathPolicyConfig = {
+  pools: ['/var/lib/libvirt/images', '/var/lib/svirt-manager/images'],
+  allowedBlockDevices: [],
+};
+
+/** The user a request acts for: their files only, their home directory never as a whole. */
+export interface Requester {
+  readonly uid: number;
+  /** The requester's home directory, refused as a relabel target itself. */
+  readonly home?: string;
+}
+
+export class PathRefusedError extends Error {
+  constructor(readonly target: string, reason: string) {
+    super(`refusing ${JSON.stringify(target)}: ${reason}`);
+    this.name = 'PathRefusedError';
+  }
+}
+
+// Anything under these is the host's, never a VM's (go-selinux and libvirt refuse the same ground).
+const SYSTEM_TREES = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/libx32', '/proc', '/root', '/run', '/sbin', '/sys', '/usr', '/var'];
+// These directories themselves would relabel everybody's files; what lies inside them is fine.
+const SYSTEM_DIRS = ['/', '/home', '/tmp', '/media', '/mnt', '/opt', '/srv'];
+
+const isUnder = (p: string, dir: string) => p === dir || p.startsWith(dir === '/' ? '/' : `${dir}/`);
+
+/** Syntactic checks that need no file system: absolute, normalized, printable. */
+export function checkPathSyntax(target: string): void {
+  if (typeof target !== 'string' || target === '') throw new PathRefusedError(String(target), 'empty path');
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(target)) throw new PathRefusedError(target, 'path contains control characters (newline, NUL, …)');
+  if (!path.isAbsolute(target)) throw new PathRefusedError(target, 'path must be absolute');
+  if (target.split('/').some((seg) => seg === '..' || seg === '.')) throw new PathRefusedError(target, 'path must not contain "." or ".." segments');
+  if (path.normalize(target) !== target && `${path.normalize(target)}/` !== target) {
+    throw new PathRefusedError(target, `path is not in normal form (${path.normalize(target)})`);
+  }
+}
+
+/** Location rules: system trees and directories, pools, the requester's home. */
+export function checkPathLocation(target: string, config: PathPolicyConfig, requester: Requester): void {
+  const p = target.length > 1 ? target.replace(/\/+$/, '') : target;
+  if (SYSTEM_DIRS.includes(p)) throw new PathRefusedError(target, `${p} itself is a system directory`);
+  if (requester.home && p === requester.home.replace(/\/+$/, '')) throw new PathRefusedError(target, 'the home directory itself cannot be relabeled (files inside it can)');
+  const inPool = config.pools.some((pool) => isUnder(p, pool) && p !== pool);
+  if (inPool) return;
+  if (config.allowedBlockDevices.includes(p)) return;
+  const tree = SYSTEM_TREES.find((dir) => isUnder(p, dir));
+  if (tree) {
+    const hint = tree === '/var' ? ' (outside the configured image pools)' : tree === '/dev' ? ' (not an allowed block device)' : '';
+    throw new PathRefusedError(target, `it lies under the system directory ${tree}${hint}`);
+  }
+}
+
+export function fileKind(stat: Stats): 'file' | 'directory' | 'block' | 'char' | 'fifo' | 'socket' | 'symlink' | 'other' {
+  if (stat.isFile()) return 'file';
+  if (stat.isDirectory()) return 'directory';
+  if (stat.isBlockDevice()) return 'block';
+  if (stat.isCharacterDevice()) return 'char';
+  if (stat.isFIFO()) return 'fifo';
+  if (stat.isSocket()) return 'socket';
+  if (stat.isSymbolicLink()) return 'symlink';
+  return 'other';
+}
+
+/** A file opened without following links, whose path was verified against the opened inode. */
+export interface OpenedTarget {
+  readonly path: string;
+  readonly handle: FileHandle;
+  readonly stat: Stats;
+  /** /proc/<helper pid>/fd/<n>: tools given this path act on exactly the opened inode. */
+  readonly fdPath: string;
+}
+
+export interface OpenOptions {
+  readonly config: PathPolicyConfig;
+  readonly requester: Requester;
+  /** Directories are only accepted for tree relabels. */
+  readonly allowDirectory?: boolean;
+}
+
+/**
+ * Opens a relabel target safely: O_NOFOLLOW refuses a symlink at the last component, and the kernel's
+ * own name for the opened file (/proc/self/fd) must equal the requested path, which refuses symlinks in
+ * parent directories and any swap between check and use. Ownership and type are checked on the inode.
+ */
+export async function openRelabelTarget(target: string, options: OpenOptions): Promise<OpenedTarget> {
+  checkPathSyntax(target);
+  checkPathLocation(target, options.config, options.requester);
+  let handle: FileHandle;
+  try {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOCTTY: a tty must not become ours.
+    handle = await open(target, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw new PathRefusedError(target, 'it is a symbolic link');
+    if (code === 'ENOENT') throw new PathRefusedError(target, 'no such file');
+    if (code === 'ENXIO') throw new PathRefusedError(target, 'it is a socket or device without a reader');
+    throw new PathRefusedError(target, (err as Error).message);
+  }
+  try {
+    const fdPath = `/proc/${process.pid}/fd/${handle.fd}`;
+    const actual = await readlink(fdPath);
+    if (actual !== target.replace(/\/+$/, '') && !(target === '/' && actual === '/')) {
+      throw new PathRefusedError(target, `it resolves to ${actual} (a symbolic link in a parent directory, or the path changed)`);
+    }
+    const stat = await handle.stat();
+    const kind = fileKind(stat);
+    if (kind === 'directory' && !options.allowDirectory) throw new PathRefusedError(target, 'it is a directory (relabel a tree as shared or read-only content instead)');
+    if (kind === 'char') throw new PathRefusedError(target, 'character devices are never given to VMs');
+    if (kind === 'block' && !options.config.allowedBlockDevices.includes(target)) throw new PathRefusedError(target, 'block device not in the allowed list');
+    if (kind === 'other') throw new PathRefusedError(target, 'unsupported file type');
+    const inPool = options.config.pools.some((pool) => isUnder(target, pool));
+    if (options.requester.uid !== 0 && stat.uid !== options.requester.uid && !inPool) {
+      throw new PathRefusedError(target, `it belongs to uid ${stat.uid}, not to the requesting user (uid ${options.requester.uid})`);
+    }
+    return { path: target, handle, stat, fdPath };
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}

@@ -1,0 +1,126 @@
+import { mkdtemp, mkdir, rename, rm, symlink, writeFile, link, chown } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { readLabel, writeLabel } from './file-labels';
+import { emptyJournal, type JournalData } from './label-journal';
+import { DEFAULT_PATH_POLICY } from './path-policy';
+import { labelContentTree, labelFile, LabelConflictError, restoreContent, restoreHolder, type RelabelContext } from './relabeler';
+
+const PRIVATE_A = 'system_u:object_r:svirt_image_t:s0:c1,c2';
+const PRIVATE_B = 'system_u:object_r:svirt_image_t:s0:c3,c4';
+const ORIGINAL = 'unconfined_u:object_r:user_home_t:s0';
+const SHARED = 'system_u:object_r:svirt_image_t:s0';
+
+let dir: string;
+let journal: JournalData;
+let persisted: string[];
+let running: Set<string>;
+
+function context(uid = 0): RelabelContext {
+  return {
+    journal,
+    persist: async () => { persisted.push(JSON.stringify(journal)); },
+    config: DEFAULT_PATH_POLICY,
+    requester: { uid },
+    isRunning: (id) => running.has(id),
+  };
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'svirt-relabel-'));
+  journal = emptyJournal();
+  persisted = [];
+  running = new Set();
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function file(name: string, label: string | null = ORIGINAL): Promise<string> {
+  const p = path.join(dir, name);
+  await writeFile(p, 'data');
+  if (label) await writeLabel(p, label);
+  return p;
+}
+
+describe('relabeler on real files', () => {
+  it('labels a private image, journals the original first, and restores it', async () => {
+    const disk = await file('a.img');
+    const entry = await labelFile(context(), 'vm-a', 'private', disk, PRIVATE_A);
+    expect(await readLabel(disk)).toBe(PRIVATE_A);
+    expect(entry.original).toBe(ORIGINAL);
+    expect(JSON.parse(persisted[0] as string).entries[disk].original).toBe(ORIGINAL);
+    running.add('vm-a');
+    const result = await restoreHolder(context(), 'vm-a');
+    expect(result.restored).toEqual([disk]);
+    expect(await readLabel(disk)).toBe(ORIGINAL);
+    expect(journal.entries).toEqual({});
+  });
+
+  it('restores "no label" by removing the attribute', async () => {
+    const disk = await file('bare.img', null);
+    await labelFile(context(), 'vm-a', 'private', disk, PRIVATE_A);
+    await restoreHolder(context(), 'vm-a');
+    expect(await readLabel(disk)).toBeNull();
+  });
+
+  it('refuses a different label on a file a running VM holds (already in use), changing nothing', async () => {
+    const disk = await file('a.img');
+    await labelFile(context(), 'vm-a', 'private', disk, PRIVATE_A);
+    running.add('vm-a');
+    await expect(labelFile(context(), 'vm-b', 'private', disk, PRIVATE_B)).rejects.toThrow(LabelConflictError);
+    await expect(labelContentTree(context(), disk, 'shared', SHARED)).rejects.toThrow(/already in use by VM vm-a/);
+    expect(await readLabel(disk)).toBe(PRIVATE_A);
+    expect(journal.entries[disk]?.holder).toBe('vm-a');
+  });
+
+  it('does not restore a file that was replaced by another inode', async () => {
+    const disk = await file('a.img');
+    await labelFile(context(), 'vm-a', 'private', disk, PRIVATE_A);
+    // Create the replacement before the old inode is freed, so its inode number must differ.
+    const replacement = await file('new.img', PRIVATE_B);
+    await rename(replacement, disk);
+    const result = await restoreHolder(context(), 'vm-a');
+    expect(result.skipped[0]?.reason).toMatch(/replaced/);
+    expect(await readLabel(disk)).toBe(PRIVATE_B);
+  });
+
+  it('refuses symlinks, symlinked parents, other users\' files, and system paths without touching them', async () => {
+    const target = await file('target.img');
+    const link1 = path.join(dir, 'link.img');
+    await symlink(target, link1);
+    await expect(labelFile(context(), 'vm-a', 'private', link1, PRIVATE_A)).rejects.toThrow(/symbolic link/);
+    await mkdir(path.join(dir, 'real'));
+    const inner = path.join(dir, 'real', 'x.img');
+    await writeFile(inner, 'x');
+    await symlink(path.join(dir, 'real'), path.join(dir, 'alias'));
+    await expect(labelFile(context(), 'vm-a', 'private', path.join(dir, 'alias', 'x.img'), PRIVATE_A)).rejects.toThrow(/resolves to/);
+    await expect(labelFile(context(), 'vm-a', 'private', '/etc/shadow', PRIVATE_A)).rejects.toThrow(/system directory \/etc/);
+    await expect(labelFile(context(), 'vm-a', 'private', `${dir}/../x`, PRIVATE_A)).rejects.toThrow(/"\.\."/);
+    const hard = path.join(dir, 'hard.img');
+    await link(target, hard);
+    await chown(target, 4242, 4242);
+    await expect(labelFile(context(1000), 'vm-a', 'private', hard, PRIVATE_A)).rejects.toThrow(/belongs to uid 4242/);
+    expect(await readLabel(target)).toBe(ORIGINAL);
+    expect(journal.entries).toEqual({});
+  });
+
+  it('labels a content tree with progress, skips symlinks, and restores it', async () => {
+    const root = path.join(dir, 'iso');
+    await mkdir(path.join(root, 'sub'), { recursive: true });
+    for (let i = 0; i < 5; i++) await writeFile(path.join(root, 'sub', `f${i}`), 'x');
+    await writeLabel(path.join(root, 'sub', 'f0'), ORIGINAL);
+    await symlink('/etc/passwd', path.join(root, 'passwd'));
+    const progress: number[] = [];
+    const result = await labelContentTree(context(), root, 'readonly', 'system_u:object_r:virt_content_t:s0', (done) => progress.push(done));
+    expect(result.labeled).toBe(7);
+    expect(result.skippedSymlinksAndSpecial).toEqual([path.join(root, 'passwd')]);
+    expect(progress.at(-1)).toBe(7);
+    expect(await readLabel(path.join(root, 'sub', 'f3'))).toBe('system_u:object_r:virt_content_t:s0');
+    expect(await readLabel('/etc/passwd')).not.toBe('system_u:object_r:virt_content_t:s0');
+    await restoreContent(context(), root);
+    expect(await readLabel(path.join(root, 'sub', 'f0'))).toBe(ORIGINAL);
+    expect(await readLabel(path.join(root, 'sub', 'f3'))).toBeNull();
+  });
+});
