@@ -1,8 +1,12 @@
 import { execFile } from 'node:child_process';
 import { realpath, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { isRelabeled, type DiskSpec } from '../labeling/vm-spec';
 import { checkPathSyntax } from './labels/path-policy';
-import { DISK_FORMATS, type DiskClass, type DiskFormat, type SeclabelDefinition, type VmDefinitionInput } from './vm-definition';
+import { parseLibvirtDomainXml } from './libvirt-xml';
+import {
+  DISK_FORMATS, type BootDefinition, type DiskClass, type DiskDefinition, type DiskFormat, type SeclabelDefinition, type VmDefinitionInput,
+} from './vm-definition';
 
 /**
  * Turning things the user already has into VM definitions (drafts: the caller reviews them and saves
@@ -122,4 +126,98 @@ export async function importDiskImage(imagePath: string, options: DiskImportOpti
     disks: [{ path: image, format: info.format, class: options.diskClass ?? 'private', relabel: true }],
     seclabel: options.seclabel ?? { mode: 'dynamic' },
   };
+}
+
+/** A draft from a foreign description, with what could not be carried over. */
+export interface LibvirtImport {
+  readonly definition: VmDefinitionInput;
+  /** Things the definition does differently from the XML; the UI shows them before saving. */
+  readonly notes: readonly string[];
+}
+
+export interface LibvirtImportOptions {
+  /** Replaces the domain's name (libvirt allows names this store cannot use as file names). */
+  readonly name?: string;
+}
+
+function diskDefinition(disk: DiskSpec, diskClass: DiskClass = disk.class): DiskDefinition {
+  return {
+    path: disk.path,
+    // libvirt does not probe formats: a disk without <driver type> is raw.
+    format: disk.format ?? 'raw',
+    class: diskClass,
+    relabel: isRelabeled(disk),
+    ...(disk.label === undefined ? {} : { label: disk.label }),
+  };
+}
+
+const describeDisk = (disk: DiskSpec) => (disk.target === undefined ? disk.path : `${disk.target} (${disk.path})`);
+
+/**
+ * A draft definition from a libvirt domain XML. Definitions know a CD-ROM only as a boot device and
+ * keep no boot order, so: a kernel boots the kernel; otherwise hard disks boot the first disk, and any
+ * CD-ROMs become read-only disks; a lone CD-ROM without hard disks boots as an ISO. The first file-backed
+ * serial port becomes the serial log; other character devices are dropped (the manager brings its own
+ * console). Each such change is listed in `notes`.
+ */
+export function importLibvirtXml(xmlText: string, options: LibvirtImportOptions = {}): LibvirtImport {
+  const spec = parseLibvirtDomainXml(xmlText);
+  const notes: string[] = [];
+  if (spec.memoryMiB === undefined) throw new VmImportError('domain/memory is missing: the definition needs a memory size');
+
+  const hardDisks = spec.disks.filter((d) => d.device !== 'cdrom');
+  const cdroms = spec.disks.filter((d) => d.device === 'cdrom');
+  let boot: BootDefinition;
+  let disks: DiskDefinition[] = hardDisks.map((d) => diskDefinition(d));
+  if (spec.kernel !== undefined) {
+    boot = {
+      kind: 'kernel',
+      kernel: spec.kernel,
+      ...(spec.initrd === undefined ? {} : { initrd: spec.initrd }),
+      ...(spec.dtb === undefined ? {} : { dtb: spec.dtb }),
+      ...(spec.cmdline === undefined ? {} : { cmdline: spec.cmdline }),
+    };
+  } else if (hardDisks.length === 0 && cdroms.length === 1 && cdroms[0] !== undefined) {
+    const cdrom = cdroms[0];
+    boot = { kind: 'iso', iso: cdrom.path };
+    if (!isRelabeled(cdrom) || cdrom.label !== undefined) {
+      notes.push(`CD-ROM ${describeDisk(cdrom)}: its seclabel is not kept; the ISO gets the read-only content label`);
+    }
+  } else if (hardDisks.length > 0) {
+    boot = { kind: 'disk' };
+  } else {
+    throw new VmImportError(
+      cdroms.length === 0 ? 'the domain has no kernel and no disk to boot from' : 'the domain has several CD-ROMs and no hard disk: a definition boots from one ISO',
+    );
+  }
+  if (boot.kind !== 'iso') {
+    disks = [...disks, ...cdroms.map((d) => diskDefinition(d, 'readonly'))];
+    for (const cdrom of cdroms) notes.push(`CD-ROM ${describeDisk(cdrom)} is attached as a read-only disk`);
+  }
+  if (spec.initrd !== undefined && spec.kernel === undefined) notes.push('an initrd without a kernel is dropped');
+
+  const fileSerials = spec.charDevices.filter((c) => c.role === 'serial' && c.kind === 'file');
+  const serialLog = fileSerials[0];
+  if (serialLog !== undefined && (!isRelabeled(serialLog) || serialLog.label !== undefined)) {
+    notes.push(`serial log ${serialLog.path}: its seclabel is not kept; it gets the VM's image label`);
+  }
+  for (const dropped of spec.charDevices.filter((c) => c !== serialLog)) {
+    notes.push(`${dropped.role ?? 'character device'} ${dropped.kind} ${dropped.path} is dropped: the manager provides its own serial console`);
+  }
+  if (spec.live !== undefined) notes.push(`the running domain's label ${spec.live.label} is not kept: a definition describes a stopped VM`);
+  if (spec.currentMemoryMiB !== undefined && spec.currentMemoryMiB !== spec.memoryMiB) {
+    notes.push(`currentMemory (${spec.currentMemoryMiB} MiB) is dropped: the VM gets its full memory (${spec.memoryMiB} MiB)`);
+  }
+
+  const definition: VmDefinitionInput = {
+    name: options.name ?? spec.name,
+    memoryMiB: spec.memoryMiB,
+    // libvirt's default when <vcpu> is absent.
+    vcpus: spec.vcpus ?? 1,
+    boot,
+    disks,
+    seclabel: spec.seclabel,
+    ...(serialLog === undefined ? {} : { serialLog: serialLog.path }),
+  };
+  return { definition, notes };
 }

@@ -9,7 +9,8 @@ import { planStart } from '../labeling/label-planner';
 import { buildPolicyProfile } from '../labeling/policy-profile';
 import { writeFileAtomic } from './state/atomic-file';
 import { VmDefinitionError, checkVmName, parseVmDefinition, toVmSpec, type VmDefinitionInput } from './vm-definition';
-import { VmImportError, importDiskImage } from './vm-import';
+import { LibvirtXmlError } from './libvirt-xml';
+import { VmImportError, importDiskImage, importLibvirtXml } from './vm-import';
 import { VmExistsError, VmNotFoundError, VmStore, defaultVmDirectory } from './vm-store';
 
 // The real writer, wrapped so that one test can make a write fail part-way.
@@ -367,5 +368,92 @@ describe('importDiskImage (real qemu-img)', () => {
     // A qcow2 magic with a header too short to be one.
     await writeFile(image, Buffer.from('QFI\xfb\x00\x00\x00\x03', 'latin1'));
     await expect(importDiskImage(image, { name: 'u' })).rejects.toThrow(`qemu-img cannot read ${image}: qemu-img:`);
+  });
+});
+
+describe('importLibvirtXml', () => {
+  const domain = (body: string, attrs = "type='kvm'") => `<domain ${attrs}>\n<name>web</name>\n<memory unit='GiB'>2</memory>\n<vcpu>2</vcpu>\n${body}\n</domain>`;
+
+  it('carries a kernel-booted domain over, disks and labels included', async () => {
+    const xml = domain(`
+      <os><type arch='x86_64'>hvm</type><kernel>/boot/guest/vmlinuz</kernel><initrd>/boot/guest/initrd.gz</initrd><cmdline>console=ttyS0 quiet</cmdline></os>
+      <devices>
+        <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/images/root.qcow2'/><target dev='vda'/></disk>
+        <disk type='file' device='disk'><source file='/images/data.raw'><seclabel model='selinux' relabel='yes'><label>system_u:object_r:svirt_image_t:s0</label></seclabel></source><target dev='vdb'/><shareable/></disk>
+        <disk type='block' device='disk'><driver type='raw'/><source dev='/dev/vg/ref'><seclabel relabel='no'/></source><target dev='vdc'/><readonly/></disk>
+        <serial type='file'><source path='/logs/web-serial.log'/></serial>
+        <console type='pty'/>
+      </devices>
+      <seclabel type='static' model='selinux' relabel='yes'><label>system_u:system_r:svirt_t:s0:c4,c9</label><imagelabel>system_u:object_r:svirt_image_t:s0:c4,c9</imagelabel></seclabel>`);
+    const { definition, notes } = importLibvirtXml(xml);
+    expect(definition).toEqual({
+      name: 'web',
+      memoryMiB: 2048,
+      vcpus: 2,
+      boot: { kind: 'kernel', kernel: '/boot/guest/vmlinuz', initrd: '/boot/guest/initrd.gz', cmdline: 'console=ttyS0 quiet' },
+      disks: [
+        { path: '/images/root.qcow2', format: 'qcow2', class: 'private', relabel: true },
+        { path: '/images/data.raw', format: 'raw', class: 'shared', relabel: true, label: 'system_u:object_r:svirt_image_t:s0' },
+        { path: '/dev/vg/ref', format: 'raw', class: 'readonly', relabel: false },
+      ],
+      seclabel: { mode: 'static', label: 'system_u:system_r:svirt_t:s0:c4,c9', relabel: true, imageLabel: 'system_u:object_r:svirt_image_t:s0:c4,c9' },
+      serialLog: '/logs/web-serial.log',
+    });
+    expect(notes).toEqual([]);
+    expect(await store.define(definition)).toMatchObject({ name: 'web', version: 1 });
+  });
+
+  it('boots the first disk when there is no kernel, attaching CD-ROMs as read-only disks', () => {
+    const { definition, notes } = importLibvirtXml(
+      domain(`<devices>
+        <disk type='file' device='cdrom'><source file='/iso/tools.iso'/><target dev='sda'/></disk>
+        <disk type='file' device='disk'><driver type='qcow2'/><source file='/images/root.qcow2'/><target dev='vda'/></disk>
+        <disk type='file' device='cdrom'><target dev='sdb'/></disk>
+        <serial type='pty'/>
+        <channel type='unix'><source mode='bind' path='/run/web/agent.sock'/><target type='virtio'/></channel>
+      </devices>`),
+    );
+    expect(definition.boot).toEqual({ kind: 'disk' });
+    expect(definition.disks.map((d) => [d.path, d.class])).toEqual([
+      ['/images/root.qcow2', 'private'],
+      ['/iso/tools.iso', 'readonly'],
+    ]);
+    expect(definition.serialLog).toBeUndefined();
+    expect(notes).toEqual([
+      'CD-ROM sda (/iso/tools.iso) is attached as a read-only disk',
+      'channel unix /run/web/agent.sock is dropped: the manager provides its own serial console',
+    ]);
+  });
+
+  it('boots a lone CD-ROM as an ISO and reports what a running domain loses', () => {
+    const { definition, notes } = importLibvirtXml(
+      domain(`<currentMemory unit='MiB'>1024</currentMemory>
+        <devices><disk type='file' device='cdrom'><source file='/iso/installer.iso'/><target dev='sda'/></disk></devices>
+        <seclabel type='dynamic' model='selinux' relabel='yes'><label>system_u:system_r:svirt_t:s0:c1,c2</label><imagelabel>system_u:object_r:svirt_image_t:s0:c1,c2</imagelabel></seclabel>`),
+    );
+    expect(definition).toMatchObject({ boot: { kind: 'iso', iso: '/iso/installer.iso' }, disks: [], seclabel: { mode: 'dynamic' } });
+    expect(notes).toEqual([
+      "the running domain's label system_u:system_r:svirt_t:s0:c1,c2 is not kept: a definition describes a stopped VM",
+      'currentMemory (1024 MiB) is dropped: the VM gets its full memory (2048 MiB)',
+    ]);
+  });
+
+  it('takes another name when the domain name cannot be a file name', async () => {
+    const xml = domain(`<devices><disk type='file'><source file='/images/a.raw'/><target dev='vda'/></disk></devices>`).replace('<name>web</name>', '<name>web server</name>');
+    await expect(store.define(importLibvirtXml(xml).definition)).rejects.toThrow('name must start with a letter or digit and contain only letters, digits');
+    expect(importLibvirtXml(xml, { name: 'web-server' }).definition.name).toBe('web-server');
+  });
+
+  it('refuses domains that cannot become a definition, saying why', () => {
+    expect(() => importLibvirtXml(domain('<devices/>'))).toThrow('the domain has no kernel and no disk to boot from');
+    expect(() => importLibvirtXml(domain(`<devices><disk type='file' device='cdrom'><source file='/a.iso'/></disk><disk type='file' device='cdrom'><source file='/b.iso'/></disk></devices>`))).toThrow(
+      'several CD-ROMs and no hard disk',
+    );
+    expect(() => importLibvirtXml(domain('<devices/>').replace("<memory unit='GiB'>2</memory>", ''))).toThrow('domain/memory is missing');
+    // The XML parser's own refusals pass through, naming the element.
+    expect(() =>
+      importLibvirtXml(domain(`<devices><disk type='file'><driver type='qcow2'/><source file='/o.qcow2'/><backingStore type='file'><source file='/b.qcow2'/></backingStore></disk></devices>`)),
+    ).toThrow(LibvirtXmlError);
+    expect(() => importLibvirtXml('<domain type="xen"><name>x</name></domain>')).toThrow('domain @type');
   });
 });
