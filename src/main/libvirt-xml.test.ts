@@ -86,12 +86,12 @@ describe('realistic domains', () => {
 
   it('reads a static seclabel with relabel and per-disk choices', () => {
     const spec = parseLibvirtDomainXml(fixture('static-relabel.xml'));
-    expect(spec.seclabel).toEqual({ mode: 'static', label: 'system_u:system_r:svirt_t:s0:c700,c701', relabel: true });
+    expect(spec.seclabel).toEqual({ mode: 'static', label: 'system_u:system_r:svirt_t:s0:c700,c900', relabel: true });
     expect(spec).toMatchObject({ memoryMiB: 2048, currentMemoryMiB: 1536, vcpus: 2 });
     expect(spec.disks.map((d) => [d.target, d.class, d.relabel, d.label])).toEqual([
       ['vda', 'private', undefined, undefined],
       ['vdb', 'private', false, undefined],
-      ['vdc', 'readonly', undefined, 'system_u:object_r:svirt_image_t:s0:c700,c701'],
+      ['vdc', 'readonly', undefined, 'system_u:object_r:svirt_image_t:s0:c700,c900'],
     ]);
   });
 });
