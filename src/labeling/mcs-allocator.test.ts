@@ -312,6 +312,21 @@ describe('reserve and release', () => {
     expect(allocator.freeCount()).toBe(6);
   });
 
+  it('keeps its books through many owners coming and going', () => {
+    const allocator = new McsAllocator({ range: range(0, 63), random: seeded(12) });
+    for (let i = 0; i < 5000; i++) {
+      allocator.allocate(`short-lived ${i}`);
+      if (i % 3 !== 0) expect(allocator.release(`short-lived ${i}`)).toBe(true);
+      else allocator.release(`short-lived ${i - 3}`);
+    }
+    expect(allocator.inUseCount()).toBe(1);
+    expect(allocator.toJSON().holds.map((h) => h.owner)).toEqual(['short-lived 4998']);
+    expect(allocator.freeCount()).toBe(allocator.pairCount - 1);
+    expect(allocator.pairOf('short-lived 0')).toBeUndefined();
+    allocator.allocate('short-lived 0');
+    expect(allocator.inUseCount()).toBe(2);
+  });
+
   it('keeps a pair blocked by the host after the registry releases it', () => {
     const allocator = small();
     allocator.reserve('s0:c1,c2', 'vm1');

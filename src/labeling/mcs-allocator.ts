@@ -156,6 +156,60 @@ class FreePairs {
 }
 
 /**
+ * Who holds which pair. V8 Maps slow down badly under delete/insert churn once they hold a few hundred
+ * thousand entries (rehashing in O(n) every few hundred operations), so the pair side is a flat array
+ * and a release leaves a tombstone in the owner map, swept once tombstones outnumber live holds.
+ */
+class Holds {
+  private readonly ownerByPair: string[] = [];
+  private pairByOwner = new Map<string, number>();
+  private live = 0;
+  private tombstones = 0;
+
+  constructor(pairCount: number) {
+    // Pushed one by one so V8 keeps a packed array ('' marks a free pair; owners are never empty).
+    for (let i = 0; i < pairCount; i++) this.ownerByPair.push('');
+  }
+
+  get size(): number {
+    return this.live;
+  }
+
+  pairOf(owner: string): number | undefined {
+    const pair = this.pairByOwner.get(owner);
+    return pair === undefined || pair < 0 ? undefined : pair;
+  }
+
+  ownerOf(pair: number): string | undefined {
+    const owner = this.ownerByPair[pair];
+    return owner === '' ? undefined : owner;
+  }
+
+  add(owner: string, pair: number): void {
+    if (this.pairByOwner.get(owner) === -1) this.tombstones--;
+    this.pairByOwner.set(owner, pair);
+    this.ownerByPair[pair] = owner;
+    this.live++;
+  }
+
+  remove(pair: number): void {
+    const owner = this.ownerByPair[pair] as string;
+    this.ownerByPair[pair] = '';
+    this.pairByOwner.set(owner, -1);
+    this.live--;
+    this.tombstones++;
+    if (this.tombstones > 1024 && this.tombstones > this.live) {
+      this.pairByOwner = new Map([...this.pairByOwner].filter(([, p]) => p >= 0));
+      this.tombstones = 0;
+    }
+  }
+
+  entries(): [string, number][] {
+    return [...this.pairByOwner].filter(([, pair]) => pair >= 0);
+  }
+}
+
+/**
  * A host-wide level and the rule by which it blocks pairs (the MCS constraint is `h1 dom h2`):
  * - `clearance`: a confined subject's high level H reads objects it dominates, so it blocks every pair
  *   P with H dom P, i.e. both categories of P in H.
@@ -213,8 +267,7 @@ export class McsAllocator {
   private readonly categoryCount: number;
   private readonly random: RandomInt;
   private readonly pairs: FreePairs;
-  private readonly pairByOwner = new Map<string, number>();
-  private readonly ownerByPair = new Map<number, string>();
+  private readonly holds: Holds;
   private blockers = new Map<string, Blocker>();
 
   constructor(options: McsAllocatorOptions) {
@@ -223,6 +276,7 @@ export class McsAllocator {
     this.pairCount = (this.categoryCount * (this.categoryCount - 1)) / 2;
     this.random = options.random ?? cryptoRandomInt;
     this.pairs = new FreePairs(this.pairCount);
+    this.holds = new Holds(this.pairCount);
   }
 
   /** Pairs neither held in the registry nor reachable from a host-wide level. */
@@ -232,23 +286,23 @@ export class McsAllocator {
 
   /** Pairs held in this registry. */
   inUseCount(): number {
-    return this.pairByOwner.size;
+    return this.holds.size;
   }
 
   pairOf(owner: string): Level | undefined {
-    const pair = this.pairByOwner.get(owner);
+    const pair = this.holds.pairOf(owner);
     return pair === undefined ? undefined : this.levelOf(pair);
   }
 
   ownerOf(level: Level | string): string | undefined {
     const pair = this.tryPairIndex(level);
-    return pair === undefined ? undefined : this.ownerByPair.get(pair);
+    return pair === undefined ? undefined : this.holds.ownerOf(pair);
   }
 
   /** Draws a pair uniformly among the free ones and records it for `owner`. */
   allocate(owner: string): Level {
     this.checkOwner(owner);
-    const held = this.pairByOwner.get(owner);
+    const held = this.holds.pairOf(owner);
     if (held !== undefined) throw new McsConflictError(`${owner} already holds ${formatLevel(this.levelOf(held))}; release it first`);
     const free = this.pairs.freeCount;
     if (free === 0) throw new McsExhaustedError(this.exhaustedMessage());
@@ -268,8 +322,8 @@ export class McsAllocator {
     this.checkOwner(owner);
     const pair = this.pairIndex(level);
     const canonical = this.levelOf(pair);
-    const heldByOwner = this.pairByOwner.get(owner);
-    const holder = this.ownerByPair.get(pair);
+    const heldByOwner = this.holds.pairOf(owner);
+    const holder = this.holds.ownerOf(pair);
     if (heldByOwner !== pair) {
       if (heldByOwner !== undefined) throw new McsConflictError(`${owner} already holds ${formatLevel(this.levelOf(heldByOwner))}, cannot also reserve ${formatLevel(canonical)}`);
       if (holder !== undefined) throw new McsConflictError(`${formatLevel(canonical)} is held by ${holder}, cannot reserve it for ${owner}`);
@@ -297,15 +351,13 @@ export class McsAllocator {
 
   /** Releases by owner, or by pair when no owner has that name. Returns whether anything was held. */
   release(ownerOrLevel: string | Level): boolean {
-    let pair = typeof ownerOrLevel === 'string' ? this.pairByOwner.get(ownerOrLevel) : undefined;
+    let pair = typeof ownerOrLevel === 'string' ? this.holds.pairOf(ownerOrLevel) : undefined;
     if (pair === undefined) {
       const byLevel = this.tryPairIndex(ownerOrLevel);
-      if (byLevel === undefined || !this.ownerByPair.has(byLevel)) return false;
+      if (byLevel === undefined || this.holds.ownerOf(byLevel) === undefined) return false;
       pair = byLevel;
     }
-    const owner = this.ownerByPair.get(pair) as string;
-    this.ownerByPair.delete(pair);
-    this.pairByOwner.delete(owner);
+    this.holds.remove(pair);
     this.pairs.adjustOne(pair, -1);
     return true;
   }
@@ -334,7 +386,8 @@ export class McsAllocator {
   }
 
   toJSON(): McsAllocatorState {
-    const holds = [...this.pairByOwner]
+    const holds = this.holds
+      .entries()
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([owner, pair]) => ({ owner, level: formatLevel(this.levelOf(pair)) }));
     return { version: 1, range: { ...this.range }, holds };
@@ -423,8 +476,7 @@ export class McsAllocator {
   }
 
   private hold(pair: number, owner: string): void {
-    this.pairByOwner.set(owner, pair);
-    this.ownerByPair.set(pair, owner);
+    this.holds.add(owner, pair);
     this.pairs.adjustOne(pair, 1);
   }
 
