@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { PRODUCT_VERSION } from './version';
 import { CliError, EXIT } from './cli/exit-codes';
+import { registerContextCommand } from './cli/context-command';
 
 /**
  * Builds the `svirt` command tree. Each command lives in src/main/cli/<name>.ts and registers itself
@@ -18,6 +19,7 @@ export function buildCli(): Command {
     .action(() => {
       process.stdout.write(`svirt ${PRODUCT_VERSION}\n`);
     });
+  registerContextCommand(program);
 
   return program;
 }
