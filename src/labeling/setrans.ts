@@ -57,7 +57,7 @@ export interface TranslationTable {
 const ADVANCED_KEYWORDS: ReadonlyMap<string, string> = new Map([
   ['Domain', 'translation domains are not supported; their simple lines are merged into one table'],
   ['Include', 'Include= is not followed; only this file is read'],
-  ['Base', 'base classifications are not supported; the line is read as a plain translation'],
+  ['Base', 'base classifications are not supported; the lines after it are read as plain translations'],
   ['ModifierGroup', 'modifier groups are not supported'],
   ['Whitespace', 'modifier groups are not supported'],
   ['Join', 'modifier groups are not supported'],
