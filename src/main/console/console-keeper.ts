@@ -1,0 +1,436 @@
+// The console keeper: the one process that holds a VM's serial connection.
+//
+// qemu's socket chardev serves a single client, several helpers may want the console at once, and any
+// of them may be killed. So one keeper per VM connects to qemu's serial socket, keeps every byte of
+// output in a scrollback ring (so output produced while nobody watches is still there), and serves any
+// number of viewers on its own unix socket (wire format: console-protocol.ts). It exits once qemu's
+// serial side closes (the VM ended) and the viewers have been sent what was left.
+//
+// Flow control: the keeper always reads qemu as fast as it comes; a viewer is a cursor into the ring
+// and is fed from it whenever its socket can take more. A viewer that falls further behind than the
+// ring (or maxViewerLagBytes) has lost output: it is told so (BYE too-slow) and disconnected, and may
+// reconnect with resumeFrom to learn exactly how much it missed. One viewer never slows another.
+
+import net from 'node:net';
+import { lstat, chmod, rename, unlink } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DEFAULT_RING_BYTES, ScrollbackRing } from './scrollback-ring';
+import {
+  CHUNK_BYTES,
+  FrameDecoder,
+  FrameType,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  encodeJsonFrame,
+  frameHeader,
+  parseHello,
+  parseWindowSize,
+  type Bye,
+  type ByeReason,
+  type Info,
+  type WindowSize,
+} from './console-protocol';
+
+export { connectConsole, type ConsoleViewer, type ConnectConsoleOptions, type ViewerEnd } from './console-viewer';
+export { startConsoleKeeperProcess, type KeeperProcessOptions, type KeeperProcess } from './keeper-process';
+
+export interface ConsoleKeeperOptions {
+  /** qemu's serial chardev socket (server=on). */
+  serialSocketPath: string;
+  /** Where viewers connect; created with mode 0600 (its directory is expected to be root-only too). */
+  viewerSocketPath: string;
+  /** Scrollback kept for late and resuming viewers. Default 1 MiB. */
+  ringBytes?: number;
+  /** How long to keep retrying while qemu's serial socket does not exist or refuses yet. Default 10 s. */
+  connectTimeoutMs?: number;
+  /** A viewer this far behind is disconnected as too slow. Default and maximum: ringBytes. */
+  maxViewerLagBytes?: number;
+  /** A viewer must say hello within this time. Default 10 s. */
+  helloTimeoutMs?: number;
+  /** After the VM ended (or stop()), how long viewers get to read what is left. Default 5 s. */
+  endFlushTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface KeeperEnd {
+  reason: 'vm-ended' | 'keeper-stopped';
+  /** Guest output bytes the keeper received in its life. */
+  totalBytes: number;
+}
+
+export interface ConsoleKeeper {
+  /** Settles when the keeper has finished: viewers flushed, viewer socket removed. */
+  readonly ended: Promise<KeeperEnd>;
+  /** Disconnects qemu and the viewers (BYE keeper-stopped) and finishes. */
+  stop(): Promise<KeeperEnd>;
+  readonly viewerCount: number;
+  readonly totalBytes: number;
+}
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
+const DEFAULT_END_FLUSH_TIMEOUT_MS = 5_000;
+const CONNECT_RETRY_MS = 25;
+/** Node-side write buffer per viewer before write() says "wait": a few chunks keep the socket busy. */
+const VIEWER_HIGH_WATER_MARK = 4 * CHUNK_BYTES;
+
+/** Connects a console keeper to qemu, starts serving viewers, and resolves once both are in place. */
+export async function startConsoleKeeper(options: ConsoleKeeperOptions): Promise<ConsoleKeeper> {
+  const ringBytes = options.ringBytes ?? DEFAULT_RING_BYTES;
+  const ring = new ScrollbackRing(ringBytes);
+  const serial = await connectSerial(options.serialSocketPath, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+  const keeper = new Keeper(ring, serial, options);
+  try {
+    await keeper.listen();
+  } catch (error) {
+    serial.destroy();
+    throw error;
+  }
+  return keeper;
+}
+
+/** Runs a console keeper until the VM's serial port closes (or it is stopped). */
+export async function runConsoleKeeper(options: ConsoleKeeperOptions): Promise<KeeperEnd> {
+  return (await startConsoleKeeper(options)).ended;
+}
+
+async function connectSerial(path: string, timeoutMs: number): Promise<net.Socket> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await connectOnce(path);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // qemu creates and then listens on the socket shortly after it starts; until then these are expected.
+      const notYet = code === 'ENOENT' || code === 'ECONNREFUSED';
+      if (!notYet || Date.now() >= deadline) throw new Error(`cannot connect to serial socket ${path}: ${(error as Error).message}`, { cause: error });
+      await sleep(CONNECT_RETRY_MS);
+    }
+  }
+}
+
+function connectOnce(path: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ path });
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
+}
+
+type ViewerState = 'awaiting-hello' | 'streaming' | 'leaving';
+
+interface Viewer {
+  readonly socket: net.Socket;
+  readonly decoder: FrameDecoder;
+  readonly name: string;
+  state: ViewerState;
+  /** Absolute offset of the next output byte to send. */
+  cursor: number;
+  /** False from a write() that asked us to wait until its 'drain'. */
+  writable: boolean;
+  /** A resize from another viewer not yet passed on; only the latest matters. */
+  pendingSize: WindowSize | null;
+  helloTimer: NodeJS.Timeout | null;
+}
+
+class Keeper implements ConsoleKeeper {
+  readonly ended: Promise<KeeperEnd>;
+  readonly #ring: ScrollbackRing;
+  readonly #serial: net.Socket;
+  readonly #options: ConsoleKeeperOptions;
+  readonly #maxLag: number;
+  readonly #viewers = new Set<Viewer>();
+  readonly #log: (line: string) => void;
+  #server: net.Server | null = null;
+  #serverClosed: Promise<void> | null = null;
+  #serialClosed = false;
+  #finishing: KeeperEnd['reason'] | null = null;
+  /** Viewers whose input waits for qemu's serial socket to drain. */
+  readonly #inputPaused = new Set<Viewer>();
+  #lastSize: WindowSize | null = null;
+  #nextViewerNumber = 1;
+  #resolveEnded!: (end: KeeperEnd) => void;
+  #flushTimer: NodeJS.Timeout | null = null;
+  #done = false;
+
+  constructor(ring: ScrollbackRing, serial: net.Socket, options: ConsoleKeeperOptions) {
+    this.#ring = ring;
+    this.#serial = serial;
+    this.#options = options;
+    this.#maxLag = Math.min(options.maxViewerLagBytes ?? ring.capacity, ring.capacity);
+    this.#log = options.log ?? (() => {});
+    this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
+    serial.on('data', (chunk: Buffer) => this.#onOutput(chunk));
+    serial.on('drain', () => this.#resumeInput());
+    serial.on('error', (error) => this.#log(`serial socket error: ${error.message}`));
+    // 'close' follows 'end' and 'error' alike: either way qemu's side is gone and nothing more will come.
+    serial.on('close', () => {
+      this.#serialClosed = true;
+      if (this.#server) this.#finish('vm-ended');
+    });
+  }
+
+  get viewerCount(): number {
+    return this.#viewers.size;
+  }
+
+  get totalBytes(): number {
+    return this.#ring.totalWritten;
+  }
+
+  async listen(): Promise<void> {
+    const path = this.#options.viewerSocketPath;
+    await removeStaleSocket(path);
+    // Bound under a private name, restricted, then renamed into place: the socket is never reachable
+    // under its real name with a looser mode, whatever the umask.
+    const bindPath = `${path}.${process.pid}.binding`;
+    await unlink(bindPath).catch(() => {});
+    const server = net.createServer({ highWaterMark: VIEWER_HIGH_WATER_MARK }, (socket) => this.#onViewer(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(bindPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (error) => this.#log(`viewer socket error: ${error.message}`));
+    await chmod(bindPath, 0o600);
+    await rename(bindPath, path);
+    this.#server = server;
+    this.#log(`serving viewers on ${path}`);
+    // qemu may be gone already; finishing waited for the server so that it can close it.
+    if (this.#serialClosed) this.#finish('vm-ended');
+  }
+
+  stop(): Promise<KeeperEnd> {
+    this.#finish('keeper-stopped');
+    return this.ended;
+  }
+
+  #onOutput(chunk: Buffer): void {
+    const before = this.#ring.totalWritten;
+    this.#ring.append(chunk);
+    for (const viewer of this.#viewers) {
+      if (viewer.state !== 'streaming') continue;
+      if (viewer.writable && viewer.cursor === before && viewer.pendingSize === null) {
+        // Caught-up viewer: send the chunk itself, no copy out of the ring.
+        this.#sendOutput(viewer, chunk);
+      } else if (this.#ring.totalWritten - viewer.cursor > this.#maxLag) {
+        this.#dropViewer(viewer, 'too-slow', `fell more than ${this.#maxLag} bytes behind the guest's output`);
+      } else {
+        this.#pump(viewer);
+      }
+    }
+  }
+
+  #sendOutput(viewer: Viewer, bytes: Buffer): void {
+    for (let start = 0; start < bytes.length && viewer.writable; start += CHUNK_BYTES) {
+      const piece = bytes.subarray(start, start + CHUNK_BYTES);
+      viewer.cursor += piece.length;
+      viewer.socket.cork();
+      viewer.socket.write(frameHeader(FrameType.data, piece.length));
+      viewer.writable = viewer.socket.write(piece);
+      viewer.socket.uncork();
+    }
+    // Whatever did not fit stays in the ring; #pump sends it on 'drain'.
+  }
+
+  /** Sends a viewer what it has not had yet, while its socket takes it. */
+  #pump(viewer: Viewer): void {
+    while (viewer.state === 'streaming' && viewer.writable) {
+      if (viewer.pendingSize !== null) {
+        viewer.writable = viewer.socket.write(encodeJsonFrame(FrameType.resize, viewer.pendingSize));
+        viewer.pendingSize = null;
+        continue;
+      }
+      const behind = this.#ring.totalWritten - viewer.cursor;
+      if (behind === 0) break;
+      if (viewer.cursor < this.#ring.startOffset) {
+        this.#dropViewer(viewer, 'too-slow', 'the output it had not read yet was overwritten');
+        return;
+      }
+      // A copy: the ring slot may be overwritten before the socket gets to send a view of it.
+      this.#sendOutput(viewer, this.#ring.read(viewer.cursor, Math.min(behind, CHUNK_BYTES)));
+    }
+    if (this.#finishing !== null && viewer.state === 'streaming' && viewer.cursor === this.#ring.totalWritten && viewer.pendingSize === null) {
+      this.#sayBye(viewer, this.#finishing === 'vm-ended' ? 'vm-ended' : 'keeper-stopped');
+    }
+  }
+
+  #onViewer(socket: net.Socket): void {
+    const viewer: Viewer = {
+      socket,
+      decoder: new FrameDecoder(),
+      name: `viewer ${this.#nextViewerNumber++}`,
+      state: 'awaiting-hello',
+      cursor: 0,
+      writable: true,
+      pendingSize: null,
+      helloTimer: null,
+    };
+    this.#viewers.add(viewer);
+    this.#log(`${viewer.name} connected`);
+    viewer.helloTimer = setTimeout(() => this.#dropViewer(viewer, 'protocol-error', 'no hello in time'), this.#options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS);
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        viewer.decoder.push(chunk, (type, payload) => this.#onViewerFrame(viewer, type, payload));
+      } catch (error) {
+        if (!(error instanceof ProtocolError)) throw error;
+        this.#dropViewer(viewer, 'protocol-error', error.message);
+      }
+    });
+    socket.on('drain', () => {
+      viewer.writable = true;
+      this.#pump(viewer);
+    });
+    // A vanished viewer shows up as EPIPE/ECONNRESET here; 'close' does the cleanup.
+    socket.on('error', (error) => this.#log(`${viewer.name}: ${error.message}`));
+    socket.on('close', () => this.#forgetViewer(viewer));
+  }
+
+  #onViewerFrame(viewer: Viewer, type: number, payload: Buffer): void {
+    if (viewer.state === 'leaving') return;
+    if (viewer.state === 'awaiting-hello') {
+      if (type !== FrameType.hello) throw new ProtocolError(`expected hello, got frame type ${type}`);
+      this.#welcome(viewer, parseHello(payload).resumeFrom);
+      return;
+    }
+    switch (type) {
+      case FrameType.input:
+        this.#forwardInput(viewer, payload);
+        return;
+      case FrameType.resize:
+        this.#onResize(viewer, parseWindowSize(payload));
+        return;
+      default:
+        throw new ProtocolError(`unexpected frame type ${type}`);
+    }
+  }
+
+  #welcome(viewer: Viewer, resumeFrom: number | null): void {
+    if (viewer.helloTimer) clearTimeout(viewer.helloTimer);
+    viewer.helloTimer = null;
+    const total = this.#ring.totalWritten;
+    // An offset beyond what this keeper has seen comes from another keeper's life (the VM was restarted):
+    // such a viewer, like a new one, gets the whole scrollback.
+    const known = resumeFrom !== null && resumeFrom <= total ? resumeFrom : null;
+    const offset = known === null ? this.#ring.startOffset : Math.max(known, this.#ring.startOffset);
+    const info: Info = { protocol: PROTOCOL_VERSION, offset, dropped: known === null ? 0 : offset - known, size: this.#lastSize };
+    viewer.cursor = offset;
+    viewer.state = 'streaming';
+    viewer.writable = viewer.socket.write(encodeJsonFrame(FrameType.info, info));
+    this.#log(`${viewer.name} attached at offset ${offset} (asked ${resumeFrom ?? 'null'}, dropped ${info.dropped})`);
+    this.#pump(viewer);
+  }
+
+  #forwardInput(viewer: Viewer, bytes: Buffer): void {
+    if (this.#finishing !== null || bytes.length === 0) return;
+    if (!this.#serial.write(bytes)) {
+      // The guest reads its serial port slowly: stop reading from the typing viewer, not from qemu.
+      viewer.socket.pause();
+      this.#inputPaused.add(viewer);
+    }
+  }
+
+  #resumeInput(): void {
+    for (const viewer of this.#inputPaused) viewer.socket.resume();
+    this.#inputPaused.clear();
+  }
+
+  #onResize(from: Viewer, size: WindowSize): void {
+    // A serial line has no window size: there is no TIOCSWINSZ to pass through qemu, and the guest only
+    // learns one if someone runs `stty cols C rows R` in it. So the keeper just remembers the last size
+    // (for viewers that attach later) and passes it on, so the other viewers can follow or show it.
+    this.#lastSize = size;
+    for (const viewer of this.#viewers) {
+      if (viewer === from || viewer.state !== 'streaming') continue;
+      viewer.pendingSize = size;
+      this.#pump(viewer);
+    }
+  }
+
+  #sayBye(viewer: Viewer, reason: ByeReason, message?: string): void {
+    if (viewer.state === 'leaving') return;
+    viewer.state = 'leaving';
+    const bye: Bye = { reason, offset: viewer.cursor, ...(message === undefined ? {} : { message }) };
+    // Queued behind whatever the socket still holds, so the viewer reads all it was sent, then this.
+    viewer.socket.end(encodeJsonFrame(FrameType.bye, bye));
+    this.#log(`${viewer.name} leaves: ${reason}${message ? ` (${message})` : ''}`);
+  }
+
+  #dropViewer(viewer: Viewer, reason: ByeReason, message: string): void {
+    this.#sayBye(viewer, reason, message);
+    // A viewer that stopped reading would keep its queued bytes forever; give it the flush time, no more.
+    setTimeout(() => viewer.socket.destroy(), this.#options.endFlushTimeoutMs ?? DEFAULT_END_FLUSH_TIMEOUT_MS).unref();
+  }
+
+  #forgetViewer(viewer: Viewer): void {
+    if (viewer.helloTimer) clearTimeout(viewer.helloTimer);
+    this.#viewers.delete(viewer);
+    this.#inputPaused.delete(viewer);
+    if (viewer.state !== 'leaving') this.#log(`${viewer.name} disconnected`);
+    if (this.#finishing !== null && this.#viewers.size === 0) this.#complete();
+  }
+
+  #finish(reason: KeeperEnd['reason']): void {
+    if (this.#finishing !== null) return;
+    this.#finishing = reason;
+    this.#log(`finishing (${reason}) after ${this.#ring.totalWritten} bytes of output`);
+    if (reason === 'keeper-stopped') this.#serial.destroy();
+    void this.#closeServer();
+    for (const viewer of this.#viewers) {
+      if (viewer.state === 'awaiting-hello') continue; // served once its hello comes, or timed out
+      if (reason === 'keeper-stopped') this.#sayBye(viewer, 'keeper-stopped');
+      else this.#pump(viewer);
+    }
+    this.#flushTimer = setTimeout(() => {
+      for (const viewer of this.#viewers) viewer.socket.destroy();
+      this.#complete();
+    }, this.#options.endFlushTimeoutMs ?? DEFAULT_END_FLUSH_TIMEOUT_MS);
+    if (this.#viewers.size === 0) this.#complete();
+  }
+
+  /** Stops new viewers (attached ones are still served until they have it all) and removes the socket. */
+  #closeServer(): Promise<void> {
+    this.#serverClosed ??= new Promise<void>((resolve) => {
+      const server = this.#server;
+      if (!server) return resolve();
+      server.close(() => resolve());
+      unlink(this.#options.viewerSocketPath).catch(() => {});
+    });
+    return this.#serverClosed;
+  }
+
+  #complete(): void {
+    if (this.#done || this.#finishing === null) return;
+    this.#done = true;
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    const end: KeeperEnd = { reason: this.#finishing, totalBytes: this.#ring.totalWritten };
+    void this.#closeServer().then(() => {
+      this.#log(`ended (${end.reason})`);
+      this.#resolveEnded(end);
+    });
+  }
+}
+
+/** Removes a socket left by a keeper that died; refuses if a keeper still answers on it or it is not a socket. */
+async function removeStaleSocket(path: string): Promise<void> {
+  const stat = await lstat(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return null;
+    throw error;
+  });
+  if (stat === null) return;
+  if (!stat.isSocket()) throw new Error(`${path} exists and is not a socket`);
+  const alive = await connectOnce(path).then(
+    (socket) => {
+      socket.destroy();
+      return true;
+    },
+    () => false,
+  );
+  if (alive) throw new Error(`a console keeper is already serving ${path}`);
+  await unlink(path);
+}

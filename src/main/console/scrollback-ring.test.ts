@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { ScrollbackRing } from './scrollback-ring';
+
+const bytes = (text: string): Buffer => Buffer.from(text, 'latin1');
+
+describe('ScrollbackRing', () => {
+  it('keeps everything while under capacity', () => {
+    const ring = new ScrollbackRing(16);
+    ring.append(bytes('hello '));
+    ring.append(bytes('world'));
+    expect(ring.snapshot().toString()).toBe('hello world');
+    expect(ring.totalWritten).toBe(11);
+    expect(ring.startOffset).toBe(0);
+    expect(ring.size).toBe(11);
+  });
+
+  it('wraps around and keeps the newest bytes in order', () => {
+    const ring = new ScrollbackRing(8);
+    ring.append(bytes('abcdef'));
+    ring.append(bytes('ghij'));
+    expect(ring.snapshot().toString()).toBe('cdefghij');
+    expect(ring.startOffset).toBe(2);
+    ring.append(bytes('kl'));
+    expect(ring.snapshot().toString()).toBe('efghijkl');
+  });
+
+  it('keeps the tail of a single write larger than the ring', () => {
+    const ring = new ScrollbackRing(4);
+    ring.append(bytes('ab'));
+    ring.append(bytes('0123456789'));
+    expect(ring.snapshot().toString()).toBe('6789');
+    expect(ring.totalWritten).toBe(12);
+    expect(ring.startOffset).toBe(8);
+  });
+
+  it('handles a huge single write (64 MiB into 1 MiB) without cycling through it', () => {
+    const ring = new ScrollbackRing(1024 * 1024);
+    const huge = Buffer.alloc(64 * 1024 * 1024);
+    for (let i = 0; i < huge.length; i += 4096) huge.writeUInt32BE(i, i);
+    ring.append(bytes('x'));
+    ring.append(huge);
+    expect(ring.totalWritten).toBe(huge.length + 1);
+    expect(ring.snapshot().equals(huge.subarray(huge.length - ring.capacity))).toBe(true);
+  });
+
+  it('answers since() with the bytes after an offset', () => {
+    const ring = new ScrollbackRing(8);
+    ring.append(bytes('abcdefgh'));
+    expect(ring.since(5)).toEqual({ from: 5, bytes: bytes('fgh'), dropped: 0 });
+    expect(ring.since(8)).toEqual({ from: 8, bytes: Buffer.alloc(0), dropped: 0 });
+    expect(ring.since(2, 3)).toEqual({ from: 2, bytes: bytes('cde'), dropped: 0 });
+  });
+
+  it('reports how many bytes an old offset has lost', () => {
+    const ring = new ScrollbackRing(4);
+    ring.append(bytes('abcdefghij'));
+    expect(ring.since(1)).toEqual({ from: 6, bytes: bytes('ghij'), dropped: 5 });
+    expect(ring.since(0).dropped).toBe(6);
+  });
+
+  it('rejects offsets that were never written', () => {
+    const ring = new ScrollbackRing(4);
+    ring.append(bytes('ab'));
+    expect(() => ring.since(3)).toThrow(RangeError);
+    expect(() => ring.since(-1)).toThrow(RangeError);
+    expect(() => ring.since(0.5)).toThrow(RangeError);
+    expect(() => new ScrollbackRing(0)).toThrow(RangeError);
+  });
+
+  it('matches a keep-the-last-N model for any sequence of writes', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.array(fc.uint8Array({ maxLength: 60 }), { maxLength: 30 }),
+        fc.nat(),
+        (capacity, chunks, offsetSeed) => {
+          const ring = new ScrollbackRing(capacity);
+          for (const chunk of chunks) ring.append(chunk);
+          const all = Buffer.concat(chunks);
+          const kept = all.subarray(Math.max(0, all.length - capacity));
+          expect(ring.snapshot().equals(kept)).toBe(true);
+          expect(ring.totalWritten).toBe(all.length);
+          const offset = offsetSeed % (all.length + 1);
+          const slice = ring.since(offset);
+          const from = Math.max(offset, all.length - kept.length);
+          expect(slice.from).toBe(from);
+          expect(slice.dropped).toBe(from - offset);
+          expect(slice.bytes.equals(all.subarray(from))).toBe(true);
+        },
+      ),
+    );
+  });
+});
