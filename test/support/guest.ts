@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 export interface TestGuest {
@@ -47,4 +49,105 @@ export function testGuest(): Promise<TestGuest> {
     pending = undefined;
   });
   return pending;
+}
+
+/** Connects to a unix socket, retrying while qemu has not created it yet. */
+export async function connectUnix(socketPath: string, timeoutMs = 10_000): Promise<net.Socket> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await new Promise<net.Socket>((resolve, reject) => {
+        const s = net.connect(socketPath);
+        s.once('connect', () => {
+          s.off('error', reject);
+          resolve(s);
+        });
+        s.once('error', reject);
+      });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() > deadline) throw e;
+      await sleep(20);
+    }
+  }
+}
+
+/** The guest's serial line over a socket: keeps all output, waits for patterns, types lines. */
+export class SerialConsole {
+  private text = '';
+  private closed = false;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(readonly socket: net.Socket) {
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      this.text += d;
+      for (const w of this.waiters) w();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      for (const w of this.waiters) w();
+    });
+    socket.on('error', () => {});
+  }
+
+  static async connect(socketPath: string, timeoutMs?: number): Promise<SerialConsole> {
+    return new SerialConsole(await connectUnix(socketPath, timeoutMs));
+  }
+
+  /** Everything received so far. */
+  get output(): string {
+    return this.text;
+  }
+
+  /** Resolves with the first match of re in the output from offset `from` on. */
+  waitFor(re: RegExp, timeoutMs = 60_000, from = 0): Promise<RegExpExecArray> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const m = re.exec(this.text.slice(from));
+        if (m) {
+          done();
+          resolve(m);
+          return true;
+        }
+        if (this.closed) {
+          done();
+          reject(new Error(`serial closed before ${re}; output:\n${this.text.slice(-2000)}`));
+          return true;
+        }
+        return false;
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${re}; output:\n${this.text.slice(-2000)}`));
+      }, timeoutMs);
+      const waiter = (): void => void check();
+      const done = (): void => {
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+      };
+      this.waiters.add(waiter);
+      check();
+    });
+  }
+
+  /** Types a command line; resolves with the output offset from which its effects appear. */
+  send(line: string): number {
+    const mark = this.text.length;
+    this.socket.write(line.endsWith('\n') ? line : `${line}\n`);
+    return mark;
+  }
+
+  /** Runs a shell command and returns its output lines (between the echoed command and the next prompt). */
+  async run(command: string, timeoutMs = 30_000): Promise<string> {
+    // A unique end marker built by the shell, so the typed (echoed) command never matches it.
+    const tag = `END${Math.random().toString(36).slice(2, 8)}`;
+    const from = this.send(`${command}; echo "${tag.slice(0, 3)}""${tag.slice(3)}"`);
+    const m = await this.waitFor(new RegExp(`\\n([\\s\\S]*?)^${tag}\\r?$`, 'm'), timeoutMs, from);
+    return (m[1] ?? '').replace(/\r/g, '');
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
 }
