@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { PRODUCT_VERSION } from './version';
 import { CliError, EXIT } from './cli/exit-codes';
 import { registerContextCommand } from './cli/context-command';
+import { registerPlanCommand } from './cli/plan-command';
 
 /**
  * Builds the `svirt` command tree. Each command lives in src/main/cli/<name>.ts and registers itself
@@ -20,6 +21,7 @@ export function buildCli(): Command {
       process.stdout.write(`svirt ${PRODUCT_VERSION}\n`);
     });
   registerContextCommand(program);
+  registerPlanCommand(program);
 
   return program;
 }
