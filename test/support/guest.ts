@@ -138,12 +138,13 @@ export class SerialConsole {
     return mark;
   }
 
-  /** Runs a shell command and returns its output lines (between the echoed command and the next prompt). */
+  /** Runs a shell command and returns its output (without the typed line, the prompt or the markers). */
   async run(command: string, timeoutMs = 30_000): Promise<string> {
-    // A unique end marker built by the shell, so the typed (echoed) command never matches it.
-    const tag = `END${Math.random().toString(36).slice(2, 8)}`;
-    const from = this.send(`${command}; echo "${tag.slice(0, 3)}""${tag.slice(3)}"`);
-    const m = await this.waitFor(new RegExp(`\\n([\\s\\S]*?)^${tag}\\r?$`, 'm'), timeoutMs, from);
+    // Begin/end marker lines are assembled by the shell ("BEG""x" prints BEGx), so the echo of the typed line, which
+    // the shell's line editor may also wrap, never matches them.
+    const id = Math.random().toString(36).slice(2, 8);
+    const from = this.send(`echo "BEG""${id}"; ${command}; echo "END""${id}"`);
+    const m = await this.waitFor(new RegExp(`^BEG${id}\\r?\\n([\\s\\S]*?)^END${id}\\r?\\n`, 'm'), timeoutMs, from);
     return (m[1] ?? '').replace(/\r/g, '');
   }
 

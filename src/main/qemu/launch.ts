@@ -1,0 +1,420 @@
+// Starts qemu confined the way that works on these machines (libvirt's way, see svirt-facts "qemu confinement"):
+//   - qemu is spawned directly as an unprivileged uid/gid, in its own session (no -runas, no -daemonize: with the
+//     full -sandbox both get qemu killed by SIGSYS, because the filter is installed before privileges drop);
+//   - everything it must open is handed over as a file descriptor: the serial and QMP listening sockets (created
+//     here, as root) and each disk (an fd set with a read-only fd, plus a read-write fd unless the disk is read-only),
+//     so the qemu user needs no access to the images or the run directory;
+//   - -kernel/-initrd are still opened by qemu by path (qemu 7.2 fopen()s them: /dev/fdset is not understood there and
+//     /proc/self/fd/N re-checks permissions), so they must be readable by the qemu user; launchQemu checks that.
+//
+// How another process reaches a running VM later (the run directory is root-owned, mode 0700):
+//   <runDir>/qmp.sock     QMP (unix stream socket; qemu accepts one client at a time, a new one after it leaves)
+//   <runDir>/serial.sock  the guest's ttyS0 (one client at a time; output while nobody is connected is dropped)
+//   <runDir>/qemu.pid     qemu's pid, written by the launcher (qemu itself cannot write into the run directory)
+//   <runDir>/qemu.log     qemu's stdout/stderr
+// The socket files are the listening sockets qemu holds: they work as long as qemu runs; qemu does not remove them
+// (it never knew their paths), so a later launch into the same run directory replaces them.
+
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { constants as fsc, readFileSync, renameSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { probeAccelerator } from './accel';
+import { QmpClient } from './qmp';
+
+export const DEFAULT_QEMU_USER = 'svirt-qemu';
+export const SANDBOX_ARG = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
+
+export interface DiskSpec {
+  /** Image path, opened by the launcher (root), never by qemu. */
+  path: string;
+  readonly?: boolean;
+  /** Image format (default raw). */
+  format?: 'raw' | 'qcow2';
+}
+
+export interface LaunchSpec {
+  /** VM name: letters, digits, '.', '_', '-' (it lands in qemu's -name and in logs). */
+  name: string;
+  /** Per-VM run directory: created (or re-moded) root-owned 0700; holds the sockets, pidfile and log. */
+  runDir: string;
+  memoryMiB: number;
+  cpus: number;
+  /** Direct kernel boot: absolute paths, readable by the qemu user. */
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  disks?: DiskSpec[];
+  /** Machine type (default q35). */
+  machine?: string;
+  /** Accelerator arguments (default: probeAccelerator()'s choice). */
+  accelArgs?: readonly string[];
+  /** Unprivileged account qemu runs as (default svirt-qemu; created with useradd --system if missing). */
+  user?: string;
+  /** qemu binary (default qemu-system-x86_64 on PATH). */
+  qemu?: string;
+  /** Start with the vCPUs stopped (-S): lets a caller attach to the serial socket before the guest prints. */
+  paused?: boolean;
+  /** How long to wait for qemu's QMP greeting before calling the start failed (default 15 s). */
+  startTimeoutMs?: number;
+}
+
+export interface QemuRunPaths {
+  qmpSocket: string;
+  serialSocket: string;
+  pidFile: string;
+  logFile: string;
+}
+
+export interface LaunchedQemu {
+  pid: number;
+  name: string;
+  uid: number;
+  gid: number;
+  runDir: string;
+  qmpSocketPath: string;
+  serialSocketPath: string;
+  pidFile: string;
+  logFile: string;
+  /** Full qemu argv (after the binary), as run. */
+  argv: string[];
+  /** Accelerator arguments used. */
+  accelArgs: string[];
+}
+
+/** The child-side fd numbers: 0-2 are stdio, 3 serial, 4 QMP, then each disk's fds. */
+export interface FdLayout {
+  serialFd: number;
+  qmpFd: number;
+  /** Per disk, in spec order: its fd set number, read-only fd, and read-write fd (absent for read-only disks). */
+  disks: { fdSet: number; roFd: number; rwFd?: number }[];
+  /** Highest child fd used. */
+  maxFd: number;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const USER_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
+
+export function qemuRunPaths(runDir: string): QemuRunPaths {
+  return {
+    qmpSocket: path.join(runDir, 'qmp.sock'),
+    serialSocket: path.join(runDir, 'serial.sock'),
+    pidFile: path.join(runDir, 'qemu.pid'),
+    logFile: path.join(runDir, 'qemu.log'),
+  };
+}
+
+/** Throws on a spec that must not reach qemu. */
+export function validateLaunchSpec(spec: LaunchSpec): void {
+  if (!NAME_RE.test(spec.name)) throw new Error(`invalid VM name ${JSON.stringify(spec.name)}`);
+  if (!path.isAbsolute(spec.runDir)) throw new Error(`runDir must be absolute: ${spec.runDir}`);
+  if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 16 || spec.memoryMiB > 1024 * 1024) throw new Error(`invalid memoryMiB ${spec.memoryMiB}`);
+  if (!Number.isInteger(spec.cpus) || spec.cpus < 1 || spec.cpus > 255) throw new Error(`invalid cpus ${spec.cpus}`);
+  for (const [what, p] of [['kernel', spec.kernel], ['initrd', spec.initrd]] as const) {
+    if (p !== undefined && !path.isAbsolute(p)) throw new Error(`${what} must be an absolute path: ${p}`);
+  }
+  if ((spec.initrd !== undefined || spec.append !== undefined) && spec.kernel === undefined) throw new Error('initrd/append need a kernel');
+  if (spec.append !== undefined && /[\0\n]/.test(spec.append)) throw new Error('append must be one line');
+  for (const d of spec.disks ?? []) {
+    if (!path.isAbsolute(d.path)) throw new Error(`disk path must be absolute: ${d.path}`);
+    if (d.format !== undefined && d.format !== 'raw' && d.format !== 'qcow2') throw new Error(`unsupported disk format ${String(d.format)}`);
+  }
+  if (spec.machine !== undefined && !/^[A-Za-z0-9._-]+$/.test(spec.machine)) throw new Error(`invalid machine ${spec.machine}`);
+  if (spec.user !== undefined && !USER_RE.test(spec.user)) throw new Error(`invalid user name ${spec.user}`);
+}
+
+/** Which child fd carries what. Pure. */
+export function fdLayout(spec: Pick<LaunchSpec, 'disks'>): FdLayout {
+  let next = 5;
+  const disks = (spec.disks ?? []).map((d, i) => {
+    const roFd = next++;
+    const rwFd = d.readonly ? undefined : next++;
+    return rwFd === undefined ? { fdSet: i + 1, roFd } : { fdSet: i + 1, roFd, rwFd };
+  });
+  return { serialFd: 3, qmpFd: 4, disks, maxFd: next - 1 };
+}
+
+/** QemuOpts values double their commas. */
+function optValue(v: string): string {
+  return v.replace(/,/g, ',,');
+}
+
+/** The qemu argv (without the binary) for a spec and accelerator. Pure: no I/O. */
+export function buildQemuArgv(spec: LaunchSpec, accelArgs: readonly string[]): string[] {
+  validateLaunchSpec(spec);
+  const fds = fdLayout(spec);
+  const argv = [
+    '-name', `guest=${optValue(spec.name)}`,
+    '-no-user-config', '-nodefaults',
+    '-display', 'none',
+    '-machine', spec.machine ?? 'q35',
+    ...accelArgs,
+    '-m', String(spec.memoryMiB),
+    '-smp', String(spec.cpus),
+    '-sandbox', SANDBOX_ARG,
+    '-msg', 'timestamp=on',
+    '-chardev', `socket,id=serial0,fd=${fds.serialFd},server=on,wait=off`,
+    '-serial', 'chardev:serial0',
+    '-chardev', `socket,id=qmp0,fd=${fds.qmpFd},server=on,wait=off`,
+    '-mon', 'chardev=qmp0,mode=control',
+  ];
+  (spec.disks ?? []).forEach((d, i) => {
+    const f = fds.disks[i];
+    if (!f) throw new Error('fd layout out of step with disks');
+    // qemu picks the fd in the set whose access mode matches how it opens the image (read-only probes, then rw).
+    argv.push('-add-fd', `fd=${f.roFd},set=${f.fdSet},opaque=${optValue(`ro:${d.path}`)}`);
+    if (f.rwFd !== undefined) argv.push('-add-fd', `fd=${f.rwFd},set=${f.fdSet},opaque=${optValue(`rw:${d.path}`)}`);
+    argv.push('-drive', `file=/dev/fdset/${f.fdSet},format=${d.format ?? 'raw'},if=virtio,readonly=${d.readonly ? 'on' : 'off'}`);
+  });
+  if (spec.kernel !== undefined) argv.push('-kernel', spec.kernel);
+  if (spec.initrd !== undefined) argv.push('-initrd', spec.initrd);
+  if (spec.append !== undefined) argv.push('-append', spec.append);
+  if (spec.paused) argv.push('-S');
+  return argv;
+}
+
+function execFileP(cmd: string, args: string[], opts: { uid?: number; gid?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { ...opts, timeout: 30_000 }, (err, stdout, stderr) => {
+      if (err && typeof err.code !== 'number') reject(err);
+      else resolve({ code: err ? Number(err.code) : 0, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+async function lookupUser(name: string): Promise<{ uid: number; gid: number } | undefined> {
+  const r = await execFileP('getent', ['passwd', name]);
+  if (r.code !== 0) return undefined;
+  const f = r.stdout.trim().split(':');
+  const uid = Number(f[2]);
+  const gid = Number(f[3]);
+  if (!Number.isInteger(uid) || !Number.isInteger(gid)) throw new Error(`unreadable passwd entry for ${name}`);
+  return { uid, gid };
+}
+
+/** uid/gid of the qemu account, creating it as a system user without home or shell if it does not exist. */
+export async function ensureQemuUser(name = DEFAULT_QEMU_USER): Promise<{ uid: number; gid: number }> {
+  if (!USER_RE.test(name)) throw new Error(`invalid user name ${name}`);
+  for (let attempt = 0; ; attempt++) {
+    const found = await lookupUser(name);
+    if (found) {
+      if (found.uid === 0 || found.gid === 0) throw new Error(`qemu user ${name} has uid/gid 0`);
+      return found;
+    }
+    const r = await execFileP('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', '--user-group', name]);
+    // 9: created meanwhile by someone else; 10: /etc/passwd locked by a concurrent useradd. Both: look again.
+    if (r.code !== 0 && r.code !== 9 && !(r.code === 10 && attempt < 20)) throw new Error(`useradd ${name} failed (${r.code}): ${r.stderr.trim()}`);
+    if (r.code === 10) await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+async function prepareRunDir(runDir: string): Promise<void> {
+  await fs.mkdir(runDir, { recursive: true, mode: 0o700 });
+  const st = await fs.lstat(runDir);
+  if (!st.isDirectory()) throw new Error(`${runDir} is not a directory`);
+  if (st.uid !== process.getuid?.()) throw new Error(`${runDir} is owned by uid ${st.uid}, not by this process`);
+  await fs.chmod(runDir, 0o700);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** pid from <runDir>/qemu.pid if that process still runs qemu, else undefined. */
+export function readQemuPid(runDir: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(qemuRunPaths(runDir).pidFile, 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid)) return undefined;
+  try {
+    // A recycled pid is not our VM.
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]?.includes('qemu') ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function listenUnix(socketPath: string): Promise<net.Server> {
+  const server = net.createServer();
+  // Nobody knows this temporary name, so the launcher's own accept loop never takes a connection meant for qemu.
+  server.on('connection', (s) => s.destroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ path: socketPath, backlog: 16 }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}
+
+/**
+ * The fd of a listening net.Server. Node's spawn() accepts fd numbers in stdio but not a Server (it would try to
+ * pause it as a stream), and net has no public accessor for a server's fd: the handle's fd is read here, checked.
+ */
+function listeningFd(server: net.Server): number {
+  const fd = (server as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) throw new Error('cannot get the fd of a listening socket from net.Server');
+  return fd;
+}
+
+/** This process's fds above stderr that lack O_CLOEXEC, i.e. that every child would inherit. */
+async function inheritableFds(): Promise<number[]> {
+  const out: number[] = [];
+  for (const name of await fs.readdir('/proc/self/fdinfo').catch(() => [] as string[])) {
+    const fd = Number(name);
+    if (!Number.isInteger(fd) || fd < 3) continue;
+    const info = await fs.readFile(`/proc/self/fdinfo/${fd}`, 'utf8').catch(() => '');
+    const flags = /^flags:\s*([0-7]+)/m.exec(info)?.[1];
+    // O_CLOEXEC is 02000000 (octal) in fdinfo's flags.
+    if (flags !== undefined && (parseInt(flags, 8) & 0o2000000) === 0) out.push(fd);
+  }
+  return out;
+}
+
+/** Starts qemu confined (unprivileged uid, seccomp sandbox, everything by fd), detached from this process. */
+export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
+  validateLaunchSpec(spec);
+  const qemuBin = spec.qemu ?? 'qemu-system-x86_64';
+  const { uid, gid } = await ensureQemuUser(spec.user ?? DEFAULT_QEMU_USER);
+  const accelArgs = [...(spec.accelArgs ?? (await probeAccelerator({ qemu: qemuBin })).args)];
+  if (accelArgs.includes('kvm')) {
+    // spawn() drops supplementary groups, so membership in the kvm group does not help the qemu user.
+    const r = await execFileP('test', ['-r', '/dev/kvm', '-a', '-w', '/dev/kvm'], { uid, gid });
+    if (r.code !== 0) throw new Error(`/dev/kvm is not read-writable by uid ${uid} gid ${gid}: use TCG or give that gid access`);
+  }
+  for (const p of [spec.kernel, spec.initrd]) {
+    if (p === undefined) continue;
+    const r = await execFileP('test', ['-f', p, '-a', '-r', p], { uid, gid });
+    if (r.code !== 0) throw new Error(`${p} is not a file readable by the qemu user (uid ${uid}); qemu opens -kernel/-initrd itself`);
+  }
+
+  await prepareRunDir(spec.runDir);
+  const paths = qemuRunPaths(spec.runDir);
+  const running = readQemuPid(spec.runDir);
+  if (running !== undefined) throw new Error(`${spec.name}: qemu ${running} from ${paths.pidFile} is still running`);
+  for (const p of [paths.qmpSocket, paths.serialSocket, paths.pidFile]) await fs.rm(p, { force: true });
+
+  const argv = buildQemuArgv(spec, accelArgs);
+  const layout = fdLayout(spec);
+  const tag = `${process.pid}-${Date.now().toString(36)}`;
+  const tmpSerial = `${paths.serialSocket}.${tag}`;
+  const tmpQmp = `${paths.qmpSocket}.${tag}`;
+
+  const toClose: fs.FileHandle[] = [];
+  const servers: net.Server[] = [];
+  let child: ChildProcess;
+  try {
+    const serialServer = await listenUnix(tmpSerial);
+    servers.push(serialServer);
+    const qmpServer = await listenUnix(tmpQmp);
+    servers.push(qmpServer);
+    const log = await fs.open(paths.logFile, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_APPEND, 0o600);
+    toClose.push(log);
+    await log.write(`${new Date().toISOString()} launch ${qemuBin} ${argv.join(' ')}\n`);
+
+    const stdio: (number | 'ignore')[] = ['ignore', log.fd, log.fd];
+    stdio[layout.serialFd] = listeningFd(serialServer);
+    stdio[layout.qmpFd] = listeningFd(qmpServer);
+    for (const [i, d] of (spec.disks ?? []).entries()) {
+      const f = layout.disks[i];
+      if (!f) throw new Error('fd layout out of step with disks');
+      const ro = await fs.open(d.path, fsc.O_RDONLY);
+      toClose.push(ro);
+      stdio[f.roFd] = ro.fd;
+      if (f.rwFd !== undefined) {
+        const rw = await fs.open(d.path, fsc.O_RDWR);
+        toClose.push(rw);
+        stdio[f.rwFd] = rw.fd;
+      }
+    }
+
+    // Whatever this process inherited without close-on-exec (node opens its own fds with it) would leak into
+    // qemu: those slots get /dev/null instead.
+    const leaked = (await inheritableFds()).filter((fd) => fd > layout.maxFd);
+    if (leaked.length > 0) {
+      const devNull = await fs.open('/dev/null', fsc.O_RDONLY);
+      toClose.push(devNull);
+      for (const fd of leaked) stdio[fd] = devNull.fd;
+    }
+
+    child = spawn(qemuBin, argv, {
+      uid,
+      gid,
+      // Own session and process group: no controlling terminal, untouched by signals to the launcher's group.
+      detached: true,
+      stdio,
+      cwd: '/',
+      env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
+    });
+    // spawn() has forked and exec'd by now, so qemu holds its own copies. In this same tick (no accept can run in
+    // between) the sockets take their public names, and closing the servers (which unlinks the temporary names)
+    // leaves qemu the only process listening on them.
+    if (child.pid !== undefined) {
+      renameSync(tmpSerial, paths.serialSocket);
+      renameSync(tmpQmp, paths.qmpSocket);
+    }
+  } finally {
+    for (const s of servers) s.close();
+    await Promise.all(toClose.map((h) => h.close()));
+    await fs.rm(tmpSerial, { force: true });
+    await fs.rm(tmpQmp, { force: true });
+  }
+
+  const pid = child.pid;
+  if (pid === undefined) {
+    const [err] = (await once(child, 'error')) as [Error];
+    throw new Error(`cannot start ${qemuBin}: ${err.message}`);
+  }
+  child.on('error', () => {});
+  const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? `exit ${code}`)));
+  child.unref();
+  const pidTmp = `${paths.pidFile}.${tag}`;
+  await fs.writeFile(pidTmp, `${pid}\n`, { mode: 0o644 });
+  await fs.rename(pidTmp, paths.pidFile);
+
+  // Started means qemu got past its option parsing and sandbox and answers QMP.
+  const timeoutMs = spec.startTimeoutMs ?? 15_000;
+  const failure = await Promise.race([
+    (async () => {
+      const qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs });
+      try {
+        await qmp.execute('query-status');
+      } finally {
+        await qmp.close();
+      }
+      return undefined;
+    })().catch((e: unknown) => `QMP: ${(e as Error).message}`),
+    exited.then((how) => `qemu ended (${how})`),
+  ]);
+  if (failure !== undefined) {
+    if (processAlive(pid)) process.kill(pid, 'SIGKILL');
+    const logText = await fs.readFile(paths.logFile, 'utf8').catch(() => '');
+    await fs.rm(paths.pidFile, { force: true });
+    throw new Error(`${spec.name}: qemu did not start: ${failure}\n${logText.split('\n').slice(-20).join('\n')}`);
+  }
+
+  return {
+    pid,
+    name: spec.name,
+    uid,
+    gid,
+    runDir: spec.runDir,
+    qmpSocketPath: paths.qmpSocket,
+    serialSocketPath: paths.serialSocket,
+    pidFile: paths.pidFile,
+    logFile: paths.logFile,
+    argv,
+    accelArgs,
+  };
+}
