@@ -3,6 +3,7 @@ import { PRODUCT_VERSION } from './version';
 import { CliError, EXIT } from './cli/exit-codes';
 import { registerContextCommand } from './cli/context-command';
 import { registerPlanCommand } from './cli/plan-command';
+import { registerAccessCommand } from './cli/access-command';
 
 /**
  * Builds the `svirt` command tree. Each command lives in src/main/cli/<name>.ts and registers itself
@@ -22,6 +23,7 @@ export function buildCli(): Command {
     });
   registerContextCommand(program);
   registerPlanCommand(program);
+  registerAccessCommand(program);
 
   return program;
 }
