@@ -81,16 +81,23 @@ function parseAudit2why(output: string): Map<number, OracleAnswer> {
   return answers;
 }
 
+function avcLine(c: AccessCase, serial: number): string {
+  return (
+    `type=AVC msg=audit(1700000000.001:${serial}): avc:  denied  { ${c.perms.join(' ')} } for pid=1 comm="qemu" ` +
+    `scontext=${c.scontext} tcontext=${c.tcontext} tclass=${c.tclass} permissive=0`
+  );
+}
+
+async function avcFile(dir: string, ...cases: AccessCase[]): Promise<string> {
+  const file = join(dir, 'avc.log');
+  await writeFile(file, `${cases.map((c, i) => avcLine(c, i + 1)).join('\n')}\n`);
+  return file;
+}
+
 async function audit2why(cases: readonly AccessCase[]): Promise<Map<number, OracleAnswer>> {
   const dir = await mkdtemp(join(tmpdir(), 'svirt-oracle-'));
   try {
-    const file = join(dir, 'avc.log');
-    const lines = cases.map(
-      (c, i) =>
-        `type=AVC msg=audit(1700000000.001:${i + 1}): avc:  denied  { ${c.perms.join(' ')} } for pid=1 comm="qemu" ` +
-        `scontext=${c.scontext} tcontext=${c.tcontext} tclass=${c.tclass} permissive=0`,
-    );
-    await writeFile(file, `${lines.join('\n')}\n`);
+    const file = await avcFile(dir, ...cases);
     const { stdout } = await run('audit2why', ['-p', POLICY, '-i', file], { maxBuffer: 64 * 1024 * 1024 });
     return parseAudit2why(stdout);
   } finally {
@@ -250,6 +257,31 @@ describe.skipIf(!available)('access evaluator against audit2why (libsepol) on th
     expect(oracle.size).toBe(0); // audit2why cannot map these contexts to SIDs and skips them
     for (const c of invalid) expect(evaluate(c).decision, JSON.stringify(c)).toBe('unknown');
   });
+
+  it('allows in a permissive domain, where audit2why still reports the policy denial', async () => {
+    // The reference policy has no permissive types; rebuild it with one.
+    const dir = await mkdtemp(join(tmpdir(), 'svirt-permissive-'));
+    try {
+      const conf = join(dir, 'policy.conf');
+      const rebuilt = join(dir, 'policy.33');
+      await run('checkpolicy', ['-M', '-b', '-F', POLICY, '-o', conf]);
+      const text = await readFile(conf, 'utf8');
+      const firstRule = text.indexOf('\nallow ');
+      await writeFile(conf, `${text.slice(0, firstRule)}\npermissive svirt_t;${text.slice(firstRule)}`);
+      await run('checkpolicy', ['-M', '-c', '33', '-o', rebuilt, conf]);
+      const permissive = (await loadAccessPolicy({ policyPath: rebuilt, cacheDir: null })).policy;
+      expect([...permissive.symbols.permissiveTypes]).toEqual(['svirt_t']);
+      const shadow = HAND_PICKED[4] as AccessCase;
+      const answer = evaluateAccess(permissive, { scontext: parseContext(shadow.scontext), tcontext: parseContext(shadow.tcontext), tclass: 'file', perms: ['read'] });
+      expect(answer.decision).toBe('allowed');
+      expect(answer.reason).toMatch(/^permissive domain svirt_t: .*missing TE allow rule/);
+      expect(answer.details?.missingTe).toEqual(['read']);
+      const { stdout } = await run('audit2why', ['-p', rebuilt, '-i', await avcFile(dir, shadow)]);
+      expect(stdout).toContain('Missing type enforcement (TE) allow rule');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('resolves type aliases as libsepol does', async () => {
     const viaAlias: AccessCase = { scontext: VM, tcontext: 'system_u:object_r:systemd_run_exec_t:s0', tclass: 'file', perms: ['execute'] };

@@ -24,8 +24,6 @@ function precedenceOf(tree: ConditionTree): number {
 
 export const CONDITION_DIALECT: InfixDialect<string> = {
   binaryOps: new Set(['&&', '||', '^', '==', '!=']),
-  notToken: '!',
-  notAlwaysParenthesized: false,
   readLeaf: (tokens, from, to) => {
     const token = tokens[from];
     return to === from + 1 && token !== undefined && BOOLEAN_NAME.test(token) ? token : undefined;

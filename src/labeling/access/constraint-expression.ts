@@ -76,8 +76,6 @@ function rootPrecedence(tree: ConstraintTree): number {
 
 export const CONSTRAINT_DIALECT: InfixDialect<ConstraintLeaf> = {
   binaryOps: new Set(['and', 'or']),
-  notToken: 'not',
-  notAlwaysParenthesized: true,
   readLeaf,
   leafKey: leafText,
   leafPostfix: (leaf) => [{ operand: [leaf.left] }, { operand: rightTokens(leaf.right) }, { operator: leaf.op }],

@@ -111,23 +111,24 @@ function compute(policy: AccessPolicy, source: SecurityContext, target: Security
         if (covered.length === 0) continue;
         if (rule.condition) {
           const reading = policy.conditions.get(rule.condition.text);
-          let active: boolean | undefined;
-          let why: string;
+          let why: string | undefined;
           if (!reading || !reading.ok) {
             why = `condition "${rule.condition.text}" of ${describeRule(rule)} could not be read (${reading && !reading.ok ? reading.reason : 'missing'})`;
           } else {
             const booleans = conditionBooleans(reading.tree);
             for (const name of booleans) booleansSeen.add(name);
             const value = evaluateCondition(reading.tree, stateOf);
-            if (value !== undefined) active = value === rule.condition.whenTrue;
-            const unknownStates = [...booleans].filter((name) => stateOf(name) === undefined);
-            why = `the state of boolean ${unknownStates.join(', ')} is not known, and ${describeRule(rule)} ${braces(covered)} depends on it`;
+            if (value === undefined) {
+              const unknownStates = [...booleans].filter((name) => stateOf(name) === undefined);
+              why = `the state of boolean ${unknownStates.join(', ')} is not known, and ${describeRule(rule)} ${braces(covered)} depends on it`;
+            } else if (value !== rule.condition.whenTrue) {
+              continue;
+            }
           }
-          if (active === undefined) {
+          if (why !== undefined) {
             if (rule.kind === 'allow') for (const perm of covered) if (!teOpen.has(perm)) teOpen.set(perm, why);
             continue;
           }
-          if (!active) continue;
         }
         if (rule.kind === 'dontaudit') {
           for (const perm of covered) dontaudited.add(perm);

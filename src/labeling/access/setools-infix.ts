@@ -2,9 +2,9 @@
  * Reads the infix text setools prints for an expression stored in postfix (constraints, boolean
  * conditions) back into a tree, exactly or not at all.
  *
- * setools builds the infix by a precedence walk that omits parentheses around left operands, so one
- * printed text can come from several trees: `a or b and c` is printed for both `(a or b) and c` and
- * `a or (b and c)`. A plain precedence parser would silently pick one. Instead every tree whose
+ * setools builds the infix with a walk that decides parentheses from the operator it processed just
+ * before, not from the tree, so one printed text can come from several trees: `a or b and c` is
+ * printed for both `(a or b) and c` and `a or (b and c)`. A plain precedence parser would silently pick one. Instead every tree whose
  * setools printing is token-for-token the input is collected; the reading is accepted when they all
  * agree as boolean functions of their leaves, and refused otherwise.
  */
@@ -18,9 +18,6 @@ export type ExprTree<L> =
 export interface InfixDialect<L> {
   /** Binary operator tokens. */
   readonly binaryOps: ReadonlySet<string>;
-  readonly notToken: string;
-  /** Constraints always print `not ( x )`; conditionals print `! x` for a bare boolean. */
-  readonly notAlwaysParenthesized: boolean;
   /** The leaf spelled by exactly tokens[from..to), if any. */
   readLeaf(tokens: readonly string[], from: number, to: number): L | undefined;
   /** Identity of a leaf, for comparing trees. */
@@ -100,13 +97,14 @@ function candidateTrees<L>(tokens: readonly string[], dialect: InfixDialect<L>):
     const trees = collect();
     const leaf = dialect.readLeaf(tokens, from, to);
     if (leaf !== undefined) trees.add({ kind: 'leaf', leaf });
-    if (tokens[from] === dialect.notToken) {
+    const { notToken, notAlwaysParenthesized } = dialect.printer;
+    if (tokens[from] === notToken) {
       if (to - from >= 4 && tokens[from + 1] === '(' && tokens[to - 1] === ')') {
         for (const operand of full(from + 2, to - 1)) {
-          if (dialect.notAlwaysParenthesized || operand.kind !== 'leaf') trees.add({ kind: 'not', operand });
+          if (notAlwaysParenthesized || operand.kind !== 'leaf') trees.add({ kind: 'not', operand });
         }
       }
-      if (!dialect.notAlwaysParenthesized) {
+      if (!notAlwaysParenthesized) {
         const operand = dialect.readLeaf(tokens, from + 1, to);
         if (operand !== undefined) trees.add({ kind: 'not', operand: { kind: 'leaf', leaf: operand } });
       }
