@@ -1,30 +1,50 @@
-import { app, BrowserWindow, ipcMain } from 'electron';
+import { app, ipcMain, session, type BrowserWindow } from 'electron';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createServices } from '../src/main/app-services';
-import { CALL_NAMES, channelOf } from '../src/main/ipc-contract';
+import { forwardEvents, registerCallHandlers } from './ipc-handlers';
+import { installPermissionHandlers } from './permissions';
+import { createAppWindow } from './app-window';
+import { guardWebContents } from './web-contents-guard';
+
+const APP_PAGE = path.join(__dirname, '..', 'renderer', 'index.html');
+const APP_URL = pathToFileURL(APP_PAGE).href;
+
+// Every renderer sandboxed, including any a dependency might create.
+app.enableSandbox();
+
+app.on('web-contents-created', (_event, contents) => guardWebContents(contents, APP_URL));
+
+let mainWindow: BrowserWindow | null = null;
 
 function createWindow(): BrowserWindow {
-  const win = new BrowserWindow({
-    width: 1280,
-    height: 820,
-    title: 'sVirt Manager',
-    webPreferences: {
-      preload: path.join(__dirname, 'preload.cjs'),
-      contextIsolation: true,
-      sandbox: true,
-      nodeIntegration: false,
-    },
+  const win = createAppWindow(path.join(__dirname, 'preload.cjs'));
+  win.on('closed', () => {
+    if (mainWindow === win) mainWindow = null;
   });
-  void win.loadFile(path.join(__dirname, '..', 'renderer', 'index.html'));
+  void win.loadFile(APP_PAGE);
   return win;
 }
 
+const services = createServices();
+
 void app.whenReady().then(() => {
-  const services = createServices();
-  for (const name of CALL_NAMES) {
-    ipcMain.handle(channelOf(name), (_event, request) => services[name](request));
-  }
-  createWindow();
+  installPermissionHandlers(session.defaultSession, APP_URL);
+  registerCallHandlers(ipcMain, services, APP_URL);
+  forwardEvents(services, () => mainWindow?.webContents ?? null);
+  mainWindow = createWindow();
 });
 
 app.on('window-all-closed', () => app.quit());
+
+// Close the helper session before exiting; the helper leaves running VMs alone.
+let disposed = false;
+app.on('will-quit', (event) => {
+  if (disposed || !services.dispose) return;
+  disposed = true;
+  event.preventDefault();
+  services
+    .dispose()
+    .catch((e: unknown) => console.error('svirt: closing the helper failed:', e))
+    .finally(() => app.quit());
+});

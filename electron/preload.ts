@@ -1,8 +1,30 @@
-import { contextBridge, ipcRenderer } from 'electron';
-import { CALL_NAMES, channelOf, type SvirtApi } from '../src/main/ipc-contract';
+import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
+import { CALL_NAMES, channelOf, eventChannelOf, isEventName, type CallName, type CallOutcome, type SvirtApi, type SvirtCalls } from '../src/main/ipc-contract';
 
-const api = Object.fromEntries(
-  CALL_NAMES.map((name) => [name, (request: unknown) => ipcRenderer.invoke(channelOf(name), request)]),
-) as SvirtApi;
+/** Unwraps the main process's outcome so the page sees the service's own error message. */
+async function invoke(name: CallName, request: unknown): Promise<unknown> {
+  const outcome = (await ipcRenderer.invoke(channelOf(name), request)) as CallOutcome;
+  if (outcome.ok) return outcome.result;
+  const error = new Error(outcome.error.message);
+  error.name = outcome.error.name;
+  throw error;
+}
+
+const calls = Object.fromEntries(CALL_NAMES.map((name) => [name, (request: unknown) => invoke(name, request)])) as unknown as SvirtCalls;
+
+const api: SvirtApi = {
+  ...calls,
+  on(event, listener) {
+    // The page is untrusted input here: only contract channels, and never the raw IpcRendererEvent.
+    if (!isEventName(event)) throw new Error(`unknown event: ${String(event)}`);
+    if (typeof listener !== 'function') throw new TypeError('listener must be a function');
+    const channel = eventChannelOf(event);
+    const relay = (_event: IpcRendererEvent, payload: unknown) => listener(payload as Parameters<typeof listener>[0]);
+    ipcRenderer.on(channel, relay);
+    return () => {
+      ipcRenderer.removeListener(channel, relay);
+    };
+  },
+};
 
 contextBridge.exposeInMainWorld('svirt', api);

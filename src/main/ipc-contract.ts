@@ -1,28 +1,338 @@
 /**
  * The one IPC contract between the renderer and the main process. The preload exposes exactly these
- * calls, electron/ registers a handler for each, and the browser test bridge maps the same names.
+ * calls and events, electron/ registers a handler for each call, and the browser test bridge maps the
+ * same names. Every request, result and event payload is plain JSON: it crosses a process boundary.
+ *
+ * Only type imports here: the sandboxed preload bundles this module and must not pull in Node code.
  */
+import type { SelinuxMode } from './host-selinux';
+import type { HelperLaunch } from './helper-client';
+import type { DiskClass, SeclabelDefinition, VmDefinition, VmDefinitionInput } from './vm-definition';
+
+export type { DiskClass, SeclabelDefinition, SelinuxMode, VmDefinition, VmDefinitionInput };
+
 export interface AppInfo {
   name: string;
   version: string;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Host
+
+export interface HelperStatus {
+  connected: boolean;
+  /** The helper's product version once it answered; null before. */
+  version: string | null;
+  launchedVia: HelperLaunch['via'] | null;
+  /** Why the helper is not connected (authentication dismissed, exited …); null when connected. */
+  error: string | null;
+}
+
+export interface HostStatus {
+  selinux: {
+    mode: SelinuxMode;
+    /** SELINUXTYPE, e.g. `default` or `targeted`; null when SELinux is disabled and no config was found. */
+    policyType: string | null;
+  };
+  /** The types this host's policy uses for VMs (from virtual_domain_context / virtual_image_context). */
+  profile: {
+    processType: string;
+    /** Fedora's svirt_tcg_t; null when the policy has none and TCG guests run as processType. */
+    tcgProcessType: string | null;
+    imageType: string;
+    contentType: string;
+    /** True when some policy file was missing and built-in defaults stand in. */
+    fallback: boolean;
+    notes: string[];
+  };
+  accel: {
+    kind: 'kvm' | 'tcg';
+    /** Why this accelerator was chosen (e.g. "/dev/kvm missing", "KVM probe timed out"). */
+    reason: string;
+  };
+  helper: HelperStatus;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// VMs
+
+export type VmState = 'stopped' | 'starting' | 'running' | 'stopping';
+
+/** An MCS level such as `s0:c12,c345`, with its setrans.conf name when one is defined. */
+export interface McsLevel {
+  level: string;
+  name: string | null;
+}
+
+export interface VmSummary {
+  name: string;
+  state: VmState;
+  /** True when qemu runs (or would run) in a confined domain with an MCS pair. */
+  confined: boolean;
+  /** Why not (seclabel none, SELinux disabled …); null when confined. */
+  notConfinedReason: string | null;
+  /** The live qemu context while running; the static label when stopped; null for a stopped dynamic VM. */
+  processLabel: string | null;
+  /** The label its private images get (or have, while running); null when not known yet. */
+  imageLabel: string | null;
+  processLevel: McsLevel | null;
+  imageLevel: McsLevel | null;
+  seclabel: { mode: SeclabelDefinition['mode']; relabel: boolean };
+  vcpus: number;
+  memoryMiB: number;
+  /** qemu's pid while it runs. */
+  pid: number | null;
+}
+
+export type ResourceKind = 'disk' | 'cdrom' | 'kernel' | 'initrd' | 'dtb' | 'serial';
+
+/**
+ * How a resource is labeled: the disk classes, `content` for kernel, initrd and dtb (the read-only
+ * content label, never restored) and `char` for character-device backends (the VM's image label).
+ */
+export type ResourceClass = DiskClass | 'content' | 'char';
+
+export interface VmResource {
+  path: string;
+  kind: ResourceKind;
+  class: ResourceClass;
+  /** Guest device name (`vda`, `sda`) for disks and CD-ROMs. */
+  target: string | null;
+  relabel: boolean;
+  /** A directory whose whole tree is labeled (relabels report progress). */
+  isTree: boolean;
+  /** The label it should have now; null when it is left alone (relabel no, seclabel none). */
+  expectedLabel: string | null;
+  /** The label read from disk; null when the file could not be read (see problem). */
+  actualLabel: string | null;
+  /** True when nothing is expected, or the label on disk is the expected one. */
+  match: boolean;
+  /** e.g. "file not found", "filesystem does not support labels (NFS)"; null when none. */
+  problem: string | null;
+}
+
+export interface VmDetails {
+  summary: VmSummary;
+  definition: VmDefinition;
+  resources: VmResource[];
+}
+
+/** Turning a resource into a private image, a shared read-write image, or read-only content. */
+export type RelabelTarget = DiskClass;
+
+export interface RelabelRequest {
+  vm: string;
+  /** A resource path of that VM. */
+  path: string;
+  to: RelabelTarget;
+}
+
+export interface LabelChange {
+  path: string;
+  /** null when the current label could not be read. */
+  from: string | null;
+  to: string;
+}
+
+export interface RelabelPreview extends RelabelRequest {
+  /** Exactly the files whose label changes; files already labeled so are not listed. */
+  changes: LabelChange[];
+  count: number;
+  /** Things to know before confirming (e.g. "another VM uses this file privately"). */
+  warnings: string[];
+}
+
+export interface RelabelResult extends RelabelRequest {
+  changed: number;
+  failed: { path: string; error: string }[];
+  /** The resource as it is afterwards. */
+  resource: VmResource;
+}
+
+export interface StaticLabelCheck {
+  /** The VM being edited, so that its own pair does not count as "used by another VM". */
+  vm?: string;
+  label: string;
+  relabel: boolean;
+}
+
+export interface StaticLabelVerdict {
+  /** The label cannot be used: malformed context, categories outside the policy's range … */
+  errors: string[];
+  /** It can be used but deserves a look: a pair another VM or process holds, relabel no … */
+  warnings: string[];
+  /** The label private images get from it; null when errors, or when relabel is off. */
+  imageLabel: string | null;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Console
+
+export interface ConsoleSession {
+  session: string;
+  /** Bytes of output produced while no viewer was attached, replayed as consoleData events first. */
+  replayedBytes: number;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Audit
+
+export type AccessLevel = 'read' | 'write' | 'none';
+
+export interface AuditVm {
+  name: string;
+  processLabel: string;
+  processLevel: McsLevel | null;
+}
+
+export interface AuditResource {
+  path: string;
+  label: string | null;
+  /** The VMs whose definition names this file. */
+  usedBy: string[];
+}
+
+export interface AuditCell {
+  vm: string;
+  path: string;
+  access: AccessLevel;
+  /** e.g. "MCS constraint: s0:c1,c2 does not dominate s0:c3,c4", "allow svirt_t svirt_image_t:file write". */
+  reason: string;
+}
+
+export type AuditProblemKind =
+  | 'selinux-disabled'
+  | 'selinux-permissive'
+  | 'unconfined-vm'
+  | 'duplicate-pair'
+  | 'unintended-sharing'
+  | 'label-drift';
+
+export type Severity = 'critical' | 'warning' | 'info';
+
+export interface AuditProblem {
+  kind: AuditProblemKind;
+  severity: Severity;
+  message: string;
+  vm?: string;
+  path?: string;
+}
+
+export interface AuditReport {
+  /** Who answered: the kernel (live access checks) or the offline policy evaluator, and why that one. */
+  source: { kind: 'kernel' | 'evaluator'; why: string };
+  /** Rows: the running VMs. */
+  vms: AuditVm[];
+  /** Columns: every resource of a running VM. */
+  resources: AuditResource[];
+  /** One per (vm, resource). */
+  cells: AuditCell[];
+  problems: AuditProblem[];
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Calls
+
+type VmRef = { name: string };
+
 export interface IpcCalls {
   appInfo: { request: void; result: AppInfo };
+  hostStatus: { request: void; result: HostStatus };
+  listVms: { request: void; result: VmSummary[] };
+  getVm: { request: VmRef; result: VmDetails };
+  defineVm: { request: VmDefinitionInput; result: VmDefinition };
+  deleteVm: { request: VmRef; result: void };
+  /** allowUnconfined: the user confirmed starting a VM that SELinux will not confine. */
+  startVm: { request: VmRef & { allowUnconfined: boolean }; result: VmSummary };
+  /** ACPI power button: the guest decides. */
+  shutdownVm: { request: VmRef; result: void };
+  forceOffVm: { request: VmRef; result: void };
+  previewRelabel: { request: RelabelRequest; result: RelabelPreview };
+  applyRelabel: { request: RelabelRequest; result: RelabelResult };
+  validateStaticLabel: { request: StaticLabelCheck; result: StaticLabelVerdict };
+  updateSeclabel: { request: { vm: string; seclabel: SeclabelDefinition }; result: VmDefinition };
+  consoleAttach: { request: { vm: string }; result: ConsoleSession };
+  /** Keystrokes as the terminal produced them; the main process sends them as UTF-8. */
+  consoleInput: { request: { session: string; data: string }; result: void };
+  consoleResize: { request: { session: string; cols: number; rows: number }; result: void };
+  consoleDetach: { request: { session: string }; result: void };
+  audit: { request: void; result: AuditReport };
 }
 
 export type CallName = keyof IpcCalls;
+export type CallRequest<K extends CallName> = IpcCalls[K]['request'];
+export type CallResult<K extends CallName> = IpcCalls[K]['result'];
 
 /** Runtime list of call names; typed so that adding a call to IpcCalls without listing it fails to compile. */
-export const CALL_NAMES = ['appInfo'] as const satisfies readonly CallName[];
-type Missing = Exclude<CallName, (typeof CALL_NAMES)[number]>;
-const _allListed: Missing extends never ? true : never = true;
-void _allListed;
+export const CALL_NAMES = [
+  'appInfo',
+  'hostStatus',
+  'listVms',
+  'getVm',
+  'defineVm',
+  'deleteVm',
+  'startVm',
+  'shutdownVm',
+  'forceOffVm',
+  'previewRelabel',
+  'applyRelabel',
+  'validateStaticLabel',
+  'updateSeclabel',
+  'consoleAttach',
+  'consoleInput',
+  'consoleResize',
+  'consoleDetach',
+  'audit',
+] as const satisfies readonly CallName[];
+type MissingCall = Exclude<CallName, (typeof CALL_NAMES)[number]>;
+const _allCallsListed: MissingCall extends never ? true : never = true;
+void _allCallsListed;
 
 /** Channel name on the wire for a call. */
 export const channelOf = (name: CallName): string => `svirt:${name}`;
 
+/** Every call as an async function: what the renderer sees and what the main process implements. */
+export type SvirtCalls = {
+  [K in CallName]: (request: CallRequest<K>) => Promise<CallResult<K>>;
+};
+
+/**
+ * What a call handler returns on the wire. Electron rewrites thrown errors as "Error invoking remote
+ * method …"; an explicit outcome lets the preload rethrow the service's own message.
+ */
+export type CallOutcome<T = unknown> = { ok: true; result: T } | { ok: false; error: { name: string; message: string } };
+
+// ---------------------------------------------------------------------------------------------------
+// Events (main → renderer)
+
+export interface IpcEvents {
+  vmStateChanged: { vm: string; state: VmState; pid: number | null };
+  /** data is base64: serial output is bytes, and may split a UTF-8 sequence. */
+  consoleData: { session: string; data: string };
+  consoleEnded: { session: string; vm: string; reason: string };
+  /** Progress of applyRelabel on a tree, keyed by the request's vm and path. */
+  relabelProgress: { vm: string; path: string; done: number; total: number };
+  helperStatus: HelperStatus;
+}
+
+export type EventName = keyof IpcEvents;
+
+export const EVENT_NAMES = ['vmStateChanged', 'consoleData', 'consoleEnded', 'relabelProgress', 'helperStatus'] as const satisfies readonly EventName[];
+type MissingEvent = Exclude<EventName, (typeof EVENT_NAMES)[number]>;
+const _allEventsListed: MissingEvent extends never ? true : never = true;
+void _allEventsListed;
+
+export const eventChannelOf = (name: EventName): string => `svirt:event:${name}`;
+
+export const isEventName = (value: unknown): value is EventName => (EVENT_NAMES as readonly unknown[]).includes(value);
+
+/** One event with its payload, as the services emit it. */
+export type SvirtEvent = { [E in EventName]: { event: E; payload: IpcEvents[E] } }[EventName];
+
+export type Unsubscribe = () => void;
+
 /** What the preload exposes as `window.svirt`. */
-export type SvirtApi = {
-  [K in CallName]: (request: IpcCalls[K]['request']) => Promise<IpcCalls[K]['result']>;
+export type SvirtApi = SvirtCalls & {
+  /** Subscribes to a contract event; returns the function that unsubscribes. */
+  on<E extends EventName>(event: E, listener: (payload: IpcEvents[E]) => void): Unsubscribe;
 };
