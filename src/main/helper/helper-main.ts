@@ -1,4 +1,66 @@
-// Entry point of the root helper program; the protocol lands with the helper issue.
-import { PRODUCT_VERSION } from '../version';
+// The root helper program (dist/svirt-helper.js; installed as /usr/libexec/svirt-manager/svirt-helper).
+// Started once per app session through pkexec; speaks JSON Lines on stdin/stdout until stdin closes.
+// With --console-keeper as its first argument it runs a VM's console keeper instead (see console/).
+import { loadPolicyProfile } from '../selinux-files';
+import { selinuxMode } from '../host-selinux';
+import { probeAccelerator } from '../qemu/accel';
+import { HelperStateStore } from '../state/helper-state';
+import { loadHelperConfig, resolveRequester } from './helper-config';
+import { serveHelperProtocol } from './helper-server';
+import { createVerbs } from './helper-verbs';
+import { VmLifecycle } from './vm-lifecycle';
 
-process.stdout.write(JSON.stringify({ event: 'hello', version: PRODUCT_VERSION }) + '\n');
+const RECONCILE_INTERVAL_MS = 1000;
+
+function memo<T>(fn: () => Promise<T>): () => Promise<T> {
+  let value: Promise<T> | undefined;
+  return () => (value ??= fn());
+}
+
+async function runHelper(): Promise<number> {
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('svirt-helper: must run as root; the app starts it through pkexec (polkit action org.svirtmanager.helper)\n');
+    return 1;
+  }
+  const config = await loadHelperConfig();
+  const requester = await resolveRequester();
+  const profile = await loadPolicyProfile(undefined, config.categoryRange);
+  const store = new HelperStateStore(config.stateDir);
+  await store.init();
+  const selinux = memo(selinuxMode);
+  const accel = memo(() => probeAccelerator());
+  const script = process.argv[1];
+  if (!script) throw new Error('cannot tell the helper script path');
+  const lifecycle = new VmLifecycle({
+    store, config, profile, requester, selinux, accel,
+    keeperCommand: { command: process.execPath, argsPrefix: [script] },
+  });
+  // Whatever died while no helper was running is cleaned up before the first request.
+  await lifecycle.reconcile();
+  const verbs = createVerbs({ lifecycle, config, profile, requester, selinux, accel });
+
+  let broadcast: ((event: string, data: unknown) => void) | undefined;
+  // VMs that end on their own (guest poweroff, crash) get their labels restored promptly.
+  const timer = setInterval(() => {
+    lifecycle.reconcile().then((report) => {
+      for (const id of report.cleanedUp) broadcast?.('vm-stopped', { id });
+    }, (err: Error) => process.stderr.write(`svirt-helper: reconcile failed: ${err.message}\n`));
+  }, RECONCILE_INTERVAL_MS);
+  timer.unref();
+
+  await serveHelperProtocol(process.stdin, process.stdout, verbs, (emit) => (broadcast = emit));
+  clearInterval(timer);
+  return 0;
+}
+
+if (process.argv[2] === '--console-keeper') {
+  await import('../console/keeper-main');
+} else {
+  runHelper().then(
+    (code) => process.exit(code),
+    (err: Error) => {
+      process.stderr.write(`svirt-helper: ${err.message}\n`);
+      process.exit(1);
+    },
+  );
+}

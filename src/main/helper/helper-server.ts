@@ -11,23 +11,28 @@ export interface VerbContext {
   readonly emit: (event: string, data: unknown) => void;
 }
 
-export interface VerbHandler<A = never> {
-  readonly validate: ValidateFunction<A>;
-  readonly run: (args: A, context: VerbContext) => Promise<unknown>;
+/** A verb: its request schema's validator and the handler that runs once args passed it. */
+export interface VerbHandler {
+  readonly validate: ValidateFunction<unknown>;
+  // `never`: each handler takes its own args type, which only its validator vouches for.
+  readonly run: (args: never, context: VerbContext) => Promise<unknown>;
 }
 
-export type VerbTable = Readonly<Record<string, VerbHandler<never>>>;
+export type VerbTable = Readonly<Record<string, VerbHandler>>;
 
 /**
  * Serves the helper protocol on a pair of streams until the input ends. Requests run concurrently
  * (a long start must not hold up console input); state changes serialize on the state lock instead.
  * A handler's unexpected exception becomes an error response: one bad request never ends the helper.
  */
-export async function serveHelperProtocol(input: Readable, output: Writable, verbs: VerbTable): Promise<void> {
+export async function serveHelperProtocol(
+  input: Readable, output: Writable, verbs: VerbTable, onEmitter?: (emit: VerbContext['emit']) => void,
+): Promise<void> {
   const send = (message: HelperMessage) => {
     if (!output.writableEnded && !output.destroyed) output.write(`${JSON.stringify(message)}\n`);
   };
   const context: VerbContext = { emit: (event, data) => send({ event, data } satisfies EventMessage) };
+  onEmitter?.(context.emit);
   const pending = new Set<Promise<void>>();
 
   const handle = async (line: string) => {
@@ -38,10 +43,10 @@ export async function serveHelperProtocol(input: Readable, output: Writable, ver
       if (!Object.prototype.hasOwnProperty.call(verbs, request.verb)) {
         throw new HelperError('unknown-verb', `unknown verb "${request.verb}" (known: ${Object.keys(verbs).sort().join(', ')})`);
       }
-      // The validator below narrows args to the handler's own type before run sees them.
-      const handler = verbs[request.verb] as unknown as VerbHandler<unknown>;
+      const handler = verbs[request.verb] as VerbHandler;
       if (!handler.validate(request.args)) throw new HelperError('bad-request', `${request.verb}: ${describeAjvError(handler.validate)}`);
-      const result = await handler.run(request.args, context);
+      // The validator just vouched for the handler's own args type.
+      const result = await (handler.run as (args: unknown, context: VerbContext) => Promise<unknown>)(request.args, context);
       send({ id, ok: true, result: result ?? null });
     } catch (err) {
       if (id === null) id = salvageId(line);

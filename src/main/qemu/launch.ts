@@ -33,6 +33,8 @@ export interface DiskSpec {
   readonly?: boolean;
   /** Image format (default raw). */
   format?: 'raw' | 'qcow2';
+  /** Written by several VMs at once (libvirt's <shareable/>): the image's write lock is shared. */
+  shared?: boolean;
 }
 
 export interface LaunchSpec {
@@ -59,6 +61,8 @@ export interface LaunchSpec {
   paused?: boolean;
   /** How long to wait for qemu's QMP greeting before calling the start failed (default 15 s). */
   startTimeoutMs?: number;
+  /** SELinux context to exec qemu in (`runcon CTX qemu …`): the VM's svirt_t label on an SELinux host. */
+  execContext?: string;
 }
 
 export interface QemuRunPaths {
@@ -123,6 +127,9 @@ export function validateLaunchSpec(spec: LaunchSpec): void {
   }
   if (spec.machine !== undefined && !/^[A-Za-z0-9._-]+$/.test(spec.machine)) throw new Error(`invalid machine ${spec.machine}`);
   if (spec.user !== undefined && !USER_RE.test(spec.user)) throw new Error(`invalid user name ${spec.user}`);
+  if (spec.execContext !== undefined && !/^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+(:[A-Za-z0-9:.,-]+)?$/.test(spec.execContext)) {
+    throw new Error(`invalid SELinux context ${spec.execContext}`);
+  }
 }
 
 /** Which child fd carries what. Pure. */
@@ -166,7 +173,14 @@ export function buildQemuArgv(spec: LaunchSpec, accelArgs: readonly string[]): s
     // qemu picks the fd in the set whose access mode matches how it opens the image (read-only probes, then rw).
     argv.push('-add-fd', `fd=${f.roFd},set=${f.fdSet},opaque=${optValue(`ro:${d.path}`)}`);
     if (f.rwFd !== undefined) argv.push('-add-fd', `fd=${f.rwFd},set=${f.fdSet},opaque=${optValue(`rw:${d.path}`)}`);
-    argv.push('-drive', `file=/dev/fdset/${f.fdSet},format=${d.format ?? 'raw'},if=virtio,readonly=${d.readonly ? 'on' : 'off'}`);
+    const readonly = `readonly=${d.readonly ? 'on' : 'off'}`;
+    const file = `file=/dev/fdset/${f.fdSet},format=${d.format ?? 'raw'}`;
+    if (d.shared) {
+      // qemu locks images against a second writer; a shareable disk needs the device to say share-rw.
+      argv.push('-drive', `${file},if=none,id=drive${f.fdSet},${readonly}`, '-device', `virtio-blk-pci,drive=drive${f.fdSet},share-rw=on`);
+    } else {
+      argv.push('-drive', `${file},if=virtio,${readonly}`);
+    }
   });
   if (spec.kernel !== undefined) argv.push('-kernel', spec.kernel);
   if (spec.initrd !== undefined) argv.push('-initrd', spec.initrd);
@@ -348,7 +362,9 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
       for (const fd of leaked) stdio[fd] = devNull.fd;
     }
 
-    child = spawn(qemuBin, argv, {
+    // runcon sets the exec context and execs qemu in place: same pid, same fds.
+    const [command, args] = spec.execContext === undefined ? [qemuBin, argv] : ['runcon', [spec.execContext, qemuBin, ...argv]];
+    child = spawn(command, args, {
       uid,
       gid,
       // Own session and process group: no controlling terminal, untouched by signals to the launcher's group.

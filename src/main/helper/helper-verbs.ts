@@ -1,0 +1,165 @@
+import { randomUUID } from 'node:crypto';
+import { connectConsole, type ConsoleViewer } from '../console/console-viewer';
+import type { SelinuxMode } from '../host-selinux';
+import { labelContentTree, labelFile, restoreContent, LabelConflictError } from '../labels/relabeler';
+import { PathRefusedError } from '../labels/path-policy';
+import type { AccelChoice } from '../qemu/accel';
+import type { PolicyProfile } from '../../labeling/policy-profile';
+import { formatContext } from '../../labeling/context';
+import { PRODUCT_VERSION } from '../version';
+import type { VerbContext, VerbHandler, VerbTable } from './helper-server';
+import type { HelperConfig } from './helper-config';
+import { ajv, HelperError } from './protocol';
+import { vmId, type VmLifecycle } from './vm-lifecycle';
+
+/**
+ * The helper's verbs: each with a strict schema (checked before it runs) and a handler that calls the
+ * lifecycle, the relabeler or the console keeper. Requests act for the session's requester only.
+ */
+export interface VerbDeps {
+  readonly lifecycle: VmLifecycle;
+  readonly config: HelperConfig;
+  readonly profile: PolicyProfile;
+  readonly requester: { uid: number; home?: string };
+  readonly selinux: () => Promise<SelinuxMode>;
+  readonly accel: () => Promise<AccelChoice>;
+}
+
+const PATH = { type: 'string', minLength: 1, maxLength: 4096 } as const;
+const VM_REF = { type: 'string', minLength: 1, maxLength: 128, pattern: '^([0-9]{1,10}/)?[A-Za-z0-9][A-Za-z0-9._-]*$' } as const;
+const SESSION = { type: 'string', minLength: 1, maxLength: 64 } as const;
+
+function verb<A>(schema: object, run: (args: A, context: VerbContext) => Promise<unknown>): VerbHandler {
+  return { validate: ajv.compile<A>({ type: 'object', additionalProperties: false, ...schema }), run };
+}
+
+/** Wraps refusals from the file layer into protocol errors with the right code. */
+async function asProtocolError<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof PathRefusedError) throw new HelperError('refused', err.message);
+    if (err instanceof LabelConflictError) throw new HelperError('conflict', err.message);
+    throw err;
+  }
+}
+
+export function createVerbs(deps: VerbDeps): VerbTable {
+  const { lifecycle, profile } = deps;
+  const sessions = new Map<string, ConsoleViewer>();
+  // A name means the requester's own VM; `uid/name` is accepted for root (and for one's own uid).
+  const resolveVm = (vm: string) => (vm.includes('/') ? vm : vmId(deps.requester.uid, vm));
+  const session = (id: string) => {
+    const viewer = sessions.get(id);
+    if (!viewer) throw new HelperError('not-found', `no console session ${id}`);
+    return viewer;
+  };
+
+  const verbs: Record<string, VerbHandler> = {
+    status: verb<Record<string, never>>({ properties: {} }, async () => ({
+      version: PRODUCT_VERSION,
+      selinux: await deps.selinux(),
+      policy: {
+        type: profile.policyType,
+        fallback: profile.fallback,
+        processType: profile.processContext.type,
+        tcgProcessType: profile.tcgProcessType ?? null,
+        imageType: profile.imageContext.type,
+        contentType: profile.contentContext.type,
+        notes: profile.notes,
+      },
+      accel: await deps.accel().then((a) => ({ kind: a.accel, reason: a.reason })),
+      requesterUid: deps.requester.uid,
+      stateDir: deps.config.stateDir,
+    })),
+
+    list: verb<Record<string, never>>({ properties: {} }, () => lifecycle.list()),
+
+    reconcile: verb<Record<string, never>>({ properties: {} }, () => lifecycle.reconcile()),
+
+    start: verb<{ definition: unknown; allowUnconfined?: boolean; reservedLevels?: string[] }>({
+      required: ['definition'],
+      properties: {
+        definition: { type: 'object' },
+        allowUnconfined: { type: 'boolean' },
+        reservedLevels: { type: 'array', maxItems: 4096, items: { type: 'string', maxLength: 512 } },
+      },
+    }, (args) => asProtocolError(() => lifecycle.start(args.definition, {
+      ...(args.allowUnconfined === undefined ? {} : { allowUnconfined: args.allowUnconfined }),
+      ...(args.reservedLevels === undefined ? {} : { reservedLevels: args.reservedLevels }),
+    }))),
+
+    stop: verb<{ vm: string; force?: boolean; timeoutMs?: number }>({
+      required: ['vm'],
+      properties: { vm: VM_REF, force: { type: 'boolean' }, timeoutMs: { type: 'integer', minimum: 0, maximum: 3_600_000 } },
+    }, (args) => lifecycle.stop(resolveVm(args.vm), {
+      ...(args.force === undefined ? {} : { force: args.force }),
+      ...(args.timeoutMs === undefined ? {} : { timeoutMs: args.timeoutMs }),
+    })),
+
+    forceOff: verb<{ vm: string }>({ required: ['vm'], properties: { vm: VM_REF } },
+      (args) => lifecycle.stop(resolveVm(args.vm), { force: true })),
+
+    relabel: verb<{ path: string; mode: 'shared' | 'readonly' | 'private' | 'restore'; vm?: string }>({
+      required: ['path', 'mode'],
+      properties: { path: PATH, mode: { type: 'string', enum: ['shared', 'readonly', 'private', 'restore'] }, vm: VM_REF },
+    }, (args, context) => asProtocolError(() => lifecycle.withRelabelContext(async (ctx) => {
+      const onProgress = (done: number, total: number) => context.emit('relabel-progress', { path: args.path, done, total });
+      if (args.mode === 'restore') return restoreContent(ctx, args.path);
+      if (args.mode === 'private') {
+        if (!args.vm) throw new HelperError('bad-request', 'relabel private needs the VM whose image label to use');
+        const record = await lifecycle.find(resolveVm(args.vm));
+        if (!record.imageLabel) throw new HelperError('refused', `VM ${record.id} has no image label (seclabel none or relabel no)`);
+        return labelFile(ctx, record.id, 'private', args.path, record.imageLabel);
+      }
+      const base = args.mode === 'shared' ? profile.imageContext : profile.contentContext;
+      // Shared content is at the bare sensitivity (s0): every VM's pair dominates it.
+      const low = { sensitivity: deps.config.categoryRange.sensitivity, categories: [] };
+      const label = formatContext({ ...base, range: { low, high: low } });
+      return labelContentTree(ctx, args.path, args.mode, label, onProgress);
+    }))),
+
+    consoleAttach: verb<{ vm: string; resumeFrom?: number | null }>({
+      required: ['vm'],
+      properties: { vm: VM_REF, resumeFrom: { type: ['integer', 'null'], minimum: 0 } },
+    }, async (args, context) => {
+      const record = await lifecycle.find(resolveVm(args.vm));
+      const viewer = connectConsole(lifecycle.consoleSocket(record), { resumeFrom: args.resumeFrom ?? null });
+      const id = randomUUID();
+      const info = await viewer.ready.catch((err: Error) => {
+        throw new HelperError('failed', `console of ${record.id} is not available: ${err.message}`);
+      });
+      sessions.set(id, viewer);
+      viewer.on('data', (data) => context.emit('console-data', { session: id, data: data.toString('base64') }));
+      viewer.on('resize', (size) => context.emit('console-resize', { session: id, ...size }));
+      viewer.on('end', (end) => {
+        sessions.delete(id);
+        context.emit('console-end', { session: id, reason: end.reason, offset: end.offset });
+      });
+      return { session: id, vm: record.id, offset: info.offset, dropped: info.dropped, size: info.size };
+    }),
+
+    consoleInput: verb<{ session: string; data: string; encoding?: 'utf8' | 'base64' }>({
+      required: ['session', 'data'],
+      properties: { session: SESSION, data: { type: 'string', maxLength: 256 * 1024 }, encoding: { type: 'string', enum: ['utf8', 'base64'] } },
+    }, async (args) => {
+      session(args.session).write(Buffer.from(args.data, args.encoding ?? 'utf8'));
+      return null;
+    }),
+
+    consoleResize: verb<{ session: string; cols: number; rows: number }>({
+      required: ['session', 'cols', 'rows'],
+      properties: { session: SESSION, cols: { type: 'integer', minimum: 1, maximum: 10000 }, rows: { type: 'integer', minimum: 1, maximum: 10000 } },
+    }, async (args) => {
+      session(args.session).resize(args.cols, args.rows);
+      return null;
+    }),
+
+    consoleDetach: verb<{ session: string }>({ required: ['session'], properties: { session: SESSION } }, async (args) => {
+      await session(args.session).close();
+      sessions.delete(args.session);
+      return null;
+    }),
+  };
+  return verbs;
+}

@@ -1,0 +1,346 @@
+import { randomInt } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import * as path from 'node:path';
+import { formatLevel, formatRange, parseContext, type Level } from '../../labeling/context';
+import { planStart, type StartPlan } from '../../labeling/label-planner';
+import { McsAllocator, type InUseEntry } from '../../labeling/mcs-allocator';
+import type { PolicyProfile } from '../../labeling/policy-profile';
+import { startConsoleKeeperProcess } from '../console/keeper-process';
+import { liveProcessLevels, type SelinuxMode } from '../host-selinux';
+import { labelFile, restoreHolder, type RelabelContext } from '../labels/relabeler';
+import type { Requester } from '../labels/path-policy';
+import type { AccelChoice } from '../qemu/accel';
+import { launchQemu, readQemuPid } from '../qemu/launch';
+import { QmpClient } from '../qemu/qmp';
+import { processStartTime } from '../state/state-lock';
+import type { HelperStateStore, RunRecord, StateTransaction } from '../state/helper-state';
+import { parseVmDefinition, toVmSpec, type VmDefinition } from '../vm-definition';
+import type { HelperConfig } from './helper-config';
+import { HelperError } from './protocol';
+
+/**
+ * A VM's life as the root helper sees it: allocate a pair host-wide, label its files (journal first),
+ * start qemu confined and detached with a console keeper, stop it (ACPI, then force), and reconcile
+ * after any crash: VMs whose qemu died get their labels restored and their pair released, whoever
+ * started them. Every state change happens under the host-wide state lock.
+ */
+export interface RunInfo {
+  id: string;
+  name: string;
+  ownerUid: number;
+  state: 'starting' | 'running' | 'stopping';
+  pid: number | null;
+  processLabel: string | null;
+  imageLabel: string | null;
+  level: string | null;
+  confined: boolean;
+  notConfinedReason: string | null;
+  accel: 'kvm' | 'tcg';
+  startedAt: string;
+  runDir: string;
+  seclabelMode: VmDefinition['seclabel']['mode'];
+}
+
+export interface LifecycleDeps {
+  readonly store: HelperStateStore;
+  readonly config: HelperConfig;
+  readonly profile: PolicyProfile;
+  readonly requester: Requester;
+  readonly selinux: () => Promise<SelinuxMode>;
+  readonly accel: () => Promise<AccelChoice>;
+  /** How to run this helper program again as a console keeper (node + script). */
+  readonly keeperCommand: { command: string; argsPrefix: readonly string[] };
+}
+
+export interface StartOptions {
+  /** Run qemu even though it cannot be confined (SELinux disabled); labels are still applied. */
+  allowUnconfined?: boolean;
+  /** Static labels of the requester's defined-but-stopped VMs: reserved so no dynamic pair collides. */
+  reservedLevels?: string[];
+}
+
+export interface ReconcileReport {
+  cleanedUp: string[];
+  restoredFiles: number;
+}
+
+const CONSOLE_SOCKET = 'console.sock';
+const KEEPER_PID = 'console.pid';
+
+export const vmId = (ownerUid: number, name: string): string => `${ownerUid}/${name}`;
+
+export function runInfo(record: RunRecord): RunInfo {
+  return {
+    id: record.id, name: record.name, ownerUid: record.ownerUid, state: record.phase, pid: record.pid,
+    processLabel: record.processLabel, imageLabel: record.imageLabel, level: record.level, confined: record.confined,
+    notConfinedReason: record.notConfinedReason, accel: record.accel, startedAt: record.startedAt, runDir: record.runDir,
+    seclabelMode: (record.definition as unknown as VmDefinition).seclabel.mode,
+  };
+}
+
+const alive = (pid: number | null, startTime: string | null): boolean =>
+  pid !== null && startTime !== null && processStartTime(pid) === startTime;
+
+export class VmLifecycle {
+  private readonly helperStartTime: string;
+
+  constructor(private readonly deps: LifecycleDeps) {
+    this.helperStartTime = processStartTime(process.pid) ?? 'unknown';
+  }
+
+  /** The console keeper's viewer socket of a running VM. */
+  consoleSocket(record: RunRecord): string {
+    return path.join(record.runDir, CONSOLE_SOCKET);
+  }
+
+  private relabelContext(tx: StateTransaction, requester: Requester = this.deps.requester): RelabelContext {
+    return {
+      journal: tx.journal,
+      persist: () => tx.persist(),
+      config: this.deps.config.pathPolicy,
+      requester,
+      isRunning: (id) => tx.registry.vms[id] !== undefined,
+    };
+  }
+
+  private allocator(tx: StateTransaction): McsAllocator {
+    const random = (n: number) => randomInt(n);
+    return tx.registry.mcs === null || tx.registry.mcs === undefined
+      ? new McsAllocator({ range: this.deps.config.categoryRange, random })
+      : McsAllocator.fromJSON(tx.registry.mcs, { random });
+  }
+
+  /** Whether the record's VM still exists: qemu alive, or a start still in progress in a live helper. */
+  private isLive(record: RunRecord): boolean {
+    if (record.pid !== null) return alive(record.pid, record.pidStartTime);
+    return record.phase === 'starting' && alive(record.helperPid, record.helperStartTime);
+  }
+
+  /** Removes every trace of a VM whose qemu is gone: keeper, labels, pair, run dir, record. */
+  private async cleanUp(tx: StateTransaction, record: RunRecord, allocator: McsAllocator): Promise<number> {
+    // A helper killed between spawning qemu and recording its pid leaves qemu running unknown: end it.
+    const orphan = record.pid === null ? readQemuPid(record.runDir) : undefined;
+    if (orphan !== undefined) process.kill(orphan, 'SIGKILL');
+    if (record.keeperPid !== null && alive(record.keeperPid, record.keeperStartTime)) process.kill(record.keeperPid, 'SIGTERM');
+    const restored = await restoreHolder(this.relabelContext(tx, { uid: 0 }), record.id);
+    allocator.release(record.id);
+    delete tx.registry.vms[record.id];
+    tx.registry.mcs = allocator.toJSON();
+    await rm(record.runDir, { recursive: true, force: true });
+    return restored.restored.length;
+  }
+
+  private async reconcileLocked(tx: StateTransaction): Promise<ReconcileReport> {
+    const allocator = this.allocator(tx);
+    const report: ReconcileReport = { cleanedUp: [], restoredFiles: 0 };
+    for (const record of Object.values(tx.registry.vms)) {
+      if (this.isLive(record)) continue;
+      report.restoredFiles += await this.cleanUp(tx, record, allocator);
+      report.cleanedUp.push(record.id);
+    }
+    // Private holds whose VM has no record (a crash between journaling and recording): put them back.
+    const orphanHolders = new Set(
+      Object.values(tx.journal.entries).filter((e) => e.kind === 'private' && !tx.registry.vms[e.holder]).map((e) => e.holder),
+    );
+    for (const holder of orphanHolders) {
+      report.restoredFiles += (await restoreHolder(this.relabelContext(tx, { uid: 0 }), holder)).restored.length;
+    }
+    // Pairs held by owners that no longer run (e.g. a crash after allocation) go back to the pool.
+    for (const hold of allocator.toJSON().holds) {
+      if (!tx.registry.vms[hold.owner]) allocator.release(hold.owner);
+    }
+    tx.registry.mcs = allocator.toJSON();
+    return report;
+  }
+
+  /** Runs a relabel request under the state lock, with the journal and the running VMs it must respect. */
+  withRelabelContext<T>(fn: (ctx: RelabelContext) => Promise<T>): Promise<T> {
+    return this.deps.store.transaction(async (tx) => {
+      await this.reconcileLocked(tx);
+      return fn(this.relabelContext(tx));
+    });
+  }
+
+  /** Cleans up after VMs that ended (or helpers that died mid-start). Safe to call any time. */
+  reconcile(): Promise<ReconcileReport> {
+    return this.deps.store.transaction((tx) => this.reconcileLocked(tx));
+  }
+
+  async list(): Promise<RunInfo[]> {
+    await this.reconcile();
+    const { registry } = await this.deps.store.read();
+    return Object.values(registry.vms).map(runInfo).sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** A running VM the requester may act on (their own; root may act on any). */
+  async find(id: string): Promise<RunRecord> {
+    const { registry } = await this.deps.store.read();
+    const record = registry.vms[id];
+    if (!record) throw new HelperError('not-found', `VM ${id} is not running`);
+    if (this.deps.requester.uid !== 0 && record.ownerUid !== this.deps.requester.uid) {
+      throw new HelperError('refused', `VM ${id} belongs to uid ${record.ownerUid}`);
+    }
+    return record;
+  }
+
+  /** Levels in use on the host outside our registry: live processes and static labels. */
+  private async hostWideLevels(tx: StateTransaction, mode: SelinuxMode, reserved: readonly string[], selfId: string): Promise<InUseEntry[]> {
+    const entries: InUseEntry[] = [];
+    for (const record of Object.values(tx.registry.vms)) {
+      if (record.id === selfId || record.level !== null || !record.processLabel) continue;
+      const range = parseContext(record.processLabel).range;
+      if (range) entries.push({ range, kind: 'subject', owner: `static VM ${record.id}` });
+      const image = record.imageLabel ? parseContext(record.imageLabel).range : undefined;
+      if (image) entries.push({ range: image, kind: 'object', owner: `images of static VM ${record.id}` });
+    }
+    for (const label of reserved) {
+      const range = parseContext(label).range;
+      if (range) entries.push({ range, kind: 'subject', owner: 'a defined static VM' });
+    }
+    // Our own VMs' qemu processes show up among the live ones too; their pairs are already in the registry.
+    const ownRanges = new Set(Object.values(tx.registry.vms).flatMap((r) => {
+      const range = r.processLabel ? parseContext(r.processLabel).range : undefined;
+      return range ? [formatRange(range)] : [];
+    }));
+    for (const live of await liveProcessLevels(mode)) {
+      const range = typeof live.range === 'string' ? live.range : formatRange(live.range);
+      if (!ownRanges.has(range)) entries.push(live);
+    }
+    return entries;
+  }
+
+  async start(definitionInput: unknown, options: StartOptions = {}): Promise<RunInfo> {
+    const definition = parseVmDefinition(definitionInput, 'start request');
+    const ownerUid = this.deps.requester.uid;
+    const id = vmId(ownerUid, definition.name);
+    const [mode, accel] = await Promise.all([this.deps.selinux(), this.deps.accel()]);
+    const spec = toVmSpec(definition, accel.accel);
+    const runDir = path.join(this.deps.store.runRoot, `${ownerUid}-${definition.name}`);
+
+    return this.deps.store.transaction(async (tx) => {
+      await this.reconcileLocked(tx);
+      if (tx.registry.vms[id]) throw new HelperError('conflict', `VM ${definition.name} is already running`);
+      const allocator = this.allocator(tx);
+      allocator.setExternalInUse(await this.hostWideLevels(tx, mode, options.reservedLevels ?? [], id));
+
+      let level: Level | undefined;
+      if (definition.seclabel.mode === 'dynamic') level = allocator.allocate(id);
+      let plan: StartPlan;
+      try {
+        plan = planStart(spec, this.deps.profile, level);
+      } catch (err) {
+        allocator.release(id);
+        throw new HelperError('bad-request', (err as Error).message);
+      }
+      const confinable = mode !== 'disabled';
+      if (plan.process.confined && !confinable && !options.allowUnconfined) {
+        allocator.release(id);
+        throw new HelperError('refused', `not confined: SELinux is disabled on this host, so qemu would run unconfined; start with allowUnconfined to run it anyway (its files are labeled either way)`);
+      }
+      const record: RunRecord = {
+        id, name: definition.name, ownerUid, phase: 'starting',
+        helperPid: process.pid, helperStartTime: this.helperStartTime,
+        pid: null, pidStartTime: null, keeperPid: null, keeperStartTime: null, runDir,
+        level: level ? formatLevel(level) : null,
+        processLabel: plan.process.context, imageLabel: plan.imageLabel,
+        confined: plan.process.confined && confinable,
+        notConfinedReason: !plan.process.confined ? 'seclabel none: runs unconfined' : confinable ? null : 'not confined: SELinux disabled',
+        accel: accel.accel, definition: definition as unknown as Record<string, unknown>, startedAt: new Date().toISOString(),
+      };
+      tx.registry.vms[id] = record;
+      tx.registry.mcs = allocator.toJSON();
+      await tx.persist();
+
+      try {
+        const ctx = this.relabelContext(tx);
+        for (const action of plan.actions) {
+          if (action.label === null) continue;
+          const kind = action.remember || action.class === 'private' ? 'private' : action.class === 'shared' ? 'shared' : 'readonly';
+          await labelFile(ctx, id, kind, action.path, action.label);
+        }
+        const boot = definition.boot;
+        const launched = await launchQemu({
+          name: definition.name,
+          runDir,
+          memoryMiB: definition.memoryMiB,
+          cpus: definition.vcpus,
+          ...(boot.kind === 'kernel' ? { kernel: boot.kernel, ...(boot.initrd ? { initrd: boot.initrd } : {}), ...(boot.cmdline ? { append: boot.cmdline } : {}) } : {}),
+          disks: [
+            ...definition.disks.map((d) => ({ path: d.path, format: d.format, readonly: d.class === 'readonly', shared: d.class === 'shared' })),
+            ...(boot.kind === 'iso' ? [{ path: boot.iso, format: 'raw' as const, readonly: true }] : []),
+          ],
+          accelArgs: accel.args,
+          user: this.deps.config.qemuUser,
+          // Paused until the console keeper holds the serial port, so not one byte of boot output is lost.
+          paused: true,
+          ...(confinable && plan.process.context ? { execContext: plan.process.context } : {}),
+        });
+        record.pid = launched.pid;
+        record.pidStartTime = processStartTime(launched.pid) ?? null;
+        await tx.persist();
+        const keeper = await startConsoleKeeperProcess({
+          command: this.deps.keeperCommand.command,
+          argsPrefix: this.deps.keeperCommand.argsPrefix,
+          serialSocketPath: launched.serialSocketPath,
+          viewerSocketPath: path.join(runDir, CONSOLE_SOCKET),
+          pidFile: path.join(runDir, KEEPER_PID),
+          logFile: path.join(runDir, 'console.log'),
+        });
+        record.keeperPid = keeper.pid;
+        record.keeperStartTime = processStartTime(keeper.pid) ?? null;
+        const qmp = await QmpClient.connect(launched.qmpSocketPath, { timeoutMs: 10_000 });
+        try {
+          await qmp.execute('cont');
+        } finally {
+          await qmp.close();
+        }
+        record.phase = 'running';
+        return runInfo(record);
+      } catch (err) {
+        if (record.pid !== null && alive(record.pid, record.pidStartTime)) process.kill(record.pid, 'SIGKILL');
+        record.pid = null;
+        await this.cleanUp(tx, record, allocator);
+        throw err instanceof HelperError ? err : new HelperError('failed', `start of ${definition.name} failed: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  private async waitForExit(record: RunRecord, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (!alive(record.pid, record.pidStartTime)) return true;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return !alive(record.pid, record.pidStartTime);
+  }
+
+  private async qmp(record: RunRecord, command: 'system_powerdown' | 'quit'): Promise<void> {
+    const qmp = await QmpClient.connect(path.join(record.runDir, 'qmp.sock'), { timeoutMs: 5_000 });
+    try {
+      await qmp.execute(command);
+    } finally {
+      await qmp.close();
+    }
+  }
+
+  /**
+   * Stops a VM: ACPI power button through QMP, then (after `timeoutMs`, or at once with `force`) QMP
+   * `quit`, then SIGKILL. Labels are restored and the pair released once qemu is gone.
+   */
+  async stop(id: string, options: { force?: boolean; timeoutMs?: number } = {}): Promise<{ id: string; forced: boolean; restoredFiles: number }> {
+    const record = await this.find(id);
+    let forced = Boolean(options.force);
+    if (!forced) {
+      await this.qmp(record, 'system_powerdown').catch(() => undefined);
+      forced = !(await this.waitForExit(record, options.timeoutMs ?? this.deps.config.shutdownTimeoutSeconds * 1000));
+    }
+    if (forced) {
+      await this.qmp(record, 'quit').catch(() => undefined);
+      if (!(await this.waitForExit(record, 3_000)) && record.pid !== null) process.kill(record.pid, 'SIGKILL');
+      await this.waitForExit(record, 3_000);
+    }
+    const report = await this.reconcile();
+    return { id, forced, restoredFiles: report.restoredFiles };
+  }
+
+}
