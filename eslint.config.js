@@ -10,6 +10,8 @@ export default tseslint.config(
     languageOptions: { globals: { ...globals.node, ...globals.browser } },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      // A `let` set once after an event listener that reads it is the normal shape of async set-up code.
+      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
     },
   },
   {

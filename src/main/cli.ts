@@ -4,6 +4,7 @@ import { CliError, EXIT } from './cli/exit-codes';
 import { registerContextCommand } from './cli/context-command';
 import { registerPlanCommand } from './cli/plan-command';
 import { registerAccessCommand } from './cli/access-command';
+import { registerVmCommands } from './cli/vm-commands';
 
 /**
  * Builds the `svirt` command tree. Each command lives in src/main/cli/<name>.ts and registers itself
@@ -24,6 +25,7 @@ export function buildCli(): Command {
   registerContextCommand(program);
   registerPlanCommand(program);
   registerAccessCommand(program);
+  registerVmCommands(program);
 
   return program;
 }

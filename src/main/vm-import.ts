@@ -82,14 +82,14 @@ async function runQemuImgInfo(qemuImg: string, image: string): Promise<QemuImgIn
 const isSupportedFormat = (format: string): format is DiskFormat => (DISK_FORMATS as readonly string[]).includes(format);
 
 /**
- * A draft definition booting from an existing disk image, its format as qemu-img reports it.
+ * The real path and format of a disk image, refusing what the launcher and planner cannot handle.
  *
  * Images with a backing file are refused rather than recorded: VmSpec has no backing layers, so the
  * planner would not label them (libvirt gives them the read-only content label), and the launcher hands
  * qemu each disk as a file descriptor, so qemu would have to open the layers by path itself, which its
  * confinement forbids. The error says how to flatten the chain.
  */
-export async function importDiskImage(imagePath: string, options: DiskImportOptions): Promise<VmDefinitionInput> {
+export async function probeDiskImage(imagePath: string, qemuImg = 'qemu-img'): Promise<{ path: string; format: DiskFormat }> {
   try {
     checkPathSyntax(imagePath);
   } catch (e) {
@@ -105,7 +105,7 @@ export async function importDiskImage(imagePath: string, options: DiskImportOpti
   const stats = await stat(image);
   if (!stats.isFile() && !stats.isBlockDevice()) throw new VmImportError(`${image} is neither a regular file nor a block device`);
 
-  const info = await runQemuImgInfo(options.qemuImg ?? 'qemu-img', image);
+  const info = await runQemuImgInfo(qemuImg, image);
   if (info.backingFile !== undefined) {
     throw new VmImportError(
       `${image} has a backing file (${info.backingFile}), which is not supported; ` +
@@ -118,12 +118,18 @@ export async function importDiskImage(imagePath: string, options: DiskImportOpti
       `${image} is in ${info.format} format; supported are ${DISK_FORMATS.join(', ')}: convert it first: qemu-img convert -O qcow2 ${image} CONVERTED.qcow2`,
     );
   }
+  return { path: image, format: info.format };
+}
+
+/** A draft definition booting from an existing disk image, its format as qemu-img reports it. */
+export async function importDiskImage(imagePath: string, options: DiskImportOptions): Promise<VmDefinitionInput> {
+  const { path: image, format } = await probeDiskImage(imagePath, options.qemuImg);
   return {
     name: options.name,
     memoryMiB: options.memoryMiB ?? DEFAULT_MEMORY_MIB,
     vcpus: options.vcpus ?? DEFAULT_VCPUS,
     boot: { kind: 'disk' },
-    disks: [{ path: image, format: info.format, class: options.diskClass ?? 'private', relabel: true }],
+    disks: [{ path: image, format, class: options.diskClass ?? 'private', relabel: true }],
     seclabel: options.seclabel ?? { mode: 'dynamic' },
   };
 }

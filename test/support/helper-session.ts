@@ -72,18 +72,17 @@ export class ConsoleTap {
   private constructor(readonly client: HelperClient, readonly session: string) {}
 
   static async attach(client: HelperClient, vm: string): Promise<ConsoleTap> {
-    const buffered: { session: string; data: string }[] = [];
-    const early = (name: string, data: { session: string; data: string }) => {
-      if (name === 'console-data') buffered.push(data);
-    };
-    client.on('event', early);
-    const { session } = await client.request<{ session: string }>('consoleAttach', { vm });
-    const tap = new ConsoleTap(client, session);
-    client.off('event', early);
-    for (const b of buffered) if (b.session === session) tap.output += Buffer.from(b.data, 'base64').toString('latin1');
+    // A response and the first events can arrive in one read, before the attach promise settles.
+    const early: { session: string; data: string }[] = [];
+    let tap: ConsoleTap | undefined;
     client.on('event', (name: string, data: { session: string; data: string }) => {
-      if (name === 'console-data' && data.session === session) tap.output += Buffer.from(data.data, 'base64').toString('latin1');
+      if (name !== 'console-data') return;
+      if (!tap) early.push(data);
+      else if (data.session === tap.session) tap.output += Buffer.from(data.data, 'base64').toString('latin1');
     });
+    const { session } = await client.request<{ session: string }>('consoleAttach', { vm });
+    tap = new ConsoleTap(client, session);
+    for (const data of early) if (data.session === session) tap.output += Buffer.from(data.data, 'base64').toString('latin1');
     return tap;
   }
 

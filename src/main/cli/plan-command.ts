@@ -8,6 +8,7 @@ import type { VmSpec } from '../../labeling/vm-spec';
 import { LibvirtXmlError, parseLibvirtDomainXml } from '../libvirt-xml';
 import { loadPolicyProfile } from '../selinux-files';
 import { CliError, EXIT } from './exit-codes';
+import { textTable } from './text-table';
 
 /** `svirt plan`: the labels a libvirt domain would get at start, with this host's policy. */
 
@@ -89,11 +90,6 @@ function choosePair(spec: VmSpec, profile: PolicyProfile, given: string | undefi
   return { level: allocator.allocate(`plan preview of ${spec.name}`), source: 'preview' };
 }
 
-function table(rows: readonly (readonly string[])[]): string {
-  const widths = rows[0]?.map((_, col) => Math.max(...rows.map((r) => (r[col] ?? '').length))) ?? [];
-  return rows.map((r) => r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  ')).join('\n');
-}
-
 const PAIR_NOTE: Record<PairSource, string> = {
   live: 'the running domain\'s pair',
   given: 'the pair given with --level',
@@ -114,7 +110,7 @@ function humanOutput(spec: VmSpec, profile: PolicyProfile, plan: StartPlan, sour
     for (const a of plan.actions) {
       rows.push([a.path, a.device, a.class, a.label ?? '(left alone)', a.label === null ? '-' : a.remember ? 'restore' : 'keep']);
     }
-    lines.push(table(rows));
+    lines.push(textTable(rows));
   }
   const notes = [...plan.notes, ...(profile.fallback ? profile.notes : [])];
   if (notes.length > 0) lines.push('', 'Notes:', ...notes.map((n) => `  - ${n}`));

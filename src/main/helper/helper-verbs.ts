@@ -124,17 +124,30 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       properties: { vm: VM_REF, resumeFrom: { type: ['integer', 'null'], minimum: 0 } },
     }, async (args, context) => {
       const record = await lifecycle.find(resolveVm(args.vm));
-      const viewer = connectConsole(lifecycle.consoleSocket(record), { resumeFrom: args.resumeFrom ?? null });
       const id = randomUUID();
+      // Listeners go on before the keeper's replay can arrive, and hold events back until the attach
+      // response has gone out, so a client never sees data for a session it does not know yet.
+      let held: (() => void)[] | null = [];
+      const emit = (event: string, data: object) => {
+        const send = () => context.emit(event, { session: id, ...data });
+        if (held) held.push(send);
+        else send();
+      };
+      const viewer = connectConsole(lifecycle.consoleSocket(record), { resumeFrom: args.resumeFrom ?? null });
+      viewer.on('data', (data) => emit('console-data', { data: data.toString('base64') }));
+      viewer.on('resize', (size) => emit('console-resize', size));
+      viewer.on('end', (end) => {
+        sessions.delete(id);
+        emit('console-end', { reason: end.reason, offset: end.offset });
+      });
       const info = await viewer.ready.catch((err: Error) => {
         throw new HelperError('failed', `console of ${record.id} is not available: ${err.message}`);
       });
       sessions.set(id, viewer);
-      viewer.on('data', (data) => context.emit('console-data', { session: id, data: data.toString('base64') }));
-      viewer.on('resize', (size) => context.emit('console-resize', { session: id, ...size }));
-      viewer.on('end', (end) => {
-        sessions.delete(id);
-        context.emit('console-end', { session: id, reason: end.reason, offset: end.offset });
+      setImmediate(() => {
+        const pending = held ?? [];
+        held = null;
+        for (const send of pending) send();
       });
       return { session: id, vm: record.id, offset: info.offset, dropped: info.dropped, size: info.size };
     }),

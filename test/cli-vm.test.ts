@@ -1,0 +1,82 @@
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readLabel } from '../src/main/labels/file-labels';
+import { GUEST_READY_MARKER } from './support/guest';
+import { createTestHost, ORIGINAL_LABEL, type TestHost } from './support/helper-session';
+
+// The svirt CLI as a script would use it: the built bin, a real helper per invocation, a real guest.
+const execFileP = promisify(execFile);
+let host: TestHost;
+
+async function svirt(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileP(process.execPath, ['bin/svirt.js', ...args], {
+      env: { ...host.env, XDG_CONFIG_HOME: path.join(host.dir, 'config') },
+      timeout: 120_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+beforeAll(async () => {
+  host = await createTestHost();
+});
+afterAll(async () => {
+  await svirt('stop', 'cli-vm', '--force');
+  await host.dispose();
+});
+
+describe('svirt VM commands', () => {
+  it('defines, starts, talks to, inspects, stops and undefines a VM', async () => {
+    const disk = await host.disk('cli.img');
+    const shared = await host.disk('cli-shared.img');
+    const defined = await svirt('define', '--name', 'cli-vm', '--kernel', host.kernel, '--initrd', host.initrd, '--append', host.append,
+      '--disk', disk, '--disk', `${shared}:shared`, '--memory', '128');
+    expect(defined).toMatchObject({ code: 0, stdout: 'defined cli-vm\n' });
+    expect((await svirt('define', '--name', 'cli-vm', '--kernel', host.kernel)).stderr).toMatch(/already/);
+    expect((await svirt('define', '--name', 'bad', '--kernel', host.kernel, '--seclabel', 'static:garbage')).code).toBe(2);
+
+    const listed = JSON.parse((await svirt('list', '--json')).stdout) as { name: string; state: string }[];
+    expect(listed.map((v) => [v.name, v.state])).toEqual([['cli-vm', 'stopped']]);
+
+    const refused = await svirt('start', 'cli-vm');
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/SELinux is disabled/);
+
+    const started = await svirt('start', 'cli-vm', '--allow-unconfined');
+    expect(started.stdout).toMatch(/^started cli-vm: pid \d+, system_u:system_r:svirt_t:s0:c\d+,c\d+ \(not confined: SELinux disabled\)/);
+
+    expect((await svirt('console', 'cli-vm', '--expect', GUEST_READY_MARKER, '--timeout', '60')).code).toBe(0);
+    const answer = await svirt('console', 'cli-vm', '--send', 'echo $((6*7))', '--expect', '^42\\r?$', '--timeout', '30');
+    expect(answer.code).toBe(0);
+    expect((await svirt('console', 'cli-vm', '--send', 'true', '--expect', '^never-printed$', '--timeout', '2')).code).toBe(1);
+
+    const running = JSON.parse((await svirt('list', '--json')).stdout) as { state: string; level: string; processLabel: string }[];
+    expect(running[0]?.state).toBe('running');
+    const labels = JSON.parse((await svirt('labels', 'cli-vm', '--json')).stdout) as { path: string; expectedLabel: string; actualLabel: string; match: boolean }[];
+    const diskRow = labels.find((l) => l.path === disk);
+    expect(diskRow).toMatchObject({ expectedLabel: `system_u:object_r:svirt_image_t:${running[0]?.level}`, match: true });
+    expect(labels.every((l) => l.match === true)).toBe(true);
+
+    const stopped = await svirt('stop', 'cli-vm');
+    expect(stopped.stdout).toMatch(/^stopped cli-vm; \d+ file label\(s\) restored/);
+    expect(await readLabel(disk)).toBe(ORIGINAL_LABEL);
+    expect((await svirt('undefine', 'cli-vm')).code).toBe(0);
+    expect(JSON.parse((await svirt('list', '--json')).stdout)).toEqual([]);
+  });
+
+  it('relabels shared content and restores it', async () => {
+    const file = await host.disk('content.img');
+    expect((await svirt('relabel', file, '--readonly')).code).toBe(0);
+    expect(await readLabel(file)).toBe('system_u:object_r:virt_content_t:s0');
+    expect((await svirt('relabel', file, '--restore')).code).toBe(0);
+    expect(await readLabel(file)).toBe(ORIGINAL_LABEL);
+    const refused = await svirt('relabel', '/etc/passwd', '--shared');
+    expect(refused.stderr).toMatch(/refusing "\/etc\/passwd": it lies under the system directory \/etc/);
+  });
+});
