@@ -27,7 +27,7 @@ import { createGzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 
 // Bump when the recipe below changes what ends up in the files, so stale caches are rebuilt.
-const RECIPE = 'guest-v5';
+const RECIPE = 'guest-v6';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CACHE = path.join(HERE, 'cache');
 const OUT = path.join(CACHE, RECIPE);
@@ -149,8 +149,13 @@ dmesg -n 1
 # devtmpfs creates nodes asynchronously: wait (bounded) for the disk the driver found.
 i=0
 while [ -e /sys/block/vda ] && [ ! -b /dev/vda ] && [ $i -lt 50 ]; do usleep 20000; i=$((i+1)); done
-# Power button (QMP system_powerdown) -> /etc/acpi/PWRF/00000080 -> poweroff.
+# Power button (QMP system_powerdown) -> /etc/acpi/PWRF/00000080 -> poweroff. The ready marker must
+# mean a power button press is heard: wait (bounded) for the button's input node, then for acpid to hold it.
+i=0
+while [ ! -e /dev/input/event0 ] && [ $i -lt 100 ]; do usleep 20000; i=$((i+1)); done
 acpid -c /etc/acpi
+i=0
+while ! ls -l /proc/$(pidof acpid)/fd 2>/dev/null | grep -q input/event && [ $i -lt 100 ]; do usleep 20000; i=$((i+1)); done
 echo ${READY_MARKER} > /dev/ttyS0
 # cttyhack gives the shell ttyS0 as controlling tty, so it is interactive with job control.
 setsid cttyhack sh -i < /dev/ttyS0 > /dev/ttyS0 2>&1
