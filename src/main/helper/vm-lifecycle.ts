@@ -17,6 +17,7 @@ import type { HelperStateStore, RunRecord, StateTransaction } from '../state/hel
 import { parseVmDefinition, toVmSpec, type VmDefinition } from '../vm-definition';
 import type { HelperConfig } from './helper-config';
 import { HelperError } from './protocol';
+import { faultPoint } from './fault-points';
 
 /**
  * A VM's life as the root helper sees it: allocate a pair host-wide, label its files (journal first),
@@ -250,6 +251,7 @@ export class VmLifecycle {
       tx.registry.vms[id] = record;
       tx.registry.mcs = allocator.toJSON();
       await tx.persist();
+      faultPoint('after-allocation');
 
       try {
         const ctx = this.relabelContext(tx);
@@ -257,6 +259,7 @@ export class VmLifecycle {
           if (action.label === null) continue;
           const kind = action.remember || action.class === 'private' ? 'private' : action.class === 'shared' ? 'shared' : 'readonly';
           await labelFile(ctx, id, kind, action.path, action.label);
+          faultPoint('mid-relabel');
         }
         const boot = definition.boot;
         const launched = await launchQemu({
@@ -278,6 +281,7 @@ export class VmLifecycle {
         record.pid = launched.pid;
         record.pidStartTime = processStartTime(launched.pid) ?? null;
         await tx.persist();
+        faultPoint('after-exec');
         const keeper = await startConsoleKeeperProcess({
           command: this.deps.keeperCommand.command,
           argsPrefix: this.deps.keeperCommand.argsPrefix,
@@ -288,6 +292,8 @@ export class VmLifecycle {
         });
         record.keeperPid = keeper.pid;
         record.keeperStartTime = processStartTime(keeper.pid) ?? null;
+        await tx.persist();
+        faultPoint('after-keeper');
         const qmp = await QmpClient.connect(launched.qmpSocketPath, { timeoutMs: 10_000 });
         try {
           await qmp.execute('cont');
@@ -339,6 +345,7 @@ export class VmLifecycle {
       if (!(await this.waitForExit(record, 3_000)) && record.pid !== null) process.kill(record.pid, 'SIGKILL');
       await this.waitForExit(record, 3_000);
     }
+    faultPoint('before-stop-cleanup');
     const report = await this.reconcile();
     return { id, forced, restoredFiles: report.restoredFiles };
   }
