@@ -170,7 +170,7 @@ export interface StaticLabelVerdict {
 
 export interface ConsoleSession {
   session: string;
-  /** Bytes of output produced while no viewer was attached, replayed as consoleData events first. */
+  /** Bytes of output produced while no viewer was attached, replayed as consoleData events for this session. */
   replayedBytes: number;
 }
 

@@ -1,0 +1,12 @@
+import type { VmState } from '../../../src/main/ipc-contract';
+
+const STATE_TEXT: Record<VmState, string> = { stopped: 'Stopped', starting: 'Starting', running: 'Running', stopping: 'Stopping' };
+
+export function StateBadge({ state }: { state: VmState }) {
+  return (
+    <span className={`state state--${state}`} data-testid="vm-state">
+      <span className="state__dot" aria-hidden="true" />
+      {STATE_TEXT[state]}
+    </span>
+  );
+}

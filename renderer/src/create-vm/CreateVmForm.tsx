@@ -1,0 +1,182 @@
+import { useState, type FormEvent, type ReactNode } from 'react';
+import type { DiskClass, SeclabelDefinition, VmDefinitionInput } from '../../../src/main/ipc-contract';
+import { errorMessage, useApi } from '../api';
+import { Notice } from '../common/Notice';
+import { StaticLabelEditor, type StaticLabelDraft } from '../label-editor/StaticLabelEditor';
+
+type BootChoice = 'disk' | 'iso' | 'kernel';
+type Mode = SeclabelDefinition['mode'];
+
+const BOOT_CHOICES: readonly { id: BootChoice; title: string; detail: string }[] = [
+  { id: 'disk', title: 'Disk image', detail: 'Boot an installed system from its disk image.' },
+  { id: 'iso', title: 'ISO installer', detail: 'Boot an installer CD; it is attached read-only.' },
+  { id: 'kernel', title: 'Kernel + initrd', detail: 'Boot a kernel directly; both are labeled read-only content.' },
+];
+
+const MODES: readonly { id: Mode; title: string; detail: string }[] = [
+  { id: 'dynamic', title: 'Dynamic (recommended)', detail: 'A fresh MCS pair, unique on this host, at every start.' },
+  { id: 'static', title: 'Static', detail: 'A label you choose and keep.' },
+  { id: 'none', title: 'None', detail: 'Unconfined. Only for debugging.' },
+];
+
+/** A labelled control; the help text stays out of the accessible name. */
+function Field({ label, help, children }: { label: string; help?: string; children: ReactNode }) {
+  return (
+    <div className="field">
+      <label className="field">
+        <span className="field__label">{label}</span>
+        {children}
+      </label>
+      {help && <span className="field__help">{help}</span>}
+    </div>
+  );
+}
+
+/** A new VM from a disk image, an installer ISO, or a kernel and initrd. */
+export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string) => void; onCancel: () => void }) {
+  const api = useApi();
+  const [name, setName] = useState('');
+  const [boot, setBoot] = useState<BootChoice>('disk');
+  const [diskPath, setDiskPath] = useState('');
+  const [diskFormat, setDiskFormat] = useState<'qcow2' | 'raw'>('qcow2');
+  const [diskClass, setDiskClass] = useState<DiskClass>('private');
+  const [isoPath, setIsoPath] = useState('');
+  const [kernel, setKernel] = useState('');
+  const [initrd, setInitrd] = useState('');
+  const [cmdline, setCmdline] = useState('');
+  const [memoryMiB, setMemoryMiB] = useState(2048);
+  const [vcpus, setVcpus] = useState(2);
+  const [mode, setMode] = useState<Mode>('dynamic');
+  const [staticDraft, setStaticDraft] = useState<StaticLabelDraft | null>(null);
+  const [submitting, setSubmitting] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+
+  const staticBlocked = mode === 'static' && (!staticDraft?.verdict || staticDraft.verdict.errors.length > 0);
+
+  const definition = (): VmDefinitionInput => {
+    const trimmed = (text: string) => text.trim();
+    const disks = trimmed(diskPath) ? [{ path: trimmed(diskPath), format: diskFormat, class: diskClass, relabel: true }] : [];
+    const bootDefinition: VmDefinitionInput['boot'] =
+      boot === 'disk'
+        ? { kind: 'disk' }
+        : boot === 'iso'
+          ? { kind: 'iso', iso: trimmed(isoPath) }
+          : { kind: 'kernel', kernel: trimmed(kernel), ...(trimmed(initrd) ? { initrd: trimmed(initrd) } : {}), ...(cmdline.trim() ? { cmdline: cmdline.trim() } : {}) };
+    const seclabel: SeclabelDefinition =
+      mode === 'static' && staticDraft ? { mode: 'static', label: staticDraft.label, relabel: staticDraft.relabel } : mode === 'none' ? { mode: 'none' } : { mode: 'dynamic' };
+    return { name: name.trim(), memoryMiB, vcpus, boot: bootDefinition, disks, seclabel };
+  };
+
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    setSubmitting(true);
+    setError(null);
+    api.defineVm(definition()).then(
+      (created) => onCreated(created.name),
+      (e: unknown) => {
+        setError(errorMessage(e));
+        setSubmitting(false);
+      },
+    );
+  };
+
+  return (
+    <div className="screen">
+      <header className="screen__header">
+        <div>
+          <h1>New VM</h1>
+          <p className="screen__lede">Its files are labeled when it starts: private disks get its own pair, ISOs and kernels read-only content.</p>
+        </div>
+      </header>
+      <form className="card form" onSubmit={submit} aria-label="New VM">
+        <Field label="Name" help="Letters, digits, “.”, “_” and “-”.">
+          <input className="input" value={name} onChange={(e) => setName(e.target.value)} required pattern="[A-Za-z0-9][A-Za-z0-9._\-]*" maxLength={64} />
+        </Field>
+
+        <fieldset className="choice-group">
+          <legend>Boot from</legend>
+          {BOOT_CHOICES.map((choice) => (
+            <label key={choice.id} className={`mode-option${boot === choice.id ? ' mode-option--selected' : ''}`}>
+              <input type="radio" name="boot" value={choice.id} checked={boot === choice.id} onChange={() => setBoot(choice.id)} />
+              <span className="mode-option__title">{choice.title}</span>
+              <span className="mode-option__detail">{choice.detail}</span>
+            </label>
+          ))}
+        </fieldset>
+
+        {boot === 'iso' && (
+          <Field label="ISO image">
+            <input className="input input--mono" value={isoPath} onChange={(e) => setIsoPath(e.target.value)} placeholder="/var/lib/svirt/iso/debian-12.iso" required />
+          </Field>
+        )}
+        {boot === 'kernel' && (
+          <div className="form__row">
+            <Field label="Kernel">
+              <input className="input input--mono" value={kernel} onChange={(e) => setKernel(e.target.value)} placeholder="/boot/vmlinuz" required />
+            </Field>
+            <Field label="Initrd">
+              <input className="input input--mono" value={initrd} onChange={(e) => setInitrd(e.target.value)} placeholder="/boot/initrd.img" />
+            </Field>
+            <Field label="Kernel command line">
+              <input className="input input--mono" value={cmdline} onChange={(e) => setCmdline(e.target.value)} placeholder="console=ttyS0" />
+            </Field>
+          </div>
+        )}
+        <div className="form__row">
+          <Field label={boot === 'disk' ? 'Disk image' : 'Disk image (optional)'}>
+            <input className="input input--mono" value={diskPath} onChange={(e) => setDiskPath(e.target.value)} placeholder="/var/lib/svirt/images/web.qcow2" required={boot === 'disk'} />
+          </Field>
+          <Field label="Format">
+            <select className="input" value={diskFormat} onChange={(e) => setDiskFormat(e.target.value as 'qcow2' | 'raw')}>
+              <option value="qcow2">qcow2</option>
+              <option value="raw">raw</option>
+            </select>
+          </Field>
+          <Field label="Sharing">
+            <select className="input" value={diskClass} onChange={(e) => setDiskClass(e.target.value as DiskClass)}>
+              <option value="private">private</option>
+              <option value="shared">shared read-write</option>
+              <option value="readonly">shared read-only</option>
+            </select>
+          </Field>
+        </div>
+
+        <div className="form__row">
+          <Field label="Memory (MiB)">
+            <input className="input" type="number" min={16} step={256} value={memoryMiB} onChange={(e) => setMemoryMiB(Number(e.target.value))} />
+          </Field>
+          <Field label="vCPUs">
+            <input className="input" type="number" min={1} max={512} value={vcpus} onChange={(e) => setVcpus(Number(e.target.value))} />
+          </Field>
+        </div>
+
+        <fieldset className="choice-group">
+          <legend>Security label</legend>
+          {MODES.map((m) => (
+            <label key={m.id} className={`mode-option${mode === m.id ? ' mode-option--selected' : ''}`}>
+              <input type="radio" name="seclabel" value={m.id} checked={mode === m.id} onChange={() => setMode(m.id)} />
+              <span className="mode-option__title">{m.title}</span>
+              <span className="mode-option__detail">{m.detail}</span>
+            </label>
+          ))}
+        </fieldset>
+        {mode === 'static' && <StaticLabelEditor initialRelabel onChange={setStaticDraft} />}
+        {mode === 'none' && (
+          <Notice tone="warning" title="This VM will run unconfined">
+            SELinux will not keep it away from other VMs’ images; starting it asks for confirmation every time.
+          </Notice>
+        )}
+
+        {error && <Notice tone="error" title="The VM was not created">{error}</Notice>}
+        <div className="button-row">
+          <button type="button" className="button" onClick={onCancel}>
+            Cancel
+          </button>
+          <button type="submit" className="button button--primary" disabled={submitting || staticBlocked}>
+            Create VM
+          </button>
+        </div>
+      </form>
+    </div>
+  );
+}

@@ -1,0 +1,156 @@
+import { useEffect, useState } from 'react';
+import type { RelabelPreview, RelabelResult, RelabelTarget, VmResource } from '../../../src/main/ipc-contract';
+import { errorMessage, useApi, useSvirtEvent } from '../api';
+import { Dialog } from '../common/Dialog';
+import { Notice } from '../common/Notice';
+import { ContextText } from '../mcs/ContextText';
+import { relabelTarget } from './relabel-targets';
+
+type Phase =
+  | { kind: 'previewing' }
+  | { kind: 'confirm'; preview: RelabelPreview }
+  | { kind: 'applying'; preview: RelabelPreview; done: number; total: number }
+  | { kind: 'failed-files'; result: RelabelResult }
+  | { kind: 'error'; message: string };
+
+interface RelabelDialogProps {
+  vm: string;
+  resource: VmResource;
+  to: RelabelTarget;
+  onClose: () => void;
+  /** Called after a relabel that changed the resource (fully or in part). */
+  onApplied: (result: RelabelResult) => void;
+}
+
+/**
+ * Confirms a sharing change with the exact files whose label changes (from previewRelabel), then applies
+ * it, showing progress for directory trees.
+ */
+export function RelabelDialog({ vm, resource, to, onClose, onApplied }: RelabelDialogProps) {
+  const api = useApi();
+  const [phase, setPhase] = useState<Phase>({ kind: 'previewing' });
+  const target = relabelTarget(to);
+  const request = { vm, path: resource.path, to };
+
+  useEffect(() => {
+    let current = true;
+    api.previewRelabel({ vm, path: resource.path, to }).then(
+      (preview) => current && setPhase({ kind: 'confirm', preview }),
+      (e: unknown) => current && setPhase({ kind: 'error', message: errorMessage(e) }),
+    );
+    return () => {
+      current = false;
+    };
+  }, [api, vm, resource.path, to]);
+
+  useSvirtEvent('relabelProgress', (progress) => {
+    if (progress.vm !== vm || progress.path !== resource.path) return;
+    setPhase((p) => (p.kind === 'applying' ? { ...p, done: progress.done, total: progress.total } : p));
+  });
+
+  const apply = (preview: RelabelPreview) => {
+    setPhase({ kind: 'applying', preview, done: 0, total: preview.count });
+    api.applyRelabel(request).then(
+      (result) => {
+        onApplied(result);
+        if (result.failed.length > 0) setPhase({ kind: 'failed-files', result });
+        else onClose();
+      },
+      (e: unknown) => setPhase({ kind: 'error', message: errorMessage(e) }),
+    );
+  };
+
+  const busy = phase.kind === 'applying';
+  const title = `Make ${resource.target ?? resource.path.split('/').pop()} ${target.button.toLowerCase()}?`;
+  const actions =
+    phase.kind === 'confirm' ? (
+      <>
+        <button type="button" className="button" onClick={onClose}>
+          Cancel
+        </button>
+        <button type="button" className="button button--primary" onClick={() => apply(phase.preview)}>
+          {phase.preview.count === 0 ? 'Apply' : `Relabel ${phase.preview.count} ${phase.preview.count === 1 ? 'file' : 'files'}`}
+        </button>
+      </>
+    ) : (
+      <button type="button" className="button" onClick={onClose} disabled={busy}>
+        {phase.kind === 'previewing' ? 'Cancel' : 'Close'}
+      </button>
+    );
+
+  return (
+    <Dialog title={title} onClose={onClose} busy={busy} actions={actions} wide>
+      <p className="dialog__path">
+        <code>{resource.path}</code>
+      </p>
+      <p>{target.meaning}</p>
+      {phase.kind === 'previewing' && <p className="muted">Working out which files change label…</p>}
+      {phase.kind === 'error' && <Notice tone="error" title="Nothing was changed">{phase.message}</Notice>}
+      {(phase.kind === 'confirm' || phase.kind === 'applying') && <ChangeList preview={phase.preview} />}
+      {phase.kind === 'applying' && (
+        <div className="progress">
+          <progress aria-label="Relabel progress" value={phase.done} max={Math.max(phase.total, 1)} />
+          <span className="progress__text">
+            {phase.done} of {phase.total} files relabeled
+          </span>
+        </div>
+      )}
+      {phase.kind === 'failed-files' && (
+        <Notice tone="error" title={`${phase.result.changed} relabeled, ${phase.result.failed.length} failed`}>
+          <ul>
+            {phase.result.failed.map((f) => (
+              <li key={f.path}>
+                <code>{f.path}</code>: {f.error}
+              </li>
+            ))}
+          </ul>
+        </Notice>
+      )}
+    </Dialog>
+  );
+}
+
+function ChangeList({ preview }: { preview: RelabelPreview }) {
+  return (
+    <>
+      {preview.warnings.map((warning) => (
+        <Notice key={warning} tone="warning">
+          {warning}
+        </Notice>
+      ))}
+      <p className="change-count" data-testid="change-count">
+        {preview.count === 0
+          ? 'No file changes label: every file already has it.'
+          : `${preview.count} ${preview.count === 1 ? 'file changes' : 'files change'} label:`}
+      </p>
+      {preview.changes.length > 0 && (
+        <div className="change-list">
+          <table className="table table--compact" aria-label="Files that change label">
+            <thead>
+              <tr>
+                <th scope="col">File</th>
+                <th scope="col">From</th>
+                <th scope="col">To</th>
+              </tr>
+            </thead>
+            <tbody>
+              {preview.changes.map((change) => (
+                <tr key={change.path}>
+                  <td>
+                    <code className="path">{change.path}</code>
+                  </td>
+                  <td>
+                    <ContextText context={change.from} empty="unreadable" />
+                  </td>
+                  <td>
+                    <ContextText context={change.to} />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </>
+  );
+}

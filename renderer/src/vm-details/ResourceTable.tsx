@@ -1,0 +1,116 @@
+import { useState } from 'react';
+import type { RelabelTarget, ResourceClass, VmResource, VmState } from '../../../src/main/ipc-contract';
+import { ContextText } from '../mcs/ContextText';
+import { McsChip } from '../mcs/McsChip';
+import { levelOfContext } from '../mcs/mcs-level';
+import { RelabelDialog } from './RelabelDialog';
+import { RELABEL_TARGETS } from './relabel-targets';
+
+const CLASS_TEXT: Record<ResourceClass, string> = {
+  private: 'private',
+  shared: 'shared read-write',
+  readonly: 'shared read-only',
+  content: 'read-only content',
+  char: 'character device',
+};
+
+function LabelWithChip({ context, empty }: { context: string | null; empty: string }) {
+  return (
+    <div className="label-cell">
+      {context !== null && <McsChip level={levelOfContext(context)} />}
+      <ContextText context={context} empty={empty} />
+    </div>
+  );
+}
+
+function Status({ resource }: { resource: VmResource }) {
+  if (resource.problem) return <span className="badge badge--error">{resource.problem}</span>;
+  if (resource.expectedLabel === null) return <span className="badge badge--muted">left alone</span>;
+  if (resource.match) return <span className="badge badge--ok">matches</span>;
+  return (
+    <span className="badge badge--warning" data-testid="mismatch-badge">
+      mismatch
+    </span>
+  );
+}
+
+interface ResourceTableProps {
+  vm: string;
+  state: VmState;
+  resources: readonly VmResource[];
+  /** After a relabel, so the table shows the labels as they are now. */
+  onChanged: () => void;
+}
+
+/** Every file the VM uses: how it is shared, the label it should have, the label it has, and one-click sharing changes. */
+export function ResourceTable({ vm, state, resources, onChanged }: ResourceTableProps) {
+  const [relabel, setRelabel] = useState<{ resource: VmResource; to: RelabelTarget } | null>(null);
+  // A running qemu holds its images open with the labels it started with; change them between runs.
+  const canRelabel = state === 'stopped';
+
+  if (resources.length === 0) return <p className="empty">This VM uses no files.</p>;
+  return (
+    <>
+      <table className="table resource-table" aria-label="Resources">
+        <thead>
+          <tr>
+            <th scope="col">Resource</th>
+            <th scope="col">Class</th>
+            <th scope="col">Should have</th>
+            <th scope="col">On disk</th>
+            <th scope="col">Status</th>
+            <th scope="col">Sharing</th>
+          </tr>
+        </thead>
+        <tbody>
+          {resources.map((resource) => (
+            <tr key={resource.path} data-testid={`resource-${resource.path}`} className={!resource.match ? 'row--warning' : undefined}>
+              <th scope="row">
+                <div className="resource-name">
+                  <span className="resource-kind">
+                    {resource.kind}
+                    {resource.target && ` ${resource.target}`}
+                    {resource.isTree && ' (tree)'}
+                  </span>
+                  <code className="path">{resource.path}</code>
+                </div>
+              </th>
+              <td>{CLASS_TEXT[resource.class]}</td>
+              <td>
+                <LabelWithChip context={resource.expectedLabel} empty={resource.relabel ? '—' : 'not relabeled'} />
+              </td>
+              <td>
+                <LabelWithChip context={resource.actualLabel} empty="unreadable" />
+              </td>
+              <td>
+                <Status resource={resource} />
+              </td>
+              <td>
+                {resource.kind === 'disk' ? (
+                  <div className="segmented" role="group" aria-label={`Sharing of ${resource.path}`}>
+                    {RELABEL_TARGETS.map(({ target, button }) => (
+                      <button
+                        key={target}
+                        type="button"
+                        className="segmented__option"
+                        aria-pressed={resource.class === target}
+                        disabled={!canRelabel || resource.class === target}
+                        title={canRelabel ? undefined : 'Stop the VM to change how its files are shared'}
+                        onClick={() => setRelabel({ resource, to: target })}
+                      >
+                        {button}
+                      </button>
+                    ))}
+                  </div>
+                ) : (
+                  <span className="muted">{resource.class === 'content' ? 'always read-only' : 'follows the VM'}</span>
+                )}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {relabel && <RelabelDialog vm={vm} resource={relabel.resource} to={relabel.to} onClose={() => setRelabel(null)} onApplied={onChanged} />}
+    </>
+  );
+}

@@ -1,0 +1,173 @@
+// @vitest-environment happy-dom
+import { act, cleanup, fireEvent, render, screen, within } from '@testing-library/react';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { RelabelPreview, RelabelResult, VmDetails } from '../../../src/main/ipc-contract';
+import { ApiProvider } from '../api';
+import { createFakeApi, type FakeApi } from '../test-support/fake-api';
+import { diskResource, vmDefinition, vmSummary } from '../test-support/sample-data';
+import { VmDetailsScreen } from './VmDetailsScreen';
+
+afterEach(cleanup);
+
+const IMAGE = 'system_u:object_r:svirt_image_t:s0:c12,c345';
+const SHARED = 'system_u:object_r:svirt_image_t:s0';
+const TREE = '/srv/site';
+
+function details(overrides: Partial<VmDetails['summary']> = {}): VmDetails {
+  return {
+    summary: vmSummary({ name: 'web', state: 'stopped', processLabel: 'system_u:system_r:svirt_t:s0:c12,c345', imageLabel: IMAGE, processLevel: { level: 's0:c12,c345', name: null }, imageLevel: { level: 's0:c12,c345', name: null }, seclabel: { mode: 'static', relabel: true }, ...overrides }),
+    definition: vmDefinition('web'),
+    resources: [
+      diskResource('/images/web.qcow2', { expectedLabel: IMAGE, actualLabel: IMAGE }),
+      diskResource(TREE, { target: 'vdb', isTree: true, expectedLabel: IMAGE, actualLabel: 'unconfined_u:object_r:user_home_t:s0', match: false }),
+      { ...diskResource('/boot/vmlinuz', { expectedLabel: 'system_u:object_r:virt_content_t:s0', actualLabel: 'system_u:object_r:virt_content_t:s0' }), kind: 'kernel', class: 'content', target: null },
+    ],
+  };
+}
+
+const treePreview: RelabelPreview = {
+  vm: 'web',
+  path: TREE,
+  to: 'shared',
+  changes: [
+    { path: `${TREE}/index.html`, from: IMAGE, to: SHARED },
+    { path: `${TREE}/img/logo.png`, from: 'unconfined_u:object_r:user_home_t:s0', to: SHARED },
+    { path: `${TREE}/notes.txt`, from: null, to: SHARED },
+  ],
+  count: 3,
+  warnings: ['db also uses this directory'],
+};
+
+function deferred<T>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+function renderDetails(api: FakeApi) {
+  render(
+    <ApiProvider api={api}>
+      <VmDetailsScreen name="web" tab="overview" onTab={vi.fn()} onBack={vi.fn()} onDeleted={vi.fn()} />
+    </ApiProvider>,
+  );
+}
+
+const resourceRow = (path: string) => screen.getByTestId(`resource-${path}`);
+
+describe('VmDetailsScreen resources', () => {
+  it('shows each resource with its class, expected and found labels, and a mismatch badge', async () => {
+    renderDetails(createFakeApi({ getVm: async () => details() }));
+    const tree = await screen.findByTestId(`resource-${TREE}`);
+    expect(within(tree).getByTestId('mismatch-badge')).toBeTruthy();
+    expect(within(tree).getByText('user_home_t')).toBeTruthy();
+    expect(within(resourceRow('/images/web.qcow2')).queryByTestId('mismatch-badge')).toBeNull();
+    expect(within(resourceRow('/images/web.qcow2')).getByText('matches')).toBeTruthy();
+    // A kernel is always read-only content: no sharing choice.
+    expect(within(resourceRow('/boot/vmlinuz')).queryByRole('group')).toBeNull();
+    expect(within(resourceRow('/boot/vmlinuz')).getByText('read-only content')).toBeTruthy();
+  });
+
+  it('turns a tree into shared read-write with one click: confirms the exact files, then shows progress', async () => {
+    const apply = deferred<RelabelResult>();
+    let getVmCalls = 0;
+    const api = createFakeApi({
+      getVm: async () => {
+        getVmCalls++;
+        return details();
+      },
+      previewRelabel: vi.fn(async () => treePreview),
+      applyRelabel: vi.fn(() => apply.promise),
+    });
+    renderDetails(api);
+    const sharing = within(await screen.findByTestId(`resource-${TREE}`)).getByRole('group', { name: `Sharing of ${TREE}` });
+    fireEvent.click(within(sharing).getByRole('button', { name: 'Shared read-write' }));
+
+    const dialog = await screen.findByRole('dialog', { name: 'Make vdb shared read-write?' });
+    expect(api.previewRelabel).toHaveBeenCalledWith({ vm: 'web', path: TREE, to: 'shared' });
+    expect(await within(dialog).findByTestId('change-count')).toHaveProperty('textContent', '3 files change label:');
+    const files = within(dialog).getByRole('table', { name: 'Files that change label' });
+    for (const change of treePreview.changes) expect(within(files).getByText(change.path)).toBeTruthy();
+    expect(within(files).getByText('unreadable')).toBeTruthy();
+    expect(within(dialog).getByText('db also uses this directory')).toBeTruthy();
+
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Relabel 3 files' }));
+    expect(api.applyRelabel).toHaveBeenCalledWith({ vm: 'web', path: TREE, to: 'shared' });
+    const progress = within(dialog).getByRole('progressbar', { name: 'Relabel progress' }) as HTMLProgressElement;
+    act(() => api.emit('relabelProgress', { vm: 'web', path: TREE, done: 2, total: 3 }));
+    act(() => api.emit('relabelProgress', { vm: 'other', path: TREE, done: 3, total: 3 }));
+    expect(progress.value).toBe(2);
+    expect(within(dialog).getByText('2 of 3 files relabeled')).toBeTruthy();
+    expect(within(dialog).getByRole('button', { name: 'Close' })).toHaveProperty('disabled', true);
+
+    const callsBefore = getVmCalls;
+    await act(async () => apply.resolve({ vm: 'web', path: TREE, to: 'shared', changed: 3, failed: [], resource: diskResource(TREE) }));
+    expect(screen.queryByRole('dialog')).toBeNull();
+    expect(getVmCalls).toBeGreaterThan(callsBefore);
+  });
+
+  it('changes nothing when the confirmation is cancelled', async () => {
+    const api = createFakeApi({ getVm: async () => details(), previewRelabel: async () => ({ ...treePreview, to: 'private' }), applyRelabel: vi.fn() });
+    renderDetails(api);
+    const sharing = within(await screen.findByTestId('resource-/images/web.qcow2')).getByRole('group');
+    expect(within(sharing).getByRole('button', { name: 'Private' })).toHaveProperty('disabled', true); // already private
+    fireEvent.click(within(sharing).getByRole('button', { name: 'Shared read-only' }));
+    const dialog = await screen.findByRole('dialog');
+    await within(dialog).findByTestId('change-count');
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Cancel' }));
+    expect(screen.queryByRole('dialog')).toBeNull();
+    expect(api.applyRelabel).not.toHaveBeenCalled();
+  });
+
+  it('lists failed files after a partial relabel', async () => {
+    const api = createFakeApi({
+      getVm: async () => details(),
+      previewRelabel: async () => treePreview,
+      applyRelabel: async () => ({ vm: 'web', path: TREE, to: 'shared', changed: 2, failed: [{ path: `${TREE}/notes.txt`, error: 'Operation not supported' }], resource: diskResource(TREE) }),
+    });
+    renderDetails(api);
+    fireEvent.click(within(await screen.findByTestId(`resource-${TREE}`)).getByRole('button', { name: 'Shared read-write' }));
+    const dialog = await screen.findByRole('dialog');
+    fireEvent.click(await within(dialog).findByRole('button', { name: 'Relabel 3 files' }));
+    expect(await within(dialog).findByText('2 relabeled, 1 failed')).toBeTruthy();
+    expect(within(dialog).getByText(/Operation not supported/)).toBeTruthy();
+  });
+
+  it('offers no relabel while the VM runs', async () => {
+    renderDetails(createFakeApi({ getVm: async () => details({ state: 'running', pid: 99 }) }));
+    const sharing = within(await screen.findByTestId(`resource-${TREE}`)).getByRole('group');
+    for (const button of within(sharing).getAllByRole('button')) expect(button).toHaveProperty('disabled', true);
+  });
+});
+
+describe('VmDetailsScreen actions', () => {
+  it('asks before starting a VM that SELinux will not confine, then starts it unconfined', async () => {
+    const startVm = vi.fn(async () => vmSummary({ name: 'web', state: 'running' }));
+    renderDetails(createFakeApi({ getVm: async () => details({ confined: false, notConfinedReason: 'seclabel is none' }), startVm }));
+    fireEvent.click(await screen.findByRole('button', { name: 'Start' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Start web unconfined?' });
+    expect(within(dialog).getByText(/seclabel is none/)).toBeTruthy();
+    expect(startVm).not.toHaveBeenCalled();
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Start unconfined' }));
+    expect(startVm).toHaveBeenCalledWith({ name: 'web', allowUnconfined: true });
+  });
+
+  it('starts a confined VM at once, and shows the error the main process gives', async () => {
+    const startVm = vi.fn(async () => {
+      throw new Error('no free MCS pair in c0.c1023');
+    });
+    renderDetails(createFakeApi({ getVm: async () => details(), startVm }));
+    fireEvent.click(await screen.findByRole('button', { name: 'Start' }));
+    expect(startVm).toHaveBeenCalledWith({ name: 'web', allowUnconfined: false });
+    expect((await screen.findByRole('alert')).textContent).toContain('no free MCS pair in c0.c1023');
+  });
+
+  it('reloads when its VM changes state', async () => {
+    let state: 'stopped' | 'running' = 'stopped';
+    const api = createFakeApi({ getVm: async () => details({ state }) });
+    renderDetails(api);
+    expect((await screen.findByTestId('vm-state')).textContent).toBe('Stopped');
+    state = 'running';
+    act(() => api.emit('vmStateChanged', { vm: 'web', state: 'running', pid: 7 }));
+    await vi.waitFor(() => expect(screen.getByTestId('vm-state').textContent).toBe('Running'));
+  });
+});

@@ -1,0 +1,145 @@
+import { lazy, Suspense } from 'react';
+import type { VmDetails } from '../../../src/main/ipc-contract';
+import { useApi, useSvirtEvent } from '../api';
+import { Notice } from '../common/Notice';
+import { StateBadge } from '../common/StateBadge';
+import { useAsync } from '../common/use-async';
+import { ContextText } from '../mcs/ContextText';
+import { McsChip } from '../mcs/McsChip';
+import type { VmTab } from '../navigation';
+import { formatMemory } from '../vms/VmList';
+import { ResourceTable } from './ResourceTable';
+import { SeclabelPanel } from './SeclabelPanel';
+import { VmActions } from './VmActions';
+
+// xterm.js is half the bundle; it loads when a console is first opened.
+const ConsoleView = lazy(() => import('../console/ConsoleView').then((module) => ({ default: module.ConsoleView })));
+
+const TABS: readonly { id: VmTab; label: string }[] = [
+  { id: 'overview', label: 'Overview' },
+  { id: 'console', label: 'Console' },
+  { id: 'seclabel', label: 'Security label' },
+];
+
+function bootText(details: VmDetails): string {
+  const { boot } = details.definition;
+  if (boot.kind === 'disk') return 'first disk';
+  if (boot.kind === 'iso') return `ISO ${boot.iso}`;
+  return `kernel ${boot.kernel}${boot.initrd ? ` + initrd` : ''}`;
+}
+
+function Overview({ details, reload }: { details: VmDetails; reload: () => void }) {
+  const { summary } = details;
+  return (
+    <>
+      <section className="card" aria-label="Confinement">
+        <h2 className="card__title">Confinement</h2>
+        {!summary.confined && (
+          <Notice tone="warning" title="Not confined">
+            {summary.notConfinedReason ?? 'qemu runs without an sVirt label.'}
+          </Notice>
+        )}
+        <dl className="facts">
+          <dt>Process</dt>
+          <dd className="label-cell">
+            <McsChip level={summary.processLevel?.level ?? null} name={summary.processLevel?.name} />
+            <ContextText context={summary.processLabel} empty={summary.seclabel.mode === 'dynamic' ? 'a fresh pair is assigned at start' : '—'} />
+          </dd>
+          <dt>Private images</dt>
+          <dd className="label-cell">
+            <McsChip level={summary.imageLevel?.level ?? null} name={summary.imageLevel?.name} />
+            <ContextText context={summary.imageLabel} empty={summary.seclabel.mode === 'dynamic' ? 'follows the pair at start' : '—'} />
+          </dd>
+          <dt>Seclabel</dt>
+          <dd>
+            {summary.seclabel.mode}
+            {summary.seclabel.relabel ? ', relabel' : ', no relabel'}
+          </dd>
+          <dt>Machine</dt>
+          <dd>
+            {summary.vcpus} vCPU · {formatMemory(summary.memoryMiB)} · boots from {bootText(details)}
+            {summary.pid !== null && ` · qemu pid ${summary.pid}`}
+          </dd>
+        </dl>
+      </section>
+      <section className="card" aria-label="Files">
+        <h2 className="card__title">Files and their labels</h2>
+        <ResourceTable vm={summary.name} state={summary.state} resources={details.resources} onChanged={reload} />
+      </section>
+    </>
+  );
+}
+
+interface VmDetailsScreenProps {
+  name: string;
+  tab: VmTab;
+  onTab: (tab: VmTab) => void;
+  onBack: () => void;
+  onDeleted: () => void;
+}
+
+export function VmDetailsScreen({ name, tab, onTab, onBack, onDeleted }: VmDetailsScreenProps) {
+  const api = useApi();
+  const details = useAsync(() => api.getVm({ name }), [api, name]);
+  useSvirtEvent('vmStateChanged', (change) => change.vm === name && details.reload());
+
+  const vm = details.data;
+  return (
+    <div className="screen">
+      <button type="button" className="link back" onClick={onBack}>
+        ← Virtual machines
+      </button>
+      {details.error && !vm && (
+        <Notice tone="error" title={`Could not load ${name}`}>
+          {details.error}
+        </Notice>
+      )}
+      {vm && (
+        <>
+          <header className="screen__header">
+            <div className="title-row">
+              <h1>{vm.summary.name}</h1>
+              <StateBadge state={vm.summary.state} />
+              <McsChip level={vm.summary.processLevel?.level ?? null} name={vm.summary.processLevel?.name} />
+            </div>
+            <VmActions
+              vm={vm.summary}
+              onChanged={details.reload}
+              onDeleted={() => {
+                void import('../console/console-registry').then((registry) => registry.forgetConsole(name));
+                onDeleted();
+              }}
+            />
+          </header>
+          {details.error && <Notice tone="error">{details.error}</Notice>}
+          <div className="tabs" role="tablist" aria-label={`${name} views`}>
+            {TABS.map((t) => (
+              <button
+                key={t.id}
+                type="button"
+                role="tab"
+                id={`tab-${t.id}`}
+                aria-selected={tab === t.id}
+                aria-controls={`panel-${t.id}`}
+                className="tabs__tab"
+                onClick={() => onTab(t.id)}
+              >
+                {t.label}
+              </button>
+            ))}
+          </div>
+          <div role="tabpanel" id={`panel-${tab}`} aria-labelledby={`tab-${tab}`} className="tabs__panel">
+            {tab === 'overview' && <Overview details={vm} reload={details.reload} />}
+            {tab === 'console' && (
+              <Suspense fallback={<p className="empty">Loading the console…</p>}>
+                <ConsoleView vm={name} state={vm.summary.state} />
+              </Suspense>
+            )}
+            {tab === 'seclabel' && <SeclabelPanel key={JSON.stringify(vm.definition.seclabel)} details={vm} onSaved={details.reload} />}
+          </div>
+        </>
+      )}
+      {!vm && !details.error && <p className="empty">Loading…</p>}
+    </div>
+  );
+}

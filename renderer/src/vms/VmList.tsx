@@ -1,0 +1,116 @@
+import { useMemo, useState } from 'react';
+import type { VmState, VmSummary } from '../../../src/main/ipc-contract';
+import { StateBadge } from '../common/StateBadge';
+import { ContextText } from '../mcs/ContextText';
+import { McsChip } from '../mcs/McsChip';
+import { findPairConflicts } from './pair-conflicts';
+
+const STATES: readonly VmState[] = ['running', 'starting', 'stopping', 'stopped'];
+
+export function formatMemory(mib: number): string {
+  return mib >= 1024 && mib % 1024 === 0 ? `${mib / 1024} GiB` : `${mib} MiB`;
+}
+
+/** The VM table: who runs, whether confined, with which pair; conflicts between pairs are outlined. */
+export function VmList({ vms, onOpen }: { vms: readonly VmSummary[]; onOpen: (name: string) => void }) {
+  const [nameFilter, setNameFilter] = useState('');
+  const [stateFilter, setStateFilter] = useState<VmState | 'all'>('all');
+  // Conflicts are found over every VM, not the filtered ones: a hidden VM can still hold the same pair.
+  const conflicts = useMemo(() => findPairConflicts(vms), [vms]);
+  const shown = vms.filter(
+    (vm) => vm.name.toLowerCase().includes(nameFilter.trim().toLowerCase()) && (stateFilter === 'all' || vm.state === stateFilter),
+  );
+
+  return (
+    <section className="vm-list" aria-label="Virtual machines">
+      <div className="toolbar">
+        <input
+          type="search"
+          className="input toolbar__search"
+          placeholder="Filter by name"
+          aria-label="Filter by name"
+          value={nameFilter}
+          onChange={(e) => setNameFilter(e.target.value)}
+        />
+        <select className="input" aria-label="Filter by state" value={stateFilter} onChange={(e) => setStateFilter(e.target.value as VmState | 'all')}>
+          <option value="all">All states</option>
+          {STATES.map((state) => (
+            <option key={state} value={state}>
+              {state[0]?.toUpperCase() + state.slice(1)}
+            </option>
+          ))}
+        </select>
+        <span className="toolbar__count" aria-live="polite">
+          {shown.length === vms.length ? `${vms.length} VMs` : `${shown.length} of ${vms.length} VMs`}
+        </span>
+      </div>
+
+      {shown.length === 0 ? (
+        <p className="empty">{vms.length === 0 ? 'No VMs yet. Create one to get started.' : 'No VM matches the filter.'}</p>
+      ) : (
+        <table className="table vm-table">
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">State</th>
+              <th scope="col">Confinement</th>
+              <th scope="col">Process context</th>
+              <th scope="col">Image context</th>
+              <th scope="col" className="num">
+                vCPU
+              </th>
+              <th scope="col" className="num">
+                Memory
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {shown.map((vm) => {
+              const conflict = conflicts.get(vm.name);
+              const sharedWarning = conflict && conflict.sharesPairWith.length > 0 ? `same MCS pair as ${conflict.sharesPairWith.join(', ')}` : null;
+              const imageWarning = conflict?.imagePairDiffers ? `image pair differs from the VM's ${vm.processLevel?.level ?? ''}` : null;
+              return (
+                <tr key={vm.name} data-testid={`vm-row-${vm.name}`} className={sharedWarning || imageWarning ? 'row--warning' : undefined}>
+                  <th scope="row">
+                    <button type="button" className="link vm-name" onClick={() => onOpen(vm.name)}>
+                      {vm.name}
+                    </button>
+                    {sharedWarning && <div className="row-warning">⚠ Same MCS pair as {conflict?.sharesPairWith.join(', ')}: they can open each other's images</div>}
+                    {imageWarning && <div className="row-warning">⚠ Image pair differs from the process pair</div>}
+                  </th>
+                  <td>
+                    <StateBadge state={vm.state} />
+                  </td>
+                  <td>
+                    {vm.confined ? (
+                      <span className="confined confined--yes">Confined</span>
+                    ) : (
+                      <span className="confined confined--no" title={vm.notConfinedReason ?? undefined}>
+                        Not confined
+                        {vm.notConfinedReason && <span className="confined__reason">{vm.notConfinedReason}</span>}
+                      </span>
+                    )}
+                  </td>
+                  <td data-testid="process-context">
+                    <div className="label-cell">
+                      <McsChip level={vm.processLevel?.level ?? null} name={vm.processLevel?.name} warning={sharedWarning} />
+                      <ContextText context={vm.processLabel} empty={vm.seclabel.mode === 'dynamic' ? 'assigned at start' : '—'} />
+                    </div>
+                  </td>
+                  <td data-testid="image-context">
+                    <div className="label-cell">
+                      <McsChip level={vm.imageLevel?.level ?? null} name={vm.imageLevel?.name} warning={imageWarning} />
+                      <ContextText context={vm.imageLabel} empty={vm.seclabel.mode === 'dynamic' ? 'assigned at start' : '—'} />
+                    </div>
+                  </td>
+                  <td className="num">{vm.vcpus}</td>
+                  <td className="num">{formatMemory(vm.memoryMiB)}</td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
