@@ -1,0 +1,50 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseContext } from './context';
+import { evaluateAccess } from './access/evaluate-access';
+import { loadAccessPolicy, type LoadedPolicy } from '../main/policy-query';
+import { buildAuditMatrix, type AccessOracle, type AuditedVm } from './audit-report';
+
+// The audit over the real reference policy through the offline evaluator (as on a host without SELinux).
+let loaded: LoadedPolicy;
+let oracle: AccessOracle;
+beforeAll(async () => {
+  loaded = await loadAccessPolicy();
+  oracle = async (s, t, tclass, perms) => evaluateAccess(loaded.policy, { scontext: parseContext(s), tcontext: parseContext(t), tclass, perms });
+}, 60_000);
+
+const image = (pair: string) => `system_u:object_r:svirt_image_t:${pair}`;
+const vm = (name: string, pair: string, resources: AuditedVm['resources'], confined = true): AuditedVm => ({
+  name, processLabel: `system_u:system_r:svirt_t:${pair}`, confined, notConfinedReason: confined ? null : 'not confined: SELinux disabled', resources,
+});
+const res = (path: string, cls: string, expected: string | null, actual: string | null) => ({ path, class: cls, expectedLabel: expected, actualLabel: actual, tclass: 'file' });
+
+describe('audit matrix on the reference policy', () => {
+  it('shows each VM writing its own image and shared images, reading content, and not reaching the other\'s image', async () => {
+    const a = vm('a', 's0:c1,c2', [res('/a.img', 'private', image('s0:c1,c2'), image('s0:c1,c2')), res('/shared.img', 'shared', image('s0'), image('s0')),
+      res('/iso', 'readonly', 'system_u:object_r:virt_content_t:s0', 'system_u:object_r:virt_content_t:s0')]);
+    const b = vm('b', 's0:c3,c4', [res('/b.img', 'private', image('s0:c3,c4'), image('s0:c3,c4')), res('/shared.img', 'shared', image('s0'), image('s0'))]);
+    const report = await buildAuditMatrix('enforcing', [a, b], oracle);
+    const access = (v: string, p: string) => report.cells.find((c) => c.vm === v && c.path === p)?.access;
+    expect(access('a', '/a.img')).toBe('write');
+    expect(access('a', '/b.img')).toBe('none');
+    expect(access('b', '/a.img')).toBe('none');
+    expect(access('b', '/shared.img')).toBe('write');
+    expect(access('a', '/iso')).toBe('read');
+    expect(access('b', '/iso')).toBe('read');
+    expect(report.cells.find((c) => c.vm === 'b' && c.path === '/a.img')?.reason).toMatch(/constraint/i);
+    expect(report.problems).toEqual([]);
+    expect(report.resources.find((r) => r.path === '/shared.img')?.usedBy).toEqual(['a', 'b']);
+  });
+
+  it('lists drift, duplicate pairs, unintended sharing, unconfined VMs and a disabled SELinux', async () => {
+    // b's image drifted to a's pair: a can now write it, and it no longer has b's label.
+    const a = vm('a', 's0:c1,c2', [res('/a.img', 'private', image('s0:c1,c2'), image('s0:c1,c2'))], false);
+    const b = vm('b', 's0:c3,c4', [res('/b.img', 'private', image('s0:c3,c4'), image('s0:c1,c2'))]);
+    const c = vm('c', 's0:c3,c4', []);
+    const report = await buildAuditMatrix('disabled', [a, b, c], oracle);
+    const kinds = report.problems.map((p) => p.kind).sort();
+    expect(kinds).toEqual(['duplicate-pair', 'label-drift', 'selinux-disabled', 'unconfined-vm', 'unintended-sharing']);
+    expect(report.problems.find((p) => p.kind === 'unintended-sharing')?.message).toBe('/b.img is private to b but a can reach it too');
+    expect(report.cells.find((cell) => cell.vm === 'a' && cell.path === '/b.img')?.access).toBe('write');
+  });
+});

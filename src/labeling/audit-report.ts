@@ -1,0 +1,141 @@
+/**
+ * The label audit: which running VM can read or write which file, and what is wrong on this host.
+ * Pure: the caller passes the VMs, the labels found on disk, and an access oracle (the kernel through
+ * libselinux when SELinux is on, the offline policy evaluator otherwise), and renders the answer.
+ */
+import { formatRange, parseContext } from './context';
+
+export type AccessLevel = 'read' | 'write' | 'none';
+export type AuditProblemKind = 'selinux-disabled' | 'selinux-permissive' | 'unconfined-vm' | 'duplicate-pair' | 'unintended-sharing' | 'label-drift';
+export type Severity = 'critical' | 'warning' | 'info';
+
+export interface AuditedResource {
+  readonly path: string;
+  /** private | shared | readonly | content | char */
+  readonly class: string;
+  readonly expectedLabel: string | null;
+  /** The label on disk; null when unlabeled or unreadable. */
+  readonly actualLabel: string | null;
+  /** `blk_file` for block devices, `file` otherwise. */
+  readonly tclass: string;
+}
+
+export interface AuditedVm {
+  readonly name: string;
+  /** The qemu process label (or the label it would have had, when SELinux is off). */
+  readonly processLabel: string | null;
+  readonly confined: boolean;
+  readonly notConfinedReason: string | null;
+  readonly resources: readonly AuditedResource[];
+}
+
+export interface AccessVerdict {
+  readonly decision: 'allowed' | 'denied' | 'unknown';
+  readonly reason: string;
+}
+
+/** Answers whether `scontext` may use `perms` on `tcontext` of class `tclass`. */
+export type AccessOracle = (scontext: string, tcontext: string, tclass: string, perms: readonly string[]) => Promise<AccessVerdict>;
+
+export interface AuditCell {
+  vm: string;
+  path: string;
+  access: AccessLevel;
+  reason: string;
+}
+
+export interface AuditProblem {
+  kind: AuditProblemKind;
+  severity: Severity;
+  message: string;
+  vm?: string;
+  path?: string;
+}
+
+export interface AuditMatrix {
+  vms: { name: string; processLabel: string }[];
+  resources: { path: string; label: string | null; usedBy: string[] }[];
+  cells: AuditCell[];
+  problems: AuditProblem[];
+}
+
+// What qemu needs to use an image, as libvirt's own checks: open and read; write adds write and append.
+export const READ_PERMS = ['open', 'read'] as const;
+export const WRITE_PERMS = ['open', 'read', 'write', 'append'] as const;
+
+async function accessOf(oracle: AccessOracle, vm: AuditedVm & { processLabel: string }, resource: AuditedResource): Promise<AuditCell> {
+  const cell = (access: AccessLevel, reason: string): AuditCell => ({ vm: vm.name, path: resource.path, access, reason });
+  if (resource.actualLabel === null) return cell('none', 'the file has no SELinux label (or could not be read)');
+  const write = await oracle(vm.processLabel, resource.actualLabel, resource.tclass, WRITE_PERMS);
+  if (write.decision === 'allowed') return cell('write', write.reason);
+  const read = await oracle(vm.processLabel, resource.actualLabel, resource.tclass, READ_PERMS);
+  if (read.decision === 'allowed') return cell('read', `read only: ${write.reason}`);
+  const unknown = [write, read].find((v) => v.decision === 'unknown');
+  return cell('none', unknown ? `unknown: ${unknown.reason}` : read.reason);
+}
+
+const rangeOf = (label: string | null): string | null => {
+  if (label === null) return null;
+  try {
+    const range = parseContext(label).range;
+    return range ? formatRange(range) : null;
+  } catch {
+    return null;
+  }
+};
+
+/** Builds the matrix (running VMs × their resources) and the problem list. */
+export async function buildAuditMatrix(mode: 'enforcing' | 'permissive' | 'disabled', running: readonly AuditedVm[], oracle: AccessOracle): Promise<AuditMatrix> {
+  const problems: AuditProblem[] = [];
+  if (mode === 'disabled') problems.push({ kind: 'selinux-disabled', severity: 'critical', message: 'SELinux is disabled: no VM is confined, labels are only prepared' });
+  if (mode === 'permissive') problems.push({ kind: 'selinux-permissive', severity: 'critical', message: 'SELinux is permissive: denials are logged but not enforced' });
+
+  const resources = new Map<string, { path: string; label: string | null; usedBy: string[]; resource: AuditedResource }>();
+  for (const vm of running) {
+    if (!vm.confined) problems.push({ kind: 'unconfined-vm', severity: 'critical', vm: vm.name, message: `${vm.name} is not confined: ${vm.notConfinedReason ?? 'unknown reason'}` });
+    for (const r of vm.resources) {
+      const entry = resources.get(r.path) ?? { path: r.path, label: r.actualLabel, usedBy: [], resource: r };
+      entry.usedBy.push(vm.name);
+      resources.set(r.path, entry);
+      if (r.class === 'private' && r.expectedLabel !== null && r.actualLabel !== r.expectedLabel) {
+        problems.push({ kind: 'label-drift', severity: 'warning', vm: vm.name, path: r.path,
+          message: `${r.path} of ${vm.name} is labeled ${r.actualLabel ?? '(none)'} on disk, not ${r.expectedLabel}` });
+      }
+    }
+  }
+
+  const byPair = new Map<string, string[]>();
+  for (const vm of running) {
+    const range = rangeOf(vm.processLabel);
+    const single = range !== null && !range.includes('-') ? range : null;
+    if (single && single.includes(':')) byPair.set(single, [...(byPair.get(single) ?? []), vm.name]);
+  }
+  for (const [pair, names] of byPair) {
+    if (names.length > 1) problems.push({ kind: 'duplicate-pair', severity: 'critical', message: `${names.join(' and ')} run with the same MCS pair ${pair}: each can use the other's images` });
+  }
+
+  const rows = running.filter((vm): vm is AuditedVm & { processLabel: string } => vm.processLabel !== null);
+  const cells: AuditCell[] = [];
+  for (const vm of rows) {
+    for (const entry of resources.values()) cells.push(await accessOf(oracle, vm, entry.resource));
+  }
+
+  // A private file reachable by a VM that does not own it is exactly what sVirt is there to prevent.
+  for (const entry of resources.values()) {
+    const owners = running.filter((vm) => vm.resources.some((r) => r.path === entry.path && r.class === 'private')).map((vm) => vm.name);
+    if (owners.length === 0) continue;
+    const reaching = cells.filter((c) => c.path === entry.path && c.access !== 'none').map((c) => c.vm);
+    const intruders = reaching.filter((name) => name !== owners[0]);
+    if (intruders.length > 0) {
+      problems.push({ kind: 'unintended-sharing', severity: 'critical', path: entry.path,
+        message: `${entry.path} is private to ${owners[0]} but ${intruders.join(', ')} can reach it too` });
+    }
+  }
+
+  return {
+    vms: rows.map((vm) => ({ name: vm.name, processLabel: vm.processLabel })),
+    resources: [...resources.values()].map(({ path, label, usedBy }) => ({ path, label, usedBy })),
+    cells,
+    problems,
+  };
+}
