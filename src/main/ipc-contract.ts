@@ -5,11 +5,13 @@
  *
  * Only type imports here: the sandboxed preload bundles this module and must not pull in Node code.
  */
+import type { AccessLevel, AuditCell, AuditMatrix, AuditProblem, AuditProblemKind, Severity } from '../labeling/audit-report';
 import type { SelinuxMode } from './host-selinux';
 import type { HelperLaunch } from './helper-client';
 import type { DiskClass, SeclabelDefinition, VmDefinition, VmDefinitionInput } from './vm-definition';
+import type { VmState } from './vm-service';
 
-export type { DiskClass, SeclabelDefinition, SelinuxMode, VmDefinition, VmDefinitionInput };
+export type { AccessLevel, AuditCell, AuditProblem, AuditProblemKind, DiskClass, SeclabelDefinition, SelinuxMode, Severity, VmDefinition, VmDefinitionInput, VmState };
 
 export interface AppInfo {
   name: string;
@@ -55,8 +57,6 @@ export interface HostStatus {
 
 // ---------------------------------------------------------------------------------------------------
 // VMs
-
-export type VmState = 'stopped' | 'starting' | 'running' | 'stopping';
 
 /** An MCS level such as `s0:c12,c345`, with its setrans.conf name when one is defined. */
 export interface McsLevel {
@@ -175,59 +175,23 @@ export interface ConsoleSession {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Audit
-
-export type AccessLevel = 'read' | 'write' | 'none';
+// Audit (the matrix and problems are src/labeling/audit-report's)
 
 export interface AuditVm {
   name: string;
   processLabel: string;
-  processLevel: McsLevel | null;
+  /** The pair with its setrans name; when absent the renderer reads the level from processLabel. */
+  processLevel?: McsLevel | null;
 }
 
-export interface AuditResource {
-  path: string;
-  label: string | null;
-  /** The VMs whose definition names this file. */
-  usedBy: string[];
-}
+/** Columns: every resource of a running VM, with its label on disk and the VMs whose definition names it. */
+export type AuditResource = AuditMatrix['resources'][number];
 
-export interface AuditCell {
-  vm: string;
-  path: string;
-  access: AccessLevel;
-  /** e.g. "MCS constraint: s0:c1,c2 does not dominate s0:c3,c4", "allow svirt_t svirt_image_t:file write". */
-  reason: string;
-}
-
-export type AuditProblemKind =
-  | 'selinux-disabled'
-  | 'selinux-permissive'
-  | 'unconfined-vm'
-  | 'duplicate-pair'
-  | 'unintended-sharing'
-  | 'label-drift';
-
-export type Severity = 'critical' | 'warning' | 'info';
-
-export interface AuditProblem {
-  kind: AuditProblemKind;
-  severity: Severity;
-  message: string;
-  vm?: string;
-  path?: string;
-}
-
-export interface AuditReport {
+export interface AuditReport extends AuditMatrix {
   /** Who answered: the kernel (live access checks) or the offline policy evaluator, and why that one. */
   source: { kind: 'kernel' | 'evaluator'; why: string };
   /** Rows: the running VMs. */
   vms: AuditVm[];
-  /** Columns: every resource of a running VM. */
-  resources: AuditResource[];
-  /** One per (vm, resource). */
-  cells: AuditCell[];
-  problems: AuditProblem[];
 }
 
 // ---------------------------------------------------------------------------------------------------
