@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { connectConsole, startConsoleKeeper, type ConsoleKeeper, type ConsoleViewer, type ViewerEnd } from './console-keeper';
+import { connectConsole, startConsoleKeeper, type ConsoleKeeper, type ConsoleKeeperOptions, type ConsoleViewer, type ViewerEnd } from './console-keeper';
 import { FrameDecoder, FrameType, encodeFrame, encodeJsonFrame, parseBye, type Bye } from './console-protocol';
 import { keeperArguments, parseKeeperArguments, readPidFile } from './keeper-process';
 import { GUEST_APPEND, GUEST_READY_MARKER, testGuest } from '../../../test/support/guest';
@@ -114,7 +114,7 @@ function viewerOf(socketPath: string, resumeFrom: number | null = null): Console
   return viewer;
 }
 
-async function keeperWithFakeSerial(options: { ringBytes?: number; maxViewerLagBytes?: number; endFlushTimeoutMs?: number } = {}): Promise<{ keeper: ConsoleKeeper; serial: FakeSerial; viewerPath: string; dir: string }> {
+async function keeperWithFakeSerial(options: Partial<ConsoleKeeperOptions> = {}): Promise<{ keeper: ConsoleKeeper; serial: FakeSerial; viewerPath: string; dir: string }> {
   const dir = await privateDir();
   const serial = await FakeSerial.listen(path.join(dir, 'serial.sock'));
   const viewerPath = path.join(dir, 'console.sock');
@@ -137,7 +137,7 @@ async function rawViewer(socketPath: string): Promise<net.Socket> {
 
 function decodeAll(bytes: Buffer): { type: number; payload: Buffer }[] {
   const frames: { type: number; payload: Buffer }[] = [];
-  new FrameDecoder(16 * 1024 * 1024).push(bytes, (type, payload) => frames.push({ type, payload: Buffer.from(payload) }));
+  new FrameDecoder({ maxPayload: 16 * 1024 * 1024 }).push(bytes, (type, payload) => frames.push({ type, payload: Buffer.from(payload) }));
   return frames;
 }
 
@@ -210,9 +210,12 @@ describe('console keeper with a stand-in serial port', () => {
     expect(resumedSeen.text()).toBe(tail);
   });
 
-  it('drops a viewer that stops reading, without slowing the serial port or the other viewers', async () => {
+  it.each([
+    { mode: 'never pausing qemu', slowViewerGraceMs: 0 },
+    { mode: 'pausing qemu for at most 300 ms', slowViewerGraceMs: 300 },
+  ])('drops a viewer that stops reading, $mode, and keeps serving the others', async ({ slowViewerGraceMs }) => {
     const ringBytes = 64 * 1024;
-    const { keeper, serial, viewerPath } = await keeperWithFakeSerial({ ringBytes, endFlushTimeoutMs: 20_000 });
+    const { keeper, serial, viewerPath } = await keeperWithFakeSerial({ ringBytes, slowViewerGraceMs, endFlushTimeoutMs: 20_000 });
     const fast = viewerOf(viewerPath);
     const fastHash = createHash('sha256');
     let fastBytes = 0;
@@ -230,12 +233,15 @@ describe('console keeper with a stand-in serial port', () => {
     const total = 8 * 1024 * 1024;
     const block = Buffer.alloc(64 * 1024);
     const sourceHash = createHash('sha256');
+    const started = performance.now();
     for (let sent = 0; sent < total; sent += block.length) {
       block.fill(sent / block.length);
       sourceHash.update(block);
-      // Would hang here if the stalled viewer held the keeper back from reading the serial port.
+      // Would hang here if the stalled viewer held the keeper back from reading the serial port for good.
       await serial.send(block);
     }
+    // Held back once, for the grace, until the stalled viewer was cut off; never for long.
+    expect(performance.now() - started).toBeLessThan(slowViewerGraceMs + 5_000);
     await sleep(100);
     // The stalled viewer now reads what it was sent: a prefix of the output, then the reason it was let go.
     const slowBytes: Buffer[] = [];
@@ -256,6 +262,34 @@ describe('console keeper with a stand-in serial port', () => {
     expect(fastBytes).toBe(total);
     expect(fastHash.digest('hex')).toBe(sourceHash.digest('hex'));
     expect((await keeper.ended).totalBytes).toBe(total);
+  });
+
+  it('paces a burst larger than the ring to a viewer slower than it, losing nothing', async () => {
+    const ringBytes = 64 * 1024;
+    const { serial, viewerPath } = await keeperWithFakeSerial({ ringBytes, slowViewerGraceMs: 2_000 });
+    const sluggish = await rawViewer(viewerPath);
+    sluggish.write(encodeJsonFrame(FrameType.hello, { protocol: 1, resumeFrom: null }));
+    const received: Buffer[] = [];
+    sluggish.on('data', (chunk: Buffer) => {
+      received.push(chunk);
+      // Reads a little, then dawdles: far slower than the source, never stuck for the grace.
+      sluggish.pause();
+      setTimeout(() => sluggish.resume(), 5);
+    });
+    // Attached (INFO received) before the burst, so all of it is owed to this viewer.
+    while (received.length === 0) await sleep(5);
+    const total = 2 * 1024 * 1024;
+    const output = Buffer.alloc(total);
+    for (let i = 0; i < total; i += 4) output.writeUInt32BE(i, i);
+    for (let sent = 0; sent < total; sent += 16 * 1024) await serial.send(output.subarray(sent, sent + 16 * 1024));
+    await serial.close();
+    await once(sluggish, 'end');
+    const frames = decodeAll(Buffer.concat(received));
+    expect(frames[0]?.type).toBe(FrameType.info);
+    expect(parseBye(frames.at(-1)!.payload).reason).toBe('vm-ended');
+    const data = Buffer.concat(frames.filter((f) => f.type === FrameType.data).map((f) => f.payload));
+    expect(data.length).toBe(total);
+    expect(data.equals(output)).toBe(true);
   });
 
   it('passes a resize on to the other viewers and to viewers that attach later', async () => {

@@ -6,19 +6,25 @@
 // number of viewers on its own unix socket (wire format: console-protocol.ts). It exits once qemu's
 // serial side closes (the VM ended) and the viewers have been sent what was left.
 //
-// Flow control: the keeper always reads qemu as fast as it comes; a viewer is a cursor into the ring
-// and is fed from it whenever its socket can take more. A viewer that falls further behind than the
-// ring (or maxViewerLagBytes) has lost output: it is told so (BYE too-slow) and disconnected, and may
-// reconnect with resumeFrom to learn exactly how much it missed. One viewer never slows another.
+// Flow control: a viewer is a cursor into the ring, fed from it whenever its socket can take more, so
+// a slow viewer costs no memory beyond the ring. qemu's serial port must not be held back for long: a
+// guest whose UART stays busy spins in printk. So the keeper reads qemu as fast as it comes, except
+// that while a viewer is more than three quarters of the lag cap behind it pauses reading for at most
+// slowViewerGraceMs (until that viewer is within a quarter): a viewer that is only slower than a burst
+// of output then loses nothing, and the burst is paced to it. A viewer still behind after the grace,
+// or past the cap (whose output is being overwritten), gets BYE too-slow and is disconnected; it can
+// reconnect with resumeFrom and learns exactly how much it missed. With slowViewerGraceMs 0 the keeper
+// never pauses qemu and viewers are only cut off at the cap.
 
 import net from 'node:net';
 import { lstat, chmod, rename, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_RING_BYTES, ScrollbackRing } from './scrollback-ring';
+import { BufferPool, pooledReads } from './buffer-pool';
 import {
-  CHUNK_BYTES,
   FrameDecoder,
   FrameType,
+  MAX_FRAME_PAYLOAD,
   PROTOCOL_VERSION,
   ProtocolError,
   encodeJsonFrame,
@@ -45,6 +51,11 @@ export interface ConsoleKeeperOptions {
   connectTimeoutMs?: number;
   /** A viewer this far behind is disconnected as too slow. Default and maximum: ringBytes. */
   maxViewerLagBytes?: number;
+  /**
+   * How long reading qemu may wait for one viewer that fell more than ¾ of maxViewerLagBytes behind,
+   * before that viewer is disconnected instead. 0: never wait. Default 500 ms.
+   */
+  slowViewerGraceMs?: number;
   /** A viewer must say hello within this time. Default 10 s. */
   helloTimeoutMs?: number;
   /** After the VM ended (or stop()), how long viewers get to read what is left. Default 5 s. */
@@ -70,20 +81,22 @@ export interface ConsoleKeeper {
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
 const DEFAULT_END_FLUSH_TIMEOUT_MS = 5_000;
+const DEFAULT_SLOW_VIEWER_GRACE_MS = 500;
 const CONNECT_RETRY_MS = 25;
 /** Node-side write buffer per viewer before write() says "wait": a few chunks keep the socket busy. */
-const VIEWER_HIGH_WATER_MARK = 4 * CHUNK_BYTES;
+const VIEWER_HIGH_WATER_MARK = 256 * 1024;
+/** Reads from qemu, and copies out of the ring for a viewer behind, are at most this size. */
+const MAX_READ_BYTES = 256 * 1024;
 
 /** Connects a console keeper to qemu, starts serving viewers, and resolves once both are in place. */
 export async function startConsoleKeeper(options: ConsoleKeeperOptions): Promise<ConsoleKeeper> {
   const ringBytes = options.ringBytes ?? DEFAULT_RING_BYTES;
-  const ring = new ScrollbackRing(ringBytes);
-  const serial = await connectSerial(options.serialSocketPath, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
-  const keeper = new Keeper(ring, serial, options);
+  const keeper = new Keeper(new ScrollbackRing(ringBytes), options);
+  await keeper.connectSerial();
   try {
     await keeper.listen();
   } catch (error) {
-    serial.destroy();
+    keeper.disconnectSerial();
     throw error;
   }
   return keeper;
@@ -94,11 +107,11 @@ export async function runConsoleKeeper(options: ConsoleKeeperOptions): Promise<K
   return (await startConsoleKeeper(options)).ended;
 }
 
-async function connectSerial(path: string, timeoutMs: number): Promise<net.Socket> {
+async function connectSerial(path: string, timeoutMs: number, onread: net.OnReadOpts): Promise<net.Socket> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      return await connectOnce(path);
+      return await connectOnce(path, onread);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       // qemu creates and then listens on the socket shortly after it starts; until then these are expected.
@@ -109,9 +122,9 @@ async function connectSerial(path: string, timeoutMs: number): Promise<net.Socke
   }
 }
 
-function connectOnce(path: string): Promise<net.Socket> {
+function connectOnce(path: string, onread?: net.OnReadOpts): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ path });
+    const socket = net.connect({ path, ...(onread ? { onread } : {}) });
     socket.once('connect', () => {
       socket.off('error', reject);
       resolve(socket);
@@ -134,14 +147,20 @@ interface Viewer {
   /** A resize from another viewer not yet passed on; only the latest matters. */
   pendingSize: WindowSize | null;
   helloTimer: NodeJS.Timeout | null;
+  /** Since when (performance.now()) this viewer holds back reading qemu; null when it keeps up. */
+  laggingSince: number | null;
 }
 
 class Keeper implements ConsoleKeeper {
   readonly ended: Promise<KeeperEnd>;
   readonly #ring: ScrollbackRing;
-  readonly #serial: net.Socket;
+  #serial!: net.Socket;
   readonly #options: ConsoleKeeperOptions;
   readonly #maxLag: number;
+  readonly #buffers: BufferPool;
+  readonly #graceMs: number;
+  #serialPaused = false;
+  #graceTimer: NodeJS.Timeout | null = null;
   readonly #viewers = new Set<Viewer>();
   readonly #log: (line: string) => void;
   #server: net.Server | null = null;
@@ -156,14 +175,23 @@ class Keeper implements ConsoleKeeper {
   #flushTimer: NodeJS.Timeout | null = null;
   #done = false;
 
-  constructor(ring: ScrollbackRing, serial: net.Socket, options: ConsoleKeeperOptions) {
+  constructor(ring: ScrollbackRing, options: ConsoleKeeperOptions) {
     this.#ring = ring;
-    this.#serial = serial;
     this.#options = options;
     this.#maxLag = Math.min(options.maxViewerLagBytes ?? ring.capacity, ring.capacity);
+    this.#graceMs = options.slowViewerGraceMs ?? DEFAULT_SLOW_VIEWER_GRACE_MS;
+    // One read adds at most a quarter of the lag cap: reading pauses past three quarters, so a viewer
+    // that makes it pause is still within the cap after the read that did it.
+    this.#buffers = new BufferPool(Math.max(1, Math.min(MAX_READ_BYTES, Math.floor(this.#maxLag / 4))));
     this.#log = options.log ?? (() => {});
     this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
-    serial.on('data', (chunk: Buffer) => this.#onOutput(chunk));
+  }
+
+  async connectSerial(): Promise<void> {
+    const { serialSocketPath, connectTimeoutMs } = this.#options;
+    const onread = pooledReads(this.#buffers, (chunk, owner) => this.#onOutput(chunk, owner));
+    const serial = await connectSerial(serialSocketPath, connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, onread);
+    this.#serial = serial;
     serial.on('drain', () => this.#resumeInput());
     serial.on('error', (error) => this.#log(`serial socket error: ${error.message}`));
     // 'close' follows 'end' and 'error' alike: either way qemu's side is gone and nothing more will come.
@@ -171,6 +199,10 @@ class Keeper implements ConsoleKeeper {
       this.#serialClosed = true;
       if (this.#server) this.#finish('vm-ended');
     });
+  }
+
+  disconnectSerial(): void {
+    this.#serial.destroy();
   }
 
   get viewerCount(): number {
@@ -210,29 +242,32 @@ class Keeper implements ConsoleKeeper {
     return this.ended;
   }
 
-  #onOutput(chunk: Buffer): void {
+  /** Output read from qemu into `owner`, a pool buffer. */
+  #onOutput(chunk: Buffer, owner: Buffer): void {
     const before = this.#ring.totalWritten;
     this.#ring.append(chunk);
     for (const viewer of this.#viewers) {
       if (viewer.state !== 'streaming') continue;
       if (viewer.writable && viewer.cursor === before && viewer.pendingSize === null) {
         // Caught-up viewer: send the chunk itself, no copy out of the ring.
-        this.#sendOutput(viewer, chunk);
+        this.#sendOutput(viewer, chunk, owner);
       } else if (this.#ring.totalWritten - viewer.cursor > this.#maxLag) {
         this.#dropViewer(viewer, 'too-slow', `fell more than ${this.#maxLag} bytes behind the guest's output`);
       } else {
         this.#pump(viewer);
       }
     }
+    this.#reviewFlow();
   }
 
-  #sendOutput(viewer: Viewer, bytes: Buffer): void {
-    for (let start = 0; start < bytes.length && viewer.writable; start += CHUNK_BYTES) {
-      const piece = bytes.subarray(start, start + CHUNK_BYTES);
+  /** Sends output bytes that live in `owner`, a pool buffer held until the socket has written them. */
+  #sendOutput(viewer: Viewer, bytes: Buffer, owner: Buffer): void {
+    for (let start = 0; start < bytes.length && viewer.writable; start += MAX_FRAME_PAYLOAD) {
+      const piece = bytes.subarray(start, start + MAX_FRAME_PAYLOAD);
       viewer.cursor += piece.length;
       viewer.socket.cork();
       viewer.socket.write(frameHeader(FrameType.data, piece.length));
-      viewer.writable = viewer.socket.write(piece);
+      viewer.writable = this.#buffers.write(viewer.socket, owner, piece);
       viewer.socket.uncork();
     }
     // Whatever did not fit stays in the ring; #pump sends it on 'drain'.
@@ -253,7 +288,10 @@ class Keeper implements ConsoleKeeper {
         return;
       }
       // A copy: the ring slot may be overwritten before the socket gets to send a view of it.
-      this.#sendOutput(viewer, this.#ring.read(viewer.cursor, Math.min(behind, CHUNK_BYTES)));
+      const copy = this.#buffers.acquire();
+      const copied = this.#ring.readInto(viewer.cursor, copy);
+      this.#sendOutput(viewer, copy.subarray(0, copied), copy);
+      this.#buffers.release(copy);
     }
     if (this.#finishing !== null && viewer.state === 'streaming' && viewer.cursor === this.#ring.totalWritten && viewer.pendingSize === null) {
       this.#sayBye(viewer, this.#finishing === 'vm-ended' ? 'vm-ended' : 'keeper-stopped');
@@ -263,13 +301,14 @@ class Keeper implements ConsoleKeeper {
   #onViewer(socket: net.Socket): void {
     const viewer: Viewer = {
       socket,
-      decoder: new FrameDecoder(),
+      decoder: new FrameDecoder({ streamed: [FrameType.input] }),
       name: `viewer ${this.#nextViewerNumber++}`,
       state: 'awaiting-hello',
       cursor: 0,
       writable: true,
       pendingSize: null,
       helloTimer: null,
+      laggingSince: null,
     };
     this.#viewers.add(viewer);
     this.#log(`${viewer.name} connected`);
@@ -285,6 +324,7 @@ class Keeper implements ConsoleKeeper {
     socket.on('drain', () => {
       viewer.writable = true;
       this.#pump(viewer);
+      if (this.#serialPaused) this.#reviewFlow();
     });
     // A vanished viewer shows up as EPIPE/ECONNRESET here; 'close' does the cleanup.
     socket.on('error', (error) => this.#log(`${viewer.name}: ${error.message}`));
@@ -324,6 +364,42 @@ class Keeper implements ConsoleKeeper {
     viewer.writable = viewer.socket.write(encodeJsonFrame(FrameType.info, info));
     this.#log(`${viewer.name} attached at offset ${offset} (asked ${resumeFrom ?? 'null'}, dropped ${info.dropped})`);
     this.#pump(viewer);
+    this.#reviewFlow();
+  }
+
+  /** Pauses or resumes reading qemu by how far behind the viewers are, and cuts off those behind too long. */
+  #reviewFlow(): void {
+    if (this.#graceMs === 0) return;
+    const now = performance.now();
+    const holdBackAt = (this.#maxLag * 3) / 4;
+    const caughtUpAt = this.#maxLag / 4;
+    let oldestLag = Number.POSITIVE_INFINITY;
+    for (const viewer of this.#viewers) {
+      if (viewer.state !== 'streaming') continue;
+      const behind = this.#ring.totalWritten - viewer.cursor;
+      if (viewer.laggingSince === null && behind > holdBackAt) viewer.laggingSince = now;
+      else if (viewer.laggingSince !== null && behind <= caughtUpAt) viewer.laggingSince = null;
+      if (viewer.laggingSince !== null) oldestLag = Math.min(oldestLag, viewer.laggingSince);
+    }
+    const holdBack = oldestLag !== Number.POSITIVE_INFINITY && this.#finishing === null;
+    if (holdBack !== this.#serialPaused) {
+      this.#serialPaused = holdBack;
+      if (holdBack) this.#serial.pause();
+      else this.#serial.resume();
+    }
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
+    this.#graceTimer = holdBack ? setTimeout(() => this.#cutOffLaggards(), Math.max(0, oldestLag + this.#graceMs - now)) : null;
+  }
+
+  #cutOffLaggards(): void {
+    this.#graceTimer = null;
+    const now = performance.now();
+    for (const viewer of this.#viewers) {
+      if (viewer.state === 'streaming' && viewer.laggingSince !== null && now - viewer.laggingSince >= this.#graceMs) {
+        this.#dropViewer(viewer, 'too-slow', `held the serial port back for more than ${this.#graceMs} ms`);
+      }
+    }
+    this.#reviewFlow();
   }
 
   #forwardInput(viewer: Viewer, bytes: Buffer): void {
@@ -363,6 +439,7 @@ class Keeper implements ConsoleKeeper {
 
   #dropViewer(viewer: Viewer, reason: ByeReason, message: string): void {
     this.#sayBye(viewer, reason, message);
+    if (this.#serialPaused) this.#reviewFlow();
     // A viewer that stopped reading would keep its queued bytes forever; give it the flush time, no more.
     setTimeout(() => viewer.socket.destroy(), this.#options.endFlushTimeoutMs ?? DEFAULT_END_FLUSH_TIMEOUT_MS).unref();
   }
@@ -372,6 +449,7 @@ class Keeper implements ConsoleKeeper {
     this.#viewers.delete(viewer);
     this.#inputPaused.delete(viewer);
     if (viewer.state !== 'leaving') this.#log(`${viewer.name} disconnected`);
+    if (this.#serialPaused) this.#reviewFlow();
     if (this.#finishing !== null && this.#viewers.size === 0) this.#complete();
   }
 
@@ -380,6 +458,8 @@ class Keeper implements ConsoleKeeper {
     this.#finishing = reason;
     this.#log(`finishing (${reason}) after ${this.#ring.totalWritten} bytes of output`);
     if (reason === 'keeper-stopped') this.#serial.destroy();
+    // No more output will come: whoever is behind now has the flush time, not the grace, to catch up.
+    this.#reviewFlow();
     void this.#closeServer();
     for (const viewer of this.#viewers) {
       if (viewer.state === 'awaiting-hello') continue; // served once its hello comes, or timed out
@@ -408,6 +488,7 @@ class Keeper implements ConsoleKeeper {
     if (this.#done || this.#finishing === null) return;
     this.#done = true;
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
     const end: KeeperEnd = { reason: this.#finishing, totalBytes: this.#ring.totalWritten };
     void this.#closeServer().then(() => {
       this.#log(`ended (${end.reason})`);

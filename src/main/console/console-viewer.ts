@@ -42,7 +42,7 @@ export class ConsoleViewer extends EventEmitter<ConsoleViewerEvents> {
   /** Settles with the keeper's INFO once attached; rejects if the connection fails first. */
   readonly ready: Promise<Info>;
   readonly #socket: net.Socket;
-  readonly #decoder = new FrameDecoder();
+  readonly #decoder = new FrameDecoder({ streamed: [FrameType.data] });
   #offset = 0;
   #attached = false;
   #end: ViewerEnd | null = null;
@@ -53,16 +53,17 @@ export class ConsoleViewer extends EventEmitter<ConsoleViewerEvents> {
     this.ready = new Promise<Info>((resolve, reject) => (this.#settleReady = { resolve, reject }));
     // Callers that only listen for events need not handle this promise.
     this.ready.catch(() => {});
-    this.#socket = net.connect({ path: viewerSocketPath });
-    this.#socket.write(encodeJsonFrame(FrameType.hello, { protocol: PROTOCOL_VERSION, resumeFrom: options.resumeFrom ?? null }));
-    this.#socket.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       try {
         this.#decoder.push(chunk, (type, payload) => this.#onFrame(type, payload));
       } catch (error) {
         this.#finish({ reason: 'protocol-error', offset: this.#offset, message: (error as Error).message });
         this.#socket.destroy();
       }
-    });
+    };
+    this.#socket = net.connect({ path: viewerSocketPath });
+    this.#socket.on('data', onData);
+    this.#socket.write(encodeJsonFrame(FrameType.hello, { protocol: PROTOCOL_VERSION, resumeFrom: options.resumeFrom ?? null }));
     this.#socket.on('error', (error) => {
       const reason = this.#attached ? 'connection-lost' : 'connect-failed';
       this.#finish({ reason, offset: this.#offset, message: error.message });

@@ -59,6 +59,17 @@ describe('ScrollbackRing', () => {
     expect(ring.since(0).dropped).toBe(6);
   });
 
+  it('copies into a given buffer as much as fits', () => {
+    const ring = new ScrollbackRing(8);
+    ring.append(bytes('abcdefghij'));
+    const target = Buffer.alloc(4);
+    expect(ring.readInto(3, target)).toBe(4);
+    expect(target.toString()).toBe('defg');
+    expect(ring.readInto(8, target)).toBe(2);
+    expect(target.subarray(0, 2).toString()).toBe('ij');
+    expect(() => ring.readInto(1, target)).toThrow(RangeError);
+  });
+
   it('rejects offsets that were never written', () => {
     const ring = new ScrollbackRing(4);
     ring.append(bytes('ab'));

@@ -84,17 +84,24 @@ export class ScrollbackRing {
 
   /** Copies `length` retained bytes starting at absolute `offset` (which must be retained). */
   read(offset: number, length: number): Buffer {
-    if (offset < this.startOffset || length < 0 || offset + length > this.#totalWritten) {
-      throw new RangeError(`bytes ${offset}..${offset + length} are not retained (${this.startOffset}..${this.#totalWritten})`);
-    }
     const out = Buffer.allocUnsafe(length);
-    if (length === 0) return out;
+    this.readInto(offset, out);
+    return out;
+  }
+
+  /** Copies retained bytes from absolute `offset` into `target`, as many as fit; returns how many. */
+  readInto(offset: number, target: Uint8Array): number {
+    const length = Math.min(target.length, this.#totalWritten - offset);
+    if (offset < this.startOffset || length < 0) {
+      throw new RangeError(`offset ${offset} is not retained (${this.startOffset}..${this.#totalWritten})`);
+    }
+    if (length === 0) return 0;
     // Where `offset` sits in #store: #head is the slot of offset totalWritten (mod capacity).
     const back = this.#totalWritten - offset;
     const start = (this.#head - back + this.capacity * 2) % this.capacity;
     const firstPart = Math.min(length, this.capacity - start);
-    this.#store.copy(out, 0, start, start + firstPart);
-    if (firstPart < length) this.#store.copy(out, firstPart, 0, length - firstPart);
-    return out;
+    this.#store.copy(target, 0, start, start + firstPart);
+    if (firstPart < length) this.#store.copy(target, firstPart, 0, length - firstPart);
+    return length;
   }
 }

@@ -1,0 +1,218 @@
+// Console keeper throughput: guest output read straight from a serial-like unix socket ("raw") versus
+// read through a console keeper process (source → keeper → viewer), with the same bytes, in one process.
+// The source stands in for qemu's serial chardev: a unix socket server writing N MiB as fast as its
+// reader takes them. Every MiB block is checked against its expected SHA-256.
+//
+//   tsx bench/console.ts [--mib N] [--rounds R] [--ring BYTES]
+//
+// Human lines first; the last line is one JSON object:
+//   {"ratioVsRaw", "bytesLost", "mismatchedBlocks", "rawMBps", "keeperMBps", "bytes", ...}
+
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { connectConsole } from '../src/main/console/console-viewer';
+import { startConsoleKeeperProcess } from '../src/main/console/keeper-process';
+import { DEFAULT_RING_BYTES } from '../src/main/console/scrollback-ring';
+
+const BLOCK_BYTES = 1024 * 1024;
+const WRITE_BYTES = 64 * 1024;
+const KEEPER_ENTRY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main/console/keeper-main.ts');
+
+const { values } = parseArgs({
+  options: {
+    mib: { type: 'string', default: '256' },
+    rounds: { type: 'string', default: '3' },
+    ring: { type: 'string', default: String(DEFAULT_RING_BYTES) },
+  },
+});
+const blocks = positive('--mib', values.mib);
+const rounds = positive('--rounds', values.rounds);
+const ringBytes = positive('--ring', values.ring);
+const totalBytes = blocks * BLOCK_BYTES;
+
+function positive(name: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} needs a positive integer, got ${text}`);
+  return value;
+}
+
+/** Block i: a fixed pseudo-random pattern with i stamped in front, so lost, repeated or reordered blocks show. */
+const pattern = (() => {
+  const bytes = Buffer.allocUnsafe(BLOCK_BYTES);
+  let state = 0x9e3779b9;
+  for (let i = 0; i < BLOCK_BYTES; i += 4) {
+    // xorshift32: deterministic and cheap, unlike zeros it would catch a shifted stream.
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    bytes.writeUInt32LE(state >>> 0, i);
+  }
+  return bytes;
+})();
+
+function block(index: number): Buffer {
+  const bytes = Buffer.from(pattern);
+  bytes.writeUInt32BE(index, 0);
+  return bytes;
+}
+
+const expectedDigests = Array.from({ length: blocks }, (_, i) => createHash('sha256').update(block(i)).digest('hex'));
+
+/** Checks a byte stream block by block as it arrives. */
+class StreamCheck {
+  received = 0;
+  mismatchedBlocks = 0;
+  #hash = createHash('sha256');
+  #inBlock = 0;
+  #blockIndex = 0;
+
+  add(chunk: Buffer): void {
+    this.received += chunk.length;
+    let position = 0;
+    while (position < chunk.length) {
+      const take = Math.min(BLOCK_BYTES - this.#inBlock, chunk.length - position);
+      this.#hash.update(chunk.subarray(position, position + take));
+      position += take;
+      this.#inBlock += take;
+      if (this.#inBlock === BLOCK_BYTES) this.#closeBlock();
+    }
+  }
+
+  /** Counts a trailing partial block as mismatched. */
+  finish(): void {
+    if (this.#inBlock > 0) this.#closeBlock();
+  }
+
+  #closeBlock(): void {
+    if (this.#hash.digest('hex') !== expectedDigests[this.#blockIndex]) this.mismatchedBlocks++;
+    this.#blockIndex++;
+    this.#hash = createHash('sha256');
+    this.#inBlock = 0;
+  }
+}
+
+/** The qemu stand-in: serves one client and writes the blocks when told to, honouring backpressure. */
+async function serialSource(socketPath: string): Promise<{ connected: Promise<net.Socket>; pour(): Promise<void>; close(): Promise<void> }> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  const connected = once(server, 'connection').then(([socket]) => socket as net.Socket);
+  return {
+    connected,
+    async pour() {
+      const socket = await connected;
+      socket.on('error', () => {});
+      for (let i = 0; i < blocks; i++) {
+        const bytes = block(i);
+        for (let start = 0; start < bytes.length; start += WRITE_BYTES) {
+          if (!socket.write(bytes.subarray(start, start + WRITE_BYTES))) await once(socket, 'drain');
+        }
+      }
+      socket.end();
+    },
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+interface Run {
+  seconds: number;
+  received: number;
+  mismatchedBlocks: number;
+  note?: string;
+}
+
+async function rawRun(dir: string): Promise<Run> {
+  const source = await serialSource(path.join(dir, 'raw-serial.sock'));
+  const reader = net.connect({ path: path.join(dir, 'raw-serial.sock') });
+  await once(reader, 'connect');
+  await source.connected;
+  const check = new StreamCheck();
+  reader.on('data', (chunk: Buffer) => check.add(chunk));
+  const started = performance.now();
+  const poured = source.pour();
+  await once(reader, 'end');
+  const seconds = (performance.now() - started) / 1000;
+  await poured;
+  reader.destroy();
+  await source.close();
+  check.finish();
+  return { seconds, received: check.received, mismatchedBlocks: check.mismatchedBlocks };
+}
+
+async function keeperRun(dir: string, round: number): Promise<Run> {
+  const serialPath = path.join(dir, `keeper-serial-${round}.sock`);
+  const viewerPath = path.join(dir, `console-${round}.sock`);
+  const source = await serialSource(serialPath);
+  await startConsoleKeeperProcess({
+    command: process.execPath,
+    argsPrefix: ['--import', 'tsx', KEEPER_ENTRY],
+    serialSocketPath: serialPath,
+    viewerSocketPath: viewerPath,
+    pidFile: path.join(dir, `keeper-${round}.pid`),
+    logFile: path.join(dir, 'keeper.log'),
+    ringBytes,
+  });
+  await source.connected;
+  const viewer = connectConsole(viewerPath);
+  const check = new StreamCheck();
+  viewer.on('data', (chunk) => check.add(chunk));
+  const ended = once(viewer, 'end') as Promise<[{ reason: string; message?: string }]>;
+  await viewer.ready;
+  // Timed from the first byte the source offers, as for the raw reader; the keeper is already attached.
+  const started = performance.now();
+  const poured = source.pour();
+  const [end] = await ended;
+  const seconds = (performance.now() - started) / 1000;
+  await poured;
+  await source.close();
+  check.finish();
+  return { seconds, received: check.received, mismatchedBlocks: check.mismatchedBlocks, ...(end.reason === 'vm-ended' ? {} : { note: `viewer ended: ${end.reason} ${end.message ?? ''}` }) };
+}
+
+const median = (numbers: number[]): number => {
+  const sorted = [...numbers].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
+const mbps = (run: Run): number => run.received / (1024 * 1024) / run.seconds;
+
+const dir = await mkdtemp(path.join(os.tmpdir(), 'svirt-bench-console-'));
+try {
+  console.log(`console keeper bench: ${blocks} MiB per run, ${rounds} rounds, keeper ring ${ringBytes} bytes, node ${process.version}, ${os.cpus().length} CPUs`);
+  const raw: Run[] = [];
+  const kept: Run[] = [];
+  for (let round = 0; round < rounds; round++) {
+    // Alternated, so drift in the machine's load hits both alike.
+    raw.push(await rawRun(dir));
+    kept.push(await keeperRun(dir, round));
+    const [r, k] = [raw.at(-1)!, kept.at(-1)!];
+    console.log(`round ${round + 1}: raw ${mbps(r).toFixed(0)} MiB/s, through keeper ${mbps(k).toFixed(0)} MiB/s (${k.received} of ${totalBytes} bytes${k.note ? `; ${k.note}` : ''})`);
+  }
+  const rawMBps = median(raw.map(mbps));
+  const keeperMBps = median(kept.map(mbps));
+  const bytesLost = Math.max(...[...raw, ...kept].map((run) => totalBytes - run.received));
+  const mismatchedBlocks = Math.max(...[...raw, ...kept].map((run) => run.mismatchedBlocks));
+  const ratioVsRaw = keeperMBps / rawMBps;
+  console.log(`median: raw ${rawMBps.toFixed(1)} MiB/s, keeper ${keeperMBps.toFixed(1)} MiB/s, ratio ${ratioVsRaw.toFixed(3)} (goal ≥ 0.8)`);
+  console.log(`worst run: ${bytesLost} bytes lost, ${mismatchedBlocks} mismatched MiB blocks (goal 0)`);
+  console.log(
+    JSON.stringify({
+      ratioVsRaw: Number(ratioVsRaw.toFixed(3)),
+      bytesLost,
+      mismatchedBlocks,
+      rawMBps: Number(rawMBps.toFixed(1)),
+      keeperMBps: Number(keeperMBps.toFixed(1)),
+      bytes: totalBytes,
+      rounds,
+      ringBytes,
+    }),
+  );
+  if (bytesLost > 0 || mismatchedBlocks > 0) process.exitCode = 1;
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}
