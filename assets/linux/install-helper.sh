@@ -1,0 +1,180 @@
+#!/bin/sh
+# Installs or removes sVirt Manager's root helper and its polkit action. Runs as root, from the deb/rpm
+# after-install script or once through sudo-prompt (an AppImage or a checkout started without it).
+#
+#   install-helper.sh install --runtime EXE --helper-script FILE --policy FILE [--copy-runtime]
+#   install-helper.sh remove
+#
+# EXE runs a Node script when ELECTRON_RUN_AS_NODE=1: the app's Electron binary (or node itself).
+# Without --copy-runtime EXE must already lie in a tree only root can change (a package's /opt); with it,
+# the directory holding EXE is copied to /usr/lib/svirt-manager/runtime: an AppImage's mount goes away
+# when the app quits, and root must never run a file that a user can still change.
+# FILE arguments are read where they are; DESTDIR (environment, default empty) is put in front of every
+# path this script writes or checks, so packaging tests can install into a scratch root.
+set -eu
+umask 022
+
+DESTDIR=${DESTDIR:-}
+LIBEXEC=/usr/libexec/svirt-manager
+WRAPPER=$LIBEXEC/svirt-helper
+HELPER_SCRIPT=$LIBEXEC/svirt-helper.mjs
+SELF_COPY=$LIBEXEC/install-helper.sh
+RUNTIME_PARENT=/usr/lib/svirt-manager
+RUNTIME_DIR=$RUNTIME_PARENT/runtime
+ACTIONS=/usr/share/polkit-1/actions
+ACTION_ID=org.svirtmanager.helper
+POLICY=$ACTIONS/$ACTION_ID.policy
+NL='
+'
+
+die() {
+  echo "install-helper.sh: $*" >&2
+  exit 1
+}
+
+# Absolute, no control characters (a newline would end a line of the wrapper), no . or .. segments.
+check_path() {
+  case $1 in
+    /*) ;;
+    *) die "not an absolute path: $1" ;;
+  esac
+  case $1 in
+    *"$NL"* | *[[:cntrl:]]*) die "path contains control characters: $1" ;;
+    */./* | */../* | */. | */..) die "path has . or .. segments: $1" ;;
+  esac
+}
+
+# A file root may trust: no symbolic link, owned by root, writable by nobody else.
+assert_root_only() {
+  [ ! -L "$1" ] || die "$1 is a symbolic link"
+  [ -e "$1" ] || die "$1 does not exist"
+  owner_mode=$(stat -c '%u %a' -- "$1")
+  [ "${owner_mode% *}" = 0 ] || die "$1 is not owned by root"
+  case ${owner_mode#* } in
+    *[2367]? | *[2367]) die "$1 is writable by its group or by others" ;;
+  esac
+}
+
+# The same for a path in the installed system and every directory above it (below DESTDIR).
+assert_root_chain() {
+  assert_root_only "$DESTDIR/"
+  sofar=
+  rest=${1#/}
+  while [ -n "$rest" ]; do
+    part=${rest%%/*}
+    if [ "$part" = "$rest" ]; then rest=; else rest=${rest#*/}; fi
+    [ -n "$part" ] || continue
+    sofar=$sofar/$part
+    assert_root_only "$DESTDIR$sofar"
+  done
+}
+
+# One word in single quotes, for the wrapper script.
+sh_quote() {
+  printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
+}
+
+# Copies FILE to DEST with owner and mode, replacing DEST in one rename (a running helper keeps its file).
+install_file() {
+  install -o root -g root -m "$1" -- "$2" "$3.new"
+  mv -f -- "$3.new" "$3"
+}
+
+write_wrapper() {
+  tmp=$DESTDIR$WRAPPER.new
+  rm -f -- "$tmp"
+  cat >"$tmp" <<EOF
+#!/bin/sh
+# sVirt Manager's root helper, started by pkexec (polkit action $ACTION_ID).
+# Written by install-helper.sh: root-owned, 0755. The helper is a Node program run by the app's Electron.
+# A fresh environment: pkexec cleared most of it already, and nothing like NODE_OPTIONS may ever reach a
+# Node runtime that runs as root. Only the requesting uid crosses over (digits only).
+set -eu
+# The app starts the helper without arguments; pkexec passes any a user adds, so none are accepted.
+if [ "\$#" -ne 0 ]; then
+  echo "svirt-helper: takes no arguments" >&2
+  exit 2
+fi
+requester=
+case "\${PKEXEC_UID-}" in '' | *[!0-9]*) ;; *) requester="PKEXEC_UID=\$PKEXEC_UID" ;; esac
+sudoer=
+case "\${SUDO_UID-}" in '' | *[!0-9]*) ;; *) sudoer="SUDO_UID=\$SUDO_UID" ;; esac
+cd /
+exec /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 ELECTRON_RUN_AS_NODE=1 \$requester \$sudoer \\
+  $(sh_quote "$1") $(sh_quote "$HELPER_SCRIPT")
+EOF
+  chown root:root -- "$tmp"
+  chmod 0755 -- "$tmp"
+  mv -f -- "$tmp" "$DESTDIR$WRAPPER"
+}
+
+do_install() {
+  runtime= helper= policy= copy_runtime=no
+  while [ "$#" -gt 0 ]; do
+    case $1 in
+      --runtime) [ "$#" -ge 2 ] || die "--runtime needs a value"; runtime=$2; shift 2 ;;
+      --helper-script) [ "$#" -ge 2 ] || die "--helper-script needs a value"; helper=$2; shift 2 ;;
+      --policy) [ "$#" -ge 2 ] || die "--policy needs a value"; policy=$2; shift 2 ;;
+      --copy-runtime) copy_runtime=yes; shift ;;
+      *) die "unknown argument: $1" ;;
+    esac
+  done
+  [ -n "$runtime" ] && [ -n "$helper" ] && [ -n "$policy" ] || die "install needs --runtime, --helper-script and --policy"
+  for p in "$runtime" "$helper" "$policy"; do check_path "$p"; done
+  [ -f "$helper" ] || die "no helper script at $helper"
+  [ -f "$policy" ] || die "no polkit policy at $policy"
+  # The policy must be ours: pkexec applies its defaults to exactly the wrapper written below.
+  grep -q "<action id=\"$ACTION_ID\">" "$policy" || die "$policy does not define the action $ACTION_ID"
+  grep -q "<annotate key=\"org.freedesktop.policykit.exec.path\">$WRAPPER</annotate>" "$policy" ||
+    die "$policy does not name $WRAPPER as the action's exec.path"
+
+  if [ "$copy_runtime" = yes ]; then
+    source_dir=$(dirname -- "$runtime")
+    [ -f "$runtime" ] && [ -x "$runtime" ] || die "no runtime executable at $runtime"
+    install -d -o root -g root -m 0755 -- "$DESTDIR$RUNTIME_PARENT"
+    staging=$DESTDIR$RUNTIME_PARENT/.runtime.new
+    rm -rf -- "$staging"
+    # -L: links are copied as the files they name, so nothing outside this root-owned copy is run.
+    cp -R -L -- "$source_dir" "$staging"
+    chown -R root:root -- "$staging"
+    chmod -R u-s,g-s,go-w -- "$staging"
+    rm -rf -- "$DESTDIR$RUNTIME_DIR"
+    mv -- "$staging" "$DESTDIR$RUNTIME_DIR"
+    exec_runtime=$RUNTIME_DIR/$(basename -- "$runtime")
+  else
+    assert_root_chain "$runtime"
+    [ -x "$DESTDIR$runtime" ] || die "$runtime is not executable"
+    # A runtime copied by an earlier AppImage install is no longer used.
+    rm -rf -- "$DESTDIR$RUNTIME_DIR"
+    rmdir -- "$DESTDIR$RUNTIME_PARENT" 2>/dev/null || true
+    exec_runtime=$runtime
+  fi
+
+  install -d -o root -g root -m 0755 -- "$DESTDIR$LIBEXEC" "$DESTDIR$ACTIONS"
+  install_file 0644 "$helper" "$DESTDIR$HELPER_SCRIPT"
+  # after-remove runs when the package's own files are gone: it calls this copy.
+  install_file 0755 "$0" "$DESTDIR$SELF_COPY"
+  write_wrapper "$exec_runtime"
+  install_file 0644 "$policy" "$DESTDIR$POLICY"
+
+  if [ -z "$DESTDIR" ] && command -v restorecon >/dev/null 2>&1; then
+    restorecon -R "$LIBEXEC" "$POLICY" >/dev/null 2>&1 || true
+    [ ! -d "$RUNTIME_DIR" ] || restorecon -R "$RUNTIME_DIR" >/dev/null 2>&1 || true
+  fi
+  echo "installed $WRAPPER (runs $exec_runtime) and $POLICY"
+}
+
+do_remove() {
+  rm -f -- "$DESTDIR$WRAPPER" "$DESTDIR$HELPER_SCRIPT" "$DESTDIR$POLICY" "$DESTDIR$SELF_COPY"
+  rm -rf -- "$DESTDIR$RUNTIME_DIR" "$DESTDIR$RUNTIME_PARENT/.runtime.new"
+  rmdir -- "$DESTDIR$RUNTIME_PARENT" "$DESTDIR$LIBEXEC" 2>/dev/null || true
+  echo "removed $WRAPPER and $POLICY"
+}
+
+[ "$(id -u)" = 0 ] || die "must run as root"
+[ -z "$DESTDIR" ] || check_path "$DESTDIR"
+case ${1-} in
+  install) shift; do_install "$@" ;;
+  remove) do_remove ;;
+  *) die "usage: install-helper.sh install --runtime EXE --helper-script FILE --policy FILE [--copy-runtime] | remove" ;;
+esac
