@@ -183,7 +183,10 @@ const mbps = (run: Run): number => run.received / (1024 * 1024) / run.seconds;
 
 const dir = await mkdtemp(path.join(os.tmpdir(), 'svirt-bench-console-'));
 try {
-  console.log(`console keeper bench: ${blocks} MiB per run, ${rounds} rounds, keeper ring ${ringBytes} bytes, node ${process.version}, ${os.cpus().length} CPUs`);
+  // The keeper path needs two processes scheduled, the raw one a single one: other load on the machine
+  // hurts the keeper's figure more, so it is shown with the results.
+  const load = (): string => os.loadavg().map((n) => n.toFixed(2)).join(' ');
+  console.log(`console keeper bench: ${blocks} MiB per run, ${rounds} rounds, keeper ring ${ringBytes} bytes, node ${process.version}, ${os.cpus().length} CPUs, load ${load()}`);
   const raw: Run[] = [];
   const kept: Run[] = [];
   for (let round = 0; round < rounds; round++) {
@@ -199,7 +202,7 @@ try {
   const mismatchedBlocks = Math.max(...[...raw, ...kept].map((run) => run.mismatchedBlocks));
   const ratioVsRaw = keeperMBps / rawMBps;
   console.log(`median: raw ${rawMBps.toFixed(1)} MiB/s, keeper ${keeperMBps.toFixed(1)} MiB/s, ratio ${ratioVsRaw.toFixed(3)} (goal ≥ 0.8)`);
-  console.log(`worst run: ${bytesLost} bytes lost, ${mismatchedBlocks} mismatched MiB blocks (goal 0)`);
+  console.log(`worst run: ${bytesLost} bytes lost, ${mismatchedBlocks} mismatched MiB blocks (goal 0); load after ${load()}`);
   console.log(
     JSON.stringify({
       ratioVsRaw: Number(ratioVsRaw.toFixed(3)),

@@ -12,7 +12,7 @@ export class BufferPool {
   /** Holders of each lent buffer. Weak: a holder that never releases only costs a fresh allocation. */
   readonly #holders = new WeakMap<Uint8Array, number>();
 
-  constructor(bufferBytes: number, maxIdle = 16) {
+  constructor(bufferBytes: number, maxIdle = 8) {
     this.bufferBytes = bufferBytes;
     this.#maxIdle = maxIdle;
   }
