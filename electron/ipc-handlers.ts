@@ -1,6 +1,6 @@
 import type { IpcMain, IpcMainInvokeEvent, WebContents } from 'electron';
 import type { Services } from '../src/main/app-services';
-import { CALL_NAMES, channelOf, eventChannelOf, type CallOutcome, type Unsubscribe } from '../src/main/ipc-contract';
+import { CALL_NAMES, channelOf, eventChannelOf, settleCall, type CallOutcome, type Unsubscribe } from '../src/main/ipc-contract';
 import { isAppPageUrl } from './app-url';
 
 /** Only the app page's main frame may call: an iframe or a page navigated elsewhere gets nothing. */
@@ -15,12 +15,7 @@ export function registerCallHandlers(ipcMain: IpcMain, services: Services, appUr
     const call = services[name] as (request: unknown) => Promise<unknown>;
     ipcMain.handle(channelOf(name), async (event, request: unknown): Promise<CallOutcome> => {
       if (!isTrustedSender(event, appUrl)) throw new Error(`refused ${name}: the caller is not the app's main frame`);
-      try {
-        return { ok: true, result: await call(request) };
-      } catch (e) {
-        const error = e instanceof Error ? e : new Error(String(e));
-        return { ok: false, error: { name: error.name, message: error.message } };
-      }
+      return settleCall(call, request);
     });
   }
 }

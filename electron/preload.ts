@@ -1,13 +1,9 @@
 import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
-import { CALL_NAMES, channelOf, eventChannelOf, isEventName, type CallName, type CallOutcome, type SvirtApi, type SvirtCalls } from '../src/main/ipc-contract';
+import { CALL_NAMES, channelOf, eventChannelOf, isEventName, unwrapOutcome, type CallName, type CallOutcome, type SvirtApi, type SvirtCalls } from '../src/main/ipc-contract';
 
 /** Unwraps the main process's outcome so the page sees the service's own error message. */
 async function invoke(name: CallName, request: unknown): Promise<unknown> {
-  const outcome = (await ipcRenderer.invoke(channelOf(name), request)) as CallOutcome;
-  if (outcome.ok) return outcome.result;
-  const error = new Error(outcome.error.message);
-  error.name = outcome.error.name;
-  throw error;
+  return unwrapOutcome((await ipcRenderer.invoke(channelOf(name), request)) as CallOutcome);
 }
 
 const calls = Object.fromEntries(CALL_NAMES.map((name) => [name, (request: unknown) => invoke(name, request)])) as unknown as SvirtCalls;

@@ -89,7 +89,7 @@ describe('App', () => {
       memoryMiB: 2048,
       vcpus: 2,
       boot: { kind: 'iso', iso: '/iso/debian.iso' },
-      disks: [{ path: '/images/web.qcow2', format: 'qcow2', class: 'private', relabel: true }],
+      disks: [{ path: '/images/web.qcow2', format: 'raw', class: 'private', relabel: true }],
       seclabel: { mode: 'dynamic' },
     });
   });

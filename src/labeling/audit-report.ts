@@ -92,7 +92,7 @@ export async function buildAuditMatrix(mode: 'enforcing' | 'permissive' | 'disab
 
   const resources = new Map<string, { path: string; label: string | null; usedBy: string[]; resource: AuditedResource }>();
   for (const vm of running) {
-    if (!vm.confined) problems.push({ kind: 'unconfined-vm', severity: 'critical', vm: vm.name, message: `${vm.name} is not confined: ${vm.notConfinedReason ?? 'unknown reason'}` });
+    if (!vm.confined) problems.push({ kind: 'unconfined-vm', severity: 'critical', vm: vm.name, message: `${vm.name}: ${vm.notConfinedReason ?? 'not confined'}` });
     for (const r of vm.resources) {
       const entry = resources.get(r.path) ?? { path: r.path, label: r.actualLabel, usedBy: [], resource: r };
       entry.usedBy.push(vm.name);

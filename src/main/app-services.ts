@@ -1,4 +1,22 @@
-import type { CallName, SvirtCalls, SvirtEvent, Unsubscribe } from './ipc-contract';
+import { readdir, stat } from 'node:fs/promises';
+import * as path from 'node:path';
+import { formatContext, formatRange, parseContext } from '../labeling/context';
+import { EMPTY_TRANSLATION_TABLE, parseSetrans, type TranslationTable } from '../labeling/setrans';
+import { checkStaticLabel, type LevelInUse } from '../labeling/static-label-check';
+import { auditRunningVms } from './audit-service';
+import { HelperClient, resolveHelperLaunch, type HelperLaunch } from './helper-client';
+import type { RunInfo } from './helper/vm-lifecycle';
+import { selinuxMode } from './host-selinux';
+import type {
+  AuditReport, HelperStatus, HostStatus, LabelChange, McsLevel, RelabelPreview, RelabelRequest, RelabelResult,
+  SvirtCalls, SvirtEvent, Unsubscribe, VmDetails, VmResource, VmSummary,
+} from './ipc-contract';
+import { readLabels } from './labels/file-labels';
+import { loadPolicyProfile, readPolicyFiles } from './selinux-files';
+import type { VmDefinition } from './vm-definition';
+import { probeDiskImage } from './vm-import';
+import { VmService, type ResourceLabel, type VmStatus } from './vm-service';
+import { defaultVmDirectory, VmStore } from './vm-store';
 import { PRODUCT_VERSION } from './version';
 
 /** The services behind every contract call, free of Electron so the browser tests drive the same code. */
@@ -9,30 +27,337 @@ export type Services = SvirtCalls & {
   dispose?(): Promise<void>;
 };
 
-const notImplemented = (name: CallName) => async (): Promise<never> => {
-  throw new Error(`${name} is not implemented yet`);
+export interface ServiceOptions {
+  /** Where VM definitions live (default: $XDG_CONFIG_HOME/svirt-manager/vms). */
+  readonly vmDirectory?: string;
+  /** How to start the root helper (default: pkexec, or direct when root). */
+  readonly helperLaunch?: HelperLaunch;
+  readonly helperEnv?: NodeJS.ProcessEnv;
+}
+
+function memo<T>(fn: () => Promise<T>): () => Promise<T> {
+  let value: Promise<T> | undefined;
+  return () => {
+    value ??= fn();
+    value.catch(() => (value = undefined));
+    return value;
+  };
+}
+
+const rangeOfLabel = (label: string | null): string | null => {
+  if (!label) return null;
+  try {
+    const range = parseContext(label).range;
+    return range ? formatRange(range) : null;
+  } catch {
+    return null;
+  }
 };
 
-export function createServices(): Services {
-  return {
+/** Files of a tree (or the file itself), without following symlinks, as the helper will label them. */
+async function filesOf(root: string): Promise<{ files: string[]; isTree: boolean }> {
+  const st = await stat(root);
+  if (!st.isDirectory()) return { files: [root], isTree: false };
+  const entries = await readdir(root, { recursive: true, withFileTypes: true });
+  const files = entries.filter((e) => e.isFile() || e.isDirectory()).map((e) => path.join(e.parentPath, e.name));
+  return { files: [root, ...files], isTree: true };
+}
+
+export function createServices(options: ServiceOptions = {}): Services {
+  const listeners = new Set<(event: SvirtEvent) => void>();
+  const emit = (event: SvirtEvent) => listeners.forEach((l) => l(event));
+  const store = new VmStore(options.vmDirectory ?? defaultVmDirectory());
+  const profile = memo(() => loadPolicyProfile());
+  const translations = memo(async (): Promise<TranslationTable> => {
+    const conf = (await readPolicyFiles()).setransConf;
+    try {
+      return conf === undefined ? EMPTY_TRANSLATION_TABLE : parseSetrans(conf);
+    } catch {
+      return EMPTY_TRANSLATION_TABLE;
+    }
+  });
+
+  let helperStatus: HelperStatus = { connected: false, version: null, launchedVia: null, error: null };
+  const setHelperStatus = (status: HelperStatus) => {
+    helperStatus = status;
+    emit({ event: 'helperStatus', payload: status });
+  };
+  let client: HelperClient | undefined;
+  // Console sessions this app holds, to name the VM in consoleEnded.
+  const consoleVm = new Map<string, string>();
+
+  const helper = (): HelperClient => {
+    if (client) return client;
+    const launch = options.helperLaunch ?? resolveHelperLaunch(options.helperEnv);
+    const started = HelperClient.start(launch, options.helperEnv ?? process.env);
+    client = started;
+    setHelperStatus({ connected: true, version: null, launchedVia: launch.via, error: null });
+    started.on('event', (name: string, data: Record<string, unknown>) => {
+      if (name === 'console-data') emit({ event: 'consoleData', payload: { session: String(data.session), data: String(data.data) } });
+      else if (name === 'console-end') {
+        const session = String(data.session);
+        emit({ event: 'consoleEnded', payload: { session, vm: consoleVm.get(session) ?? '', reason: String(data.reason) } });
+        consoleVm.delete(session);
+      } else if (name === 'vm-stopped') {
+        const id = String(data.id);
+        emit({ event: 'vmStateChanged', payload: { vm: id.slice(id.indexOf('/') + 1), state: 'stopped', pid: null } });
+      }
+    });
+    started.on('exit', (err: Error) => {
+      if (client === started) client = undefined;
+      setHelperStatus({ connected: false, version: null, launchedVia: launch.via, error: err.message });
+    });
+    return started;
+  };
+  const service = new VmService(store, helper, profile);
+
+  const mcsLevel = async (label: string | null): Promise<McsLevel | null> => {
+    const level = rangeOfLabel(label);
+    if (!level) return null;
+    const name = (await translations()).toName(level);
+    return { level, name: name === level ? null : name };
+  };
+
+  const mode = memo(selinuxMode);
+  /** A stopped VM is described as it would start: unconfined with seclabel none, or on a host without SELinux. */
+  const wouldBeConfined = async (vm: VmStatus): Promise<{ confined: boolean; notConfinedReason: string | null }> => {
+    if (vm.state !== 'stopped') return { confined: vm.confined, notConfinedReason: vm.notConfinedReason };
+    if (vm.seclabel.mode === 'none') return { confined: false, notConfinedReason: 'seclabel none: runs unconfined' };
+    if ((await mode()) === 'disabled') return { confined: false, notConfinedReason: 'not confined: SELinux disabled' };
+    return { confined: true, notConfinedReason: null };
+  };
+
+  const toSummary = async (vm: VmStatus): Promise<VmSummary> => {
+    const staticLabel = vm.seclabel.mode === 'static' ? vm.seclabel.label : null;
+    const processLabel = vm.processLabel ?? staticLabel;
+    return {
+      name: vm.name,
+      state: vm.state,
+      ...(await wouldBeConfined(vm)),
+      processLabel,
+      imageLabel: vm.imageLabel,
+      processLevel: await mcsLevel(processLabel),
+      imageLevel: await mcsLevel(vm.imageLabel),
+      seclabel: { mode: vm.seclabel.mode, relabel: vm.seclabel.mode === 'dynamic' || (vm.seclabel.mode === 'static' && vm.seclabel.relabel) },
+      vcpus: vm.vcpus,
+      memoryMiB: vm.memoryMiB,
+      pid: vm.pid,
+    };
+  };
+
+  const summaryOf = async (name: string): Promise<VmSummary> => {
+    const found = (await service.list()).vms.find((vm) => vm.name === name);
+    if (!found) throw new Error(`no VM named ${name}`);
+    return toSummary(found);
+  };
+
+  const toResource = async (definition: VmDefinition, label: ResourceLabel, running: boolean): Promise<VmResource> => {
+    const disk = definition.disks.findIndex((d) => d.path === label.path);
+    const isCdrom = definition.boot.kind === 'iso' && definition.boot.iso === label.path;
+    const kind = label.resource === 'disk' ? (isCdrom ? 'cdrom' : 'disk') : label.resource === 'kernel' || label.resource === 'initrd' || label.resource === 'dtb' ? label.resource : 'serial';
+    const st = await stat(label.path).catch(() => null);
+    // Shared and read-only content keeps its label when the VM stops; everything else is put back.
+    const keepsLabel = label.class === 'shared' || label.class === 'readonly';
+    const expected = running ? label.expectedLabel : keepsLabel ? label.plannedLabel : null;
+    return {
+      path: label.path,
+      kind,
+      class: label.class,
+      target: label.device.replace(/^(disk|cdrom) /, '') || null,
+      relabel: label.plannedLabel !== null,
+      isTree: Boolean(st?.isDirectory()),
+      expectedLabel: expected,
+      actualLabel: label.actualLabel,
+      match: expected === null || expected === label.actualLabel,
+      problem: st === null ? 'file not found' : disk < 0 && !isCdrom && label.resource === 'disk' ? 'not in the definition' : null,
+    };
+  };
+
+  const details = async (name: string): Promise<VmDetails> => {
+    const [definition, summary, labels] = await Promise.all([store.get(name), summaryOf(name), service.labels(name)]);
+    const running = summary.state !== 'stopped';
+    return { summary, definition, resources: await Promise.all(labels.map((l) => toResource(definition, l, running))) };
+  };
+
+  /** The label a resource gets when turned into `to`; null for private on a stopped VM (its own label comes back). */
+  const targetLabel = async (request: RelabelRequest, vm: VmSummary): Promise<string | null> => {
+    const p = await profile();
+    const s0 = { low: { sensitivity: p.categoryRange.sensitivity, categories: [] }, high: { sensitivity: p.categoryRange.sensitivity, categories: [] } };
+    if (request.to === 'shared') return formatContext({ ...p.imageContext, range: s0 });
+    if (request.to === 'readonly') return formatContext({ ...p.contentContext, range: s0 });
+    return vm.state === 'stopped' ? null : vm.imageLabel;
+  };
+
+  const preview = async (request: RelabelRequest): Promise<RelabelPreview> => {
+    const definition = await store.get(request.vm);
+    if (!definition.disks.some((d) => d.path === request.path)) throw new Error(`${request.path} is not a disk of ${request.vm}`);
+    const vm = await summaryOf(request.vm);
+    const warnings: string[] = [];
+    if (vm.state !== 'stopped') warnings.push(`${request.vm} is running: the new label applies at once`);
+    const to = await targetLabel(request, vm);
+    const { files } = await filesOf(request.path);
+    const current = await readLabels(files);
+    const changes: LabelChange[] = [];
+    for (const file of files) {
+      const from = current.get(file) ?? null;
+      if (to === null) changes.push({ path: file, from, to: '(its label from before it was shared)' });
+      else if (from !== to) changes.push({ path: file, from, to });
+    }
+    if (to === null) warnings.push('private: the helper puts back the labels these files had before; the VM gives them its own pair when it starts');
+    for (const other of (await store.list()).definitions) {
+      if (other.name !== request.vm && other.disks.some((d) => d.path === request.path)) warnings.push(`${other.name} also uses this file (${other.disks.find((d) => d.path === request.path)?.class})`);
+    }
+    return { ...request, changes, count: changes.length, warnings };
+  };
+
+  const levelsInUse = async (except?: string): Promise<LevelInUse[]> => {
+    const { vms } = await service.list();
+    return vms.flatMap((vm) => {
+      const label = vm.processLabel ?? (vm.seclabel.mode === 'static' ? vm.seclabel.label : null);
+      const range = vm.name === except ? null : rangeOfLabel(label);
+      return range ? [{ range, holder: `VM ${vm.name}` }] : [];
+    });
+  };
+
+  const calls: SvirtCalls = {
     appInfo: async () => ({ name: 'sVirt Manager', version: PRODUCT_VERSION }),
-    hostStatus: notImplemented('hostStatus'),
-    listVms: notImplemented('listVms'),
-    getVm: notImplemented('getVm'),
-    defineVm: notImplemented('defineVm'),
-    deleteVm: notImplemented('deleteVm'),
-    startVm: notImplemented('startVm'),
-    shutdownVm: notImplemented('shutdownVm'),
-    forceOffVm: notImplemented('forceOffVm'),
-    previewRelabel: notImplemented('previewRelabel'),
-    applyRelabel: notImplemented('applyRelabel'),
-    validateStaticLabel: notImplemented('validateStaticLabel'),
-    updateSeclabel: notImplemented('updateSeclabel'),
-    consoleAttach: notImplemented('consoleAttach'),
-    consoleInput: notImplemented('consoleInput'),
-    consoleResize: notImplemented('consoleResize'),
-    consoleDetach: notImplemented('consoleDetach'),
-    audit: notImplemented('audit'),
-    onEvent: () => () => undefined,
+
+    hostStatus: async (): Promise<HostStatus> => {
+      const p = await profile();
+      const profileView = {
+        processType: p.processContext.type, tcgProcessType: p.tcgProcessType ?? null, imageType: p.imageContext.type,
+        contentType: p.contentContext.type, fallback: p.fallback, notes: [...p.notes],
+      };
+      try {
+        const status = await helper().request<{ version: string; selinux: HostStatus['selinux']['mode']; accel: HostStatus['accel'] }>('status');
+        setHelperStatus({ ...helperStatus, connected: true, version: status.version, error: null });
+        return { selinux: { mode: status.selinux, policyType: p.policyType }, profile: profileView, accel: status.accel, helper: helperStatus };
+      } catch (err) {
+        return {
+          selinux: { mode: await mode(), policyType: p.policyType }, profile: profileView,
+          accel: { kind: 'tcg', reason: `unknown: the helper is not available (${(err as Error).message})` }, helper: helperStatus,
+        };
+      }
+    },
+
+    listVms: async () => Promise.all((await service.list()).vms.map(toSummary)),
+    getVm: ({ name }) => details(name),
+    defineVm: async (input) => {
+      // The image's format is what qemu-img reads in it, never what a form said (qemu would misread the disk).
+      const disks = await Promise.all(input.disks.map(async (d) => ({ ...d, ...(await probeDiskImage(d.path)) })));
+      return store.define({ ...input, disks });
+    },
+    deleteVm: ({ name }) => service.undefine(name),
+
+    startVm: async ({ name, allowUnconfined }) => {
+      emit({ event: 'vmStateChanged', payload: { vm: name, state: 'starting', pid: null } });
+      try {
+        const run: RunInfo = await service.start(name, { allowUnconfined });
+        emit({ event: 'vmStateChanged', payload: { vm: name, state: 'running', pid: run.pid } });
+      } catch (err) {
+        emit({ event: 'vmStateChanged', payload: { vm: name, state: 'stopped', pid: null } });
+        throw err;
+      }
+      return summaryOf(name);
+    },
+
+    shutdownVm: async ({ name }) => {
+      emit({ event: 'vmStateChanged', payload: { vm: name, state: 'stopping', pid: null } });
+      await service.stop(name);
+      emit({ event: 'vmStateChanged', payload: { vm: name, state: 'stopped', pid: null } });
+    },
+
+    forceOffVm: async ({ name }) => {
+      await service.stop(name, { force: true });
+      emit({ event: 'vmStateChanged', payload: { vm: name, state: 'stopped', pid: null } });
+    },
+
+    previewRelabel: preview,
+
+    applyRelabel: async (request): Promise<RelabelResult> => {
+      const before = await preview(request);
+      const vm = await summaryOf(request.vm);
+      const onProgress = (name: string, data: { path: string; done: number; total: number }) => {
+        if (name === 'relabel-progress' && data.path === request.path) emit({ event: 'relabelProgress', payload: { vm: request.vm, ...data } });
+      };
+      const h = helper();
+      h.on('event', onProgress);
+      const failed: { path: string; error: string }[] = [];
+      try {
+        const mode = request.to === 'private' ? (vm.state === 'stopped' ? 'restore' : 'private') : request.to;
+        await service.relabel(request.path, mode, mode === 'private' ? request.vm : undefined);
+      } catch (err) {
+        failed.push({ path: request.path, error: (err as Error).message });
+      } finally {
+        h.off('event', onProgress);
+      }
+      if (failed.length === 0) {
+        // The class is part of the definition: the next start labels the disk the same way.
+        const definition = await store.get(request.vm);
+        const disks = definition.disks.map((d) => (d.path === request.path ? { ...d, class: request.to } : d));
+        const { version: _v, createdAt: _c, ...input } = definition;
+        await store.update(request.vm, { ...input, disks });
+      }
+      const after = await details(request.vm);
+      const resource = after.resources.find((r) => r.path === request.path);
+      if (!resource) throw new Error(`${request.path} is no longer a resource of ${request.vm}`);
+      return { ...request, changed: failed.length === 0 ? before.count : 0, failed, resource };
+    },
+
+    validateStaticLabel: async ({ vm, label, relabel }) => checkStaticLabel(label, relabel, await profile(), await levelsInUse(vm)),
+
+    updateSeclabel: async ({ vm, seclabel }) => {
+      if (seclabel.mode === 'static') {
+        const verdict = checkStaticLabel(seclabel.label, seclabel.relabel, await profile(), await levelsInUse(vm));
+        if (verdict.errors.length > 0) throw new Error(verdict.errors.join('; '));
+      }
+      const definition = await store.get(vm);
+      const { version: _v, createdAt: _c, ...input } = definition;
+      return store.update(vm, { ...input, seclabel });
+    },
+
+    consoleAttach: async ({ vm }) => {
+      const attached = await helper().request<{ session: string; replayedBytes: number }>('consoleAttach', { vm });
+      consoleVm.set(attached.session, vm);
+      return { session: attached.session, replayedBytes: attached.replayedBytes };
+    },
+    consoleInput: async ({ session, data }) => {
+      await helper().request('consoleInput', { session, data });
+    },
+    consoleResize: async ({ session, cols, rows }) => {
+      await helper().request('consoleResize', { session, cols, rows });
+    },
+    consoleDetach: async ({ session }) => {
+      consoleVm.delete(session);
+      await helper().request('consoleDetach', { session });
+    },
+
+    audit: async (): Promise<AuditReport> => {
+      const [{ vms }, selinux] = await Promise.all([service.list(), mode()]);
+      const running = vms.filter((vm) => vm.state !== 'stopped');
+      const audited = await Promise.all(running.map(async (vm) => ({
+        name: vm.name,
+        processLabel: vm.processLabel,
+        confined: vm.confined,
+        notConfinedReason: vm.notConfinedReason,
+        resources: (await service.labels(vm.name)).map((l) => ({
+          path: l.path, class: l.class, expectedLabel: l.expectedLabel, actualLabel: l.actualLabel, tclass: 'file',
+        })),
+      })));
+      const matrix = await auditRunningVms(selinux, audited);
+      const withLevels = await Promise.all(matrix.vms.map(async (v) => ({ ...v, processLevel: await mcsLevel(v.processLabel) })));
+      return { ...matrix, vms: withLevels };
+    },
+  };
+
+  return {
+    ...calls,
+    onEvent: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    dispose: async () => {
+      await client?.close();
+    },
   };
 }

@@ -266,6 +266,24 @@ export type SvirtCalls = {
  */
 export type CallOutcome<T = unknown> = { ok: true; result: T } | { ok: false; error: { name: string; message: string } };
 
+/** Runs a service call and settles it into a CallOutcome (main side of every transport). */
+export async function settleCall(call: (request: unknown) => Promise<unknown>, request: unknown): Promise<CallOutcome> {
+  try {
+    return { ok: true, result: await call(request) };
+  } catch (e) {
+    const error = e instanceof Error ? e : new Error(String(e));
+    return { ok: false, error: { name: error.name, message: error.message } };
+  }
+}
+
+/** The page side: the result, or the service's own error rethrown. */
+export function unwrapOutcome(outcome: CallOutcome): unknown {
+  if (outcome.ok) return outcome.result;
+  const error = new Error(outcome.error.message);
+  error.name = outcome.error.name;
+  throw error;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Events (main → renderer)
 

@@ -14,7 +14,7 @@ import type { VmStore } from './vm-store';
  */
 export type VmState = 'stopped' | RunInfo['state'];
 
-export interface VmSummary {
+export interface VmStatus {
   name: string;
   state: VmState;
   pid: number | null;
@@ -63,9 +63,9 @@ export class VmService {
     return new Map(list.filter((vm) => vm.ownerUid === uid).map((vm) => [vm.name, vm]));
   }
 
-  async list(): Promise<{ vms: VmSummary[]; problems: readonly { file: string; message: string }[] }> {
+  async list(): Promise<{ vms: VmStatus[]; problems: readonly { file: string; message: string }[] }> {
     const [{ definitions, problems }, running] = await Promise.all([this.store.list(), this.running()]);
-    const vms = definitions.map((def): VmSummary => {
+    const vms = definitions.map((def): VmStatus => {
       const run = running.get(def.name);
       return {
         name: def.name,

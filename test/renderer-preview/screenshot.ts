@@ -4,37 +4,19 @@
  * it: `npm run build && npx tsx test/renderer-preview/screenshot.ts`.
  */
 import { build } from 'esbuild';
-import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { chromium, type Page } from 'playwright-core';
+import { serveRenderer } from '../support/serve-renderer';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const pageDir = path.join(root, 'dist', 'renderer');
 const outDir = path.join(root, 'test', 'e2e', 'screenshots');
-const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml' };
 
 async function bridgeScript(): Promise<string> {
   const result = await build({ entryPoints: [path.join(root, 'renderer/src/test-support/preview-bridge.ts')], bundle: true, format: 'iife', write: false, platform: 'browser' });
   return result.outputFiles[0]?.text ?? '';
-}
-
-/** Module scripts do not load from file:// in a plain browser, so the page is served on loopback. */
-async function servePage(): Promise<{ url: string; close: () => void }> {
-  const server = createServer((request, response) => {
-    const relative = decodeURIComponent(new URL(request.url ?? '/', 'http://localhost').pathname).replace(/^\/+/, '') || 'index.html';
-    if (relative === 'favicon.ico') return void response.writeHead(204).end(); // the browser asks; the app has none
-    const file = path.join(pageDir, path.normalize(relative));
-    if (!file.startsWith(pageDir)) return void response.writeHead(403).end();
-    readFile(file).then(
-      (body) => response.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream' }).end(body),
-      () => response.writeHead(404).end(),
-    );
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/index.html`, close: () => server.close() };
 }
 
 async function shoot(page: Page, name: string, settleMs = 400): Promise<void> {
@@ -48,7 +30,7 @@ const nav = (page: Page, label: string) => page.getByRole('navigation', { name: 
 async function main(): Promise<void> {
   await mkdir(outDir, { recursive: true });
   const profile = await mkdtemp(path.join(tmpdir(), 'svirt-preview-'));
-  const server = await servePage();
+  const server = await serveRenderer(pageDir);
   // A fresh profile each run, so nothing from an earlier run (storage, permissions) colours the pictures.
   const browser = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
@@ -100,7 +82,7 @@ async function main(): Promise<void> {
     if (errors.length > 0) throw new Error(`the page reported errors:\n${errors.join('\n')}`);
   } finally {
     await browser.close();
-    server.close();
+    await server.close();
     await rm(profile, { recursive: true, force: true });
   }
 }

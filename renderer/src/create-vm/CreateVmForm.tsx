@@ -38,7 +38,6 @@ export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string
   const [name, setName] = useState('');
   const [boot, setBoot] = useState<BootChoice>('disk');
   const [diskPath, setDiskPath] = useState('');
-  const [diskFormat, setDiskFormat] = useState<'qcow2' | 'raw'>('qcow2');
   const [diskClass, setDiskClass] = useState<DiskClass>('private');
   const [isoPath, setIsoPath] = useState('');
   const [kernel, setKernel] = useState('');
@@ -55,7 +54,8 @@ export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string
 
   const definition = (): VmDefinitionInput => {
     const trimmed = (text: string) => text.trim();
-    const disks = trimmed(diskPath) ? [{ path: trimmed(diskPath), format: diskFormat, class: diskClass, relabel: true }] : [];
+    // The format is a placeholder: the main process reads the image's real format with qemu-img.
+    const disks = trimmed(diskPath) ? [{ path: trimmed(diskPath), format: 'raw' as const, class: diskClass, relabel: true }] : [];
     const bootDefinition: VmDefinitionInput['boot'] =
       boot === 'disk'
         ? { kind: 'disk' }
@@ -123,14 +123,8 @@ export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string
           </div>
         )}
         <div className="form__row">
-          <Field label={boot === 'disk' ? 'Disk image' : 'Disk image (optional)'}>
+          <Field label={boot === 'disk' ? 'Disk image' : 'Disk image (optional)'} help="raw or qcow2, detected with qemu-img">
             <input className="input input--mono" value={diskPath} onChange={(e) => setDiskPath(e.target.value)} placeholder="/var/lib/svirt/images/web.qcow2" required={boot === 'disk'} />
-          </Field>
-          <Field label="Format">
-            <select className="input" value={diskFormat} onChange={(e) => setDiskFormat(e.target.value as 'qcow2' | 'raw')}>
-              <option value="qcow2">qcow2</option>
-              <option value="raw">raw</option>
-            </select>
           </Field>
           <Field label="Sharing">
             <select className="input" value={diskClass} onChange={(e) => setDiskClass(e.target.value as DiskClass)}>
@@ -143,7 +137,7 @@ export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string
 
         <div className="form__row">
           <Field label="Memory (MiB)">
-            <input className="input" type="number" min={16} step={256} value={memoryMiB} onChange={(e) => setMemoryMiB(Number(e.target.value))} />
+            <input className="input" type="number" min={16} step={16} value={memoryMiB} onChange={(e) => setMemoryMiB(Number(e.target.value))} />
           </Field>
           <Field label="vCPUs">
             <input className="input" type="number" min={1} max={512} value={vcpus} onChange={(e) => setVcpus(Number(e.target.value))} />

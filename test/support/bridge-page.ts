@@ -1,0 +1,31 @@
+/**
+ * Page side of the browser test bridge, injected before the app loads: `window.svirt` made from the
+ * same contract as the preload, over Playwright bindings instead of Electron IPC.
+ */
+import { CALL_NAMES, isEventName, unwrapOutcome, type CallOutcome, type EventName, type SvirtApi, type SvirtCalls } from '../../src/main/ipc-contract';
+
+declare global {
+  interface Window {
+    __svirtInvoke(name: string, request: unknown): Promise<CallOutcome>;
+    __svirtDispatch(event: EventName, payload: unknown): void;
+  }
+}
+
+const listeners = new Map<EventName, Set<(payload: unknown) => void>>();
+window.__svirtDispatch = (event, payload) => listeners.get(event)?.forEach((l) => l(payload));
+
+const calls = Object.fromEntries(
+  CALL_NAMES.map((name) => [name, async (request: unknown) => unwrapOutcome(await window.__svirtInvoke(name, request))]),
+) as unknown as SvirtCalls;
+
+const api: SvirtApi = {
+  ...calls,
+  on(event, listener) {
+    if (!isEventName(event)) throw new Error(`unknown event: ${String(event)}`);
+    const set = listeners.get(event) ?? new Set();
+    set.add(listener as (payload: unknown) => void);
+    listeners.set(event, set);
+    return () => set.delete(listener as (payload: unknown) => void);
+  },
+};
+window.svirt = api;
