@@ -11,7 +11,8 @@ await Promise.all([
   build({ ...node, entryPoints: ['src/main/cli.ts'], outfile: 'dist/cli.js', format: 'esm', banner: { js: esmRequireShim } }),
   build({ ...node, entryPoints: ['src/main/helper/helper-main.ts'], outfile: 'dist/svirt-helper.js', format: 'esm', banner: { js: `#!/usr/bin/env node\n${esmRequireShim}` } }),
   // Electron loads CommonJS for the main process and for a sandboxed preload.
-  build({ ...node, entryPoints: ['electron/main.ts'], outfile: 'dist/electron/main.cjs', format: 'cjs', external: ['electron'] }),
+  // import.meta has no meaning in CommonJS; code that needs its own path uses __filename there.
+  build({ ...node, entryPoints: ['electron/main.ts'], outfile: 'dist/electron/main.cjs', format: 'cjs', external: ['electron'], define: { 'import.meta.url': 'undefined' } }),
   build({ ...node, entryPoints: ['electron/preload.ts'], outfile: 'dist/electron/preload.cjs', format: 'cjs', external: ['electron'] }),
 ]);
 

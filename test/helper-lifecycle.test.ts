@@ -120,6 +120,7 @@ describe('helper VM lifecycle', () => {
     expect(listed.map((v) => [v.name, v.pid, v.level])).toEqual([['survivor', vm.pid, vm.level]]);
     expect(processStartTime(vm.pid!)).toBe(qemuStart);
     const second = await ConsoleTap.attach(helper, 'survivor');
+    expect(second.replayedBytes).toBeGreaterThan(GUEST_READY_MARKER.length);
     // Output from before the helper died is replayed from the keeper's scrollback.
     await second.waitFor(new RegExp(GUEST_READY_MARKER));
     await second.run('echo $((6*7))', /^42\r?$/m);

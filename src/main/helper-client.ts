@@ -90,7 +90,9 @@ export class HelperClient extends EventEmitter {
   }
 
   static start(launch: HelperLaunch = resolveHelperLaunch(), env: NodeJS.ProcessEnv = process.env): HelperClient {
-    const child = spawn(launch.command, [...launch.args], { stdio: ['pipe', 'pipe', 'pipe'], env });
+    // Inside Electron, process.execPath is the app binary: it runs the helper script as plain Node.
+    const runAsNode = launch.via !== 'pkexec' && process.versions.electron !== undefined ? { ELECTRON_RUN_AS_NODE: '1' } : {};
+    const child = spawn(launch.command, [...launch.args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...env, ...runAsNode } });
     child.on('error', () => undefined); // surfaced through 'close' (ENOENT: pkexec missing)
     return new HelperClient(child, launch);
   }

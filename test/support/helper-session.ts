@@ -69,7 +69,7 @@ export async function createTestHost(): Promise<TestHost> {
 /** Collects one console session's output from a helper's events. */
 export class ConsoleTap {
   output = '';
-  private constructor(readonly client: HelperClient, readonly session: string) {}
+  private constructor(readonly client: HelperClient, readonly session: string, readonly replayedBytes: number) {}
 
   static async attach(client: HelperClient, vm: string): Promise<ConsoleTap> {
     // A response and the first events can arrive in one read, before the attach promise settles.
@@ -80,8 +80,8 @@ export class ConsoleTap {
       if (!tap) early.push(data);
       else if (data.session === tap.session) tap.output += Buffer.from(data.data, 'base64').toString('latin1');
     });
-    const { session } = await client.request<{ session: string }>('consoleAttach', { vm });
-    tap = new ConsoleTap(client, session);
+    const { session, replayedBytes } = await client.request<{ session: string; replayedBytes: number }>('consoleAttach', { vm });
+    tap = new ConsoleTap(client, session, replayedBytes);
     for (const data of early) if (data.session === session) tap.output += Buffer.from(data.data, 'base64').toString('latin1');
     return tap;
   }

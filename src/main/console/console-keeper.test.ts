@@ -149,7 +149,7 @@ describe('console keeper with a stand-in serial port', () => {
     const viewer = viewerOf(viewerPath);
     const seen = record(viewer);
     const info = await viewer.ready;
-    expect(info).toMatchObject({ offset: 0, dropped: 0, size: null });
+    expect(info).toMatchObject({ offset: 0, end: 'boot line 1\nboot line 2\n'.length, dropped: 0, size: null });
     await seen.waitFor('boot line 2\n');
     expect(seen.text()).toBe('boot line 1\nboot line 2\n');
   });

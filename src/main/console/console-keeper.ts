@@ -358,7 +358,7 @@ class Keeper implements ConsoleKeeper {
     // such a viewer, like a new one, gets the whole scrollback.
     const known = resumeFrom !== null && resumeFrom <= total ? resumeFrom : null;
     const offset = known === null ? this.#ring.startOffset : Math.max(known, this.#ring.startOffset);
-    const info: Info = { protocol: PROTOCOL_VERSION, offset, dropped: known === null ? 0 : offset - known, size: this.#lastSize };
+    const info: Info = { protocol: PROTOCOL_VERSION, offset, end: total, dropped: known === null ? 0 : offset - known, size: this.#lastSize };
     viewer.cursor = offset;
     viewer.state = 'streaming';
     viewer.writable = viewer.socket.write(encodeJsonFrame(FrameType.info, info));

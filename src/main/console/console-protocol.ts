@@ -46,6 +46,8 @@ export interface Info {
   protocol: number;
   /** Absolute offset of the first DATA byte that follows. */
   offset: number;
+  /** Absolute offset just past the output held at attach: `end - offset` bytes are replayed first. */
+  end: number;
   /** Bytes between resumeFrom and offset that the keeper no longer holds. */
   dropped: number;
   /** The last size a viewer announced, if any. */
@@ -115,9 +117,9 @@ export function parseWindowSize(payload: Buffer): WindowSize {
 
 export function parseInfo(payload: Buffer): Info {
   const value = parseJsonPayload(FrameType.info, payload);
-  if (!isOffset(value.offset) || !isOffset(value.dropped)) throw new ProtocolError('info needs offset and dropped');
+  if (!isOffset(value.offset) || !isOffset(value.end) || !isOffset(value.dropped)) throw new ProtocolError('info needs offset, end and dropped');
   const size = value.size === null || value.size === undefined ? null : toWindowSize(value.size);
-  return { protocol: Number(value.protocol), offset: value.offset, dropped: value.dropped, size };
+  return { protocol: Number(value.protocol), offset: value.offset, end: value.end, dropped: value.dropped, size };
 }
 
 const BYE_REASONS: readonly ByeReason[] = ['vm-ended', 'too-slow', 'protocol-error', 'keeper-stopped'];

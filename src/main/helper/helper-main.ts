@@ -54,6 +54,12 @@ async function runHelper(): Promise<number> {
 }
 
 if (process.argv[2] === '--console-keeper') {
+  // Keeper mode writes a pid file where told: only the helper itself may ask for it, never a pkexec
+  // caller (pkexec passes the caller's arguments through). The helper starts keepers without PKEXEC_UID.
+  if (process.env.PKEXEC_UID !== undefined) {
+    process.stderr.write('svirt-helper: --console-keeper is internal\n');
+    process.exit(2);
+  }
   await import('../console/keeper-main');
 } else {
   runHelper().then(

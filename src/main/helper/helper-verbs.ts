@@ -149,7 +149,7 @@ export function createVerbs(deps: VerbDeps): VerbTable {
         held = null;
         for (const send of pending) send();
       });
-      return { session: id, vm: record.id, offset: info.offset, dropped: info.dropped, size: info.size };
+      return { session: id, vm: record.id, offset: info.offset, replayedBytes: info.end - info.offset, dropped: info.dropped, size: info.size };
     }),
 
     consoleInput: verb<{ session: string; data: string; encoding?: 'utf8' | 'base64' }>({

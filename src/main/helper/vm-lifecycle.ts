@@ -70,6 +70,12 @@ const KEEPER_PID = 'console.pid';
 
 export const vmId = (ownerUid: number, name: string): string => `${ownerUid}/${name}`;
 
+/** A console keeper needs no caller's environment; without PKEXEC_UID it is allowed to run (helper-main). */
+function keeperEnvironment(): NodeJS.ProcessEnv {
+  const { PKEXEC_UID: _pkexecUid, ...rest } = process.env;
+  return { PATH: rest.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...(rest.ELECTRON_RUN_AS_NODE ? { ELECTRON_RUN_AS_NODE: rest.ELECTRON_RUN_AS_NODE } : {}) };
+}
+
 export function runInfo(record: RunRecord): RunInfo {
   return {
     id: record.id, name: record.name, ownerUid: record.ownerUid, state: record.phase, pid: record.pid,
@@ -289,6 +295,7 @@ export class VmLifecycle {
           viewerSocketPath: path.join(runDir, CONSOLE_SOCKET),
           pidFile: path.join(runDir, KEEPER_PID),
           logFile: path.join(runDir, 'console.log'),
+          env: keeperEnvironment(),
         });
         record.keeperPid = keeper.pid;
         record.keeperStartTime = processStartTime(keeper.pid) ?? null;
