@@ -48,11 +48,14 @@ const fake = vi.hoisted(() => {
   const handlers = new Map<string, Listener>();
   const permissionHandlers: { request?: Listener; check?: Listener; device?: Listener } = {};
   const module = {
+    dialog: { showMessageBox: async () => ({ response: 1, checkboxChecked: false }) },
     app: {
       enableSandbox: vi.fn(),
       on: vi.fn(appEvents.on),
       whenReady: () => Promise.resolve(),
       quit: vi.fn(),
+      isPackaged: false,
+      getAppPath: () => process.cwd(),
     },
     ipcMain: { handle: vi.fn((channel: string, handler: Listener) => handlers.set(channel, handler)) },
     session: {
@@ -73,6 +76,8 @@ const fake = vi.hoisted(() => {
 });
 
 vi.mock('electron', () => ({ ...fake.module, default: fake.module }));
+// The first-run install check has its own test; here the helper is taken as installed.
+vi.mock('./first-run', () => ({ ensureHelperInstalled: vi.fn(async () => 'not-needed') }));
 vi.mock('../src/main/app-services', async () => {
   const { CALL_NAMES: names } = await import('../src/main/ipc-contract');
   const services: Record<string, unknown> = {

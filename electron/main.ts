@@ -1,4 +1,4 @@
-import { app, ipcMain, session, type BrowserWindow } from 'electron';
+import { app, dialog, ipcMain, session, type BrowserWindow } from 'electron';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createServices } from '../src/main/app-services';
@@ -6,6 +6,7 @@ import { forwardEvents, registerCallHandlers } from './ipc-handlers';
 import { installPermissionHandlers } from './permissions';
 import { createAppWindow } from './app-window';
 import { guardWebContents } from './web-contents-guard';
+import { ensureHelperInstalled } from './first-run';
 
 const APP_PAGE = path.join(__dirname, '..', 'renderer', 'index.html');
 const APP_URL = pathToFileURL(APP_PAGE).href;
@@ -28,10 +29,14 @@ function createWindow(): BrowserWindow {
 
 const services = createServices();
 
-void app.whenReady().then(() => {
+void app.whenReady().then(async () => {
   installPermissionHandlers(session.defaultSession, APP_URL);
   registerCallHandlers(ipcMain, services, APP_URL);
   forwardEvents(services, () => mainWindow?.webContents ?? null);
+  // Before the page asks anything of the helper: pkexec can only start an installed one.
+  await ensureHelperInstalled(dialog, {
+    packaged: app.isPackaged, resourcesPath: process.resourcesPath, appRoot: app.getAppPath(), execPath: process.execPath,
+  }, path.join(__dirname, '..')).catch((e: unknown) => console.error('svirt: helper install check failed:', e));
   mainWindow = createWindow();
 });
 
