@@ -49,7 +49,7 @@ describe('svirt VM commands', () => {
     expect(refused.stderr).toMatch(/SELinux is disabled/);
 
     const started = await svirt('start', 'cli-vm', '--allow-unconfined');
-    expect(started.stdout).toMatch(/^started cli-vm: pid \d+, system_u:system_r:svirt_t:s0:c\d+,c\d+ \(not confined: SELinux disabled\)/);
+    expect(started.stdout).toMatch(/^started cli-vm: pid \d+, system_u:system_r:svirt_t:s0:c\d+[,.]c\d+ \(not confined: SELinux disabled\)/);
 
     expect((await svirt('console', 'cli-vm', '--expect', GUEST_READY_MARKER, '--timeout', '60')).code).toBe(0);
     const answer = await svirt('console', 'cli-vm', '--send', 'echo $((6*7))', '--expect', '^42\\r?$', '--timeout', '30');

@@ -52,8 +52,8 @@ describe('helper VM lifecycle', () => {
     const vmB = await helper.request<RunInfo>('start', {
       definition: definition('vm-b', [disk(privB!, 'private'), disk(shared!, 'shared')]), allowUnconfined: true,
     });
-    expect(vmA.level).toMatch(/^s0:c\d+,c\d+$/);
-    expect(vmB.level).toMatch(/^s0:c\d+,c\d+$/);
+    expect(vmA.level).toMatch(/^s0:c\d+[,.]c\d+$/);
+    expect(vmB.level).toMatch(/^s0:c\d+[,.]c\d+$/);
     expect(vmA.level).not.toBe(vmB.level);
     expect(vmA.processLabel).toBe(`system_u:system_r:svirt_t:${vmA.level}`);
     expect(vmA.confined).toBe(false);
