@@ -7,8 +7,8 @@ import { McsAllocator, type InUseEntry } from '../../labeling/mcs-allocator';
 import type { PolicyProfile } from '../../labeling/policy-profile';
 import { startConsoleKeeperProcess } from '../console/keeper-process';
 import { liveProcessLevels, type SelinuxMode } from '../host-selinux';
-import { labelFile, restoreHolder, type RelabelContext } from '../labels/relabeler';
-import type { Requester } from '../labels/path-policy';
+import { labelFile, LabelConflictError, restoreHolder, type RelabelContext } from '../labels/relabeler';
+import { PathRefusedError, type Requester } from '../labels/path-policy';
 import type { AccelChoice } from '../qemu/accel';
 import { launchQemu, readQemuPid } from '../qemu/launch';
 import { QmpClient } from '../qemu/qmp';
@@ -201,7 +201,13 @@ export class VmLifecycle {
       if (image) entries.push({ range: image, kind: 'object', owner: `images of static VM ${record.id}` });
     }
     for (const label of reserved) {
-      const range = parseContext(label).range;
+      let range: ReturnType<typeof parseContext>['range'];
+      try {
+        range = parseContext(label).range;
+      } catch (err) {
+        // The requester's input, not a helper failure.
+        throw new HelperError('bad-request', `reservedLevels: ${(err as Error).message}`);
+      }
       if (range) entries.push({ range, kind: 'subject', owner: 'a defined static VM' });
     }
     // Our own VMs' qemu processes show up among the live ones too; their pairs are already in the registry.
@@ -217,7 +223,13 @@ export class VmLifecycle {
   }
 
   async start(definitionInput: unknown, options: StartOptions = {}): Promise<RunInfo> {
-    const definition = parseVmDefinition(definitionInput, 'start request');
+    let definition: VmDefinition;
+    try {
+      definition = parseVmDefinition(definitionInput, 'start request');
+    } catch (err) {
+      // An invalid definition is a bad request (the fuzzer saw it answered as an internal failure).
+      throw new HelperError('bad-request', (err as Error).message);
+    }
     const ownerUid = this.deps.requester.uid;
     const id = vmId(ownerUid, definition.name);
     const [mode, accel] = await Promise.all([this.deps.selinux(), this.deps.accel()]);
@@ -313,7 +325,9 @@ export class VmLifecycle {
         if (record.pid !== null && alive(record.pid, record.pidStartTime)) process.kill(record.pid, 'SIGKILL');
         record.pid = null;
         await this.cleanUp(tx, record, allocator);
-        throw err instanceof HelperError ? err : new HelperError('failed', `start of ${definition.name} failed: ${(err as Error).message}`);
+        // Refusals and conflicts keep their own codes (the verb maps them), not "failed".
+        if (err instanceof HelperError || err instanceof PathRefusedError || err instanceof LabelConflictError) throw err;
+        throw new HelperError('failed', `start of ${definition.name} failed: ${(err as Error).message}`);
       }
     });
   }
