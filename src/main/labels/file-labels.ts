@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
 
 /**
@@ -8,9 +9,14 @@ import { promisify } from 'node:util';
  */
 const run = promisify(execFile);
 const XATTR = 'security.selinux';
-// Keeps each getfattr argv well under ARG_MAX even with long paths.
-const READ_BATCH = 2000;
-const WRITE_BATCH = 2000;
+// Per process: fewer, larger batches amortize the fork of the tools (a fork of the helper costs several ms
+// once it holds a large tree). setfattr reads its batch from stdin; getfattr's argv is bounded by count and
+// by bytes, below ARG_MAX (2 MiB with the usual 8 MiB stack), and a batch the kernel refuses is halved.
+const READ_BATCH = 10000;
+const READ_BATCH_BYTES = 1024 * 1024;
+const WRITE_BATCH = 20000;
+// A tree relabel is bound by the tools' syscalls and our parsing: that many tool processes at once.
+const PARALLEL_TOOLS = Math.max(1, Math.min(4, availableParallelism()));
 
 export function encodeLabel(label: string): string {
   return `0x${Buffer.from(`${label}\0`, 'utf8').toString('hex')}`;
@@ -27,18 +33,86 @@ function escapeName(name: string): string {
   return name.replace(/\\/g, '\\134');
 }
 function unescapeName(name: string): string {
+  if (!name.includes('\\')) return name;
   return name.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 
 /** Parses `getfattr -e hex -d/-n` output into path → label. */
 export function parseGetfattrDump(output: string): Map<string, string> {
   const labels = new Map<string, string>();
+  // A tree has few distinct labels: each hex value is decoded once.
+  const decoded = new Map<string, string>();
   let current: string | undefined;
   for (const line of output.split('\n')) {
     if (line.startsWith('# file: ')) current = unescapeName(line.slice('# file: '.length));
-    else if (current !== undefined && line.startsWith(`${XATTR}=`)) labels.set(current, decodeLabel(line.slice(XATTR.length + 1)));
+    else if (current !== undefined && line.startsWith(`${XATTR}=`)) {
+      const hex = line.slice(XATTR.length + 1);
+      let label = decoded.get(hex);
+      if (label === undefined) decoded.set(hex, (label = decodeLabel(hex)));
+      labels.set(current, label);
+    }
   }
   return labels;
+}
+
+/** Splits items into batches of at most `maxCount` items and (but for a single huge item) `maxBytes`. */
+function batches<T>(items: readonly T[], maxCount: number, maxBytes = Infinity, bytes: (item: T) => number = () => 0): T[][] {
+  const out: T[][] = [];
+  let current: T[] = [];
+  let size = 0;
+  for (const item of items) {
+    const n = bytes(item);
+    if (current.length > 0 && (current.length >= maxCount || size + n > maxBytes)) {
+      out.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(item);
+    size += n;
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}
+
+// The label tools running now and the batches waiting for a slot, across every caller in this process.
+let toolsRunning = 0;
+const toolQueue: (() => void)[] = [];
+
+/** Runs `work` once fewer than PARALLEL_TOOLS tool processes run (a tree relabel starts many batches at once). */
+async function withToolSlot<T>(work: () => Promise<T>): Promise<T> {
+  if (toolsRunning >= PARALLEL_TOOLS) await new Promise<void>((resolve) => toolQueue.push(resolve));
+  else toolsRunning++;
+  try {
+    return await work();
+  } finally {
+    // The slot passes straight to the next waiter, if any.
+    const next = toolQueue.shift();
+    if (next) next();
+    else toolsRunning--;
+  }
+}
+
+/**
+ * Runs every job, up to PARALLEL_TOOLS at a time and each in a tool slot (so at most that many of this
+ * call's jobs wait for a slot); after a failure no further job starts, and the first error is thrown.
+ */
+async function runBatches<T>(jobs: readonly T[], work: (job: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < jobs.length) {
+      const job = jobs[next++] as T;
+      try {
+        await withToolSlot(() => work(job));
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  const results = await Promise.allSettled(Array.from({ length: Math.min(PARALLEL_TOOLS, jobs.length) }, worker));
+  const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (rejected) throw rejected.reason;
 }
 
 /** The label of one path, not following a final symlink; null when it has none. */
@@ -58,23 +132,40 @@ export async function readLabelOfOpened(fdPath: string): Promise<string | null> 
   }
 }
 
-/** Labels of many paths in few processes; a path without a label (or missing) maps to null. */
-export async function readLabels(paths: readonly string[]): Promise<Map<string, string | null>> {
-  const result = new Map<string, string | null>();
-  for (let i = 0; i < paths.length; i += READ_BATCH) {
-    const batch = paths.slice(i, i + READ_BATCH);
-    let stdout: string;
-    try {
-      ({ stdout } = await run('getfattr', ['-h', '--absolute-names', '-e', 'hex', '-n', XATTR, '--', ...batch], { maxBuffer: 256 * 1024 * 1024 }));
-    } catch (err) {
-      // Exit status 1 when some file lacks the attribute or is missing: what it did print is still valid.
-      const e = err as { stdout?: string; code?: number };
-      if (typeof e.stdout !== 'string') throw err;
-      stdout = e.stdout;
+/** `getfattr -h -e hex -n security.selinux` of some paths: its dump. */
+async function getfattrDump(batch: readonly string[]): Promise<string> {
+  try {
+    const { stdout } = await run('getfattr', ['-h', '--absolute-names', '-e', 'hex', '-n', XATTR, '--', ...batch], { maxBuffer: 256 * 1024 * 1024 });
+    return stdout;
+  } catch (err) {
+    const e = err as { stdout?: unknown; code?: unknown };
+    // Exit status 1 when some file lacks the attribute or is missing: what it did print is still valid.
+    // Only an exit status: a getfattr that could not run or was killed printed nothing, and reading that as
+    // "no label" would journal wrong originals.
+    if (typeof e.code === 'number' && typeof e.stdout === 'string') return e.stdout;
+    if (e.code === 'E2BIG' && batch.length > 1) {
+      const half = Math.ceil(batch.length / 2);
+      return `${await getfattrDump(batch.slice(0, half))}\n${await getfattrDump(batch.slice(half))}`;
     }
-    const found = parseGetfattrDump(stdout);
-    for (const p of batch) result.set(p, found.get(p) ?? null);
+    throw err;
   }
+}
+
+/**
+ * Labels of many paths in few processes, a few side by side; a path without a label (or missing) maps to
+ * null. Calls may overlap (the tree walk reads each chunk as soon as it is listed): they share the slots.
+ */
+export async function readLabels(paths: readonly string[]): Promise<Map<string, string | null>> {
+  // Filled in the callers' order, whichever batch finishes first.
+  const result = new Map<string, string | null>(paths.map((p) => [p, null]));
+  const jobs = batches(paths, READ_BATCH, READ_BATCH_BYTES, (p) => Buffer.byteLength(p) + 1);
+  await runBatches(jobs, async (batch) => {
+    const found = parseGetfattrDump(await getfattrDump(batch));
+    for (const p of batch) {
+      const label = found.get(p);
+      if (label !== undefined) result.set(p, label);
+    }
+  });
   return result;
 }
 
@@ -91,13 +182,20 @@ export interface LabelWrite {
 }
 
 /**
- * Applies many labels through `setfattr -h --restore`, a few processes for a whole tree (the speed of
- * `chcon -R`), reporting progress after each batch. Symlinks themselves are labeled, never followed.
+ * Applies many labels through `setfattr -h --restore`, a few processes for a whole tree, side by side,
+ * reporting progress after each batch. Symlinks themselves are labeled, never followed. Batches may
+ * finish in any order: a path must appear once.
  */
 export async function writeLabels(writes: readonly LabelWrite[], onProgress?: (done: number, total: number) => void): Promise<void> {
-  for (let i = 0; i < writes.length; i += WRITE_BATCH) {
-    const batch = writes.slice(i, i + WRITE_BATCH);
-    const script = batch.map((w) => `# file: ${escapeName(w.path)}\n${XATTR}=${encodeLabel(w.label)}\n`).join('\n');
+  const encoded = new Map<string, string>();
+  const encode = (label: string): string => {
+    let value = encoded.get(label);
+    if (value === undefined) encoded.set(label, (value = encodeLabel(label)));
+    return value;
+  };
+  let done = 0;
+  await runBatches(batches(writes, WRITE_BATCH), async (batch) => {
+    const script = batch.map((w) => `# file: ${escapeName(w.path)}\n${XATTR}=${encode(w.label)}\n`).join('\n');
     await new Promise<void>((resolve, reject) => {
       const child = spawn('setfattr', ['-h', '--restore=-'], { stdio: ['pipe', 'ignore', 'pipe'] });
       let stderr = '';
@@ -106,8 +204,9 @@ export async function writeLabels(writes: readonly LabelWrite[], onProgress?: (d
       child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`setfattr failed (${code}): ${stderr.trim()}`))));
       child.stdin.end(script);
     });
-    onProgress?.(Math.min(i + WRITE_BATCH, writes.length), writes.length);
-  }
+    done += batch.length;
+    onProgress?.(done, writes.length);
+  });
 }
 
 /** Removes the label attribute (a file that had none before we labeled it). */

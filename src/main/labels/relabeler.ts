@@ -1,5 +1,6 @@
-import { lstat, readdir } from 'node:fs/promises';
+import { lstatSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { parseContext } from '../../labeling/context';
 import { readLabelOfOpened, readLabels, removeLabel, writeLabel, writeLabels } from './file-labels';
 import { entriesHeldBy, entriesUnder, type HolderKind, type JournalData, type JournalEntry } from './label-journal';
@@ -117,22 +118,42 @@ interface TreeItem {
   ino: number;
 }
 
-/** Walks a tree without following symlinks (they are skipped: their targets are not ours to label). */
-async function walkTree(root: string, items: TreeItem[], skipped: string[]): Promise<void> {
-  const st = await lstat(root);
-  items.push({ path: root, dev: st.dev, ino: st.ino });
-  if (!st.isDirectory()) return;
-  for (const dirent of await readdir(root, { withFileTypes: true })) {
-    const child = path.join(root, dirent.name);
-    // eslint-disable-next-line no-control-regex
-    if (/[\u0000-\u001f\u007f]/.test(dirent.name)) throw new PathRefusedError(child, 'a file name in the tree contains control characters');
-    if (dirent.isSymbolicLink()) skipped.push(child);
-    else if (dirent.isDirectory()) await walkTree(child, items, skipped);
-    else if (dirent.isFile()) {
-      const cst = await lstat(child);
-      items.push({ path: child, dev: cst.dev, ino: cst.ino });
-    } else skipped.push(child);
-  }
+// The walk's lstat/readdir are synchronous: one promise per file costs ~4x the syscall itself (50,000
+// files: ~170 ms instead of ~800 ms). It yields to the event loop after this many entries (a few ms), so
+// the helper keeps relaying consoles and answering requests during a large walk.
+const WALK_YIELD_EVERY = 1000;
+// Paths listed by the walk that are handed to getfattr together, while the walk goes on.
+const READ_AHEAD = 10000;
+const READS_IN_FLIGHT = 2;
+
+/**
+ * Walks a tree without following symlinks (they are skipped: their targets are not ours to label).
+ * `onPause` runs at each pause, with the items listed so far.
+ */
+async function walkTree(root: string, items: TreeItem[], skipped: string[], onPause: () => Promise<void>): Promise<void> {
+  let sinceYield = 0;
+  const walk = async (dir: string): Promise<void> => {
+    const st = lstatSync(dir);
+    items.push({ path: dir, dev: st.dev, ino: st.ino });
+    if (!st.isDirectory()) return;
+    for (const dirent of readdirSync(dir, { withFileTypes: true })) {
+      const child = path.join(dir, dirent.name);
+      // eslint-disable-next-line no-control-regex
+      if (/[\u0000-\u001f\u007f]/.test(dirent.name)) throw new PathRefusedError(child, 'a file name in the tree contains control characters');
+      if (dirent.isSymbolicLink()) skipped.push(child);
+      else if (dirent.isDirectory()) await walk(child);
+      else if (dirent.isFile()) {
+        const cst = lstatSync(child);
+        items.push({ path: child, dev: cst.dev, ino: cst.ino });
+      } else skipped.push(child);
+      if (++sinceYield >= WALK_YIELD_EVERY) {
+        sinceYield = 0;
+        await onPause();
+        await yieldToEventLoop();
+      }
+    }
+  };
+  await walk(root);
 }
 
 export interface TreeResult {
@@ -153,21 +174,46 @@ export async function labelContentTree(
   await opened.handle.close();
   const items: TreeItem[] = [];
   const skipped: string[] = [];
-  await walkTree(root, items, skipped);
+  // The originals are read while the walk goes on: every READ_AHEAD listed paths go to getfattr at once
+  // (reading changes nothing, so this may start before the conflict check).
+  const reads: { start: number; end: number; labels: Promise<Map<string, string | null>> }[] = [];
+  const readListed = async (minimum: number): Promise<void> => {
+    const start = reads.at(-1)?.end ?? 0;
+    if (items.length - start < minimum) return;
+    const labels = readLabels(items.slice(start).map((i) => i.path));
+    labels.catch(() => undefined); // awaited below; a walk that fails first must not leave it unhandled
+    reads.push({ start, end: items.length, labels });
+    // Back-pressure: the walk waits while more than READS_IN_FLIGHT chunks are being read.
+    const behind = reads[reads.length - 1 - READS_IN_FLIGHT];
+    if (behind) await behind.labels.catch(() => undefined);
+  };
+  try {
+    await walkTree(root, items, skipped, () => readListed(READ_AHEAD));
+    await readListed(1);
+  } catch (err) {
+    await Promise.allSettled(reads.map((r) => r.labels));
+    throw err;
+  }
   for (const item of items) {
     const conflict = conflictFor(ctx, ctx.journal.entries[item.path], root, label);
-    if (conflict) throw new LabelConflictError(conflict);
+    if (conflict) {
+      await Promise.allSettled(reads.map((r) => r.labels));
+      throw new LabelConflictError(conflict);
+    }
   }
-  const originals = await readLabels(items.map((i) => i.path));
   const at = new Date().toISOString();
-  for (const item of items) {
-    const existing = ctx.journal.entries[item.path];
-    const keepOriginal = existing && existing.dev === item.dev && existing.ino === item.ino;
-    ctx.journal.entries[item.path] = {
-      path: item.path, dev: item.dev, ino: item.ino,
-      original: keepOriginal ? existing.original : (originals.get(item.path) ?? null),
-      applied: label, kind, holder: root, at,
-    };
+  for (const read of reads) {
+    const originals = await read.labels;
+    for (let i = read.start; i < read.end; i++) {
+      const item = items[i] as TreeItem;
+      const existing = ctx.journal.entries[item.path];
+      const keepOriginal = existing && existing.dev === item.dev && existing.ino === item.ino;
+      ctx.journal.entries[item.path] = {
+        path: item.path, dev: item.dev, ino: item.ino,
+        original: keepOriginal ? existing.original : (originals.get(item.path) ?? null),
+        applied: label, kind, holder: root, at,
+      };
+    }
   }
   await ctx.persist();
   await writeLabels(items.map((i) => ({ path: i.path, label })), onProgress);
