@@ -8,7 +8,7 @@ import type { PolicyProfile } from '../../labeling/policy-profile';
 import { startConsoleKeeperProcess } from '../console/keeper-process';
 import { liveProcessLevels, type SelinuxMode } from '../host-selinux';
 import { labelFile, LabelConflictError, restoreHolder, type RelabelContext } from '../labels/relabeler';
-import { PathRefusedError, type Requester } from '../labels/path-policy';
+import { openRelabelTarget, PathRefusedError, type OpenedTarget, type Requester } from '../labels/path-policy';
 import type { AccelChoice } from '../qemu/accel';
 import { launchQemu, readQemuPid } from '../qemu/launch';
 import { QmpClient } from '../qemu/qmp';
@@ -280,22 +280,33 @@ export class VmLifecycle {
           faultPoint('mid-relabel');
         }
         const boot = definition.boot;
-        const launched = await launchQemu({
-          name: definition.name,
-          runDir,
-          memoryMiB: definition.memoryMiB,
-          cpus: definition.vcpus,
-          ...(boot.kind === 'kernel' ? { kernel: boot.kernel, ...(boot.initrd ? { initrd: boot.initrd } : {}), ...(boot.cmdline ? { append: boot.cmdline } : {}) } : {}),
-          disks: [
-            ...definition.disks.map((d) => ({ path: d.path, format: d.format, readonly: d.class === 'readonly', shared: d.class === 'shared' })),
-            ...(boot.kind === 'iso' ? [{ path: boot.iso, format: 'raw' as const, readonly: true }] : []),
-          ],
-          accelArgs: accel.args,
-          user: this.deps.config.qemuUser,
-          // Paused until the console keeper holds the serial port, so not one byte of boot output is lost.
-          paused: true,
-          ...(confinable && plan.process.context ? { execContext: plan.process.context } : {}),
-        });
+        const disks = [
+          ...definition.disks.map((d) => ({ path: d.path, format: d.format, readonly: d.class === 'readonly', shared: d.class === 'shared' })),
+          ...(boot.kind === 'iso' ? [{ path: boot.iso, format: 'raw' as const, readonly: true }] : []),
+        ];
+        // The launcher opens disks as root for qemu: each must pass the relabel path rules (location, owner,
+        // no symlink, allowed devices) also when it is not relabeled (seclabel none, relabel=no), and qemu
+        // must get exactly the checked file, so the launcher opens it through /proc/<pid>/fd of our handle.
+        const checked: OpenedTarget[] = [];
+        let launched;
+        try {
+          for (const d of disks) checked.push(await openRelabelTarget(d.path, { config: this.deps.config.pathPolicy, requester: this.deps.requester }));
+          launched = await launchQemu({
+            name: definition.name,
+            runDir,
+            memoryMiB: definition.memoryMiB,
+            cpus: definition.vcpus,
+            ...(boot.kind === 'kernel' ? { kernel: boot.kernel, ...(boot.initrd ? { initrd: boot.initrd } : {}), ...(boot.cmdline ? { append: boot.cmdline } : {}) } : {}),
+            disks: disks.map((d, i) => ({ ...d, path: (checked[i] as OpenedTarget).fdPath })),
+            accelArgs: accel.args,
+            user: this.deps.config.qemuUser,
+            // Paused until the console keeper holds the serial port, so not one byte of boot output is lost.
+            paused: true,
+            ...(confinable && plan.process.context ? { execContext: plan.process.context } : {}),
+          });
+        } finally {
+          await Promise.all(checked.map((c) => c.handle.close()));
+        }
         record.pid = launched.pid;
         record.pidStartTime = processStartTime(launched.pid) ?? null;
         await tx.persist();
