@@ -2,6 +2,7 @@ import { lstatSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { parseContext } from '../../labeling/context';
+import { faultPoint } from '../helper/fault-points';
 import { readLabelOfOpened, readLabels, removeLabel, writeLabel, writeLabels } from './file-labels';
 import { entriesHeldBy, entriesUnder, type HolderKind, type JournalData, type JournalEntry } from './label-journal';
 import { checkPathSyntax, openRelabelTarget, PathRefusedError, type PathPolicyConfig, type Requester } from './path-policy';
@@ -84,6 +85,8 @@ async function restoreEntries(ctx: RelabelContext, entries: readonly JournalEntr
           if (entry.original === null) await removeLabel(opened.fdPath);
           else await writeLabel(opened.fdPath, entry.original);
           restored.push(entry.path);
+          // Crash tests: die with one file restored on disk and the journal still listing them all.
+          if (restored.length === 1) faultPoint('mid-restore');
         }
       } finally {
         await opened.handle.close();
