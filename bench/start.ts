@@ -1,0 +1,484 @@
+// VM start latency: from a `start` request to the root helper until the first byte of the guest's serial
+// output reaches a console viewer, against the same qemu command run bare. In one process, rounds alternate.
+//
+//   node scripts/build.mjs            # the helper bundle, dist/svirt-helper.js
+//   tsx bench/start.ts [--rounds R] [--memory MiB] [--strace] [--journal-files N]
+//
+// "Ours" is what the app does: `start` (validation, reconcile, MCS pair, journal-first labels of the disk,
+// kernel and initrd, qemu launched confined and paused (-S), console keeper spawned and attached, QMP
+// `cont`), then `consoleAttach`; the clock stops at the first `console-data` event (scrollback replay
+// included). The helper is started and asked for `status` once before any timing, so its start-up and the
+// accelerator probe (cached for the helper's life) are not counted.
+//
+// "Bare" is what a user would run by hand: the argv our launcher builds (buildQemuArgv, checked against the
+// `launch` line in the VM's qemu.log; same machine, accelerator, memory, kernel, initrd, append, disk and
+// sandbox), run as root, without -S, with the two fd-passed sockets replaced by path sockets:
+// `-chardev socket,path=S,server=on,wait=on` for the serial port (qemu waits for us to connect before it
+// starts the guest, so no output is lost and the connect is timed) and a QMP socket nobody uses. The disk
+// is given by path instead of an fd set. The clock runs from spawn to the first serial byte received.
+//
+// Per ours round the timeline comes from what the helper leaves in the run directory: the `launch` line in
+// qemu.log (just before qemu is spawned), qemu.pid (written right after the spawn), the keeper's "pid"
+// line in console.log (keeper serving), then the responses to start and consoleAttach. --strace adds one
+// extra round with the helper under `strace -f -e trace=execve` (not timed with the others) that shows
+// every program the helper runs during a start (getfattr/setfattr for labels, getent, test, qemu, node).
+// --journal-files N first relabels a tree of N files as shared content through the helper, so that every
+// start runs with a label journal of that size (it is read, validated and rewritten in each transaction),
+// and reports the helper's idle CPU with that journal.
+//
+// Human lines first; the last line is one JSON object:
+//   {"overheadRatio", "overheadMs", "oursMs", "bareMs", "rounds", ...}
+
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import type { HelperClient } from '../src/main/helper-client';
+import type { RunInfo } from '../src/main/helper/vm-lifecycle';
+import { emptyJournal } from '../src/main/labels/label-journal';
+import { DEFAULT_PATH_POLICY } from '../src/main/labels/path-policy';
+import { labelFile, restoreHolder, type RelabelContext } from '../src/main/labels/relabeler';
+import { TCG_ARGS, KVM_CANDIDATES } from '../src/main/qemu/accel';
+import { buildQemuArgv, ensureQemuUser, type LaunchSpec } from '../src/main/qemu/launch';
+import { writeFileAtomic } from '../src/main/state/atomic-file';
+import { GUEST_READY_MARKER } from '../test/support/guest';
+import { createTestHost, type TestHost } from '../test/support/helper-session';
+
+const run = promisify(execFile);
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '7' },
+    memory: { type: 'string', default: '128' },
+    strace: { type: 'boolean', default: false },
+    'journal-files': { type: 'string', default: '0' },
+  },
+});
+const ROUNDS = positive('--rounds', values.rounds);
+const JOURNAL_FILES = values['journal-files'] === '0' ? 0 : positive('--journal-files', values['journal-files']);
+const MEMORY_MIB = positive('--memory', values.memory);
+const VM_NAME = 'bench-start';
+const QEMU = 'qemu-system-x86_64';
+
+function positive(name: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} needs a positive integer, got ${text}`);
+  return value;
+}
+
+/** Wall-clock milliseconds with sub-millisecond resolution (comparable with file mtimes and log timestamps). */
+const wallNow = (): number => performance.timeOrigin + performance.now();
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+};
+const r1 = (n: number): number => Math.round(n * 10) / 10;
+const r3 = (n: number): number => Math.round(n * 1000) / 1000;
+
+interface Timeline {
+  /** Everything before the launch line: request parsing, reconcile, pair, persist, labels, user and file checks. */
+  prepareMs: number;
+  /** launch line → qemu.pid: sockets, fds, spawn. */
+  spawnMs: number;
+  /** qemu.pid → keeper serving: QMP greeting + query-status, then the keeper process starting and connecting. */
+  qmpAndKeeperMs: number;
+  /** keeper serving → start response: QMP connect + cont, record, response. */
+  contMs: number;
+  /** start response → consoleAttach response. */
+  attachMs: number;
+  /** consoleAttach response → first console-data (the guest's first byte, after cont). */
+  firstDataMs: number;
+}
+
+interface OursResult {
+  firstByteMs: number;
+  readyMs: number;
+  timeline: Timeline;
+  argvLine: string;
+  firstBytes: string;
+}
+
+function definition(host: TestHost, diskPath: string): Record<string, unknown> {
+  return {
+    version: 1, name: VM_NAME, memoryMiB: MEMORY_MIB, vcpus: 1, createdAt: new Date().toISOString(),
+    boot: { kind: 'kernel', kernel: host.kernel, initrd: host.initrd, cmdline: host.append },
+    disks: [{ path: diskPath, format: 'raw', class: 'private', relabel: true }],
+    seclabel: { mode: 'dynamic' },
+  };
+}
+
+/** The spec the helper hands launchQemu for `definition` (see VmLifecycle.start), for the bare run. */
+function launchSpec(host: TestHost, diskPath: string, runDir: string): LaunchSpec {
+  return {
+    name: VM_NAME, runDir, memoryMiB: MEMORY_MIB, cpus: 1,
+    kernel: host.kernel, initrd: host.initrd, append: host.append,
+    disks: [{ path: diskPath, format: 'raw', readonly: false, shared: false }],
+  };
+}
+
+async function fileMtime(p: string): Promise<number> {
+  return (await stat(p)).mtimeMs;
+}
+
+/** One ours round: start, attach, first byte, ready marker; then the timeline from the run directory; then forceOff. */
+async function runOurs(helper: HelperClient, host: TestHost, diskPath: string): Promise<OursResult> {
+  let session: string | undefined;
+  let output = '';
+  let firstDataAt: number | undefined;
+  let readyAt: number | undefined;
+  const early: { session: string; data: string; at: number }[] = [];
+  const take = (data: string, at: number): void => {
+    firstDataAt ??= at;
+    output += Buffer.from(data, 'base64').toString('latin1');
+    if (readyAt === undefined && output.includes(GUEST_READY_MARKER)) readyAt = at;
+  };
+  const onEvent = (name: string, data: { session: string; data: string }): void => {
+    if (name !== 'console-data') return;
+    const at = wallNow();
+    if (session === undefined) early.push({ ...data, at });
+    else if (data.session === session) take(data.data, at);
+  };
+  helper.on('event', onEvent);
+  try {
+    const t0 = wallNow();
+    const info = await helper.request<RunInfo>('start', { definition: definition(host, diskPath), allowUnconfined: true });
+    const startedAt = wallNow();
+    const attached = await helper.request<{ session: string }>('consoleAttach', { vm: VM_NAME });
+    const attachedAt = wallNow();
+    session = attached.session;
+    for (const e of early) if (e.session === session) take(e.data, e.at);
+    const deadline = Date.now() + 120_000;
+    while (readyAt === undefined) {
+      if (Date.now() > deadline) throw new Error(`no ${GUEST_READY_MARKER} within 120 s; output: ${JSON.stringify(output.slice(-300))}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    // The helper's own traces of this start, in its run directory (removed at stop).
+    const qemuLog = await readFile(path.join(info.runDir, 'qemu.log'), 'utf8');
+    const launchLine = qemuLog.split('\n').reverse().find((l) => / launch /.test(l));
+    if (!launchLine) throw new Error('no launch line in qemu.log');
+    const launchAt = Date.parse(launchLine.slice(0, launchLine.indexOf(' ')));
+    const qemuPidAt = await fileMtime(path.join(info.runDir, 'qemu.pid'));
+    const keeperLog = await readFile(path.join(info.runDir, 'console.log'), 'utf8');
+    const keeperLine = keeperLog.split('\n').find((l) => / console-keeper\[\d+\] pid /.test(l));
+    if (!keeperLine) throw new Error('no pid line in console.log');
+    const keeperAt = Date.parse(keeperLine.slice(0, keeperLine.indexOf(' ')));
+    await helper.request('consoleDetach', { session }).catch(() => undefined);
+    await helper.request('forceOff', { vm: VM_NAME });
+    const first = firstDataAt as number;
+    return {
+      firstByteMs: first - t0,
+      readyMs: readyAt - t0,
+      timeline: {
+        prepareMs: launchAt - t0,
+        spawnMs: qemuPidAt - launchAt,
+        qmpAndKeeperMs: keeperAt - qemuPidAt,
+        contMs: startedAt - keeperAt,
+        attachMs: attachedAt - startedAt,
+        firstDataMs: first - attachedAt,
+      },
+      argvLine: launchLine.slice(launchLine.indexOf(' launch ') + 1),
+      firstBytes: output.slice(0, 60),
+    };
+  } finally {
+    helper.off('event', onEvent);
+  }
+}
+
+/** Connects to a unix socket, retrying every 2 ms while it does not exist yet. */
+async function connectSoon(socketPath: string, timeoutMs: number): Promise<net.Socket> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await new Promise<net.Socket>((resolve, reject) => {
+        const s = net.connect(socketPath);
+        s.once('connect', () => {
+          s.off('error', reject);
+          resolve(s);
+        });
+        s.once('error', reject);
+      });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+}
+
+/** The launcher's argv made runnable by hand: path sockets instead of passed fds, the disk by path, no -S. */
+function bareArgv(launcherArgv: readonly string[], diskPath: string, serialPath: string, qmpPath: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < launcherArgv.length; i++) {
+    const arg = launcherArgv[i] as string;
+    const value = launcherArgv[i + 1];
+    if (arg === '-S') continue;
+    if (arg === '-add-fd') {
+      i++;
+      continue;
+    }
+    if (arg === '-chardev' && value?.startsWith('socket,id=serial0,fd=')) {
+      out.push(arg, `socket,id=serial0,path=${serialPath},server=on,wait=on`);
+      i++;
+      continue;
+    }
+    if (arg === '-chardev' && value?.startsWith('socket,id=qmp0,fd=')) {
+      out.push(arg, `socket,id=qmp0,path=${qmpPath},server=on,wait=off`);
+      i++;
+      continue;
+    }
+    if (arg === '-drive' && value?.startsWith('file=/dev/fdset/1,')) {
+      out.push(arg, value.replace('file=/dev/fdset/1,', `file=${diskPath.replace(/,/g, ',,')},`));
+      i++;
+      continue;
+    }
+    out.push(arg);
+  }
+  return out;
+}
+
+interface BareResult {
+  firstByteMs: number;
+  readyMs: number;
+  connectMs: number;
+  firstBytes: string;
+}
+
+async function runBare(argv: readonly string[], workDir: string, serialPath: string, qmpPath: string): Promise<BareResult> {
+  await rm(serialPath, { force: true });
+  await rm(qmpPath, { force: true });
+  const log = await open(path.join(workDir, 'bare-qemu.log'), 'a');
+  let child: ChildProcess | undefined;
+  let socket: net.Socket | undefined;
+  try {
+    const t0 = wallNow();
+    child = spawn(QEMU, argv, { stdio: ['ignore', log.fd, log.fd] });
+    const exited = once(child, 'exit').then(([code, signal]) => {
+      throw new Error(`bare qemu ended (${signal ?? code}); see ${path.join(workDir, 'bare-qemu.log')}`);
+    });
+    exited.catch(() => undefined);
+    socket = await Promise.race([connectSoon(serialPath, 30_000), exited]);
+    const connectedAt = wallNow();
+    let output = '';
+    let firstAt: number | undefined;
+    let readyAt: number | undefined;
+    socket.on('data', (d: Buffer) => {
+      const at = wallNow();
+      firstAt ??= at;
+      output += d.toString('latin1');
+      if (readyAt === undefined && output.includes(GUEST_READY_MARKER)) readyAt = at;
+    });
+    const deadline = Date.now() + 120_000;
+    while (readyAt === undefined) {
+      if (Date.now() > deadline) throw new Error(`bare: no ${GUEST_READY_MARKER} within 120 s; output: ${JSON.stringify(output.slice(-300))}`);
+      await Promise.race([new Promise((r) => setTimeout(r, 5)), exited]);
+    }
+    return { firstByteMs: (firstAt as number) - t0, readyMs: readyAt - t0, connectMs: connectedAt - t0, firstBytes: output.slice(0, 60) };
+  } finally {
+    socket?.destroy();
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const gone = once(child, 'exit');
+      child.kill('SIGKILL');
+      await gone;
+    }
+    await log.close();
+  }
+}
+
+/** Per-start costs the helper pays before launching qemu, measured here with the same functions. */
+async function replicaPrepare(host: TestHost, workDir: string): Promise<Record<string, number>> {
+  const disk = await host.disk('replica.img');
+  const journal = emptyJournal();
+  const journalPath = path.join(workDir, 'replica-journal.json');
+  const ctx: RelabelContext = {
+    journal, persist: () => writeFileAtomic(journalPath, JSON.stringify(journal)), config: DEFAULT_PATH_POLICY,
+    requester: { uid: 0 }, isRunning: () => false,
+  };
+  const times: Record<string, number[]> = { labelDiskMs: [], labelKernelAndInitrdMs: [], restoreMs: [], ensureQemuUserMs: [], kernelReadableChecksMs: [] };
+  for (let i = 0; i < 5; i++) {
+    let t = wallNow();
+    await labelFile(ctx, 'replica', 'private', disk, `system_u:object_r:svirt_image_t:s0:c${i + 1},c${i + 100}`);
+    times.labelDiskMs?.push(wallNow() - t);
+    t = wallNow();
+    await labelFile(ctx, 'replica', 'readonly', host.kernel, 'system_u:object_r:virt_content_t:s0');
+    await labelFile(ctx, 'replica', 'readonly', host.initrd, 'system_u:object_r:virt_content_t:s0');
+    times.labelKernelAndInitrdMs?.push(wallNow() - t);
+    t = wallNow();
+    await restoreHolder(ctx, 'replica');
+    times.restoreMs?.push(wallNow() - t);
+    t = wallNow();
+    const { uid, gid } = await ensureQemuUser();
+    times.ensureQemuUserMs?.push(wallNow() - t);
+    t = wallNow();
+    for (const p of [host.kernel, host.initrd]) await run('test', ['-f', p, '-a', '-r', p], { uid, gid });
+    times.kernelReadableChecksMs?.push(wallNow() - t);
+  }
+  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, r1(median(v))]));
+}
+
+/** One start under `strace -f -e trace=execve`: every program the helper runs, with offsets from the request. */
+async function straceRound(host: TestHost, diskPath: string, workDir: string): Promise<string[]> {
+  const traceFile = path.join(workDir, 'helper.strace');
+  const helper = host.startHelper({ SVIRT_HELPER_LAUNCHER: `strace -f -ttt --seccomp-bpf -qq -e trace=execve,connect -e signal=none -o ${traceFile}` });
+  try {
+    await helper.request('status');
+    const t0 = wallNow() / 1000;
+    await helper.request<RunInfo>('start', { definition: definition(host, diskPath), allowUnconfined: true });
+    const t1 = wallNow() / 1000;
+    await helper.request('forceOff', { vm: VM_NAME });
+    const lines = (await readFile(traceFile, 'utf8')).split('\n');
+    const out: string[] = [];
+    for (const line of lines) {
+      const m = /^(\d+)\s+(\d+\.\d+) (execve\("([^"]+)", \[([^\]]*)\]|connect\(\d+, \{sa_family=AF_UNIX, sun_path="([^"]+)"\})/.exec(line);
+      // Only calls that succeeded: execvp tries each PATH entry in turn.
+      if (!m || !/ = 0$/.test(line)) continue;
+      const at = Number(m[2]);
+      if (at < t0 || at > t1) continue;
+      const what = m[4] ? `exec ${m[5]?.split(', ').slice(0, 4).join(' ').replace(/"/g, '')}` : `connect ${path.basename(m[6] ?? '')}`;
+      out.push(`+${r1((at - t0) * 1000)} ms pid ${m[1]} ${what.slice(0, 110)}`);
+    }
+    out.push(`+${r1((t1 - t0) * 1000)} ms start response`);
+    return out;
+  } finally {
+    helper.kill('SIGKILL');
+    await helper.exited;
+  }
+}
+
+/** CPU seconds (user + system) a process has used, from /proc/PID/stat. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).replace(/^.*\) /, '').split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return ticks / 100; // USER_HZ
+}
+
+/** Relabels a tree of `files` files through the helper (journaling each), and measures the helper idle. */
+async function growJournal(helper: HelperClient, host: TestHost, files: number): Promise<string> {
+  const root = path.join(host.dir, 'content');
+  const dirs = Math.max(1, Math.round(files / 200));
+  for (let d = 0; d < dirs; d++) await mkdir(path.join(root, `d${d}`), { recursive: true });
+  for (let i = 0; i < files; i += 64) {
+    await Promise.all(Array.from({ length: Math.min(64, files - i) }, (_v, k) => writeFile(path.join(root, `d${(i + k) % dirs}`, `f${i + k}`), '')));
+  }
+  const t = wallNow();
+  await helper.request('relabel', { path: root, mode: 'shared' });
+  const relabelMs = wallNow() - t;
+  const journalBytes = (await stat(path.join(host.stateDir, 'journal.json'))).size;
+  const pid = helper.pid as number;
+  const before = await cpuSeconds(pid);
+  await new Promise((r) => setTimeout(r, 5000));
+  const idleCpu = ((await cpuSeconds(pid)) - before) / 5;
+  const t2 = wallNow();
+  await helper.request('list');
+  const listMs = wallNow() - t2;
+  return `journal of ${files} files: relabel ${r1(relabelMs)} ms, journal.json ${(journalBytes / 1e6).toFixed(1)} MB, `
+    + `helper idle CPU ${(idleCpu * 100).toFixed(0)} % of a core (reconcile every second), one \`list\` ${r1(listMs)} ms`;
+}
+
+async function main(): Promise<void> {
+  if (!existsSync('dist/svirt-helper.js')) throw new Error('dist/svirt-helper.js is missing: run `node scripts/build.mjs` first');
+  if (process.getuid?.() !== 0) throw new Error('run as root: the helper and the bare qemu run as root');
+  const host = await createTestHost();
+  const workDir = await mkdtemp(path.join(os.tmpdir(), 'svirt-bench-start-'));
+  const helper = host.startHelper();
+  try {
+    const { stdout: version } = await run(QEMU, ['--version']);
+    // Helper start-up and the accelerator probe happen here, before any timing.
+    const t = wallNow();
+    const status = await helper.request<{ accel: { kind: string; reason: string }; selinux: string }>('status');
+    console.log(`start bench: ${version.split('\n')[0]}; ${os.cpus().length} CPUs; SELinux ${status.selinux}; accel ${status.accel.kind} (${status.accel.reason})`);
+    console.log(`helper start-up + first status (not counted): ${r1(wallNow() - t)} ms`);
+    const journalNote = JOURNAL_FILES > 0 ? await growJournal(helper, host, JOURNAL_FILES) : undefined;
+    if (journalNote) console.log(journalNote);
+    const oursDisk = await host.disk('ours.img');
+    const bareDisk = await host.disk('bare.img');
+    const serialPath = path.join(workDir, 'serial.sock');
+    const qmpPath = path.join(workDir, 'qmp.sock');
+
+    // One untimed warm-up start (page cache for the kernel, initrd, node and qemu binaries); its launch line
+    // fixes the argv for the bare runs.
+    const warm = await runOurs(helper, host, oursDisk);
+    // The helper names each disk by the /proc/<pid>/fd path of the file it checked: compare without it.
+    const sameDisk = (line: string): string => line.replace(/opaque=(ro|rw):\S+/g, 'opaque=$1:DISK');
+    const accelArgs = [TCG_ARGS, ...KVM_CANDIDATES].find((args) => {
+      const argv = buildQemuArgv({ ...launchSpec(host, oursDisk, '/unused'), paused: true }, args);
+      return sameDisk(warm.argvLine) === sameDisk(`launch ${QEMU} ${argv.join(' ')}`);
+    });
+    if (!accelArgs) throw new Error(`the helper's launch line does not match buildQemuArgv: ${warm.argvLine}`);
+    const launcherArgv = buildQemuArgv({ ...launchSpec(host, bareDisk, '/unused'), paused: true }, accelArgs);
+    const bare = bareArgv(launcherArgv, bareDisk, serialPath, qmpPath);
+    console.log(`helper's qemu: ${warm.argvLine}`);
+    console.log(`bare qemu:     ${QEMU} ${bare.join(' ')}`);
+    await runBare(bare, workDir, serialPath, qmpPath);
+    console.log('warm-up done (one start each, not counted)');
+
+    const ours: OursResult[] = [];
+    const bares: BareResult[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? (['ours', 'bare'] as const) : (['bare', 'ours'] as const);
+      const parts: string[] = [];
+      for (const who of order) {
+        if (who === 'ours') {
+          const o = await runOurs(helper, host, oursDisk);
+          ours.push(o);
+          const tl = o.timeline;
+          parts.push(`ours ${r1(o.firstByteMs)} ms to first byte (prepare ${r1(tl.prepareMs)}, spawn ${r1(tl.spawnMs)}, qmp+keeper ${r1(tl.qmpAndKeeperMs)}, `
+            + `cont ${r1(tl.contMs)}, attach ${r1(tl.attachMs)}, guest ${r1(tl.firstDataMs)}), ready ${r1(o.readyMs)}`);
+        } else {
+          const b = await runBare(bare, workDir, serialPath, qmpPath);
+          bares.push(b);
+          parts.push(`bare ${r1(b.firstByteMs)} ms to first byte (connect ${r1(b.connectMs)}), ready ${r1(b.readyMs)}`);
+        }
+      }
+      console.log(`round ${r + 1}/${ROUNDS}: ${parts.join('; ')}`);
+    }
+    console.log(`first bytes, ours: ${JSON.stringify(ours[0]?.firstBytes)}; bare: ${JSON.stringify(bares[0]?.firstBytes)}`);
+
+    const oursMs = median(ours.map((o) => o.firstByteMs));
+    const bareMs = median(bares.map((b) => b.firstByteMs));
+    // The guest's own boot under TCG varies by a second or more on a busy machine: the same round's pair is
+    // the fairer difference, and the helper's part before the guest runs is the overhead without the guest.
+    const paired = ours.map((o, i) => o.firstByteMs - (bares[i] as BareResult).firstByteMs);
+    const helperPath = ours.map((o) => o.firstByteMs - o.timeline.firstDataMs);
+    const timeline = Object.fromEntries((Object.keys(ours[0]?.timeline ?? {}) as (keyof Timeline)[])
+      .map((k) => [k, r1(median(ours.map((o) => o.timeline[k])))])) as Record<keyof Timeline, number>;
+    console.log('');
+    console.log(`median to first serial byte: ours ${r1(oursMs)} ms, bare ${r1(bareMs)} ms: overhead ${r1(oursMs - bareMs)} ms (x${r3(oursMs / bareMs)}); goal <= 5 % or <= 100 ms`);
+    console.log(`median to ${GUEST_READY_MARKER}: ours ${r1(median(ours.map((o) => o.readyMs)))} ms, bare ${r1(median(bares.map((b) => b.readyMs)))} ms`);
+    console.log(`paired per round (ours - bare): ${paired.map(r1).join(', ')} ms; median ${r1(median(paired))} ms`);
+    console.log(`ours, request until the viewer is attached and the guest runs (no guest time): median ${r1(median(helperPath))} ms`);
+    console.log(`ours, median timeline (ms): ${Object.entries(timeline).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    const replica = await replicaPrepare(host, workDir);
+    console.log(`inside "prepare", the same functions timed here (median ms): ${Object.entries(replica).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    if (values.strace) {
+      console.log('one start with the helper under strace (execve and unix connects; not part of the medians):');
+      for (const line of await straceRound(host, oursDisk, workDir)) console.log(`  ${line}`);
+    }
+    console.log(JSON.stringify({
+      overheadRatio: r3(oursMs / bareMs),
+      overheadMs: r1(oursMs - bareMs),
+      oursMs: r1(oursMs),
+      bareMs: r1(bareMs),
+      rounds: ROUNDS,
+      pairedOverheadMs: r1(median(paired)),
+      helperPathMs: r1(median(helperPath)),
+      oursReadyMs: r1(median(ours.map((o) => o.readyMs))),
+      bareReadyMs: r1(median(bares.map((b) => b.readyMs))),
+      oursTimelineMs: timeline,
+      prepareReplicaMs: replica,
+      accel: status.accel.kind,
+      memoryMiB: MEMORY_MIB,
+      journalFiles: JOURNAL_FILES,
+    }));
+  } finally {
+    await helper.request('forceOff', { vm: VM_NAME }).catch(() => undefined);
+    await host.dispose();
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+await main();
