@@ -300,10 +300,16 @@ async function inheritableFds(): Promise<number[]> {
 export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
   validateLaunchSpec(spec);
   const qemuBin = spec.qemu ?? 'qemu-system-x86_64';
-  const { uid, gid } = await ensureQemuUser(spec.user ?? DEFAULT_QEMU_USER);
+  const qemuUser = await ensureQemuUser(spec.user ?? DEFAULT_QEMU_USER);
+  const { uid } = qemuUser;
+  let { gid } = qemuUser;
   const accelArgs = [...(spec.accelArgs ?? (await probeAccelerator({ qemu: qemuBin })).args)];
   if (accelArgs.includes('kvm')) {
-    // spawn() drops supplementary groups, so membership in the kvm group does not help the qemu user.
+    // spawn() drops supplementary groups, so membership in the kvm group does not help the qemu user:
+    // with KVM, qemu runs with the kvm group as its primary group instead (as /dev/kvm is root:kvm 0660).
+    const kvmGroup = await execFileP('getent', ['group', 'kvm']);
+    const kvmGid = Number(kvmGroup.stdout.split(':')[2]);
+    if (kvmGroup.code === 0 && Number.isInteger(kvmGid) && kvmGid > 0) gid = kvmGid;
     const r = await execFileP('test', ['-r', '/dev/kvm', '-a', '-w', '/dev/kvm'], { uid, gid });
     if (r.code !== 0) throw new Error(`/dev/kvm is not read-writable by uid ${uid} gid ${gid}: use TCG or give that gid access`);
   }
