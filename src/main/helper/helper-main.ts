@@ -1,14 +1,7 @@
 // The root helper program (dist/svirt-helper.js; installed as /usr/libexec/svirt-manager/svirt-helper).
 // Started once per app session through pkexec; speaks JSON Lines on stdin/stdout until stdin closes.
 // With --console-keeper as its first argument it runs a VM's console keeper instead (see console/).
-import { loadPolicyProfile } from '../selinux-files';
-import { selinuxMode } from '../host-selinux';
-import { probeAccelerator } from '../qemu/accel';
-import { HelperStateStore } from '../state/helper-state';
-import { loadHelperConfig, resolveRequester } from './helper-config';
-import { serveHelperProtocol } from './helper-server';
-import { createVerbs } from './helper-verbs';
-import { VmLifecycle } from './vm-lifecycle';
+export {};
 
 const RECONCILE_INTERVAL_MS = 1000;
 
@@ -22,6 +15,15 @@ async function runHelper(): Promise<number> {
     process.stderr.write('svirt-helper: must run as root; the app starts it through pkexec (polkit action org.svirtmanager.helper)\n');
     return 1;
   }
+  // Loaded here, not at the top: a console keeper (the other mode of this program) starts with every VM
+  // and must not pay for compiling the helper's schemas.
+  const [
+    { loadPolicyProfile }, { selinuxMode }, { probeAccelerator }, { HelperStateStore },
+    { loadHelperConfig, resolveRequester }, { serveHelperProtocol }, { createVerbs }, { VmLifecycle },
+  ] = await Promise.all([
+    import('../selinux-files'), import('../host-selinux'), import('../qemu/accel'), import('../state/helper-state'),
+    import('./helper-config'), import('./helper-server'), import('./helper-verbs'), import('./vm-lifecycle'),
+  ]);
   const config = await loadHelperConfig();
   const requester = await resolveRequester();
   const profile = await loadPolicyProfile(undefined, config.categoryRange);

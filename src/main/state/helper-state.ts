@@ -123,9 +123,14 @@ export class HelperStateStore {
 
   async read(): Promise<StateSnapshot> {
     return {
-      registry: parseRegistry(await readJsonFile(this.registryPath), this.registryPath),
+      registry: await this.readRegistry(),
       journal: parseJournal(await readJsonFile(this.journalPath), this.journalPath),
     };
+  }
+
+  /** The registry alone: lookups of running VMs need not parse a journal that may hold whole trees. */
+  async readRegistry(): Promise<RegistryData> {
+    return parseRegistry(await readJsonFile(this.registryPath), this.registryPath);
   }
 
   /** Runs `fn` with the state loaded under the lock; writes it back when `fn` returns. */
@@ -133,11 +138,19 @@ export class HelperStateStore {
     const run = async () =>
       withStateLock(this.lockPath, async () => {
         const snapshot = await this.read();
+        // What is on disk now; a file is rewritten (and fsynced) only when its content changed, so the
+        // periodic reconcile of an idle helper costs reads, not writes.
+        let journalText = JSON.stringify(snapshot.journal);
+        let registryText = JSON.stringify(snapshot.registry);
         const tx: StateTransaction = {
           ...snapshot,
           persist: async () => {
-            await writeFileAtomic(this.journalPath, JSON.stringify(snapshot.journal));
-            await writeFileAtomic(this.registryPath, JSON.stringify(snapshot.registry));
+            const journal = JSON.stringify(snapshot.journal);
+            if (journal !== journalText) await writeFileAtomic(this.journalPath, journal);
+            journalText = journal;
+            const registry = JSON.stringify(snapshot.registry);
+            if (registry !== registryText) await writeFileAtomic(this.registryPath, registry);
+            registryText = registry;
           },
         };
         try {
