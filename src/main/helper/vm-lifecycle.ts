@@ -119,15 +119,23 @@ export class VmLifecycle {
 
   /** Whether the record's VM still exists: qemu alive, or a start still in progress in a live helper. */
   private isLive(record: RunRecord): boolean {
+    // A start whose helper died never finished: qemu may sit paused (-S) without a console keeper, and
+    // the requester was told the start failed. It is undone, not kept half-started for ever.
+    if (record.phase === 'starting' && !alive(record.helperPid, record.helperStartTime)) return false;
     if (record.pid !== null) return alive(record.pid, record.pidStartTime);
-    return record.phase === 'starting' && alive(record.helperPid, record.helperStartTime);
+    return record.phase === 'starting';
   }
 
-  /** Removes every trace of a VM whose qemu is gone: keeper, labels, pair, run dir, record. */
+  /** Removes every trace of a VM whose qemu is gone (or is ended here): keeper, labels, pair, run dir, record. */
   private async cleanUp(tx: StateTransaction, record: RunRecord, allocator: McsAllocator): Promise<number> {
-    // A helper killed between spawning qemu and recording its pid leaves qemu running unknown: end it.
-    const orphan = record.pid === null ? readQemuPid(record.runDir) : undefined;
-    if (orphan !== undefined) process.kill(orphan, 'SIGKILL');
+    // A helper killed between spawning qemu and recording its pid leaves qemu running unknown; one killed
+    // later in a start leaves it recorded but unfinished: end it either way.
+    const orphan = record.pid === null ? readQemuPid(record.runDir) : alive(record.pid, record.pidStartTime) ? record.pid : undefined;
+    if (orphan !== undefined) {
+      process.kill(orphan, 'SIGKILL');
+      // Labels go back only once qemu no longer holds the images.
+      await this.waitForExit({ pid: orphan, pidStartTime: processStartTime(orphan) ?? null }, 5_000);
+    }
     if (record.keeperPid !== null && alive(record.keeperPid, record.keeperStartTime)) process.kill(record.keeperPid, 'SIGTERM');
     const restored = await restoreHolder(this.relabelContext(tx, { uid: 0 }), record.id);
     allocator.release(record.id);
@@ -343,7 +351,7 @@ export class VmLifecycle {
     });
   }
 
-  private async waitForExit(record: RunRecord, timeoutMs: number): Promise<boolean> {
+  private async waitForExit(record: Pick<RunRecord, 'pid' | 'pidStartTime'>, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       if (!alive(record.pid, record.pidStartTime)) return true;
