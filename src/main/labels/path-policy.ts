@@ -63,6 +63,14 @@ export function checkPathLocation(target: string, config: PathPolicyConfig, requ
   }
 }
 
+/** A requester may relabel only their own files, but for files in an image pool (root: any file). */
+export function checkOwner(target: string, ownerUid: number, config: PathPolicyConfig, requester: Requester): void {
+  const inPool = config.pools.some((pool) => isUnder(target, pool));
+  if (requester.uid !== 0 && ownerUid !== requester.uid && !inPool) {
+    throw new PathRefusedError(target, `it belongs to uid ${ownerUid}, not to the requesting user (uid ${requester.uid})`);
+  }
+}
+
 export function fileKind(stat: Stats): 'file' | 'directory' | 'block' | 'char' | 'fifo' | 'socket' | 'symlink' | 'other' {
   if (stat.isFile()) return 'file';
   if (stat.isDirectory()) return 'directory';
@@ -121,10 +129,7 @@ export async function openRelabelTarget(target: string, options: OpenOptions): P
     if (kind === 'char') throw new PathRefusedError(target, 'character devices are never given to VMs');
     if (kind === 'block' && !options.config.allowedBlockDevices.includes(target)) throw new PathRefusedError(target, 'block device not in the allowed list');
     if (kind === 'other') throw new PathRefusedError(target, 'unsupported file type');
-    const inPool = options.config.pools.some((pool) => isUnder(target, pool));
-    if (options.requester.uid !== 0 && stat.uid !== options.requester.uid && !inPool) {
-      throw new PathRefusedError(target, `it belongs to uid ${stat.uid}, not to the requesting user (uid ${options.requester.uid})`);
-    }
+    checkOwner(target, stat.uid, options.config, options.requester);
     return { path: target, handle, stat, fdPath };
   } catch (err) {
     await handle.close();

@@ -5,7 +5,7 @@ import { parseContext } from '../../labeling/context';
 import { faultPoint } from '../helper/fault-points';
 import { readLabelOfOpened, readLabels, removeLabel, writeLabel, writeLabels } from './file-labels';
 import { entriesHeldBy, entriesUnder, type HolderKind, type JournalData, type JournalEntry } from './label-journal';
-import { checkPathSyntax, openRelabelTarget, PathRefusedError, type PathPolicyConfig, type Requester } from './path-policy';
+import { checkOwner, checkPathSyntax, openRelabelTarget, PathRefusedError, type PathPolicyConfig, type Requester } from './path-policy';
 
 /**
  * Applies labels to disk with the journal as the source of truth: the original label is journaled and
@@ -119,6 +119,7 @@ interface TreeItem {
   path: string;
   dev: number;
   ino: number;
+  uid: number;
 }
 
 // The walk's lstat/readdir are synchronous: one promise per file costs ~4x the syscall itself (50,000
@@ -137,7 +138,7 @@ async function walkTree(root: string, items: TreeItem[], skipped: string[], onPa
   let sinceYield = 0;
   const walk = async (dir: string): Promise<void> => {
     const st = lstatSync(dir);
-    items.push({ path: dir, dev: st.dev, ino: st.ino });
+    items.push({ path: dir, dev: st.dev, ino: st.ino, uid: st.uid });
     if (!st.isDirectory()) return;
     for (const dirent of readdirSync(dir, { withFileTypes: true })) {
       const child = path.join(dir, dirent.name);
@@ -147,7 +148,7 @@ async function walkTree(root: string, items: TreeItem[], skipped: string[], onPa
       else if (dirent.isDirectory()) await walk(child);
       else if (dirent.isFile()) {
         const cst = lstatSync(child);
-        items.push({ path: child, dev: cst.dev, ino: cst.ino });
+        items.push({ path: child, dev: cst.dev, ino: cst.ino, uid: cst.uid });
       } else skipped.push(child);
       if (++sinceYield >= WALK_YIELD_EVERY) {
         sinceYield = 0;
@@ -198,6 +199,14 @@ export async function labelContentTree(
     throw err;
   }
   for (const item of items) {
+    // Every file in the tree must be one the requester may relabel alone: a hard link to another user's
+    // file inside one's own directory is still that user's file.
+    try {
+      checkOwner(item.path, item.uid, ctx.config, ctx.requester);
+    } catch (err) {
+      await Promise.allSettled(reads.map((r) => r.labels));
+      throw err;
+    }
     const conflict = conflictFor(ctx, ctx.journal.entries[item.path], root, label);
     if (conflict) {
       await Promise.allSettled(reads.map((r) => r.labels));
@@ -222,3 +231,4 @@ export async function labelContentTree(
   await writeLabels(items.map((i) => ({ path: i.path, label })), onProgress);
   return { labeled: items.length, skippedSymlinksAndSpecial: skipped };
 }
+
