@@ -1,9 +1,9 @@
-import { lstatSync, readdirSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { parseContext } from '../../labeling/context';
 import { faultPoint } from '../helper/fault-points';
-import { readLabelOfOpened, readLabels, removeLabel, writeLabel, writeLabels } from './file-labels';
+import { readLabelOfOpened, readLabels, removeLabel, writeLabel, writeLabels, type LabelWrite } from './file-labels';
 import { entriesHeldBy, entriesUnder, type HolderKind, type JournalData, type JournalEntry } from './label-journal';
 import { checkOwner, checkPathSyntax, openRelabelTarget, PathRefusedError, type PathPolicyConfig, type Requester } from './path-policy';
 
@@ -228,7 +228,63 @@ export async function labelContentTree(
     }
   }
   await ctx.persist();
-  await writeLabels(items.map((i) => ({ path: i.path, label })), onProgress);
+  await writeTreeLabels(ctx, items, label, onProgress);
   return { labeled: items.length, skippedSymlinksAndSpecial: skipped };
 }
 
+// Directories held open at once while their entries are labeled (one fd each).
+const DIR_FDS_AT_ONCE = 1000;
+
+/**
+ * Applies the walked tree's labels without following a symlink anywhere below the root: each entry is
+ * named through an fd of its parent directory (/proc/<pid>/fd/N/name; setfattr -h keeps the last
+ * component unfollowed), and each directory is opened with O_NOFOLLOW and must still be the inode the
+ * walk saw. A directory swapped for a symlink after the walk cannot carry a label out of the tree.
+ */
+async function writeTreeLabels(ctx: RelabelContext, items: readonly TreeItem[], label: string, onProgress?: (done: number, total: number) => void): Promise<void> {
+  const [rootItem, ...entries] = items;
+  if (!rootItem) return;
+  const changed = (p: string) => new PathRefusedError(p, 'it was replaced while the tree was being relabeled');
+  const opened = await openRelabelTarget(rootItem.path, { config: ctx.config, requester: ctx.requester, allowDirectory: true });
+  try {
+    if (opened.stat.dev !== rootItem.dev || opened.stat.ino !== rootItem.ino) throw changed(rootItem.path);
+    await writeLabel(opened.fdPath, label);
+  } finally {
+    await opened.handle.close();
+  }
+  let done = 1;
+  onProgress?.(done, items.length);
+  const walked = new Map(items.map((i) => [i.path, i]));
+  const byParent = new Map<string, TreeItem[]>();
+  for (const item of entries) {
+    const parent = path.dirname(item.path);
+    const siblings = byParent.get(parent);
+    if (siblings) siblings.push(item);
+    else byParent.set(parent, [item]);
+  }
+  const parents = [...byParent.keys()];
+  for (let i = 0; i < parents.length; i += DIR_FDS_AT_ONCE) {
+    const fds: number[] = [];
+    try {
+      const writes: LabelWrite[] = [];
+      for (const dir of parents.slice(i, i + DIR_FDS_AT_ONCE)) {
+        let fd: number;
+        try {
+          fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+        } catch {
+          throw changed(dir); // gone, or a symlink now
+        }
+        fds.push(fd);
+        const st = fstatSync(fd);
+        const seen = walked.get(dir);
+        if (!seen || st.dev !== seen.dev || st.ino !== seen.ino) throw changed(dir);
+        for (const item of byParent.get(dir) ?? []) writes.push({ path: `/proc/${process.pid}/fd/${fd}/${path.basename(item.path)}`, label });
+      }
+      const before = done;
+      await writeLabels(writes, (n) => onProgress?.(before + n, items.length));
+      done += writes.length;
+    } finally {
+      for (const fd of fds) closeSync(fd);
+    }
+  }
+}
