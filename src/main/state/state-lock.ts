@@ -1,9 +1,10 @@
-import { open, readFile, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 
 /**
  * A host-wide lock over the helper's state directory, shared by every helper (the app's, a CLI's).
- * Node has no flock(2), so the lock is a file created with O_EXCL holding the owner's pid and process
+ * Node has no flock(2), so the lock is a file created atomically (link) holding the owner's pid and process
  * start time; a lock whose owner is gone (SIGKILL, power loss) is stale and taken over, and the start
  * time guards against a recycled pid.
  */
@@ -37,24 +38,68 @@ export class StateLockTimeoutError extends Error {
   }
 }
 
-async function tryAcquire(lockPath: string, self: LockOwner): Promise<LockOwner | null> {
+/**
+ * Creates the lock file whole: written under a private name, then hard-linked to the lock's name (link
+ * fails with EEXIST while it is held). Created with O_EXCL and written after, a lock is empty for a
+ * moment, and a waiter that read it then took it for torn and removed it: both held the lock (4
+ * processes lost 2 of 1,200 updates).
+ */
+async function createLock(lockPath: string, self: LockOwner): Promise<boolean> {
+  const temp = `${lockPath}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  await writeFile(temp, JSON.stringify(self), { mode: 0o600, flag: 'wx' });
   try {
-    const handle = await open(lockPath, 'wx', 0o600);
-    await handle.writeFile(JSON.stringify(self));
-    await handle.close();
-    return null;
+    await link(temp, lockPath);
+    return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return false;
+  } finally {
+    await unlink(temp).catch(() => undefined);
+  }
+}
+
+// A breaker holds `<lock>.break` for a few milliseconds; one this old was left by a killed breaker.
+const BREAKER_STALE_MS = 10_000;
+
+/**
+ * Removes a stale lock, but only the one judged stale: two waiters that both found it stale would
+ * otherwise both remove "it", the second removing the lock the first had just taken. Breakers take
+ * turns through `<lock>.break` (O_EXCL) and re-read the lock under it.
+ */
+async function breakStaleLock(lockPath: string, staleText: string): Promise<void> {
+  const breaker = `${lockPath}.break`;
+  try {
+    await (await open(breaker, 'wx', 0o600)).close();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const age = await stat(breaker).then((st) => Date.now() - st.mtimeMs, () => 0);
+    if (age > BREAKER_STALE_MS) await unlink(breaker).catch(() => undefined);
+    return;
+  }
+  try {
+    if ((await readFile(lockPath, 'utf8').catch(() => undefined)) === staleText) await unlink(lockPath).catch(() => undefined);
+  } finally {
+    await unlink(breaker).catch(() => undefined);
+  }
+}
+
+async function tryAcquire(lockPath: string, self: LockOwner): Promise<LockOwner | null> {
+  if (await createLock(lockPath, self)) return null;
+  let text: string;
+  try {
+    text = await readFile(lockPath, 'utf8');
+  } catch {
+    return { pid: 0, startTime: 'released' }; // released meanwhile: try again
   }
   let holder: LockOwner | undefined;
   try {
-    holder = JSON.parse(await readFile(lockPath, 'utf8')) as LockOwner;
+    holder = JSON.parse(text) as LockOwner;
   } catch {
-    holder = undefined; // empty or torn: its writer died between create and write
+    holder = undefined; // torn (a disk error; locks are never written in place): nobody holds it
   }
   if (holder && typeof holder.pid === 'number' && isProcessAlive(holder)) return holder;
-  // Stale. Remove it and let the next round race for it through O_EXCL again.
-  await unlink(lockPath).catch(() => undefined);
+  // Stale. Remove it and let the next round race for it again.
+  await breakStaleLock(lockPath, text);
   return { pid: 0, startTime: 'stale' };
 }
 
