@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { formatLevel, formatRange, parseContext, type Level } from '../../labeling/context';
 import { planStart, type StartPlan } from '../../labeling/label-planner';
@@ -10,7 +10,7 @@ import { liveProcessLevels, type SelinuxMode } from '../host-selinux';
 import { labelFile, LabelConflictError, restoreHolder, type RelabelContext } from '../labels/relabeler';
 import { openRelabelTarget, PathRefusedError, type OpenedTarget, type Requester } from '../labels/path-policy';
 import type { AccelChoice } from '../qemu/accel';
-import { launchQemu, readQemuPid } from '../qemu/launch';
+import { launchQemu, qemuRunPaths, readQemuPid } from '../qemu/launch';
 import { QmpClient } from '../qemu/qmp';
 import { processStartTime } from '../state/state-lock';
 import type { HelperStateStore, RunRecord, StateTransaction } from '../state/helper-state';
@@ -279,7 +279,21 @@ export class VmLifecycle {
       await tx.persist();
       faultPoint('after-allocation');
 
+      let keeperStarting: Promise<{ pid: number }> | undefined;
       try {
+        // The keeper (a Node process, the slowest part of a start) starts now, alongside labeling and qemu:
+        // it retries qemu's serial socket until it appears, and qemu stays paused until the keeper is ready.
+        await mkdir(runDir, { recursive: true, mode: 0o700 });
+        keeperStarting = startConsoleKeeperProcess({
+          command: this.deps.keeperCommand.command,
+          argsPrefix: this.deps.keeperCommand.argsPrefix,
+          serialSocketPath: qemuRunPaths(runDir).serialSocket,
+          viewerSocketPath: path.join(runDir, CONSOLE_SOCKET),
+          pidFile: path.join(runDir, KEEPER_PID),
+          logFile: path.join(runDir, 'console.log'),
+          env: keeperEnvironment(),
+        });
+        keeperStarting.catch(() => undefined);
         const ctx = this.relabelContext(tx);
         for (const action of plan.actions) {
           if (action.label === null) continue;
@@ -319,15 +333,7 @@ export class VmLifecycle {
         record.pidStartTime = processStartTime(launched.pid) ?? null;
         await tx.persist();
         faultPoint('after-exec');
-        const keeper = await startConsoleKeeperProcess({
-          command: this.deps.keeperCommand.command,
-          argsPrefix: this.deps.keeperCommand.argsPrefix,
-          serialSocketPath: launched.serialSocketPath,
-          viewerSocketPath: path.join(runDir, CONSOLE_SOCKET),
-          pidFile: path.join(runDir, KEEPER_PID),
-          logFile: path.join(runDir, 'console.log'),
-          env: keeperEnvironment(),
-        });
+        const keeper = await keeperStarting;
         record.keeperPid = keeper.pid;
         record.keeperStartTime = processStartTime(keeper.pid) ?? null;
         await tx.persist();
@@ -343,6 +349,9 @@ export class VmLifecycle {
       } catch (err) {
         if (record.pid !== null && alive(record.pid, record.pidStartTime)) process.kill(record.pid, 'SIGKILL');
         record.pid = null;
+        // A keeper started for this VM but not yet recorded goes too.
+        const keeper = await keeperStarting?.catch(() => undefined);
+        if (keeper && record.keeperPid === null) process.kill(keeper.pid, 'SIGTERM');
         await this.cleanUp(tx, record, allocator);
         // Refusals and conflicts keep their own codes (the verb maps them), not "failed".
         if (err instanceof HelperError || err instanceof PathRefusedError || err instanceof LabelConflictError) throw err;
