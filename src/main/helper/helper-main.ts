@@ -44,9 +44,11 @@ async function runHelper(): Promise<number> {
   let broadcast: ((event: string, data: unknown) => void) | undefined;
   // VMs that end on their own (guest poweroff, crash) get their labels restored promptly.
   const timer = setInterval(() => {
-    lifecycle.reconcile().then((report) => {
-      for (const id of report.cleanedUp) broadcast?.('vm-stopped', { id });
-    }, (err: Error) => process.stderr.write(`svirt-helper: reconcile failed: ${err.message}\n`));
+    lifecycle.anyEnded()
+      .then((ended) => (ended ? lifecycle.reconcile() : { cleanedUp: [], restoredFiles: 0 }))
+      .then((report) => {
+        for (const id of report.cleanedUp) broadcast?.('vm-stopped', { id });
+      }, (err: Error) => process.stderr.write(`svirt-helper: reconcile failed: ${err.message}\n`));
   }, RECONCILE_INTERVAL_MS);
   timer.unref();
 

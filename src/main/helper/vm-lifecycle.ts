@@ -181,15 +181,21 @@ export class VmLifecycle {
     return this.deps.store.transaction((tx) => this.reconcileLocked(tx));
   }
 
+  /** Cheap check (registry only, no lock) for the periodic timer and for reads: has a recorded VM ended? */
+  async anyEnded(): Promise<boolean> {
+    const registry = await this.deps.store.readRegistry();
+    return Object.values(registry.vms).some((record) => !this.isLive(record));
+  }
+
   async list(): Promise<RunInfo[]> {
-    await this.reconcile();
-    const { registry } = await this.deps.store.read();
+    if (await this.anyEnded()) await this.reconcile();
+    const registry = await this.deps.store.readRegistry();
     return Object.values(registry.vms).map(runInfo).sort((a, b) => a.id.localeCompare(b.id));
   }
 
   /** A running VM the requester may act on (their own; root may act on any). */
   async find(id: string): Promise<RunRecord> {
-    const { registry } = await this.deps.store.read();
+    const registry = await this.deps.store.readRegistry();
     const record = registry.vms[id];
     if (!record) throw new HelperError('not-found', `VM ${id} is not running`);
     if (this.deps.requester.uid !== 0 && record.ownerUid !== this.deps.requester.uid) {
