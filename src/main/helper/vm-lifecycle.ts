@@ -287,19 +287,6 @@ export class VmLifecycle {
 
       let keeperStarting: Promise<{ pid: number }> | undefined;
       try {
-        // The keeper (a Node process, the slowest part of a start) starts now, alongside labeling and qemu:
-        // it retries qemu's serial socket until it appears, and qemu stays paused until the keeper is ready.
-        await mkdir(runDir, { recursive: true, mode: 0o700 });
-        keeperStarting = startConsoleKeeperProcess({
-          command: this.deps.keeperCommand.command,
-          argsPrefix: this.deps.keeperCommand.argsPrefix,
-          serialSocketPath: qemuRunPaths(runDir).serialSocket,
-          viewerSocketPath: path.join(runDir, CONSOLE_SOCKET),
-          pidFile: path.join(runDir, KEEPER_PID),
-          logFile: path.join(runDir, 'console.log'),
-          env: keeperEnvironment(),
-        });
-        keeperStarting.catch(() => undefined);
         const ctx = this.relabelContext(tx);
         for (const action of plan.actions) {
           if (action.label === null) continue;
@@ -319,6 +306,21 @@ export class VmLifecycle {
         let launched;
         try {
           for (const d of disks) checked.push(await openRelabelTarget(d.path, { config: this.deps.config.pathPolicy, requester: this.deps.requester }));
+          // The keeper (a Node process, the slowest part of a start) starts now, alongside qemu: it retries
+          // qemu's serial socket until it appears, and qemu stays paused until the keeper is ready. Not
+          // before the labels and disks passed: a refused start would wait out the keeper's 10 s connect
+          // timeout, and a helper dying mid-relabel would leave a keeper nobody recorded.
+          await mkdir(runDir, { recursive: true, mode: 0o700 });
+          keeperStarting = startConsoleKeeperProcess({
+            command: this.deps.keeperCommand.command,
+            argsPrefix: this.deps.keeperCommand.argsPrefix,
+            serialSocketPath: qemuRunPaths(runDir).serialSocket,
+            viewerSocketPath: path.join(runDir, CONSOLE_SOCKET),
+            pidFile: path.join(runDir, KEEPER_PID),
+            logFile: path.join(runDir, 'console.log'),
+            env: keeperEnvironment(),
+          });
+          keeperStarting.catch(() => undefined);
           launched = await launchQemu({
             name: definition.name,
             runDir,
