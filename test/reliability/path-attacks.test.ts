@@ -274,8 +274,8 @@ describe('time of check to time of use', () => {
     const watched = [decoy, '/etc/shadow'];
     const before = await snapshotFiles(watched);
     const outcomes = new Map<string, number>();
-    const { swaps } = await racing(target, real, linkName, 4000, async () => {
-      const deadline = Date.now() + 3500;
+    const { swaps } = await racing(target, real, linkName, 3000, async () => {
+      const deadline = Date.now() + 2700;
       while (Date.now() < deadline) {
         const batch = await Promise.all([root, user].flatMap((h) => ['shared', 'readonly', 'restore'].map((m) => refusal(relabel(h, target, m)))));
         for (const r of batch) outcomes.set(r.code, (outcomes.get(r.code) ?? 0) + 1);
@@ -305,8 +305,8 @@ describe('time of check to time of use', () => {
     const watched = [decoyTree, ...names.map((n) => path.join(decoyTree, n))];
     const before = await snapshotFiles(watched);
     const outcomes = new Map<string, number>();
-    const { swaps } = await racing(sub, real, linkName, 6000, async () => {
-      const deadline = Date.now() + 5500;
+    const { swaps } = await racing(sub, real, linkName, 4500, async () => {
+      const deadline = Date.now() + 4000;
       while (Date.now() < deadline) {
         for (const [h, m] of [[user, 'shared'], [root, 'readonly'], [user, 'restore']] as const) {
           const r = await refusal(relabel(h, tree, m));

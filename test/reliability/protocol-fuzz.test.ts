@@ -22,11 +22,10 @@ describe('helper protocol fuzzing', () => {
         expect({ crashed: outcome.crashed, hung: outcome.hung, sideEffects: outcome.sideEffects, protocol: outcome.protocolProblems })
           .toEqual({ crashed: false, hung: false, sideEffects: [], protocol: [] });
       }),
-      { numRuns: 100, endOnFailure: true },
+      { numRuns: 40, endOnFailure: true },
     );
-    expect(session.totals.casesFuzzed).toBeGreaterThanOrEqual(150);
+    expect(session.totals.casesFuzzed).toBeGreaterThanOrEqual(200);
     expect(session.totals.details).toEqual([]);
-    console.log(session.totals);
   });
 
   it('reads a line of exactly MAX_LINE_BYTES and refuses one byte more, without running it', async () => {

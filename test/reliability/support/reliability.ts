@@ -233,8 +233,11 @@ export async function checkInvariants(host: Pick<TestHost, 'dir' | 'stateDir'>, 
   return v;
 }
 
-/** Keepers notice their qemu is gone a moment later: invariants are retried briefly before they count. */
-export async function settledInvariants(host: Pick<TestHost, 'dir' | 'stateDir'>, images: readonly PrivateImage[] = [], timeoutMs = 5_000): Promise<string[]> {
+/**
+ * Invariants once processes have settled: a keeper notices its qemu is gone a moment later, and one
+ * spawned by a helper that died before recording it gives up after its 10 s connect timeout.
+ */
+export async function settledInvariants(host: Pick<TestHost, 'dir' | 'stateDir'>, images: readonly PrivateImage[] = [], timeoutMs = 15_000): Promise<string[]> {
   let last: string[] = [];
   await waitUntil(async () => (last = await checkInvariants(host, images)).length === 0, timeoutMs, 200);
   return last;
