@@ -7,6 +7,8 @@
 import { randomInt } from 'node:crypto';
 import { McsAllocator, McsExhaustedError, type RandomInt } from '../src/labeling/mcs-allocator';
 import { DEFAULT_CATEGORY_RANGE } from '../src/labeling/policy-profile';
+// mulberry32, seeded: both allocators draw from the same fast source, so the comparison is the algorithm's.
+import { seededInt } from '../test/support/seeded-random';
 
 const RANGE = DEFAULT_CATEGORY_RANGE;
 const CATEGORIES = RANGE.last - RANGE.first + 1;
@@ -22,17 +24,6 @@ const OCCUPANCIES = [
   { label: '99.99%', field: 'At9999', fraction: 0.9999 },
 ] as const;
 
-/** mulberry32, seeded: both allocators draw from the same fast source, so the comparison is the algorithm's. */
-function seeded(seed: number): RandomInt {
-  let state = seed >>> 0;
-  return (n) => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
 
 function nowMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
@@ -151,10 +142,10 @@ const say = (line: string): void => {
 say(`MCS allocator bench: range c${RANGE.first}.c${RANGE.last}, ${PAIRS.toLocaleString('en-US')} pairs, node ${process.version}`);
 
 // Warm the JIT on a throwaway allocator so the first occupancy measured is not penalised.
-timeOurs(occupied(1000, seeded(9)));
+timeOurs(occupied(1000, seededInt(9)));
 
 // 1. Every pair, once.
-const all = new McsAllocator({ range: RANGE, random: seeded(1) });
+const all = new McsAllocator({ range: RANGE, random: seededInt(1) });
 const seen = new Uint8Array(CATEGORIES * CATEGORIES);
 let duplicates = 0;
 let handedOut = 0;
@@ -179,7 +170,7 @@ say(`allocate all: ${handedOut.toLocaleString('en-US')} pairs in ${allocAllMs.to
 say(`next allocation: "${exhaustionError}"${exhaustionError === expectedExhaustion ? '' : ' (UNEXPECTED)'}`);
 
 // 2. The last pair: one free pair among 523,776.
-const lastOwner = `vm${seeded(2)(PAIRS)}`;
+const lastOwner = `vm${seededInt(2)(PAIRS)}`;
 const lastPair = all.pairOf(lastOwner);
 all.release(lastOwner);
 const usLastPair = timeOurs(all);
@@ -192,12 +183,12 @@ const oursCrypto: Record<string, number> = {};
 const retryResults: Record<string, ReturnType<typeof timeRetryLoop>> = {};
 for (const occupancy of OCCUPANCIES) {
   const held = Math.round(occupancy.fraction * PAIRS);
-  const allocator = occupied(held, seeded(3));
+  const allocator = occupied(held, seededInt(3));
   const free = allocator.freeCount();
   ours[occupancy.field] = timeOurs(allocator);
   const withCrypto = McsAllocator.fromJSON(allocator.toJSON(), { random: randomInt });
   oursCrypto[occupancy.field] = timeOurs(withCrypto);
-  const retry = timeRetryLoop(retryLoopLike(allocator, seeded(4)));
+  const retry = timeRetryLoop(retryLoopLike(allocator, seededInt(4)));
   retryResults[occupancy.field] = retry;
   say(
     `occupancy ${occupancy.label.padStart(6)} (${free.toLocaleString('en-US')} free): ours ${(ours[occupancy.field] as number).toFixed(3)} µs ` +
@@ -208,7 +199,7 @@ for (const occupancy of OCCUPANCIES) {
 }
 
 // 4. The retry loop on a full range: the originals never return.
-const fullRetry = retryLoopLike(all, seeded(5));
+const fullRetry = retryLoopLike(all, seededInt(5));
 const fullStart = nowMs();
 let fullDraws = 0;
 while (nowMs() - fullStart < RETRY_FULL_BUDGET_MS) {

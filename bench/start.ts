@@ -33,7 +33,7 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import net from 'node:net';
+import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -45,7 +45,7 @@ import { labelFile, restoreHolder, type RelabelContext } from '../src/main/label
 import { TCG_ARGS, KVM_CANDIDATES } from '../src/main/qemu/accel';
 import { buildQemuArgv, ensureQemuUser, type LaunchSpec } from '../src/main/qemu/launch';
 import { writeFileAtomic } from '../src/main/state/atomic-file';
-import { GUEST_READY_MARKER } from '../test/support/guest';
+import { connectUnix, GUEST_READY_MARKER } from '../test/support/guest';
 import { createTestHost, type TestHost } from '../test/support/helper-session';
 
 const run = promisify(execFile);
@@ -189,26 +189,6 @@ async function runOurs(helper: HelperClient, host: TestHost, diskPath: string): 
   }
 }
 
-/** Connects to a unix socket, retrying every 2 ms while it does not exist yet. */
-async function connectSoon(socketPath: string, timeoutMs: number): Promise<net.Socket> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await new Promise<net.Socket>((resolve, reject) => {
-        const s = net.connect(socketPath);
-        s.once('connect', () => {
-          s.off('error', reject);
-          resolve(s);
-        });
-        s.once('error', reject);
-      });
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 2));
-    }
-  }
-}
 
 /** The launcher's argv made runnable by hand: path sockets instead of passed fds, the disk by path, no -S. */
 function bareArgv(launcherArgv: readonly string[], diskPath: string, serialPath: string, qmpPath: string): string[] {
@@ -261,7 +241,7 @@ async function runBare(argv: readonly string[], workDir: string, serialPath: str
       throw new Error(`bare qemu ended (${signal ?? code}); see ${path.join(workDir, 'bare-qemu.log')}`);
     });
     exited.catch(() => undefined);
-    socket = await Promise.race([connectSoon(serialPath, 30_000), exited]);
+    socket = await Promise.race([connectUnix(serialPath, 30_000, 2), exited]);
     const connectedAt = wallNow();
     let output = '';
     let firstAt: number | undefined;

@@ -5,21 +5,11 @@ import {
   InUseEntryError, McsAllocator, McsAllocatorError, McsConflictError, McsExhaustedError, McsStateError, type InUseEntry,
 } from './mcs-allocator';
 import { DEFAULT_CATEGORY_RANGE, type CategoryRange } from './policy-profile';
+import { seededInt } from '../../test/support/seeded-random';
 
-/** mulberry32: a small seeded generator, so failures replay. */
-function seeded(seed: number): (n: number) => number {
-  let state = seed >>> 0;
-  return (n) => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
 
 const range = (first: number, last: number): CategoryRange => ({ sensitivity: 0, first, last });
-const small = (seed = 1) => new McsAllocator({ range: range(0, 3), random: seeded(seed) });
+const small = (seed = 1) => new McsAllocator({ range: range(0, 3), random: seededInt(seed) });
 const text = (level: Level) => formatLevel(level);
 const pairs = (first: number, last: number): string[] => {
   const out: string[] = [];
@@ -42,7 +32,7 @@ describe('McsAllocator basics', () => {
   });
 
   it('hands out distinct pairs A < B inside the range until it is full', () => {
-    const allocator = new McsAllocator({ range: range(10, 17), random: seeded(7) });
+    const allocator = new McsAllocator({ range: range(10, 17), random: seededInt(7) });
     const got = drain(allocator);
     expect(got).toHaveLength(28);
     expect(new Set(got).size).toBe(28);
@@ -68,7 +58,7 @@ describe('McsAllocator basics', () => {
   });
 
   it('writes the sensitivity into the range when it is not s0', () => {
-    const allocator = new McsAllocator({ range: { sensitivity: 2, first: 0, last: 1 }, random: seeded(1) });
+    const allocator = new McsAllocator({ range: { sensitivity: 2, first: 0, last: 1 }, random: seededInt(1) });
     expect(text(allocator.allocate('a'))).toBe('s2:c0.c1');
     expect(() => allocator.allocate('b')).toThrow('no free MCS pair in s2:c0.c1 (1 in use)');
   });
@@ -103,7 +93,7 @@ describe('every pair reachable, uniform over the free ones', () => {
   });
 
   it('draws uniformly among the free pairs and never a held or blocked one (chi-square)', () => {
-    const allocator = new McsAllocator({ range: range(0, 4), random: seeded(2024) });
+    const allocator = new McsAllocator({ range: range(0, 4), random: seededInt(2024) });
     allocator.reserve('s0:c0,c1', 'held');
     allocator.setExternalInUse([{ range: 's0:c3,c4', kind: 'subject', owner: 'static vm' }]);
     const free = pairs(0, 4).filter((p) => p !== 's0:c0.c1' && p !== 's0:c3.c4');
@@ -123,7 +113,7 @@ describe('every pair reachable, uniform over the free ones', () => {
   });
 
   it('hands out all 523,776 pairs of c0.c1023 exactly once, then reports the range full', () => {
-    const allocator = new McsAllocator({ range: DEFAULT_CATEGORY_RANGE, random: seeded(99) });
+    const allocator = new McsAllocator({ range: DEFAULT_CATEGORY_RANGE, random: seededInt(99) });
     const seen = new Uint8Array(1024 * 1024);
     let duplicates = 0;
     let misordered = 0;
@@ -147,7 +137,7 @@ describe('every pair reachable, uniform over the free ones', () => {
 
 describe('host-wide uniqueness and isolation', () => {
   it('never returns a pair held by the registry, a static VM, or another program', () => {
-    const allocator = new McsAllocator({ range: range(0, 5), random: seeded(3) });
+    const allocator = new McsAllocator({ range: range(0, 5), random: seededInt(3) });
     allocator.reserve('s0:c0,c1', 'running vm');
     allocator.setExternalInUse([
       // A static VM contributes its process range and its image level.
@@ -176,14 +166,14 @@ describe('host-wide uniqueness and isolation', () => {
   });
 
   it('blocks every pair that dominates an object: images at s0:c5 are readable by any pair with c5', () => {
-    const allocator = new McsAllocator({ range: range(0, 9), random: seeded(4) });
+    const allocator = new McsAllocator({ range: range(0, 9), random: seededInt(4) });
     allocator.setExternalInUse([{ range: 's0:c5', kind: 'object', owner: 'static vm images' }]);
     expect(allocator.freeCount()).toBe(45 - 9);
     for (const level of drain(allocator)) expect(parseLevel(level).categories).not.toContain(5);
   });
 
   it('treats a subject as an object at its low level too (the files it creates)', () => {
-    const allocator = new McsAllocator({ range: range(0, 9), random: seeded(5) });
+    const allocator = new McsAllocator({ range: range(0, 9), random: seededInt(5) });
     allocator.setExternalInUse([{ range: 's0:c5', kind: 'subject', owner: 'single-category container' }]);
     expect(allocator.freeCount()).toBe(45 - 9);
   });
@@ -201,7 +191,7 @@ describe('host-wide uniqueness and isolation', () => {
   });
 
   it('ignores unconfined entries and refuses a whole-range subject unless told it is confined', () => {
-    const allocator = new McsAllocator({ range: DEFAULT_CATEGORY_RANGE, random: seeded(6) });
+    const allocator = new McsAllocator({ range: DEFAULT_CATEGORY_RANGE, random: seededInt(6) });
     const unconfined = { range: 's0-s0:c0.c1023', owner: 'pid 1 (systemd)' };
     allocator.setExternalInUse([{ ...unconfined, kind: 'unconfined' }]);
     expect(allocator.freeCount()).toBe(523_776);
@@ -313,7 +303,7 @@ describe('reserve and release', () => {
   });
 
   it('keeps its books through many owners coming and going', () => {
-    const allocator = new McsAllocator({ range: range(0, 63), random: seeded(12) });
+    const allocator = new McsAllocator({ range: range(0, 63), random: seededInt(12) });
     for (let i = 0; i < 5000; i++) {
       allocator.allocate(`short-lived ${i}`);
       if (i % 3 !== 0) expect(allocator.release(`short-lived ${i}`)).toBe(true);
@@ -340,14 +330,14 @@ describe('reserve and release', () => {
 
 describe('persistence', () => {
   it('round-trips the registry through JSON, without the host-wide levels', () => {
-    const allocator = new McsAllocator({ range: range(0, 9), random: seeded(8) });
+    const allocator = new McsAllocator({ range: range(0, 9), random: seededInt(8) });
     allocator.allocate('b');
     allocator.allocate('a');
     allocator.setExternalInUse([{ range: 's0:c5', kind: 'object', owner: 'x' }]);
     const saved = JSON.stringify(allocator);
     const parsed = JSON.parse(saved) as { holds: { owner: string }[] };
     expect(parsed.holds.map((h) => h.owner)).toEqual(['a', 'b']);
-    const restored = McsAllocator.fromJSON(saved, { random: seeded(9) });
+    const restored = McsAllocator.fromJSON(saved, { random: seededInt(9) });
     expect(restored.toJSON()).toEqual(allocator.toJSON());
     expect(restored.freeCount()).toBe(43);
     expect(McsAllocator.fromJSON(JSON.parse(saved)).pairOf('a')).toEqual(allocator.pairOf('a'));
@@ -386,7 +376,7 @@ describe('agrees with a brute-force model of the MCS constraint', () => {
   it('keeps exactly the isolated pairs free', () => {
     fc.assert(
       fc.property(fc.array(op, { maxLength: 25 }), fc.integer(), (ops, seed) => {
-        const allocator = new McsAllocator({ range: range(0, 5), random: seeded(seed) });
+        const allocator = new McsAllocator({ range: range(0, 5), random: seededInt(seed) });
         let external: InUseEntry[] = [];
         const held = new Map<string, Level>();
         for (const step of ops) {

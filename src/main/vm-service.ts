@@ -14,15 +14,9 @@ import type { VmStore } from './vm-store';
  */
 export type VmState = 'stopped' | RunInfo['state'];
 
-export interface VmStatus {
-  name: string;
+/** A defined VM with what the helper reports while it runs (null/false while stopped). */
+export interface VmStatus extends Pick<RunInfo, 'name' | 'pid' | 'processLabel' | 'imageLabel' | 'level' | 'confined' | 'notConfinedReason'> {
   state: VmState;
-  pid: number | null;
-  processLabel: string | null;
-  imageLabel: string | null;
-  level: string | null;
-  confined: boolean;
-  notConfinedReason: string | null;
   vcpus: number;
   memoryMiB: number;
   seclabel: VmDefinition['seclabel'];

@@ -51,8 +51,8 @@ export function testGuest(): Promise<TestGuest> {
   return pending;
 }
 
-/** Connects to a unix socket, retrying while qemu has not created it yet. */
-export async function connectUnix(socketPath: string, timeoutMs = 10_000): Promise<net.Socket> {
+/** Connects to a unix socket, retrying every `retryMs` while qemu has not created it yet. */
+export async function connectUnix(socketPath: string, timeoutMs = 10_000, retryMs = 20): Promise<net.Socket> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -67,7 +67,7 @@ export async function connectUnix(socketPath: string, timeoutMs = 10_000): Promi
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() > deadline) throw e;
-      await sleep(20);
+      await sleep(retryMs);
     }
   }
 }

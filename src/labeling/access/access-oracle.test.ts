@@ -18,6 +18,7 @@ import { readCondition } from './conditional-expression';
 import { parseConstraints, type ConstraintTree } from './constraint-expression';
 import { evaluateAccess, type AccessAnswer } from './evaluate-access';
 import type { ExprTree } from './setools-infix';
+import { seededUnit } from '../../../test/support/seeded-random';
 
 const run = promisify(execFile);
 const POLICY = '/etc/selinux/default/policy/policy.33';
@@ -105,17 +106,6 @@ async function audit2why(cases: readonly AccessCase[]): Promise<Map<number, Orac
   }
 }
 
-/** mulberry32: small, seeded, reproducible. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FILE_PERMS = [
   'read', 'read', 'write', 'write', 'open', 'open', 'getattr', 'getattr', 'setattr', 'append', 'ioctl', 'lock', 'create', 'link',
@@ -140,7 +130,7 @@ const OBJECT_TYPES = [
 const OBJECT_USERS = ['system_u', 'unconfined_u', 'unconfined_u', 'staff_u', 'user_u'];
 
 function generateCases(count: number, seed: number): AccessCase[] {
-  const next = random(seed);
+  const next = seededUnit(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] as T;
   // A small category pool makes equal, dominating and disjoint pairs all common.
   const category = (): number => Math.floor(next() * 8);
