@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, copyFile, link, mkdir, readFile, rm, rmdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, link, mkdir, rm, rmdir, stat, symlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -214,21 +214,34 @@ describe('path attacks through relabel and start', () => {
     expect((await snapshotFiles([pooled])).get(pooled)?.label).toBe(ORIGINAL_LABEL);
   });
 
-  it("refuses the requester's home directory itself", async () => {
-    // Any account whose home is outside the system trees will do; the helper reads it from /etc/passwd.
-    const passwd = await readFile('/etc/passwd', 'utf8');
-    const entry = passwd.split('\n').map((l) => l.split(':')).find((f) => f.length > 5 && /^\/(home|srv|opt|mnt|data)\//.test(f[5] ?? ''));
-    if (!entry) {
-      // No such account on this host: the rule is still shown with a home the requester would have.
-      return;
+  it("refuses the requester's home directory itself, not the files in it", async () => {
+    // The helper reads the requester's home from /etc/passwd: a short-lived account whose home is a
+    // directory of this test (created with useradd, removed after), so no real home is touched.
+    const name = `svrel${randomBytes(3).toString('hex')}`;
+    const home = path.join(host.dir, 'home', name);
+    await mkdir(home, { recursive: true });
+    // useradd exits 10 while another useradd (the helper's, for its qemu user) holds /etc/passwd.
+    for (let attempt = 0; ; attempt++) {
+      const added = await execFileP('useradd', ['--no-create-home', '--home-dir', home, '--shell', '/usr/sbin/nologin', name]).then(() => 0, (e: { code?: number }) => e.code ?? 1);
+      if (added === 0) break;
+      if (added !== 10 || attempt > 20) throw new Error(`useradd ${name} failed (${added})`);
+      await new Promise((r) => setTimeout(r, 100));
     }
-    const uid = Number(entry[2]);
-    const home = entry[5] as string;
-    const helper = host.startHelper(helperEnv(uid));
-    const watched = (await stat(home).then(() => true, () => false)) ? [home] : [];
-    await expectRefused(watched, () => relabel(helper, home, 'shared'), /home directory itself/);
-    await expectRefused(watched, () => relabel(helper, `${home}/`, 'readonly'), /home directory itself/);
-    await helper.close();
+    try {
+      const uid = Number((await execFileP('id', ['-u', name])).stdout.trim());
+      await chown(home, uid, uid);
+      await execFileP('setfattr', ['-n', 'security.selinux', '-v', ORIGINAL_LABEL, home]);
+      const inside = await file(path.join(home, 'disk.img'), uid);
+      const helper = host.startHelper(helperEnv(uid));
+      await expectRefused([home, inside], () => relabel(helper, home, 'shared'), /home directory itself/);
+      await expectRefused([home, inside], () => relabel(helper, `${home}/`, 'readonly'), /home directory itself/);
+      await relabel(helper, inside, 'shared');
+      expect((await snapshotFiles([inside])).get(inside)?.label).toBe(SHARED_LABEL);
+      await relabel(helper, inside, 'restore');
+      await helper.close();
+    } finally {
+      await execFileP('userdel', [name]);
+    }
   });
 
   it('refuses to relabel a file held private by another running VM, for relabel and for start', async () => {
