@@ -265,16 +265,37 @@ describe('path attacks through relabel and start', () => {
   });
 });
 
-/** Runs the swapper for `ms` while `work` runs; returns how many swaps it made. */
-async function racing<T>(target: string, real: string, linkName: string, ms: number, work: () => Promise<T>): Promise<{ swaps: number; result: T }> {
-  const child = spawn(process.execPath, [path.resolve('test/reliability/support/swapper.mjs'), target, real, linkName, String(ms)], { stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * Runs the swapper while `work` runs (it gets a `racing()` check and returns once it has seen enough);
+ * returns how many swaps were made.
+ */
+async function racing<T>(target: string, real: string, linkName: string, work: () => Promise<T>): Promise<{ swaps: number; result: T }> {
+  const stop = path.join(host.dir, `.stop-${randomBytes(4).toString('hex')}`);
+  const child = spawn(process.execPath, [path.resolve('test/reliability/support/swapper.mjs'), target, real, linkName, '60000', stop], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-  const result = await work();
-  const code = await exited;
-  expect(code).toBe(0);
+  let result: T;
+  try {
+    result = await work();
+  } finally {
+    await writeFile(stop, '');
+  }
+  expect(await exited).toBe(0);
   return { swaps: Number(out.trim()), result };
+}
+
+/**
+ * Issues `round` until `minMs` have passed and some request went through (proof that the race was run
+ * against a target that was sometimes the real file), or until `maxMs`.
+ */
+async function raceRequests(round: () => Promise<Refusal[]>, minMs: number, maxMs: number): Promise<Map<string, number>> {
+  const outcomes = new Map<string, number>();
+  const start = Date.now();
+  while (Date.now() - start < maxMs && (Date.now() - start < minMs || !outcomes.has('ACCEPTED'))) {
+    for (const r of await round()) outcomes.set(r.code, (outcomes.get(r.code) ?? 0) + 1);
+  }
+  return outcomes;
 }
 
 describe('time of check to time of use', () => {
@@ -286,14 +307,8 @@ describe('time of check to time of use', () => {
     await symlink(decoy, linkName);
     const watched = [decoy, '/etc/shadow'];
     const before = await snapshotFiles(watched);
-    const outcomes = new Map<string, number>();
-    const { swaps } = await racing(target, real, linkName, 3000, async () => {
-      const deadline = Date.now() + 2700;
-      while (Date.now() < deadline) {
-        const batch = await Promise.all([root, user].flatMap((h) => ['shared', 'readonly', 'restore'].map((m) => refusal(relabel(h, target, m)))));
-        for (const r of batch) outcomes.set(r.code, (outcomes.get(r.code) ?? 0) + 1);
-      }
-    });
+    const { swaps, result: outcomes } = await racing(target, real, linkName, () => raceRequests(
+      () => Promise.all([root, user].flatMap((h) => ['shared', 'readonly', 'restore'].map((m) => refusal(relabel(h, target, m))))), 2500, 20_000));
     expect(swaps).toBeGreaterThan(100);
     expect(outcomes.get('ACCEPTED') ?? 0).toBeGreaterThan(0); // the race was real: some requests did go through
     expect(diffSnapshots(before, await snapshotFiles(watched))).toEqual([]);
@@ -317,16 +332,11 @@ describe('time of check to time of use', () => {
     await symlink(decoyTree, linkName);
     const watched = [decoyTree, ...names.map((n) => path.join(decoyTree, n))];
     const before = await snapshotFiles(watched);
-    const outcomes = new Map<string, number>();
-    const { swaps } = await racing(sub, real, linkName, 4500, async () => {
-      const deadline = Date.now() + 4000;
-      while (Date.now() < deadline) {
-        for (const [h, m] of [[user, 'shared'], [root, 'readonly'], [user, 'restore']] as const) {
-          const r = await refusal(relabel(h, tree, m));
-          outcomes.set(r.code, (outcomes.get(r.code) ?? 0) + 1);
-        }
-      }
-    });
+    const { swaps, result: outcomes } = await racing(sub, real, linkName, () => raceRequests(async () => {
+      const out: Refusal[] = [];
+      for (const [h, m] of [[user, 'shared'], [root, 'readonly'], [user, 'restore']] as const) out.push(await refusal(relabel(h, tree, m)));
+      return out;
+    }, 4000, 30_000));
     expect(swaps).toBeGreaterThan(100);
     expect(outcomes.get('ACCEPTED') ?? 0).toBeGreaterThan(0);
     const changed = diffSnapshots(before, await snapshotFiles(watched));
