@@ -85,6 +85,15 @@ export function runInfo(record: RunRecord): RunInfo {
   };
 }
 
+/** Signals a process that may have exited since it was last seen alive (that race is not an error). */
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
 const alive = (pid: number | null, startTime: string | null): boolean =>
   pid !== null && startTime !== null && processStartTime(pid) === startTime;
 
@@ -132,11 +141,11 @@ export class VmLifecycle {
     // later in a start leaves it recorded but unfinished: end it either way.
     const orphan = record.pid === null ? readQemuPid(record.runDir) : alive(record.pid, record.pidStartTime) ? record.pid : undefined;
     if (orphan !== undefined) {
-      process.kill(orphan, 'SIGKILL');
+      signal(orphan, 'SIGKILL');
       // Labels go back only once qemu no longer holds the images.
       await this.waitForExit({ pid: orphan, pidStartTime: processStartTime(orphan) ?? null }, 5_000);
     }
-    if (record.keeperPid !== null && alive(record.keeperPid, record.keeperStartTime)) process.kill(record.keeperPid, 'SIGTERM');
+    if (record.keeperPid !== null && alive(record.keeperPid, record.keeperStartTime)) signal(record.keeperPid, 'SIGTERM');
     const restored = await restoreHolder(this.relabelContext(tx, { uid: 0 }), record.id);
     allocator.release(record.id);
     delete tx.registry.vms[record.id];
@@ -355,11 +364,11 @@ export class VmLifecycle {
         record.phase = 'running';
         return runInfo(record);
       } catch (err) {
-        if (record.pid !== null && alive(record.pid, record.pidStartTime)) process.kill(record.pid, 'SIGKILL');
+        if (record.pid !== null && alive(record.pid, record.pidStartTime)) signal(record.pid, 'SIGKILL');
         record.pid = null;
         // A keeper started for this VM but not yet recorded goes too.
         const keeper = await keeperStarting?.catch(() => undefined);
-        if (keeper && record.keeperPid === null) process.kill(keeper.pid, 'SIGTERM');
+        if (keeper && record.keeperPid === null) signal(keeper.pid, 'SIGTERM');
         await this.cleanUp(tx, record, allocator);
         // Refusals and conflicts keep their own codes (the verb maps them), not "failed".
         if (err instanceof HelperError || err instanceof PathRefusedError || err instanceof LabelConflictError) throw err;
@@ -399,7 +408,7 @@ export class VmLifecycle {
     }
     if (forced) {
       await this.qmp(record, 'quit').catch(() => undefined);
-      if (!(await this.waitForExit(record, 3_000)) && record.pid !== null) process.kill(record.pid, 'SIGKILL');
+      if (!(await this.waitForExit(record, 3_000)) && record.pid !== null) signal(record.pid, 'SIGKILL');
       await this.waitForExit(record, 3_000);
     }
     faultPoint('before-stop-cleanup');

@@ -420,7 +420,11 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
     exited.then((how) => `qemu ended (${how})`),
   ]);
   if (failure !== undefined) {
-    if (processAlive(pid)) process.kill(pid, 'SIGKILL');
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
     const logText = await fs.readFile(paths.logFile, 'utf8').catch(() => '');
     await fs.rm(paths.pidFile, { force: true });
     throw new Error(`${spec.name}: qemu did not start: ${failure}\n${logText.split('\n').slice(-20).join('\n')}`);
