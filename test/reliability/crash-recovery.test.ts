@@ -3,12 +3,13 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunInfo } from '../../src/main/helper/vm-lifecycle';
 import { ORIGINAL_LABEL } from '../support/helper-session';
-import { CRASH_KINDS, crashIteration, createCrashRig, leaveTornTempFiles, prng, type CrashRig } from './support/crash-scenario';
+import { seededUnit } from '../support/seeded-random';
+import { CRASH_KINDS, crashIteration, createCrashRig, leaveTornTempFiles, type CrashRig } from './support/crash-scenario';
 import { checkInvariants, findProcesses, helperEnv, snapshotFiles, vmDefinition } from './support/reliability';
 
 // Crash at every step of start and stop, one iteration of each kind (the soak runs many, with random timings).
 let rig: CrashRig;
-const random = prng(Number(process.env.SVIRT_CRASH_SEED ?? 7));
+const random = seededUnit(Number(process.env.SVIRT_CRASH_SEED ?? 7));
 
 beforeAll(async () => {
   rig = await createCrashRig();

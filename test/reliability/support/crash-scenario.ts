@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import type { HelperClient } from '../../../src/main/helper-client';
 import type { RunInfo } from '../../../src/main/helper/vm-lifecycle';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../../support/helper-session';
+import { seededUnit } from '../../support/seeded-random';
 import {
   findProcesses, helperEnv, killAllVmProcesses, settledInvariants, snapshotFiles, vmDefinition, waitUntil, type PrivateImage,
 } from './reliability';
@@ -34,18 +35,6 @@ export async function createCrashRig(): Promise<CrashRig> {
   const sharedDisk = await host.disk('crash-shared.img');
   const snap = await snapshotFiles([host.kernel, host.initrd]);
   return { host, privateDisks, sharedDisk, bootOriginals: new Map([...snap].map(([p, s]) => [p, s.label])) };
-}
-
-/** A small seeded PRNG, so a soak run can be replayed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function images(rig: CrashRig, vmId: string): PrivateImage[] {
@@ -199,7 +188,7 @@ export interface CrashTotals {
 /** The soak: `iterations` crashes cycling through every kind, with random timings from `seed`. */
 export async function runCrashSoak(iterations: number, seed: number, log: (line: string) => void = () => {}): Promise<CrashTotals> {
   const rig = await createCrashRig();
-  const random = prng(seed);
+  const random = seededUnit(seed);
   const totals: CrashTotals = { killIterations: 0, invariantViolations: 0, details: [] };
   try {
     for (let i = 0; i < iterations; i++) {
