@@ -1,19 +1,22 @@
 // Console keeper throughput: guest output read straight from a serial-like unix socket ("raw") versus
-// read through a console keeper process (source → keeper → viewer), with the same bytes, in one process.
-// The source stands in for qemu's serial chardev: a unix socket server writing N MiB as fast as its
-// reader takes them. Every MiB block is checked against its expected SHA-256.
+// read through a console keeper process (source → keeper → viewer), with the same bytes.
+// The source stands in for qemu's serial chardev and, like qemu, is a process of its own (this file run
+// with --serve-source): a unix socket server writing N MiB as fast as its reader takes them. Every MiB
+// block is checked against its expected SHA-256.
 //
 //   tsx bench/console.ts [--mib N] [--rounds R] [--ring BYTES]
 //
 // Human lines first; the last line is one JSON object:
 //   {"ratioVsRaw", "bytesLost", "mismatchedBlocks", "rawMBps", "keeperMBps", "bytes", ...}
 
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connectConsole } from '../src/main/console/console-viewer';
@@ -22,13 +25,16 @@ import { DEFAULT_RING_BYTES } from '../src/main/console/scrollback-ring';
 
 const BLOCK_BYTES = 1024 * 1024;
 const WRITE_BYTES = 64 * 1024;
-const KEEPER_ENTRY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main/console/keeper-main.ts');
+const SELF = fileURLToPath(import.meta.url);
+// The keeper as the helper runs it: the bundled helper program in keeper mode (npm run build first).
+const HELPER_BUNDLE = path.resolve(path.dirname(SELF), '../dist/svirt-helper.js');
 
 const { values } = parseArgs({
   options: {
     mib: { type: 'string', default: '256' },
     rounds: { type: 'string', default: '3' },
     ring: { type: 'string', default: String(DEFAULT_RING_BYTES) },
+    'serve-source': { type: 'string' },
   },
 });
 const blocks = positive('--mib', values.mib);
@@ -97,25 +103,44 @@ class StreamCheck {
   }
 }
 
-/** The qemu stand-in: serves one client and writes the blocks when told to, honouring backpressure. */
-async function serialSource(socketPath: string): Promise<{ connected: Promise<net.Socket>; pour(): Promise<void>; close(): Promise<void> }> {
+/** Source mode: serve one client on the socket, pour the blocks when told on stdin, then exit. */
+async function serveSource(socketPath: string): Promise<void> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));
-  const connected = once(server, 'connection').then(([socket]) => socket as net.Socket);
+  process.stdout.write('listening\n');
+  const [socket] = (await once(server, 'connection')) as [net.Socket];
+  socket.on('error', () => {});
+  process.stdout.write('connected\n');
+  await once(process.stdin, 'data');
+  for (let i = 0; i < blocks; i++) {
+    const bytes = block(i);
+    for (let start = 0; start < bytes.length; start += WRITE_BYTES) {
+      if (!socket.write(bytes.subarray(start, start + WRITE_BYTES))) await once(socket, 'drain');
+    }
+  }
+  socket.end();
+  await once(socket, 'close');
+  server.close();
+}
+
+/** The qemu stand-in as its own process: `connected` once a client is in, `pour()` starts the flood. */
+async function serialSource(socketPath: string): Promise<{ connected: Promise<void>; pour(): Promise<void>; close(): Promise<void> }> {
+  const child = spawn(process.execPath, [...process.execArgv, SELF, '--serve-source', socketPath, '--mib', String(blocks)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout });
+  const said = (word: string) => new Promise<void>((resolve) => lines.on('line', (line) => line === word && resolve()));
+  const connected = said('connected');
+  await said('listening');
+  const exited = once(child, 'exit').then(() => undefined);
   return {
     connected,
     async pour() {
-      const socket = await connected;
-      socket.on('error', () => {});
-      for (let i = 0; i < blocks; i++) {
-        const bytes = block(i);
-        for (let start = 0; start < bytes.length; start += WRITE_BYTES) {
-          if (!socket.write(bytes.subarray(start, start + WRITE_BYTES))) await once(socket, 'drain');
-        }
-      }
-      socket.end();
+      child.stdin.write('pour\n');
+      await exited;
     },
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    async close() {
+      child.kill();
+      await exited;
+    },
   };
 }
 
@@ -150,7 +175,7 @@ async function keeperRun(dir: string, round: number): Promise<Run> {
   const source = await serialSource(serialPath);
   await startConsoleKeeperProcess({
     command: process.execPath,
-    argsPrefix: ['--import', 'tsx', KEEPER_ENTRY],
+    argsPrefix: [HELPER_BUNDLE],
     serialSocketPath: serialPath,
     viewerSocketPath: viewerPath,
     pidFile: path.join(dir, `keeper-${round}.pid`),
@@ -180,6 +205,11 @@ const median = (numbers: number[]): number => {
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 };
 const mbps = (run: Run): number => run.received / (1024 * 1024) / run.seconds;
+
+if (values['serve-source']) {
+  await serveSource(values['serve-source']);
+  process.exit(0);
+}
 
 const dir = await mkdtemp(path.join(os.tmpdir(), 'svirt-bench-console-'));
 try {
