@@ -1,20 +1,10 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPolicyPath, forgetLoadedPolicies, loadAccessPolicy, readLiveBooleanStates, runPolicyTools } from './policy-query';
+import { REFERENCE_POLICY } from '../../test/support/access-policy-fixture';
 
-const POLICY = '/etc/selinux/default/policy/policy.33';
-const toolsInstalled = (() => {
-  try {
-    execFileSync('which', ['sesearch', 'seinfo'], { stdio: 'ignore' });
-    return existsSync(POLICY);
-  } catch {
-    return false;
-  }
-})();
 
 let scratch: string;
 beforeAll(async () => {
@@ -50,7 +40,7 @@ describe('readLiveBooleanStates', () => {
   });
 });
 
-describe.skipIf(!toolsInstalled)('loading the installed policy', () => {
+describe('loading the installed policy', () => {
   it('fails on a policy path the tools cannot open, instead of reading the running policy', async () => {
     await expect(runPolicyTools(join(scratch, 'missing.33'))).rejects.toThrow(/sesearch|seinfo/);
   });
@@ -58,20 +48,20 @@ describe.skipIf(!toolsInstalled)('loading the installed policy', () => {
   it('runs the tools once, then answers from the disk cache, then from memory', async () => {
     const cacheDir = join(scratch, 'cache');
     forgetLoadedPolicies();
-    const cold = await loadAccessPolicy({ policyPath: POLICY, cacheDir });
+    const cold = await loadAccessPolicy({ policyPath: REFERENCE_POLICY, cacheDir });
     expect(cold.fromCache).toBe('none');
     expect(cold.timing.toolsMs).toBeGreaterThan(0);
     expect(cold.policy.problems).toEqual([]);
-    expect(cold.policy.constraintSource).toBe(existsSync('/usr/bin/checkpolicy') ? 'cil' : 'seinfo');
+    expect(cold.policy.constraintSource).toBe('cil'); // checkpolicy is installed (.ci/run)
     expect(await readdir(cacheDir)).toHaveLength(1);
 
     forgetLoadedPolicies();
-    const warm = await loadAccessPolicy({ policyPath: POLICY, cacheDir });
+    const warm = await loadAccessPolicy({ policyPath: REFERENCE_POLICY, cacheDir });
     expect(warm.fromCache).toBe('disk');
     expect(warm.timing.toolsMs).toBe(0);
     expect(warm.policy.teIndex.size).toBe(cold.policy.teIndex.size);
 
-    const again = await loadAccessPolicy({ policyPath: POLICY, cacheDir });
+    const again = await loadAccessPolicy({ policyPath: REFERENCE_POLICY, cacheDir });
     expect(again.fromCache).toBe('memory');
     expect(again.policy).toBe(warm.policy);
     console.info(`policy load: cold ${Math.round(cold.timing.totalMs)} ms (tools ${Math.round(cold.timing.toolsMs)} ms), warm ${Math.round(warm.timing.totalMs)} ms`);
@@ -83,10 +73,10 @@ describe.skipIf(!toolsInstalled)('loading the installed policy', () => {
     const [file] = await readdir(cacheDir);
     await writeFile(join(cacheDir, file as string), '{"format": 1, "identity"');
     forgetLoadedPolicies();
-    const reloaded = await loadAccessPolicy({ policyPath: POLICY, cacheDir });
+    const reloaded = await loadAccessPolicy({ policyPath: REFERENCE_POLICY, cacheDir });
     expect(reloaded.fromCache).toBe('none');
     expect(reloaded.policy.problems).toEqual([]);
     forgetLoadedPolicies();
-    expect((await loadAccessPolicy({ policyPath: POLICY, cacheDir })).fromCache).toBe('disk');
+    expect((await loadAccessPolicy({ policyPath: REFERENCE_POLICY, cacheDir })).fromCache).toBe('disk');
   }, 60_000);
 });

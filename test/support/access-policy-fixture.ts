@@ -1,3 +1,6 @@
+/** The installed reference policy (Debian selinux-policy-default), which .ci/run installs with setools. */
+export const REFERENCE_POLICY = '/etc/selinux/default/policy/policy.33';
+
 /**
  * A tiny policy, as sesearch and seinfo would print it, for tests of the access evaluator and its
  * CLI that must not depend on the installed policy or tools.

@@ -3,8 +3,7 @@
  * each AVC's decision with sepol_compute_av_reason. One audit2why process answers every case; its
  * answers are mapped back to cases by the audit serial in `msg=audit(…:N)`.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,20 +18,11 @@ import { parseConstraints, type ConstraintTree } from './constraint-expression';
 import { evaluateAccess, type AccessAnswer } from './evaluate-access';
 import type { ExprTree } from './setools-infix';
 import { seededUnit } from '../../../test/support/seeded-random';
+// The oracle's tools (setools, audit2why, checkpolicy) and the policy are installed by .ci/run: missing, the test fails.
+import { REFERENCE_POLICY } from '../../../test/support/access-policy-fixture';
 
 const run = promisify(execFile);
-const POLICY = '/etc/selinux/default/policy/policy.33';
 
-function installed(tool: string): boolean {
-  try {
-    execFileSync('which', [tool], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const available = existsSync(POLICY) && ['sesearch', 'seinfo', 'audit2why', 'checkpolicy'].every(installed);
 
 /** audit2why's classification of one AVC (audit2why.c: ALLOW, DONTAUDIT, TERULE, BOOLEAN, CONSTRAINT, RBAC). */
 type Verdict = 'allowed' | 'dontaudit' | 'te' | 'boolean' | 'constraint' | 'rbac' | 'bounds';
@@ -99,7 +89,7 @@ async function audit2why(cases: readonly AccessCase[]): Promise<Map<number, Orac
   const dir = await mkdtemp(join(tmpdir(), 'svirt-oracle-'));
   try {
     const file = await avcFile(dir, ...cases);
-    const { stdout } = await run('audit2why', ['-p', POLICY, '-i', file], { maxBuffer: 64 * 1024 * 1024 });
+    const { stdout } = await run('audit2why', ['-p', REFERENCE_POLICY, '-i', file], { maxBuffer: 64 * 1024 * 1024 });
     return parseAudit2why(stdout);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -192,10 +182,10 @@ const HAND_PICKED: readonly (AccessCase & { readonly expected: 'allowed' | 'te' 
   { scontext: VM, tcontext: 'system_u:object_r:shadow_t:s0', tclass: 'file', perms: ['read'], expected: 'te' },
 ];
 
-describe.skipIf(!available)('access evaluator against audit2why (libsepol) on the reference policy', () => {
+describe('access evaluator against audit2why (libsepol) on the reference policy', () => {
   let policy: AccessPolicy;
   beforeAll(async () => {
-    policy = (await loadAccessPolicy({ policyPath: POLICY })).policy;
+    policy = (await loadAccessPolicy({ policyPath: REFERENCE_POLICY })).policy;
   });
 
   const evaluate = (c: AccessCase): AccessAnswer =>
@@ -254,7 +244,7 @@ describe.skipIf(!available)('access evaluator against audit2why (libsepol) on th
     try {
       const conf = join(dir, 'policy.conf');
       const rebuilt = join(dir, 'policy.33');
-      await run('checkpolicy', ['-M', '-b', '-F', POLICY, '-o', conf]);
+      await run('checkpolicy', ['-M', '-b', '-F', REFERENCE_POLICY, '-o', conf]);
       const text = await readFile(conf, 'utf8');
       const firstRule = text.indexOf('\nallow ');
       await writeFile(conf, `${text.slice(0, firstRule)}\npermissive svirt_t;${text.slice(firstRule)}`);
@@ -301,20 +291,20 @@ function canonical<L>(tree: ExprTree<L>, leafKey: (leaf: L) => string, commutati
 const constraintLeafKey = (leaf: ConstraintTree extends ExprTree<infer L> ? L : never): string =>
   `${leaf.left} ${leaf.op} ${typeof leaf.right === 'string' ? leaf.right : [...leaf.right.names].sort().join('|')}`;
 
-describe.skipIf(!available)("seinfo/sesearch printed expressions against checkpolicy's CIL", () => {
+describe("seinfo/sesearch printed expressions against checkpolicy's CIL", () => {
   let seinfoText: string;
   let cilText: string;
   let sesearchText: string;
   beforeAll(async () => {
     const dir = await mkdtemp(join(tmpdir(), 'svirt-cil-'));
     try {
-      await run('checkpolicy', ['-M', '-b', '-C', POLICY, '-o', join(dir, 'policy.cil')]);
+      await run('checkpolicy', ['-M', '-b', '-C', REFERENCE_POLICY, '-o', join(dir, 'policy.cil')]);
       cilText = await readFile(join(dir, 'policy.cil'), 'utf8');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-    seinfoText = (await run('seinfo', [POLICY, '--constrain'], { maxBuffer: 64 * 1024 * 1024 })).stdout;
-    sesearchText = (await run('sesearch', [POLICY, '-A'], { maxBuffer: 256 * 1024 * 1024 })).stdout;
+    seinfoText = (await run('seinfo', [REFERENCE_POLICY, '--constrain'], { maxBuffer: 64 * 1024 * 1024 })).stdout;
+    sesearchText = (await run('sesearch', [REFERENCE_POLICY, '-A'], { maxBuffer: 256 * 1024 * 1024 })).stdout;
   });
 
   it('reads every unambiguous seinfo constraint as CIL has it, and refuses only ambiguous ones', () => {
