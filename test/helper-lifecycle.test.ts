@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { chmod, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../src/main/helper-client';
@@ -87,6 +88,20 @@ describe('helper VM lifecycle', () => {
     expect(registry.mcs.holds).toEqual([]);
     const journal = JSON.parse(await readFile(path.join(host.stateDir, 'journal.json'), 'utf8'));
     expect(Object.keys(journal.entries).filter((p) => p === privA || p === privB)).toEqual([]);
+  });
+
+  it('undoes a start that qemu refuses at once: labels back, no keeper or qemu left behind', async () => {
+    const img = await host.disk('bad-kernel.img');
+    const notAKernel = await host.disk('not-a-kernel.img');
+    await chmod(notAKernel, 0o644);
+    // qemu refuses to load an initrd with something that is not a bzImage: "linux kernel too old to load a ram disk".
+    const bad = { ...definition('bad-kernel', [disk(img, 'private')]), boot: { kind: 'kernel', kernel: notAKernel, initrd: host.initrd } };
+    await expect(helper.request('start', { definition: bad, allowUnconfined: true })).rejects.toThrow(/qemu did not start/);
+    expect(await readLabel(img)).toBe(ORIGINAL_LABEL);
+    expect(await helper.request('list')).toEqual([]);
+    // Neither qemu nor a console keeper (still waiting for qemu's socket, if not ended) names the run dir.
+    const processes = execFileSync('ps', ['-eo', 'args']).toString();
+    expect(processes).not.toContain(`${host.stateDir}/run/0-bad-kernel`);
   });
 
   it('never touches the files of a static VM with relabel off, byte for byte and label for label', async () => {

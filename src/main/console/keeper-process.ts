@@ -24,6 +24,8 @@ export interface KeeperProcessOptions {
   readyTimeoutMs?: number;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
+  /** Aborting while the keeper is not ready yet ends it (the start it was for failed). */
+  signal?: AbortSignal;
 }
 
 export interface KeeperProcess {
@@ -113,6 +115,10 @@ export async function startConsoleKeeperProcess(options: KeeperProcessOptions): 
     const pid = await readPidFile(options.pidFile);
     if (pid !== null) return { pid };
     if (exited !== null) throw new Error(`console keeper did not start (${exited})${options.logFile ? `; see ${options.logFile}` : ''}`);
+    if (options.signal?.aborted) {
+      if (child.pid !== undefined) child.kill('SIGTERM');
+      throw new Error('console keeper start abandoned');
+    }
     if (Date.now() >= deadline) {
       if (child.pid !== undefined) child.kill('SIGTERM');
       throw new Error(`console keeper did not serve ${options.viewerSocketPath} within the timeout`);

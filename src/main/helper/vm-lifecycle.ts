@@ -295,6 +295,7 @@ export class VmLifecycle {
       faultPoint('after-allocation');
 
       let keeperStarting: Promise<{ pid: number }> | undefined;
+      const abandonKeeper = new AbortController();
       try {
         const ctx = this.relabelContext(tx);
         for (const action of plan.actions) {
@@ -328,6 +329,7 @@ export class VmLifecycle {
             pidFile: path.join(runDir, KEEPER_PID),
             logFile: path.join(runDir, 'console.log'),
             env: keeperEnvironment(),
+            signal: abandonKeeper.signal,
           });
           keeperStarting.catch(() => undefined);
           launched = await launchQemu({
@@ -366,7 +368,9 @@ export class VmLifecycle {
       } catch (err) {
         if (record.pid !== null && alive(record.pid, record.pidStartTime)) signal(record.pid, 'SIGKILL');
         record.pid = null;
-        // A keeper started for this VM but not yet recorded goes too.
+        // A keeper started for this VM but not yet recorded goes too, at once rather than after its
+        // connect timeout.
+        abandonKeeper.abort();
         const keeper = await keeperStarting?.catch(() => undefined);
         if (keeper && record.keeperPid === null) signal(keeper.pid, 'SIGTERM');
         await this.cleanUp(tx, record, allocator);
