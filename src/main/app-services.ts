@@ -163,7 +163,8 @@ export function createServices(options: ServiceOptions = {}): Services {
       path: label.path,
       kind,
       class: label.class,
-      target: label.device.replace(/^(disk|cdrom) /, '') || null,
+      // Guest device names exist for disks and CD-ROMs only (`disk vda` → `vda`).
+      target: /^(disk|cdrom) /.test(label.device) ? label.device.replace(/^(disk|cdrom) /, '') : null,
       relabel: label.plannedLabel !== null,
       isTree: Boolean(st?.isDirectory()),
       expectedLabel: expected,

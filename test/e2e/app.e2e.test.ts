@@ -98,6 +98,10 @@ describe('the app in a real browser against the real core', () => {
     const pair = running.summary.processLevel?.level;
     expect(pair).toMatch(/^s0:c\d+[,.]c\d+$/);
     expect(await readLabel(disk)).toBe(`system_u:object_r:svirt_image_t:${pair}`);
+    await nav('Virtual machines');
+    await page.getByTestId(`vm-row-${VM}`).getByText('Running').waitFor();
+    await shot('vm-list-running');
+    await openVm();
 
     // Console: the ready marker, then a round trip through the guest's shell.
     await page.getByRole('tab', { name: 'Console' }).click();

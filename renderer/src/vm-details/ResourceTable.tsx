@@ -23,9 +23,12 @@ function LabelWithChip({ context, empty }: { context: string | null; empty: stri
   );
 }
 
-function Status({ resource }: { resource: VmResource }) {
+function Status({ resource, state }: { resource: VmResource; state: VmState }) {
   if (resource.problem) return <span className="badge badge--error">{resource.problem}</span>;
-  if (resource.expectedLabel === null) return <span className="badge badge--muted">left alone</span>;
+  if (resource.expectedLabel === null) {
+    // Nothing is expected of a file that is never relabeled, or of one whose own label is back while the VM is off.
+    return <span className="badge badge--muted">{!resource.relabel ? 'left alone' : state === 'stopped' ? 'labeled at start' : 'left alone'}</span>;
+  }
   if (resource.match) return <span className="badge badge--ok">matches</span>;
   return (
     <span className="badge badge--warning" data-testid="mismatch-badge">
@@ -80,10 +83,10 @@ export function ResourceTable({ vm, state, resources, onChanged }: ResourceTable
                 <LabelWithChip context={resource.expectedLabel} empty={resource.relabel ? '—' : 'not relabeled'} />
               </td>
               <td>
-                <LabelWithChip context={resource.actualLabel} empty="unreadable" />
+                <LabelWithChip context={resource.actualLabel} empty={resource.problem ? 'unreadable' : 'no label'} />
               </td>
               <td>
-                <Status resource={resource} />
+                <Status resource={resource} state={state} />
               </td>
               <td>
                 {resource.kind === 'disk' ? (

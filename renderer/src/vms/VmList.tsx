@@ -41,7 +41,7 @@ export function VmList({ vms, onOpen }: { vms: readonly VmSummary[]; onOpen: (na
           ))}
         </select>
         <span className="toolbar__count" aria-live="polite">
-          {shown.length === vms.length ? `${vms.length} VMs` : `${shown.length} of ${vms.length} VMs`}
+          {shown.length === vms.length ? `${vms.length} ${vms.length === 1 ? 'VM' : 'VMs'}` : `${shown.length} of ${vms.length} VMs`}
         </span>
       </div>
 
