@@ -152,7 +152,6 @@ export function createServices(options: ServiceOptions = {}): Services {
   };
 
   const toResource = async (definition: VmDefinition, label: ResourceLabel, running: boolean): Promise<VmResource> => {
-    const disk = definition.disks.findIndex((d) => d.path === label.path);
     const isCdrom = definition.boot.kind === 'iso' && definition.boot.iso === label.path;
     const kind = label.resource === 'disk' ? (isCdrom ? 'cdrom' : 'disk') : label.resource === 'kernel' || label.resource === 'initrd' || label.resource === 'dtb' ? label.resource : 'serial';
     const st = await stat(label.path).catch(() => null);
@@ -170,7 +169,8 @@ export function createServices(options: ServiceOptions = {}): Services {
       expectedLabel: expected,
       actualLabel: label.actualLabel,
       match: expected === null || expected === label.actualLabel,
-      problem: st === null ? 'file not found' : disk < 0 && !isCdrom && label.resource === 'disk' ? 'not in the definition' : null,
+      // Every planned path comes from the definition itself, so the only problem to report is a missing file.
+      problem: st === null ? 'file not found' : null,
     };
   };
 
