@@ -276,7 +276,7 @@ async function replicaPrepare(host: TestHost, workDir: string): Promise<Record<s
   const journalPath = path.join(workDir, 'replica-journal.json');
   const ctx: RelabelContext = {
     journal, persist: () => writeFileAtomic(journalPath, JSON.stringify(journal)), config: DEFAULT_PATH_POLICY,
-    requester: { uid: 0 }, isRunning: () => false,
+    requester: { uid: 0 }, isRunning: () => false, treeLogDir: path.join(workDir, 'replica-trees'),
   };
   const times: Record<string, number[]> = { labelDiskMs: [], labelKernelAndInitrdMs: [], restoreMs: [], ensureQemuUserMs: [], kernelReadableChecksMs: [] };
   for (let i = 0; i < 5; i++) {

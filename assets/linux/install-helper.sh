@@ -5,6 +5,9 @@
 #   install-helper.sh install --runtime EXE --helper-script FILE --policy FILE [--copy-runtime]
 #   install-helper.sh remove
 #
+# The helper's tree relabeler, the compiled program svirt-label-tree, must lie beside FILE: it is
+# installed beside the helper program, where the helper runs it from (and from nowhere else).
+#
 # EXE runs a Node script when ELECTRON_RUN_AS_NODE=1: the app's Electron binary (or node itself).
 # Without --copy-runtime EXE must already lie in a tree only root can change (a package's /opt); with it,
 # the directory holding EXE is copied to /usr/lib/svirt-manager/runtime: an AppImage's mount goes away
@@ -18,6 +21,7 @@ DESTDIR=${DESTDIR:-}
 LIBEXEC=/usr/libexec/svirt-manager
 WRAPPER=$LIBEXEC/svirt-helper
 HELPER_SCRIPT=$LIBEXEC/svirt-helper.mjs
+LABEL_TOOL=$LIBEXEC/svirt-label-tree
 SELF_COPY=$LIBEXEC/install-helper.sh
 RUNTIME_PARENT=/usr/lib/svirt-manager
 RUNTIME_DIR=$RUNTIME_PARENT/runtime
@@ -122,6 +126,8 @@ do_install() {
   [ -n "$runtime" ] && [ -n "$helper" ] && [ -n "$policy" ] || die "install needs --runtime, --helper-script and --policy"
   for p in "$runtime" "$helper" "$policy"; do check_path "$p"; done
   [ -f "$helper" ] || die "no helper script at $helper"
+  label_tool=$(dirname -- "$helper")/svirt-label-tree
+  [ -f "$label_tool" ] || die "no svirt-label-tree beside $helper"
   [ -f "$policy" ] || die "no polkit policy at $policy"
   # The policy must be ours: pkexec applies its defaults to exactly the wrapper written below.
   grep -q "<action id=\"$ACTION_ID\">" "$policy" || die "$policy does not define the action $ACTION_ID"
@@ -152,6 +158,7 @@ do_install() {
 
   install -d -o root -g root -m 0755 -- "$DESTDIR$LIBEXEC" "$DESTDIR$ACTIONS"
   install_file 0644 "$helper" "$DESTDIR$HELPER_SCRIPT"
+  install_file 0755 "$label_tool" "$DESTDIR$LABEL_TOOL"
   # after-remove runs when the package's own files are gone: it calls this copy.
   install_file 0755 "$0" "$DESTDIR$SELF_COPY"
   write_wrapper "$exec_runtime"
@@ -165,7 +172,7 @@ do_install() {
 }
 
 do_remove() {
-  rm -f -- "$DESTDIR$WRAPPER" "$DESTDIR$HELPER_SCRIPT" "$DESTDIR$POLICY" "$DESTDIR$SELF_COPY"
+  rm -f -- "$DESTDIR$WRAPPER" "$DESTDIR$HELPER_SCRIPT" "$DESTDIR$LABEL_TOOL" "$DESTDIR$POLICY" "$DESTDIR$SELF_COPY"
   rm -rf -- "$DESTDIR$RUNTIME_DIR" "$DESTDIR$RUNTIME_PARENT/.runtime.new"
   rmdir -- "$DESTDIR$RUNTIME_PARENT" "$DESTDIR$LIBEXEC" 2>/dev/null || true
   echo "removed $WRAPPER and $POLICY"

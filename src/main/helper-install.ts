@@ -11,6 +11,9 @@ import { INSTALLED_HELPER_PATH, POLKIT_ACTION_ID } from './helper-client';
 const LIBEXEC_DIR = path.posix.dirname(INSTALLED_HELPER_PATH);
 /** The helper program itself; the wrapper at INSTALLED_HELPER_PATH runs it (install-helper.sh). */
 export const INSTALLED_HELPER_SCRIPT = `${LIBEXEC_DIR}/svirt-helper.mjs`;
+/** The helper's tree relabeler (label-tree.c): install-helper.sh takes it from beside the helper script. */
+export const INSTALLED_LABEL_TOOL = `${LIBEXEC_DIR}/svirt-label-tree`;
+const LABEL_TOOL_NAME = 'svirt-label-tree';
 /** install-helper.sh keeps a copy of itself here, for after-remove and for `… remove` by hand. */
 export const INSTALLED_INSTALL_SCRIPT = `${LIBEXEC_DIR}/install-helper.sh`;
 export const POLICY_FILE_NAME = `${POLKIT_ACTION_ID}.policy`;
@@ -32,7 +35,7 @@ export type HelperInstallStatus =
 export interface DetectOptions {
   /** A scratch root (tests, DESTDIR); '' is the running system. */
   readonly root?: string;
-  /** The helper this app bundles: an installed helper with other contents is outdated. */
+  /** The helper this app bundles (svirt-label-tree beside it): an installed helper with other contents is outdated. */
   readonly bundledHelperScript?: string;
 }
 
@@ -104,6 +107,7 @@ export async function detectHelperInstall(options: DetectOptions = {}): Promise<
     const wrapperStat = await assertRootChain(root, INSTALLED_HELPER_PATH);
     if (!wrapperStat.isFile() || (wrapperStat.mode & 0o100) === 0) throw new InstallProblem('untrusted', `${INSTALLED_HELPER_PATH} is not an executable file`);
     await assertRootChain(root, INSTALLED_HELPER_SCRIPT);
+    await assertRootChain(root, INSTALLED_LABEL_TOOL);
     await assertRootChain(root, INSTALLED_POLICY_PATH);
 
     const action = policyAction(await readFile(`${root}${INSTALLED_POLICY_PATH}`, 'utf8'));
@@ -120,6 +124,9 @@ export async function detectHelperInstall(options: DetectOptions = {}): Promise<
     if (options.bundledHelperScript) {
       const [installed, bundled] = await Promise.all([readFile(`${root}${INSTALLED_HELPER_SCRIPT}`), readFile(options.bundledHelperScript)]);
       if (!installed.equals(bundled)) throw new InstallProblem('outdated', `${INSTALLED_HELPER_SCRIPT} is another version than this app's helper`);
+      const bundledTool = path.join(path.dirname(options.bundledHelperScript), LABEL_TOOL_NAME);
+      const [installedTool, bundledToolBytes] = await Promise.all([readFile(`${root}${INSTALLED_LABEL_TOOL}`), readFile(bundledTool)]);
+      if (!installedTool.equals(bundledToolBytes)) throw new InstallProblem('outdated', `${INSTALLED_LABEL_TOOL} is another version than this app's`);
     }
     return { installed: true, runtime };
   } catch (err) {
@@ -244,7 +251,7 @@ export function installExplanation(sources: Pick<HelperSources, 'copyRuntime'>):
     'sVirt Manager needs a small helper that runs as root: it labels VM disk images with SELinux, starts each VM\'s qemu confined by sVirt (as an unprivileged user, under its own pair of MCS categories), and restores the labels when a VM stops. The app itself never runs as root.',
     '',
     'Installing it once needs an administrator password. It will place:',
-    `  • ${INSTALLED_HELPER_PATH} — the helper, owned by root (0755), and the helper program ${INSTALLED_HELPER_SCRIPT};`,
+    `  • ${INSTALLED_HELPER_PATH} — the helper, owned by root (0755), the helper program ${INSTALLED_HELPER_SCRIPT} and its tree relabeler ${INSTALLED_LABEL_TOOL};`,
     `  • ${INSTALLED_POLICY_PATH} — the polkit action ${POLKIT_ACTION_ID}, which lets polkit ask for the password once per session when the app starts the helper;`,
     ...(sources.copyRuntime ? [`  • ${INSTALLED_RUNTIME_DIR} — a root-owned copy of this app's runtime that the helper runs on (the app's own copy can be changed without an administrator).`] : []),
     `  • ${INSTALLED_INSTALL_SCRIPT} — removes all of this again: run it with "remove" as root.`,
@@ -292,6 +299,8 @@ async function stage(sources: HelperSources): Promise<{ sources: HelperSources; 
     };
     await copyFile(sources.installScript, staged.installScript, constants.COPYFILE_EXCL);
     await copyFile(sources.helperScript, staged.helperScript, constants.COPYFILE_EXCL);
+    // install-helper.sh takes the tree relabeler from beside the helper script.
+    await copyFile(path.join(path.dirname(sources.helperScript), LABEL_TOOL_NAME), path.join(dir, LABEL_TOOL_NAME), constants.COPYFILE_EXCL);
     await copyFile(sources.policy, staged.policy, constants.COPYFILE_EXCL);
     let runtime = sources.runtime;
     if (sources.copyRuntime) {

@@ -292,7 +292,10 @@ export interface IpcEvents {
   /** data is base64: serial output is bytes, and may split a UTF-8 sequence. */
   consoleData: { session: string; data: string };
   consoleEnded: { session: string; vm: string; reason: string };
-  /** Progress of applyRelabel on a tree, keyed by the request's vm and path. */
+  /**
+   * Progress of applyRelabel on a tree, keyed by the request's vm and path. The helper labels a tree in
+   * one walk, so `total` is 0 (unknown) until the last event, where it equals `done`.
+   */
   relabelProgress: { vm: string; path: string; done: number; total: number };
   helperStatus: HelperStatus;
 }

@@ -61,6 +61,7 @@ describe('electron-builder.yml', () => {
     const extra = config.extraResources as { from: string; to: string }[];
     const shipped = new Map(extra.map((e) => [e.to, e.from]));
     expect(shipped.get('svirt-helper.js')).toBe('dist/svirt-helper.js');
+    expect(shipped.get('svirt-label-tree')).toBe('dist/svirt-label-tree'); // install-helper.sh wants it beside the helper
     expect(shipped.get('org.svirtmanager.helper.policy')).toBe('assets/polkit/org.svirtmanager.helper.policy');
     expect(shipped.get('install-helper.sh')).toBe('assets/linux/install-helper.sh');
     for (const from of shipped.values()) if (!from.startsWith('dist/')) await access(repoPath(from));

@@ -9,7 +9,7 @@ import { exec as sudoPromptExec } from 'sudo-prompt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeHelperExit, HelperClient, INSTALLED_HELPER_PATH } from '../../src/main/helper-client';
 import {
-  detectHelperInstall, HelperInstallError, installCommand, installExplanation, installHelper, INSTALLED_HELPER_SCRIPT, INSTALLED_INSTALL_SCRIPT,
+  detectHelperInstall, HelperInstallError, installCommand, installExplanation, installHelper, INSTALLED_HELPER_SCRIPT, INSTALLED_LABEL_TOOL, INSTALLED_INSTALL_SCRIPT,
   INSTALLED_POLICY_PATH, INSTALLED_RUNTIME_DIR, resolveHelperSources, shellQuote, sudoPromptCommand, SUDO_PROMPT_NAME, UnsafePathError,
   type HelperSources, type SudoExec,
 } from '../../src/main/helper-install';
@@ -145,6 +145,7 @@ describe('installHelper', () => {
     await writeFile(path.join(dir, 'assets/linux/install-helper.sh'), await readFile(repoPath('assets/linux/install-helper.sh')));
     await writeFile(path.join(dir, 'assets/polkit/org.svirtmanager.helper.policy'), await readFile(repoPath('assets/polkit/org.svirtmanager.helper.policy')));
     await writeFile(path.join(dir, 'dist/svirt-helper.js'), await readFile(repoPath('dist/svirt-helper.js')));
+    await writeFile(path.join(dir, 'dist/svirt-label-tree'), await readFile(repoPath('dist/svirt-label-tree')), { mode: 0o755 });
     const sources = await resolveHelperSources({ packaged: false, appRoot: dir, execPath: runtime });
     expect(sources.copyRuntime).toBe(true);
     return sources;
@@ -224,6 +225,7 @@ describe('detectHelperInstall', () => {
         await symlink('/bin/true', `${r}${INSTALLED_HELPER_PATH}`);
       }, 'untrusted', /symbolic link/],
       ['helper program missing', (r) => rm(`${r}${INSTALLED_HELPER_SCRIPT}`), 'missing', /svirt-helper\.mjs does not exist/],
+      ['tree relabeler writable by all', (r) => chmod(`${r}${INSTALLED_LABEL_TOOL}`, 0o777), 'untrusted', /svirt-label-tree is writable/],
       ['policy for another action', async (r) => writeFile(`${r}${INSTALLED_POLICY_PATH}`, (await readFile(`${r}${INSTALLED_POLICY_PATH}`, 'utf8')).replace('id="org.svirtmanager.helper"', 'id="org.example.other"')), 'mismatch', /defines org\.example\.other/],
       ['policy naming another program', async (r) => writeFile(`${r}${INSTALLED_POLICY_PATH}`, (await readFile(`${r}${INSTALLED_POLICY_PATH}`, 'utf8')).replace(`>${INSTALLED_HELPER_PATH}<`, '>/usr/bin/bash<')), 'mismatch', /names \/usr\/bin\/bash/],
       ['runtime gone', (r) => rm(`${r}${APP_DIR}/${EXECUTABLE}`), 'missing', /svirt-manager does not exist/],

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INSTALLED_HELPER_PATH } from '../../src/main/helper-client';
 import {
-  detectHelperInstall, INSTALLED_HELPER_SCRIPT, INSTALLED_INSTALL_SCRIPT, INSTALLED_POLICY_PATH, INSTALLED_RUNTIME_DIR, wrapperRuntime,
+  detectHelperInstall, INSTALLED_HELPER_SCRIPT, INSTALLED_LABEL_TOOL, INSTALLED_INSTALL_SCRIPT, INSTALLED_POLICY_PATH, INSTALLED_RUNTIME_DIR, wrapperRuntime,
 } from '../../src/main/helper-install';
 import { APP_DIR, EXECUTABLE, fakePackageTree, ownerMode, repoPath, run, writeExpandedScripts } from './support';
 
@@ -63,6 +63,8 @@ describe('after-install / after-remove (deb postinst/postrm, rpm %post/%postun)'
 
     expect(await ownerMode(`${root}${INSTALLED_HELPER_PATH}`)).toBe('root:root 755 regular file');
     expect(await ownerMode(`${root}${INSTALLED_HELPER_SCRIPT}`)).toBe('root:root 644 regular file');
+    expect(await ownerMode(`${root}${INSTALLED_LABEL_TOOL}`)).toBe('root:root 755 regular file');
+    expect(await readFile(`${root}${INSTALLED_LABEL_TOOL}`)).toEqual(await readFile(repoPath('dist/svirt-label-tree')));
     expect(await ownerMode(`${root}${INSTALLED_INSTALL_SCRIPT}`)).toBe('root:root 755 regular file');
     expect(await ownerMode(`${root}${path.dirname(INSTALLED_HELPER_PATH)}`)).toBe('root:root 755 directory');
     expect(await ownerMode(`${root}${INSTALLED_POLICY_PATH}`)).toBe('root:root 644 regular file');
@@ -94,7 +96,7 @@ describe('after-install / after-remove (deb postinst/postrm, rpm %post/%postun)'
       expect((await afterInstall(root)).code).toBe(0);
       const result = await afterRemove(root, arg);
       expect(result.code).toBe(0);
-      for (const p of [INSTALLED_HELPER_PATH, INSTALLED_HELPER_SCRIPT, INSTALLED_INSTALL_SCRIPT, INSTALLED_POLICY_PATH, path.dirname(INSTALLED_HELPER_PATH), `/usr/bin/${EXECUTABLE}`]) {
+      for (const p of [INSTALLED_HELPER_PATH, INSTALLED_HELPER_SCRIPT, INSTALLED_LABEL_TOOL, INSTALLED_INSTALL_SCRIPT, INSTALLED_POLICY_PATH, path.dirname(INSTALLED_HELPER_PATH), `/usr/bin/${EXECUTABLE}`]) {
         expect(await gone(`${root}${p}`), p).toBe(true);
       }
       expect(await detectHelperInstall({ root })).toMatchObject({ installed: false, problem: 'missing' });

@@ -73,6 +73,7 @@ export async function fakePackageTree(root: string, options: { runtime?: string;
   await copyFile(repoPath('assets/linux/install-helper.sh'), path.join(app, 'resources', 'install-helper.sh'));
   await copyFile(repoPath('assets/polkit/org.svirtmanager.helper.policy'), path.join(app, 'resources', 'org.svirtmanager.helper.policy'));
   await copyFile(repoPath('dist/svirt-helper.js'), path.join(app, 'resources', 'svirt-helper.js'));
+  await copyFile(repoPath('dist/svirt-label-tree'), path.join(app, 'resources', 'svirt-label-tree'));
   await writeFile(path.join(app, 'resources', 'apparmor-profile'), '# electron-builder writes this\n');
   return app;
 }

@@ -45,7 +45,8 @@ export function RelabelDialog({ vm, resource, to, onClose, onApplied }: RelabelD
 
   useSvirtEvent('relabelProgress', (progress) => {
     if (progress.vm !== vm || progress.path !== resource.path) return;
-    setPhase((p) => (p.kind === 'applying' ? { ...p, done: progress.done, total: progress.total } : p));
+    // total 0: the helper does not know it during its one walk; the preview's count stands in.
+    setPhase((p) => (p.kind === 'applying' ? { ...p, done: progress.done, total: progress.total > 0 ? progress.total : Math.max(p.total, progress.done) } : p));
   });
 
   const apply = (preview: RelabelPreview) => {

@@ -188,7 +188,7 @@ export function registerVmCommands(program: Command): void {
       const mode = opts.shared ? 'shared' : opts.readonly ? 'readonly' : opts.restore ? 'restore' : undefined;
       if (!mode) throw new CliError('say --shared, --readonly or --restore');
       session.helper().on('event', (event: string, data: { done: number; total: number }) => {
-        if (event === 'relabel-progress' && process.stderr.isTTY) process.stderr.write(`\r${data.done}/${data.total} files`);
+        if (event === 'relabel-progress' && process.stderr.isTTY) process.stderr.write(data.total > 0 ? `\r${data.done}/${data.total} files` : `\r${data.done} files`);
       });
       const result = await session.service.relabel(path, mode);
       if (process.stderr.isTTY) process.stderr.write('\n');

@@ -116,6 +116,7 @@ export class VmLifecycle {
       config: this.deps.config.pathPolicy,
       requester,
       isRunning: (id) => tx.registry.vms[id] !== undefined,
+      treeLogDir: this.deps.store.treeLogDir,
     };
   }
 
@@ -151,7 +152,7 @@ export class VmLifecycle {
     delete tx.registry.vms[record.id];
     tx.registry.mcs = allocator.toJSON();
     await rm(record.runDir, { recursive: true, force: true });
-    return restored.restored.length;
+    return restored.restored;
   }
 
   private async reconcileLocked(tx: StateTransaction): Promise<ReconcileReport> {
@@ -167,7 +168,7 @@ export class VmLifecycle {
       Object.values(tx.journal.entries).filter((e) => e.kind === 'private' && !tx.registry.vms[e.holder]).map((e) => e.holder),
     );
     for (const holder of orphanHolders) {
-      report.restoredFiles += (await restoreHolder(this.relabelContext(tx, { uid: 0 }), holder)).restored.length;
+      report.restoredFiles += (await restoreHolder(this.relabelContext(tx, { uid: 0 }), holder)).restored;
     }
     // Pairs held by owners that no longer run (e.g. a crash after allocation) go back to the pool.
     for (const hold of allocator.toJSON().holds) {

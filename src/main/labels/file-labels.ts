@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
 
@@ -9,13 +9,12 @@ import { promisify } from 'node:util';
  */
 const run = promisify(execFile);
 const XATTR = 'security.selinux';
-// Per process: fewer, larger batches amortize the fork of the tools (a fork of the helper costs several ms
-// once it holds a large tree). setfattr reads its batch from stdin; getfattr's argv is bounded by count and
-// by bytes, below ARG_MAX (2 MiB with the usual 8 MiB stack), and a batch the kernel refuses is halved.
+// Per process: fewer, larger batches amortize the fork of getfattr (a fork of a big process costs several
+// ms). Its argv is bounded by count and by bytes, below ARG_MAX (2 MiB with the usual 8 MiB stack), and a
+// batch the kernel refuses is halved. (Trees are labeled by svirt-label-tree, not here.)
 const READ_BATCH = 10000;
 const READ_BATCH_BYTES = 1024 * 1024;
-const WRITE_BATCH = 20000;
-// A tree relabel is bound by the tools' syscalls and our parsing: that many tool processes at once.
+// Reading many labels (the app's relabel preview) is bound by the tools' syscalls: that many at once.
 const PARALLEL_TOOLS = Math.max(1, Math.min(4, availableParallelism()));
 
 export function encodeLabel(label: string): string {
@@ -28,10 +27,7 @@ export function decodeLabel(hexValue: string): string {
   return bytes.subarray(0, end).toString('utf8');
 }
 
-// getfattr and setfattr --restore escape special characters in file names as octal; backslash itself too.
-function escapeName(name: string): string {
-  return name.replace(/\\/g, '\\134');
-}
+// getfattr escapes special characters in file names as octal; backslash itself too.
 function unescapeName(name: string): string {
   if (!name.includes('\\')) return name;
   return name.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
@@ -78,7 +74,7 @@ function batches<T>(items: readonly T[], maxCount: number, maxBytes = Infinity, 
 let toolsRunning = 0;
 const toolQueue: (() => void)[] = [];
 
-/** Runs `work` once fewer than PARALLEL_TOOLS tool processes run (a tree relabel starts many batches at once). */
+/** Runs `work` once fewer than PARALLEL_TOOLS tool processes run (a large read starts many batches at once). */
 async function withToolSlot<T>(work: () => Promise<T>): Promise<T> {
   if (toolsRunning >= PARALLEL_TOOLS) await new Promise<void>((resolve) => toolQueue.push(resolve));
   else toolsRunning++;
@@ -153,7 +149,7 @@ async function getfattrDump(batch: readonly string[]): Promise<string> {
 
 /**
  * Labels of many paths in few processes, a few side by side; a path without a label (or missing) maps to
- * null. Calls may overlap (the tree walk reads each chunk as soon as it is listed): they share the slots.
+ * null. Calls may overlap: they share the slots.
  */
 export async function readLabels(paths: readonly string[]): Promise<Map<string, string | null>> {
   // Filled in the callers' order, whichever batch finishes first.
@@ -174,39 +170,6 @@ export async function writeLabel(target: string, label: string): Promise<void> {
   // Not -h: for an fd path the magic link must be followed to the opened file; plain paths were
   // already opened with O_NOFOLLOW by the caller.
   await run('setfattr', ['-n', XATTR, '-v', encodeLabel(label), '--', target]);
-}
-
-export interface LabelWrite {
-  readonly path: string;
-  readonly label: string;
-}
-
-/**
- * Applies many labels through `setfattr -h --restore`, a few processes for a whole tree, side by side,
- * reporting progress after each batch. Symlinks themselves are labeled, never followed. Batches may
- * finish in any order: a path must appear once.
- */
-export async function writeLabels(writes: readonly LabelWrite[], onProgress?: (done: number, total: number) => void): Promise<void> {
-  const encoded = new Map<string, string>();
-  const encode = (label: string): string => {
-    let value = encoded.get(label);
-    if (value === undefined) encoded.set(label, (value = encodeLabel(label)));
-    return value;
-  };
-  let done = 0;
-  await runBatches(batches(writes, WRITE_BATCH), async (batch) => {
-    const script = batch.map((w) => `# file: ${escapeName(w.path)}\n${XATTR}=${encode(w.label)}\n`).join('\n');
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn('setfattr', ['-h', '--restore=-'], { stdio: ['pipe', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`setfattr failed (${code}): ${stderr.trim()}`))));
-      child.stdin.end(script);
-    });
-    done += batch.length;
-    onProgress?.(done, writes.length);
-  });
 }
 
 /** Removes the label attribute (a file that had none before we labeled it). */

@@ -1,4 +1,5 @@
 import { Ajv } from 'ajv';
+import { isUnder } from './path-policy';
 
 /**
  * The label journal: for every file the helper relabeled, the label it had before (to restore it), the
@@ -19,10 +20,28 @@ export interface JournalEntry {
   at: string;
 }
 
+/**
+ * A shared or read-only content tree labeled in one walk by svirt-label-tree: the originals of its files
+ * are in the tree's log (one line per file) in the journal's directory, not in the journal itself.
+ */
+export interface TreeRecord {
+  root: string;
+  dev: number;
+  ino: number;
+  applied: string;
+  kind: 'shared' | 'readonly';
+  at: string;
+}
+
 export interface JournalData {
   version: 1;
   entries: Record<string, JournalEntry>;
+  /** Keyed by the log's file name (`<uuid>.log`). */
+  trees?: Record<string, TreeRecord>;
 }
+
+/** A tree log's file name: the only names the helper opens in the journal's tree directory. */
+export const TREE_LOG_NAME = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.log$/;
 
 // Plain schema objects: ajv's JSONSchemaType cannot express a required `string | null`.
 const entrySchema = {
@@ -41,6 +60,20 @@ const entrySchema = {
   },
 } as const;
 
+const treeSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['root', 'dev', 'ino', 'applied', 'kind', 'at'],
+  properties: {
+    root: { type: 'string', minLength: 1 },
+    dev: { type: 'integer', minimum: 0 },
+    ino: { type: 'integer', minimum: 0 },
+    applied: { type: 'string', minLength: 1 },
+    kind: { type: 'string', enum: ['shared', 'readonly'] },
+    at: { type: 'string' },
+  },
+} as const;
+
 const journalSchema = {
   type: 'object',
   additionalProperties: false,
@@ -48,6 +81,7 @@ const journalSchema = {
   properties: {
     version: { type: 'integer', const: 1 },
     entries: { type: 'object', additionalProperties: entrySchema },
+    trees: { type: 'object', propertyNames: { pattern: TREE_LOG_NAME.source }, additionalProperties: treeSchema },
   },
 } as const;
 
@@ -76,6 +110,10 @@ export function entriesHeldBy(journal: JournalData, holder: string): JournalEntr
 
 /** Entries for a path and everything below it. */
 export function entriesUnder(journal: JournalData, root: string): JournalEntry[] {
-  const prefix = root.endsWith('/') ? root : `${root}/`;
-  return Object.values(journal.entries).filter((e) => e.path === root || e.path.startsWith(prefix));
+  return Object.values(journal.entries).filter((e) => isUnder(e.path, root));
+}
+
+/** Tree records (with their log names) whose root is `root`, lies below it, or (`ancestors`) above it. */
+export function treesTouching(journal: JournalData, root: string, ancestors: boolean): [string, TreeRecord][] {
+  return Object.entries(journal.trees ?? {}).filter(([, t]) => isUnder(t.root, root) || (ancestors && isUnder(root, t.root)));
 }

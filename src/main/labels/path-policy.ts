@@ -34,7 +34,11 @@ const SYSTEM_TREES = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64
 // These directories themselves would relabel everybody's files; what lies inside them is fine.
 const SYSTEM_DIRS = ['/', '/home', '/tmp', '/media', '/mnt', '/opt', '/srv'];
 
-const isUnder = (p: string, dir: string) => p === dir || p.startsWith(dir === '/' ? '/' : `${dir}/`);
+/** Whether path `p` is `dir` or lies below it (both absolute and normal; a trailing slash is ignored). */
+export function isUnder(p: string, dir: string): boolean {
+  const d = dir.length > 1 ? dir.replace(/\/+$/, '') : dir;
+  return p === d || p.startsWith(d === '/' ? '/' : `${d}/`);
+}
 
 /** Syntactic checks that need no file system: absolute, normalized, printable. */
 export function checkPathSyntax(target: string): void {

@@ -1,6 +1,8 @@
-import { mkdtemp, mkdir, rename, rm, symlink, writeFile, link, chown } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, mkdir, readdir, rename, rm, symlink, writeFile, link, chown } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readLabel, writeLabel } from './file-labels';
 import { emptyJournal, type JournalData } from './label-journal';
@@ -11,6 +13,8 @@ const PRIVATE_A = 'system_u:object_r:svirt_image_t:s0:c1,c2';
 const PRIVATE_B = 'system_u:object_r:svirt_image_t:s0:c3,c4';
 const ORIGINAL = 'unconfined_u:object_r:user_home_t:s0';
 const SHARED = 'system_u:object_r:svirt_image_t:s0';
+const CONTENT = 'system_u:object_r:virt_content_t:s0';
+const execFileP = promisify(execFile);
 
 let dir: string;
 let journal: JournalData;
@@ -24,6 +28,7 @@ function context(uid = 0): RelabelContext {
     config: DEFAULT_PATH_POLICY,
     requester: { uid },
     isRunning: (id) => running.has(id),
+    treeLogDir: path.join(dir, '.trees'),
   };
 }
 
@@ -53,7 +58,7 @@ describe('relabeler on real files', () => {
     expect(JSON.parse(persisted[0] as string).entries[disk].original).toBe(ORIGINAL);
     running.add('vm-a');
     const result = await restoreHolder(context(), 'vm-a');
-    expect(result.restored).toEqual([disk]);
+    expect(result.restored).toBe(1);
     expect(await readLabel(disk)).toBe(ORIGINAL);
     expect(journal.entries).toEqual({});
   });
@@ -122,5 +127,73 @@ describe('relabeler on real files', () => {
     await restoreContent(context(), root);
     expect(await readLabel(path.join(root, 'sub', 'f0'))).toBe(ORIGINAL);
     expect(await readLabel(path.join(root, 'sub', 'f3'))).toBeNull();
+  });
+
+  it('keeps the first originals when a labeled tree is relabeled, and restores them exactly', async () => {
+    const root = path.join(dir, 'content');
+    await mkdir(path.join(root, 'a b'), { recursive: true });
+    const custom = 'system_u:object_r:samba_share_t:s0';
+    await file('content/a b/one', custom);
+    await file('content/two', null);
+    await link(path.join(root, 'two'), path.join(root, 'a b', 'two-again')); // one inode, two names
+    await labelContentTree(context(), root, 'shared', SHARED);
+    await labelContentTree(context(), root, 'readonly', CONTENT);
+    expect(await readLabel(path.join(root, 'a b', 'one'))).toBe(CONTENT);
+    expect(Object.keys(journal.trees ?? {})).toHaveLength(1); // the second log replaced the first
+    expect(await readdir(path.join(dir, '.trees'))).toHaveLength(1);
+    const result = await restoreContent(context(), root);
+    expect(result.restored).toBe(5);
+    expect(await readLabel(path.join(root, 'a b', 'one'))).toBe(custom);
+    expect(await readLabel(path.join(root, 'two'))).toBeNull();
+    expect(await readLabel(path.join(root, 'a b', 'two-again'))).toBeNull();
+    expect(journal.trees).toEqual({});
+    expect(await readdir(path.join(dir, '.trees'))).toEqual([]);
+  });
+
+  it('journals the tree before the walk and removes it when the walk is refused, changing nothing', async () => {
+    const root = path.join(dir, 'mixed');
+    await mkdir(path.join(root, 'deep', 'er'), { recursive: true });
+    for (let i = 0; i < 40; i++) await file(`mixed/deep/f${i}`);
+    await file('mixed/deep/er/theirs');
+    await execFileP('chown', ['-R', '1000:1000', root]);
+    await chown(path.join(root, 'deep', 'er', 'theirs'), 4242, 4242);
+    const journaled: number[] = [];
+    const ctx = { ...context(1000), persist: async () => { journaled.push(Object.keys(journal.trees ?? {}).length); } };
+    await expect(labelContentTree(ctx, root, 'shared', SHARED)).rejects.toThrow(/refusing ".*theirs": it belongs to uid 4242/);
+    expect(journaled[0]).toBe(1); // the tree was in the journal before any file changed
+    for (let i = 0; i < 40; i++) expect(await readLabel(path.join(root, 'deep', `f${i}`))).toBe(ORIGINAL);
+    expect(await readLabel(root)).toBeNull();
+    expect(journal.trees).toEqual({});
+    expect(await readdir(path.join(dir, '.trees'))).toEqual([]);
+  });
+
+  it('restores part of a labeled tree, then the rest, and skips files replaced in between', async () => {
+    const root = path.join(dir, 'lib');
+    await mkdir(path.join(root, 'isos'), { recursive: true });
+    await file('lib/isos/a.iso');
+    await file('lib/readme');
+    await file('lib/replaced');
+    await labelContentTree(context(), root, 'readonly', CONTENT);
+    const partial = await restoreContent(context(), path.join(root, 'isos'));
+    expect(partial.restored).toBe(2); // the directory and its file
+    expect(await readLabel(path.join(root, 'isos', 'a.iso'))).toBe(ORIGINAL);
+    expect(await readLabel(path.join(root, 'readme'))).toBe(CONTENT);
+    await rm(path.join(root, 'replaced'));
+    await file('lib/replaced', CONTENT);
+    const rest = await restoreContent(context(), root);
+    expect(rest.skipped.map((s) => s.path)).toEqual([path.join(root, 'replaced')]);
+    expect(await readLabel(path.join(root, 'readme'))).toBe(ORIGINAL);
+    expect(await readLabel(path.join(root, 'replaced'))).toBe(CONTENT);
+  });
+
+  it('carries the original of a file labeled alone into a tree relabel over it', async () => {
+    const root = path.join(dir, 'pool');
+    await mkdir(root);
+    const disk = await file('pool/shared.img');
+    await labelFile(context(), 'vm-a', 'shared', disk, SHARED);
+    await labelContentTree(context(), root, 'readonly', CONTENT);
+    expect(journal.entries).toEqual({}); // the tree's log holds it now
+    await restoreContent(context(), root);
+    expect(await readLabel(disk)).toBe(ORIGINAL);
   });
 });

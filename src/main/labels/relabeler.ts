@@ -1,11 +1,13 @@
-import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
+import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { parseContext } from '../../labeling/context';
 import { faultPoint } from '../helper/fault-points';
-import { readLabelOfOpened, readLabels, removeLabel, writeLabel, writeLabels, type LabelWrite } from './file-labels';
-import { entriesHeldBy, entriesUnder, type HolderKind, type JournalData, type JournalEntry } from './label-journal';
-import { checkOwner, checkPathSyntax, openRelabelTarget, PathRefusedError, type PathPolicyConfig, type Requester } from './path-policy';
+import { readLabelOfOpened, removeLabel, writeLabel } from './file-labels';
+import { entriesHeldBy, entriesUnder, TREE_LOG_NAME, treesTouching, type HolderKind, type JournalData, type JournalEntry } from './label-journal';
+import { labelHex, labelTree, restoreTree } from './label-tree-tool';
+import { checkPathSyntax, isUnder, openRelabelTarget, PathRefusedError, type OpenedTarget, type PathPolicyConfig, type Requester } from './path-policy';
 
 /**
  * Applies labels to disk with the journal as the source of truth: the original label is journaled and
@@ -19,6 +21,8 @@ export interface RelabelContext {
   readonly requester: Requester;
   /** VM ids that are running now: only their private holds block other requests. */
   readonly isRunning: (vmId: string) => boolean;
+  /** Where the logs of tree relabels live (root-only, beside the journal). */
+  readonly treeLogDir: string;
 }
 
 export class LabelConflictError extends Error {
@@ -67,13 +71,14 @@ export async function labelFile(ctx: RelabelContext, holder: string, kind: Holde
 }
 
 export interface RestoreResult {
-  readonly restored: string[];
+  /** How many files got their original label back. */
+  readonly restored: number;
   /** Files whose inode changed or that vanished: left alone, entry dropped. */
   readonly skipped: { path: string; reason: string }[];
 }
 
 async function restoreEntries(ctx: RelabelContext, entries: readonly JournalEntry[]): Promise<RestoreResult> {
-  const restored: string[] = [];
+  let restored = 0;
   const skipped: { path: string; reason: string }[] = [];
   for (const entry of entries) {
     try {
@@ -84,9 +89,9 @@ async function restoreEntries(ctx: RelabelContext, entries: readonly JournalEntr
         } else {
           if (entry.original === null) await removeLabel(opened.fdPath);
           else await writeLabel(opened.fdPath, entry.original);
-          restored.push(entry.path);
+          restored++;
           // Crash tests: die with one file restored on disk and the journal still listing them all.
-          if (restored.length === 1) faultPoint('mid-restore');
+          if (restored === 1) faultPoint('mid-restore');
         }
       } finally {
         await opened.handle.close();
@@ -106,58 +111,54 @@ export function restoreHolder(ctx: RelabelContext, holder: string): Promise<Rest
   return restoreEntries(ctx, entriesHeldBy(ctx.journal, holder).filter((e) => e.kind === 'private'));
 }
 
-/** Puts back the original labels of shared/read-only content at or below `root`. */
-export function restoreContent(ctx: RelabelContext, root: string): Promise<RestoreResult> {
+/**
+ * Puts back the original labels of shared/read-only content at or below `root`: files labeled one by one
+ * and the trees labeled in one walk (a tree above `root` gives back only what lies below it).
+ */
+export async function restoreContent(ctx: RelabelContext, root: string): Promise<RestoreResult> {
   checkPathSyntax(root);
   const entries = entriesUnder(ctx.journal, root);
   const held = entries.find((e) => e.kind === 'private' && ctx.isRunning(e.holder));
   if (held) throw new LabelConflictError(`${held.path} is held privately by running VM ${held.holder}; stop it first`);
-  return restoreEntries(ctx, entries);
-}
-
-interface TreeItem {
-  path: string;
-  dev: number;
-  ino: number;
-  uid: number;
-}
-
-// The walk's lstat/readdir are synchronous: one promise per file costs ~4x the syscall itself (50,000
-// files: ~170 ms instead of ~800 ms). It yields to the event loop after this many entries (a few ms), so
-// the helper keeps relaying consoles and answering requests during a large walk.
-const WALK_YIELD_EVERY = 1000;
-// Paths listed by the walk that are handed to getfattr together, while the walk goes on.
-const READ_AHEAD = 10000;
-const READS_IN_FLIGHT = 2;
-
-/**
- * Walks a tree without following symlinks (they are skipped: their targets are not ours to label).
- * `onPause` runs at each pause, with the items listed so far.
- */
-async function walkTree(root: string, items: TreeItem[], skipped: string[], onPause: () => Promise<void>): Promise<void> {
-  let sinceYield = 0;
-  const walk = async (dir: string): Promise<void> => {
-    const st = lstatSync(dir);
-    items.push({ path: dir, dev: st.dev, ino: st.ino, uid: st.uid });
-    if (!st.isDirectory()) return;
-    for (const dirent of readdirSync(dir, { withFileTypes: true })) {
-      const child = path.join(dir, dirent.name);
-      // eslint-disable-next-line no-control-regex
-      if (/[\u0000-\u001f\u007f]/.test(dirent.name)) throw new PathRefusedError(child, 'a file name in the tree contains control characters');
-      if (dirent.isSymbolicLink()) skipped.push(child);
-      else if (dirent.isDirectory()) await walk(child);
-      else if (dirent.isFile()) {
-        const cst = lstatSync(child);
-        items.push({ path: child, dev: cst.dev, ino: cst.ino, uid: cst.uid });
-      } else skipped.push(child);
-      if (++sinceYield >= WALK_YIELD_EVERY) {
-        sinceYield = 0;
-        await onPause();
-        await yieldToEventLoop();
+  const result = await restoreEntries(ctx, entries);
+  let restored = result.restored;
+  const skipped = [...result.skipped];
+  const trees = ctx.journal.trees ?? {};
+  // Deepest first: a tree relabeled inside another is restored before the outer one is.
+  const touching = treesTouching(ctx.journal, root, true).sort(([, a], [, b]) => b.root.length - a.root.length);
+  for (const [name, tree] of touching) {
+    const whole = isUnder(tree.root, root);
+    let opened: OpenedTarget | undefined;
+    try {
+      opened = await openRelabelTarget(tree.root, { config: ctx.config, requester: { uid: 0 }, allowDirectory: true });
+      if (opened.stat.dev !== tree.dev || opened.stat.ino !== tree.ino) {
+        skipped.push({ path: tree.root, reason: 'the tree was replaced since it was labeled' });
+      } else {
+        const log = await openTreeLog(ctx, name, constants.O_RDONLY);
+        try {
+          const run = await restoreTree({
+            rootFd: opened.handle.fd, rootPath: tree.root, logFd: log.fd, use: 'original',
+            ...(whole ? {} : { under: path.relative(tree.root, root) }),
+          });
+          restored += run.count;
+          skipped.push(...run.skipped.map((s) => ({ path: s.path, reason: s.reason === 'gone' ? 'no such file' : 'the file was replaced since it was labeled' })));
+        } finally {
+          await log.close();
+        }
       }
+    } catch (err) {
+      if (!(err instanceof PathRefusedError)) throw err;
+      skipped.push({ path: tree.root, reason: err.message });
+    } finally {
+      await opened?.handle.close();
     }
-  };
-  await walk(root);
+    if (whole) {
+      delete trees[name];
+      await ctx.persist();
+      await removeTreeLog(ctx, name);
+    }
+  }
+  return { restored, skipped };
 }
 
 export interface TreeResult {
@@ -165,126 +166,92 @@ export interface TreeResult {
   readonly skippedSymlinksAndSpecial: string[];
 }
 
+/** Opens a tree log of the journal's tree directory (names are checked: the journal is data). */
+async function openTreeLog(ctx: RelabelContext, name: string, flags: number): Promise<FileHandle> {
+  if (!TREE_LOG_NAME.test(name)) throw new Error(`not a tree log name: ${name}`);
+  return open(path.join(ctx.treeLogDir, name), flags | constants.O_NOFOLLOW, 0o600);
+}
+
+async function removeTreeLog(ctx: RelabelContext, name: string): Promise<void> {
+  if (TREE_LOG_NAME.test(name)) await rm(path.join(ctx.treeLogDir, name), { force: true });
+}
+
 /**
- * Labels a file or a whole tree as shared read-write or read-only content. Nothing changes if any file
- * in it is held privately by a running VM. Originals are journaled first, then applied in batches.
+ * Labels a file or a whole tree as shared read-write or read-only content, in one walk by
+ * svirt-label-tree. Before the walk the tree is journaled with a log that the tool fills, synced ahead of
+ * each batch of changes, with every file's original label; a refusal anywhere (another user's file, a
+ * directory swapped during the walk…) rolls every change back. Nothing changes if a running VM holds a
+ * file in the tree privately.
  */
 export async function labelContentTree(
   ctx: RelabelContext, root: string, kind: 'shared' | 'readonly', label: string, onProgress?: (done: number, total: number) => void,
 ): Promise<TreeResult> {
   assertValidLabel(label);
-  // Opening the root applies every path rule (location, owner, no symlink anywhere in it).
+  // Opening the root applies every path rule (location, owner, no symlink anywhere in it); the tool gets
+  // this very directory as its fd 3.
   const opened = await openRelabelTarget(root, { config: ctx.config, requester: ctx.requester, allowDirectory: true });
-  await opened.handle.close();
-  const items: TreeItem[] = [];
-  const skipped: string[] = [];
-  // The originals are read while the walk goes on: every READ_AHEAD listed paths go to getfattr at once
-  // (reading changes nothing, so this may start before the conflict check).
-  const reads: { start: number; end: number; labels: Promise<Map<string, string | null>> }[] = [];
-  const readListed = async (minimum: number): Promise<void> => {
-    const start = reads.at(-1)?.end ?? 0;
-    if (items.length - start < minimum) return;
-    const labels = readLabels(items.slice(start).map((i) => i.path));
-    labels.catch(() => undefined); // awaited below; a walk that fails first must not leave it unhandled
-    reads.push({ start, end: items.length, labels });
-    // Back-pressure: the walk waits while more than READS_IN_FLIGHT chunks are being read.
-    const behind = reads[reads.length - 1 - READS_IN_FLIGHT];
-    if (behind) await behind.labels.catch(() => undefined);
-  };
   try {
-    await walkTree(root, items, skipped, () => readListed(READ_AHEAD));
-    await readListed(1);
-  } catch (err) {
-    await Promise.allSettled(reads.map((r) => r.labels));
-    throw err;
-  }
-  for (const item of items) {
-    // Every file in the tree must be one the requester may relabel alone: a hard link to another user's
-    // file inside one's own directory is still that user's file.
+    const covered = entriesUnder(ctx.journal, root);
+    for (const entry of covered) {
+      const conflict = conflictFor(ctx, entry, root, label);
+      if (conflict) throw new LabelConflictError(conflict);
+    }
+    // What the files had before any of our relabels: the logs of overlapping trees first (a file labeled
+    // alone after its tree was has the tree's label as its entry's original), then per-file entries.
+    const priors: Buffer[] = [];
+    const overlapping = treesTouching(ctx.journal, root, true).filter(([, t]) => t.dev === opened.stat.dev);
+    for (const [name] of overlapping) {
+      const log = await openTreeLog(ctx, name, constants.O_RDONLY);
+      try {
+        const text = await log.readFile();
+        // A crash can leave a torn last line: its file was not labeled yet (records are synced first).
+        priors.push(text.subarray(0, text.lastIndexOf(0x0a) + 1));
+      } finally {
+        await log.close();
+      }
+    }
+    const entryLines = covered.filter((e) => e.dev === opened.stat.dev).map((e) => `${e.ino} - ${labelHex(e.original)}\n`);
+    priors.push(Buffer.from(entryLines.join('')));
+
+    await mkdir(ctx.treeLogDir, { recursive: true, mode: 0o700 });
+    const logName = `${randomUUID()}.log`;
+    const log = await openTreeLog(ctx, logName, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_APPEND);
+    const trees = (ctx.journal.trees ??= {});
     try {
-      checkOwner(item.path, item.uid, ctx.config, ctx.requester);
-    } catch (err) {
-      await Promise.allSettled(reads.map((r) => r.labels));
-      throw err;
+      trees[logName] = { root, dev: opened.stat.dev, ino: opened.stat.ino, applied: label, kind, at: new Date().toISOString() };
+      await ctx.persist();
+      const inPool = ctx.config.pools.some((pool) => isUnder(root, pool));
+      const result = await labelTree({
+        rootFd: opened.handle.fd, rootPath: root, logFd: log.fd, label, uid: ctx.requester.uid,
+        anyOwner: ctx.requester.uid === 0 || inPool,
+        poolsInside: ctx.config.pools.filter((pool) => pool !== root && isUnder(pool, root)).map((pool) => path.relative(root, pool)),
+        priors: Buffer.concat(priors),
+        onProgress: (done) => onProgress?.(done, 0),
+      }).catch(async (err: unknown) => {
+        // Everything the walk changed goes back to the label it found; then the tree was never labeled.
+        const readBack = await openTreeLog(ctx, logName, constants.O_RDONLY);
+        try {
+          await restoreTree({ rootFd: opened.handle.fd, rootPath: root, logFd: readBack.fd, use: 'before' });
+        } finally {
+          await readBack.close();
+        }
+        delete trees[logName];
+        await ctx.persist();
+        await removeTreeLog(ctx, logName);
+        throw err;
+      });
+      // The new log now holds every original below the root: the entries and logs it absorbed go.
+      for (const entry of covered) delete ctx.journal.entries[entry.path];
+      const superseded = overlapping.filter(([, t]) => isUnder(t.root, root)).map(([name]) => name);
+      for (const name of superseded) delete trees[name];
+      await ctx.persist();
+      for (const name of superseded) await removeTreeLog(ctx, name);
+      onProgress?.(result.count, result.count);
+      return { labeled: result.count, skippedSymlinksAndSpecial: result.skipped.map((s) => s.path) };
+    } finally {
+      await log.close();
     }
-    const conflict = conflictFor(ctx, ctx.journal.entries[item.path], root, label);
-    if (conflict) {
-      await Promise.allSettled(reads.map((r) => r.labels));
-      throw new LabelConflictError(conflict);
-    }
-  }
-  const at = new Date().toISOString();
-  for (const read of reads) {
-    const originals = await read.labels;
-    for (let i = read.start; i < read.end; i++) {
-      const item = items[i] as TreeItem;
-      const existing = ctx.journal.entries[item.path];
-      const keepOriginal = existing && existing.dev === item.dev && existing.ino === item.ino;
-      ctx.journal.entries[item.path] = {
-        path: item.path, dev: item.dev, ino: item.ino,
-        original: keepOriginal ? existing.original : (originals.get(item.path) ?? null),
-        applied: label, kind, holder: root, at,
-      };
-    }
-  }
-  await ctx.persist();
-  await writeTreeLabels(ctx, items, label, onProgress);
-  return { labeled: items.length, skippedSymlinksAndSpecial: skipped };
-}
-
-// Directories held open at once while their entries are labeled (one fd each).
-const DIR_FDS_AT_ONCE = 1000;
-
-/**
- * Applies the walked tree's labels without following a symlink anywhere below the root: each entry is
- * named through an fd of its parent directory (/proc/<pid>/fd/N/name; setfattr -h keeps the last
- * component unfollowed), and each directory is opened with O_NOFOLLOW and must still be the inode the
- * walk saw. A directory swapped for a symlink after the walk cannot carry a label out of the tree.
- */
-async function writeTreeLabels(ctx: RelabelContext, items: readonly TreeItem[], label: string, onProgress?: (done: number, total: number) => void): Promise<void> {
-  const [rootItem, ...entries] = items;
-  if (!rootItem) return;
-  const changed = (p: string) => new PathRefusedError(p, 'it was replaced while the tree was being relabeled');
-  const opened = await openRelabelTarget(rootItem.path, { config: ctx.config, requester: ctx.requester, allowDirectory: true });
-  try {
-    if (opened.stat.dev !== rootItem.dev || opened.stat.ino !== rootItem.ino) throw changed(rootItem.path);
-    await writeLabel(opened.fdPath, label);
   } finally {
     await opened.handle.close();
-  }
-  let done = 1;
-  onProgress?.(done, items.length);
-  const walked = new Map(items.map((i) => [i.path, i]));
-  const byParent = new Map<string, TreeItem[]>();
-  for (const item of entries) {
-    const parent = path.dirname(item.path);
-    const siblings = byParent.get(parent);
-    if (siblings) siblings.push(item);
-    else byParent.set(parent, [item]);
-  }
-  const parents = [...byParent.keys()];
-  for (let i = 0; i < parents.length; i += DIR_FDS_AT_ONCE) {
-    const fds: number[] = [];
-    try {
-      const writes: LabelWrite[] = [];
-      for (const dir of parents.slice(i, i + DIR_FDS_AT_ONCE)) {
-        let fd: number;
-        try {
-          fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
-        } catch {
-          throw changed(dir); // gone, or a symlink now
-        }
-        fds.push(fd);
-        const st = fstatSync(fd);
-        const seen = walked.get(dir);
-        if (!seen || st.dev !== seen.dev || st.ino !== seen.ino) throw changed(dir);
-        for (const item of byParent.get(dir) ?? []) writes.push({ path: `/proc/${process.pid}/fd/${fd}/${path.basename(item.path)}`, label });
-      }
-      const before = done;
-      await writeLabels(writes, (n) => onProgress?.(before + n, items.length));
-      done += writes.length;
-    } finally {
-      for (const fd of fds) closeSync(fd);
-    }
   }
 }

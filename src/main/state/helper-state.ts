@@ -104,6 +104,8 @@ export class HelperStateStore {
   readonly journalPath: string;
   readonly lockPath: string;
   readonly runRoot: string;
+  /** The logs of tree relabels (the journal's tree records name them). */
+  readonly treeLogDir: string;
   // One transaction at a time inside this process; the lock file serializes across processes.
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -112,6 +114,7 @@ export class HelperStateStore {
     this.journalPath = path.join(dir, 'journal.json');
     this.lockPath = path.join(dir, 'lock');
     this.runRoot = path.join(dir, 'run');
+    this.treeLogDir = path.join(dir, 'trees');
   }
 
   /** Creates the directory tree, root-only. */

@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { HelperClient } from '../../../src/main/helper-client';
+import type { JournalData } from '../../../src/main/labels/label-journal';
 import type { RunInfo } from '../../../src/main/helper/vm-lifecycle';
 import { HelperStateStore } from '../../../src/main/state/helper-state';
 import { GUEST_READY_MARKER } from '../../support/guest';
@@ -60,12 +61,14 @@ export async function journalRace(host: TestHost, files: number): Promise<string
   const helper = (i: number) => helpers[i % 2] as HelperClient;
   try {
     await Promise.all(paths.map((p, i) => helper(i).request('relabel', { path: p, mode: i % 4 < 2 ? 'shared' : 'readonly' })));
+    // Content is journaled as a tree record (whose log holds the originals), even a single file.
+    const journaled = (journal: JournalData, p: string) => journal.entries[p] !== undefined || Object.values(journal.trees ?? {}).some((t) => t.root === p);
     const { journal } = await new HelperStateStore(host.stateDir).read();
-    const missing = paths.filter((p) => !journal.entries[p]);
+    const missing = paths.filter((p) => !journaled(journal, p));
     if (missing.length > 0) problems.push(`journal lost ${missing.length} of ${paths.length} entries written by two helpers at once`);
     await Promise.all(paths.map((p, i) => helper(i + 1).request('relabel', { path: p, mode: 'restore' })));
     const after = await new HelperStateStore(host.stateDir).read();
-    const left = paths.filter((p) => after.journal.entries[p]);
+    const left = paths.filter((p) => journaled(after.journal, p));
     if (left.length > 0) problems.push(`${left.length} journal entries left after restore`);
     const labels = await snapshotFiles(paths);
     const wrong = paths.filter((p) => labels.get(p)?.label !== ORIGINAL_LABEL);

@@ -588,6 +588,8 @@ export class FuzzSession {
       const holds = (registry.mcs as { holds?: unknown[] } | null)?.holds ?? [];
       if (holds.length > 0) out.push(`allocator holds ${holds.length} pairs`);
       if (Object.keys(journal.entries).length > 0) out.push(`journal has entries: ${Object.keys(journal.entries).join(', ')}`);
+      const trees = Object.values(journal.trees ?? {});
+      if (trees.length > 0) out.push(`journal has trees: ${trees.map((t) => t.root).join(', ')}`);
     } catch (err) {
       out.push(`state does not parse: ${(err as Error).message}`);
     }

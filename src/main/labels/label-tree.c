@@ -1,0 +1,744 @@
+/*
+ * svirt-label-tree: the root helper's tree relabeler. It labels a whole directory tree in one walk,
+ * remembering each file's label before it changes it, and puts remembered labels back.
+ *
+ * Why a program of its own: the helper keeps every original label (so that "restore" gives back exactly
+ * what was there, not a policy default as podman's :z and restorecon do). Reading each label with
+ * getfattr, journaling it as JSON and writing with setfattr cost five times what `chcon -R` costs;
+ * reading and writing in the same walk, here, costs about what chcon costs.
+ *
+ *   svirt-label-tree label --label LABEL --uid UID [--any-owner] [--pool REL]... --root-path PATH
+ *       fd 3: the tree's root (directory or file), opened and checked by the helper
+ *       fd 4: the log, opened by the helper for appending; stdin: prior originals, lines
+ *       "INO BIRTH|- HEX|-" or whole log records (their third field is the original)
+ *   svirt-label-tree restore --use original|before [--under REL] --root-path PATH
+ *       fd 3: the tree's root; stdin: a log written by `label`
+ *
+ * Log records, one per line: "INO BIRTH ORIGINAL BEFORE RELPATH". BIRTH is the file's birth time
+ * ("SEC.NSEC", "-" where the file system keeps none): with the inode number it tells a file from a new
+ * one that reuses the number. ORIGINAL and BEFORE are the attribute's exact bytes in hex, or "-" (none):
+ * ORIGINAL is the label before the helper's first relabel (a prior's, when the file has one), BEFORE the
+ * label this run found ("=" when the two are equal). RELPATH is "." for the root. Records are
+ * fdatasync'ed before any label they cover is written, so after a crash at any point the log restores
+ * every file already changed.
+ *
+ * Stdout, line by line: "progress N" (N more files done), "skipped REASON RELPATH" (REASON: symlink,
+ * special, mount, gone, replaced), then "done" (label) or "restored N" (restore).
+ * Exit status: 0 done; 3 refused (stderr: "refused\tABSPATH\tREASON"), 1 any other error. After a
+ * failed `label`, the labels already applied are in the log: the caller rolls them back with
+ * `restore --use before`.
+ *
+ * Rules, as in the helper's TypeScript path policy: symbolic links, devices, FIFOs and sockets are
+ * skipped, never followed or labeled; the walk stays on the root's file system; every file must belong
+ * to UID unless --any-owner or under a --pool; a name with control characters is refused; a directory
+ * must still be the inode seen when it was listed, and the walk works inside directory fds (fchdir), so
+ * a directory swapped for a symlink cannot lead it out of the tree.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <search.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define XATTR "security.selinux"
+#define ROOT_FD 3
+#define LOG_FD 4
+/* Attribute values longer than this are not SELinux labels (the kernel's limit is a page). */
+#define MAX_VALUE 4096
+/* Records written (and fdatasync'ed) before the labels they cover are set: a few syncs per 10,000 files. */
+#define SYNC_EVERY 8192
+/* Directories held open while their entries wait for the next sync. */
+#define MAX_PENDING_DIRS 256
+#define PROGRESS_EVERY 4096
+
+static const char *root_path;
+
+static void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("svirt-label-tree: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(1);
+}
+
+static void *xmalloc(size_t n) {
+  void *p = malloc(n);
+  if (!p) die("out of memory");
+  return p;
+}
+
+static char *xstrdup(const char *s) {
+  char *p = strdup(s);
+  if (!p) die("out of memory");
+  return p;
+}
+
+/* "." for the root, else "a/b"; joined for messages and records. */
+static char *join(const char *dir, const char *name) {
+  if (strcmp(dir, ".") == 0) return xstrdup(name);
+  size_t a = strlen(dir), b = strlen(name);
+  char *p = xmalloc(a + b + 2);
+  memcpy(p, dir, a);
+  p[a] = '/';
+  memcpy(p + a + 1, name, b + 1);
+  return p;
+}
+
+static void refuse(const char *rel, const char *fmt, ...) {
+  char reason[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(reason, sizeof reason, fmt, ap);
+  va_end(ap);
+  if (strcmp(rel, ".") == 0) fprintf(stderr, "refused\t%s\t%s\n", root_path, reason);
+  else fprintf(stderr, "refused\t%s/%s\t%s\n", strcmp(root_path, "/") == 0 ? "" : root_path, rel, reason);
+  exit(3);
+}
+
+static bool has_control_chars(const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    if (*p < 0x20 || *p == 0x7f) return true;
+  return false;
+}
+
+/* ---- what the walk needs of a file, from statx (for the birth time) ---- */
+
+struct entry_stat {
+  mode_t mode;
+  uid_t uid;
+  ino_t ino;
+  dev_t dev;
+  nlink_t nlink;
+  char birth[32]; /* "SEC.NSEC" or "-" */
+};
+
+/* Like fstatat(dir_fd, name, AT_SYMLINK_NOFOLLOW); name "" with AT_EMPTY_PATH stats dir_fd itself. */
+static int stat_entry(int dir_fd, const char *name, int flags, struct entry_stat *out) {
+  struct statx sx;
+  if (statx(dir_fd, name, flags | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &sx) != 0) return -1;
+  out->mode = sx.stx_mode;
+  out->uid = sx.stx_uid;
+  out->ino = (ino_t)sx.stx_ino;
+  out->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+  out->nlink = sx.stx_nlink;
+  if (sx.stx_mask & STATX_BTIME) snprintf(out->birth, sizeof out->birth, "%lld.%u", (long long)sx.stx_btime.tv_sec, sx.stx_btime.tv_nsec);
+  else strcpy(out->birth, "-");
+  return 0;
+}
+
+/* Two birth times name the same file unless both are known and differ. */
+static bool same_birth(const char *a, const char *b) {
+  return strcmp(a, "-") == 0 || strcmp(b, "-") == 0 || strcmp(a, b) == 0;
+}
+
+/* ---- attribute values as hex ("-" when absent) ---- */
+
+static char *to_hex(const unsigned char *v, ssize_t n) {
+  static const char digits[] = "0123456789abcdef";
+  if (n < 0) return xstrdup("-");
+  char *h = xmalloc((size_t)n * 2 + 1);
+  for (ssize_t i = 0; i < n; i++) {
+    h[2 * i] = digits[v[i] >> 4];
+    h[2 * i + 1] = digits[v[i] & 15];
+  }
+  h[2 * n] = '\0';
+  return h;
+}
+
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/* Decodes HEX into buf; returns the length, -1 for "-" (no label); dies on malformed input. */
+static ssize_t from_hex(const char *hex, unsigned char *buf, size_t cap) {
+  if (strcmp(hex, "-") == 0) return -1;
+  size_t n = strlen(hex);
+  if (n % 2 != 0 || n / 2 > cap) die("malformed label value in input: %.40s", hex);
+  for (size_t i = 0; i < n / 2; i++) {
+    int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) die("malformed label value in input: %.40s", hex);
+    buf[i] = (unsigned char)(hi << 4 | lo);
+  }
+  return (ssize_t)(n / 2);
+}
+
+/* ---- inode → original label (hex): from earlier relabels (priors) and hard links seen in this walk ---- */
+
+/* Priors: stdin read whole, each line "INO BIRTH HEX[ ...]", sorted by inode; the first line for a file wins. */
+struct prior {
+  ino_t ino;
+  size_t seq;
+  const char *birth;
+  const char *hex;
+};
+static struct prior *priors;
+static size_t n_priors;
+
+static int prior_cmp(const void *a, const void *b) {
+  const struct prior *x = a, *y = b;
+  if (x->ino != y->ino) return x->ino < y->ino ? -1 : 1;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static bool valid_hex(const char *hex) {
+  if (strcmp(hex, "-") == 0) return true;
+  size_t n = strlen(hex);
+  if (n == 0 || n % 2 != 0 || n / 2 > MAX_VALUE) return false;
+  for (const char *p = hex; *p; p++)
+    if (hex_digit(*p) < 0) return false;
+  return true;
+}
+
+static void read_priors(void) {
+  size_t cap = 1 << 16, len = 0;
+  char *text = xmalloc(cap);
+  for (;;) {
+    if (len + 1 >= cap) {
+      cap *= 2;
+      text = realloc(text, cap);
+      if (!text) die("out of memory");
+    }
+    ssize_t n = read(STDIN_FILENO, text + len, cap - len - 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) die("cannot read the prior originals: %s", strerror(errno));
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  text[len] = '\0';
+  size_t lines = 0;
+  for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
+  priors = xmalloc((lines + 1) * sizeof *priors);
+  for (char *line = text; *line;) {
+    char *eol = strchr(line, '\n');
+    if (!eol) break; /* torn by a crash (see restore) */
+    *eol = '\0';
+    char *birth = strchr(line, ' ');
+    char *hex = birth ? strchr(birth + 1, ' ') : NULL;
+    if (!hex) die("malformed prior original: %.60s", line);
+    *birth++ = '\0';
+    *hex++ = '\0';
+    char *more = strchr(hex, ' ');
+    if (more) *more = '\0'; /* a log record: the original is its third field */
+    char *end;
+    errno = 0;
+    unsigned long long ino = strtoull(line, &end, 10);
+    if (errno != 0 || *end != '\0' || end == line || !valid_hex(hex) || strlen(birth) >= 32) die("malformed prior original: %.60s", line);
+    priors[n_priors] = (struct prior){.ino = (ino_t)ino, .seq = n_priors, .birth = birth, .hex = hex};
+    n_priors++;
+    line = eol + 1;
+  }
+  qsort(priors, n_priors, sizeof *priors, prior_cmp);
+}
+
+static const char *prior_original(ino_t ino, const char *birth) {
+  size_t lo = 0, hi = n_priors;
+  while (lo < hi) { /* the first entry with this inode: the lowest seq sorts first */
+    size_t mid = lo + (hi - lo) / 2;
+    if (priors[mid].ino < ino) lo = mid + 1;
+    else hi = mid;
+  }
+  for (; lo < n_priors && priors[lo].ino == ino; lo++)
+    if (same_birth(priors[lo].birth, birth)) return priors[lo].hex;
+  return NULL;
+}
+
+struct known {
+  ino_t ino;
+  char *original;
+};
+
+static void *hard_links; /* tsearch tree: inodes with several names, seen in this walk */
+
+static int known_cmp(const void *a, const void *b) {
+  ino_t x = ((const struct known *)a)->ino, y = ((const struct known *)b)->ino;
+  return x < y ? -1 : x > y;
+}
+
+static const char *hard_link_original(ino_t ino) {
+  struct known key = {.ino = ino};
+  struct known **found = tfind(&key, &hard_links, known_cmp);
+  return found ? (*found)->original : NULL;
+}
+
+static void remember_hard_link(ino_t ino, const char *original) {
+  struct known *k = xmalloc(sizeof *k);
+  k->ino = ino;
+  k->original = xstrdup(original);
+  if (!tsearch(k, &hard_links, known_cmp)) die("out of memory");
+}
+
+/* ---- output: whole lines per write(2), so that workers sharing a pipe or the log never interleave ---- */
+
+struct outbuf {
+  int fd;
+  /* At most this much per write: the log appends atomically (O_APPEND); a pipe only up to PIPE_BUF. */
+  size_t limit;
+  size_t len;
+  char data[1 << 16];
+};
+
+static void out_flush(struct outbuf *b) {
+  size_t off = 0;
+  while (off < b->len) {
+    ssize_t n = write(b->fd, b->data + off, b->len - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) die("cannot write: %s", strerror(errno));
+    off += (size_t)n;
+  }
+  b->len = 0;
+}
+
+static void out_line(struct outbuf *b, const char *fmt, ...) {
+  char line[24576]; /* a record: a path (< 4096 bytes) and two values (< 8192 hex digits each) */
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof line) die("record too long");
+  if (b->len + (size_t)n > b->limit) out_flush(b);
+  /* A line longer than the limit (a path near PATH_MAX on stdout) goes out alone; it may then interleave. */
+  memcpy(b->data + b->len, line, (size_t)n);
+  b->len += (size_t)n;
+}
+
+static struct outbuf log_out = {.fd = LOG_FD, .limit = sizeof log_out.data};
+static struct outbuf std_out = {.fd = STDOUT_FILENO, .limit = PIPE_BUF};
+
+/* ---- labeling ---- */
+
+static const char *label;
+static size_t label_len; /* with the trailing NUL, as libselinux writes it */
+static uid_t owner_uid;
+static bool any_owner;
+static char **pools; /* relative paths inside the tree whose files anyone may own */
+static size_t n_pools;
+static dev_t root_dev;
+
+/*
+ * Several worker processes share the walk: every worker lists every directory, and the entries are
+ * dealt out by their inode number (from readdir), which is stable while a directory changes (an index
+ * would shift) and sends every name of a hard-linked file to the same worker, which alone can tell its
+ * original from its new label. Each worker keeps its own log records, syncs and labels. Listing costs
+ * little next to the attributes.
+ */
+static unsigned worker, workers = 1;
+static pid_t children[8];
+
+static bool mine(ino_t ino) {
+  uint64_t h = (uint64_t)ino * 0x9E3779B97F4A7C15u; /* mixed: inode numbers come in runs */
+  return (h >> 32) % workers == worker;
+}
+
+static size_t unsynced;
+static unsigned long labeled, reported;
+
+/* Entries whose record is written but not yet synced: labeled after the next sync. */
+struct pending_dir {
+  unsigned long walk_id; /* which walk() listed them: fd numbers are reused, ids are not */
+  int fd;
+  char **names;
+  size_t n, cap;
+};
+static struct pending_dir pending[MAX_PENDING_DIRS];
+static size_t n_pending;
+static bool root_pending;
+/* Set when a flush labeled entries elsewhere: the walk must fchdir back into its directory. */
+static bool cwd_moved;
+
+static bool in_pool(const char *rel) {
+  for (size_t i = 0; i < n_pools; i++) {
+    size_t n = strlen(pools[i]);
+    if (strncmp(rel, pools[i], n) == 0 && (rel[n] == '/' || rel[n] == '\0')) return true;
+  }
+  return false;
+}
+
+static void report_progress(void) {
+  if (labeled == reported) return;
+  out_line(&std_out, "progress %lu\n", labeled - reported);
+  out_flush(&std_out);
+  reported = labeled;
+}
+
+/* Makes this worker's log records durable, then applies every label they cover. */
+static void flush_pending(void) {
+  out_flush(&log_out);
+  if (fdatasync(LOG_FD) != 0) die("cannot sync the log: %s", strerror(errno));
+  unsynced = 0;
+  if (root_pending) {
+    if (fsetxattr(ROOT_FD, XATTR, label, label_len, 0) != 0) die("cannot label the root: %s", strerror(errno));
+    root_pending = false;
+    labeled++;
+  }
+  for (size_t i = 0; i < n_pending; i++) {
+    struct pending_dir *d = &pending[i];
+    if (fchdir(d->fd) != 0) die("cannot enter a directory: %s", strerror(errno));
+    for (size_t j = 0; j < d->n; j++) {
+      if (lsetxattr(d->names[j], XATTR, label, label_len, 0) != 0) die("cannot label %s: %s", d->names[j], strerror(errno));
+      free(d->names[j]);
+    }
+    labeled += d->n;
+    free(d->names);
+    close(d->fd);
+  }
+  n_pending = 0;
+  cwd_moved = true;
+  report_progress();
+}
+
+static struct pending_dir *pending_for(int dir_fd, unsigned long walk_id) {
+  if (n_pending > 0 && pending[n_pending - 1].walk_id == walk_id) return &pending[n_pending - 1];
+  struct pending_dir *d = &pending[n_pending++];
+  d->walk_id = walk_id;
+  d->fd = dup(dir_fd);
+  if (d->fd < 0) die("dup: %s", strerror(errno));
+  d->names = NULL;
+  d->n = d->cap = 0;
+  return d;
+}
+
+/* The last value read and its hex: the files of a tree mostly share one label. */
+static unsigned char last_value[MAX_VALUE];
+static ssize_t last_len = -2;
+static char *last_hex;
+
+static const char *hex_of(const unsigned char *v, ssize_t n) {
+  if (n != last_len || (n > 0 && memcmp(v, last_value, (size_t)n) != 0)) {
+    free(last_hex);
+    last_hex = to_hex(v, n);
+    last_len = n;
+    if (n > 0) memcpy(last_value, v, (size_t)n);
+  }
+  return last_hex;
+}
+
+/* Writes the record of one entry (with the label it has now) and queues its new label. */
+static void record(int dir_fd, unsigned long walk_id, const char *rel, const char *name, const struct entry_stat *st, ssize_t n, const unsigned char *value) {
+  const char *before = hex_of(value, n);
+  const char *original = n_priors > 0 ? prior_original(st->ino, st->birth) : NULL;
+  if (!original && st->nlink > 1) {
+    /* Another name of this inode may have been labeled already (always by this worker): its first
+       record holds the label the file had. */
+    original = hard_link_original(st->ino);
+    if (!original) remember_hard_link(st->ino, before);
+  }
+  if (!original) original = before;
+  unsigned long ino = (unsigned long)st->ino;
+  if (strcmp(original, before) == 0) out_line(&log_out, "%lu %s %s = %s\n", ino, st->birth, original, rel);
+  else out_line(&log_out, "%lu %s %s %s %s\n", ino, st->birth, original, before, rel);
+  unsynced++;
+  if (dir_fd < 0) {
+    root_pending = true;
+  } else {
+    struct pending_dir *d = pending_for(dir_fd, walk_id);
+    if (d->n == d->cap) {
+      d->cap = d->cap ? d->cap * 2 : 64;
+      d->names = realloc(d->names, d->cap * sizeof *d->names);
+      if (!d->names) die("out of memory");
+    }
+    d->names[d->n++] = xstrdup(name);
+  }
+  if (unsynced >= SYNC_EVERY || n_pending == MAX_PENDING_DIRS) flush_pending();
+}
+
+static ssize_t checked_value(ssize_t n, const char *what) {
+  if (n < 0 && errno != ENODATA && errno != ENOTSUP) die("cannot read the label of %s: %s", what, strerror(errno));
+  return n < 0 ? -1 : n;
+}
+
+static void check_owner(const char *rel, const struct entry_stat *st, bool pooled) {
+  if (!any_owner && !pooled && st->uid != owner_uid)
+    refuse(rel, "it belongs to uid %lu, not to the requesting user (uid %lu)", (unsigned long)st->uid, (unsigned long)owner_uid);
+}
+
+static void skip(const char *rel, const char *reason) {
+  out_line(&std_out, "skipped %s %s\n", reason, rel); /* the reason first: a relative path may hold spaces */
+}
+
+struct subdir {
+  char *name;
+  ino_t ino;
+  bool owned; /* listed by this worker, which then refuses a swap; other workers just do not descend */
+};
+
+static unsigned long walks;
+
+/* Labels this worker's share of the directory open as dir_fd (relative path rel), then walks its subdirectories. */
+static void walk(int dir_fd, const char *rel) {
+  unsigned long walk_id = ++walks;
+  if (fchdir(dir_fd) != 0) die("cannot enter %s: %s", rel, strerror(errno));
+  cwd_moved = false;
+  /* A new open file description: a dup() would share the read position with the other workers. */
+  int list_fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *dir = list_fd < 0 ? NULL : fdopendir(list_fd);
+  if (!dir) die("cannot list %s: %s", rel, strerror(errno));
+  bool pooled = in_pool(rel);
+  struct subdir *subdirs = NULL;
+  size_t n_sub = 0, cap_sub = 0;
+  struct dirent *e;
+  errno = 0;
+  while ((e = readdir(dir)) != NULL) {
+    const char *name = e->d_name;
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) continue;
+    if (has_control_chars(name)) {
+      char *child = join(rel, name);
+      refuse(child, "a file name in the tree contains control characters");
+    }
+    bool owned = mine(e->d_ino);
+    struct entry_stat st;
+    bool is_dir;
+    if (owned || e->d_type == DT_UNKNOWN) {
+      if (stat_entry(dir_fd, name, 0, &st) != 0) {
+        if (errno == ENOENT) { errno = 0; continue; } /* removed while we walk: nothing to label */
+        die("cannot stat %s/%s: %s", rel, name, strerror(errno));
+      }
+      is_dir = S_ISDIR(st.mode) && st.dev == root_dev;
+    } else {
+      is_dir = e->d_type == DT_DIR;
+      st.ino = e->d_ino;
+    }
+    if (owned) {
+      char *child = join(rel, name);
+      if (S_ISLNK(st.mode)) skip(child, "symlink");
+      else if (!S_ISREG(st.mode) && !S_ISDIR(st.mode)) skip(child, "special");
+      else if (st.dev != root_dev) skip(child, "mount");
+      else {
+        check_owner(child, &st, pooled || in_pool(child));
+        if (cwd_moved) {
+          if (fchdir(dir_fd) != 0) die("cannot enter %s: %s", rel, strerror(errno));
+          cwd_moved = false;
+        }
+        unsigned char value[MAX_VALUE];
+        ssize_t n = checked_value(lgetxattr(name, XATTR, value, sizeof value), child);
+        record(dir_fd, walk_id, child, name, &st, n, value);
+      }
+      free(child);
+    }
+    if (is_dir) {
+      if (n_sub == cap_sub) {
+        cap_sub = cap_sub ? cap_sub * 2 : 16;
+        subdirs = realloc(subdirs, cap_sub * sizeof *subdirs);
+        if (!subdirs) die("out of memory");
+      }
+      subdirs[n_sub++] = (struct subdir){.name = xstrdup(name), .ino = st.ino, .owned = owned};
+    }
+    errno = 0;
+  }
+  if (errno != 0) die("cannot list %s: %s", rel, strerror(errno));
+  closedir(dir);
+  for (size_t i = 0; i < n_sub; i++) {
+    struct subdir *sd = &subdirs[i];
+    char *child = join(rel, sd->name);
+    int fd = openat(dir_fd, sd->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    bool same = fd >= 0 && fstat(fd, &st) == 0 && st.st_ino == sd->ino && st.st_dev == root_dev;
+    if (same) walk(fd, child);
+    else if (sd->owned) refuse(child, "it was replaced while the tree was being relabeled");
+    if (fd >= 0) close(fd);
+    free(child);
+    free(sd->name);
+  }
+  free(subdirs);
+}
+
+/* Starts workers-1 more processes; this one is worker 0. */
+static void start_workers(void) {
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  workers = cpus < 1 ? 1 : cpus > 4 ? 4 : (unsigned)cpus;
+  for (unsigned w = 1; w < workers; w++) {
+    pid_t pid = fork();
+    if (pid < 0) die("fork: %s", strerror(errno));
+    if (pid == 0) {
+      worker = w;
+      return;
+    }
+    children[w] = pid;
+  }
+}
+
+/* Worker 0 waits for the others; the first failure is the tool's (the rest are stopped). */
+static int wait_workers(void) {
+  int result = 0;
+  for (unsigned w = 1; w < workers; w++) {
+    int status;
+    while (waitpid(children[w], &status, 0) < 0) {
+      if (errno != EINTR) die("waitpid: %s", strerror(errno));
+    }
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    if (code != 0 && result == 0) {
+      result = code;
+      for (unsigned o = w + 1; o < workers; o++) kill(children[o], SIGTERM);
+    }
+  }
+  return result;
+}
+
+static int do_label(void) {
+  struct entry_stat st;
+  if (stat_entry(ROOT_FD, "", AT_EMPTY_PATH, &st) != 0) die("fd 3 (the root) is not open: %s", strerror(errno));
+  root_dev = st.dev;
+  int flags = fcntl(LOG_FD, F_GETFL);
+  if (flags < 0 || fcntl(LOG_FD, F_SETFL, flags | O_APPEND) != 0) die("fd 4 (the log) is not open: %s", strerror(errno));
+  read_priors();
+  if (!S_ISREG(st.mode) && !S_ISDIR(st.mode)) refuse(".", "only files and directories are content");
+  check_owner(".", &st, any_owner || in_pool("."));
+  if (S_ISDIR(st.mode)) start_workers();
+  if (worker == 0) {
+    unsigned char value[MAX_VALUE];
+    ssize_t n = checked_value(fgetxattr(ROOT_FD, XATTR, value, sizeof value), root_path);
+    record(-1, 0, ".", NULL, &st, n, value);
+  }
+  if (S_ISDIR(st.mode)) walk(ROOT_FD, ".");
+  flush_pending();
+  out_flush(&std_out);
+  if (worker != 0) return 0;
+  int result = wait_workers();
+  if (result == 0) {
+    out_line(&std_out, "done\n");
+    out_flush(&std_out);
+  }
+  return result;
+}
+
+/* ---- restore ---- */
+
+static int do_restore(bool use_original, const char *under) {
+  struct entry_stat root_st;
+  if (stat_entry(ROOT_FD, "", AT_EMPTY_PATH, &root_st) != 0) die("fd 3 (the root) is not open: %s", strerror(errno));
+  size_t under_len = under ? strlen(under) : 0;
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  char *cur_dir = xstrdup(".");
+  int cur_fd = ROOT_FD;
+  bool cur_ok = true;
+  unsigned long restored = 0;
+  if (fchdir(ROOT_FD) != 0 && errno != ENOTDIR) die("cannot enter the root: %s", strerror(errno));
+  while ((len = getline(&line, &cap, stdin)) > 0) {
+    /* A last line without its newline was torn by a crash: its file was not labeled (records are synced first). */
+    if (line[len - 1] != '\n') break;
+    line[len - 1] = '\0';
+    char *fields[5];
+    char *p = line;
+    for (int i = 0; i < 4; i++) {
+      char *sp = strchr(p, ' ');
+      if (!sp) die("malformed log record: %.60s", line);
+      *sp = '\0';
+      fields[i] = p;
+      p = sp + 1;
+    }
+    fields[4] = p;
+    const char *rel = fields[4], *birth = fields[1];
+    if (under && strcmp(under, ".") != 0 && !(strncmp(rel, under, under_len) == 0 && (rel[under_len] == '/' || rel[under_len] == '\0'))) continue;
+    char *end;
+    errno = 0;
+    unsigned long long ino = strtoull(fields[0], &end, 10);
+    if (errno != 0 || *end != '\0') die("malformed log record: %.60s", line);
+    const char *hex = use_original || strcmp(fields[3], "=") == 0 ? fields[2] : fields[3];
+    unsigned char value[MAX_VALUE];
+    ssize_t n = from_hex(hex, value, sizeof value);
+    if (strcmp(rel, ".") == 0) {
+      if ((unsigned long long)root_st.ino != ino || !same_birth(root_st.birth, birth)) { skip(rel, "replaced"); continue; }
+      int r = n < 0 ? fremovexattr(ROOT_FD, XATTR) : fsetxattr(ROOT_FD, XATTR, value, (size_t)n, 0);
+      if (r != 0 && !(n < 0 && errno == ENODATA)) die("cannot restore the root's label: %s", strerror(errno));
+      restored++;
+      continue;
+    }
+    /* Enter the record's directory from the root, one component at a time, never through a symlink. */
+    const char *slash = strrchr(rel, '/');
+    char *dir_rel = slash ? strndup(rel, (size_t)(slash - rel)) : xstrdup(".");
+    const char *name = slash ? slash + 1 : rel;
+    if (!dir_rel) die("out of memory");
+    if (strcmp(dir_rel, cur_dir) != 0) {
+      if (cur_fd != ROOT_FD) close(cur_fd);
+      cur_fd = ROOT_FD;
+      cur_ok = true;
+      if (strcmp(dir_rel, ".") != 0) {
+        char *copy = xstrdup(dir_rel), *save = NULL;
+        for (char *part = strtok_r(copy, "/", &save); part && cur_ok; part = strtok_r(NULL, "/", &save)) {
+          int next = openat(cur_fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+          if (cur_fd != ROOT_FD) close(cur_fd);
+          cur_fd = next < 0 ? ROOT_FD : next;
+          cur_ok = next >= 0;
+        }
+        free(copy);
+      }
+      free(cur_dir);
+      cur_dir = dir_rel;
+      if (cur_ok && fchdir(cur_fd) != 0) die("cannot enter %s: %s", cur_dir, strerror(errno));
+    } else {
+      free(dir_rel);
+    }
+    struct entry_stat st;
+    if (!cur_ok || stat_entry(cur_fd, name, 0, &st) != 0) { skip(rel, "gone"); continue; }
+    if ((unsigned long long)st.ino != ino || !same_birth(st.birth, birth) || st.dev != root_st.dev || S_ISLNK(st.mode)) { skip(rel, "replaced"); continue; }
+    int r = n < 0 ? lremovexattr(name, XATTR) : lsetxattr(name, XATTR, value, (size_t)n, 0);
+    if (r != 0 && !(n < 0 && errno == ENODATA)) die("cannot restore the label of %s: %s", rel, strerror(errno));
+    if (++restored % PROGRESS_EVERY == 0) {
+      out_line(&std_out, "progress %d\n", PROGRESS_EVERY);
+      out_flush(&std_out);
+    }
+  }
+  free(line);
+  free(cur_dir);
+  out_line(&std_out, "restored %lu\n", restored);
+  out_flush(&std_out);
+  return 0;
+}
+
+static void usage(void) {
+  die("usage: svirt-label-tree label --label LABEL --uid UID [--any-owner] [--pool REL]... --root-path PATH\n"
+      "       svirt-label-tree restore --use original|before [--under REL] --root-path PATH");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) usage();
+  const char *mode = argv[1];
+  const char *use = NULL, *under = NULL, *uid_text = NULL;
+  pools = xmalloc((size_t)argc * sizeof *pools);
+  for (int i = 2; i < argc; i++) {
+    const char *opt = argv[i];
+    if (strcmp(opt, "--any-owner") == 0) { any_owner = true; continue; }
+    if (i + 1 >= argc) usage();
+    const char *val = argv[++i];
+    if (strcmp(opt, "--label") == 0) label = val;
+    else if (strcmp(opt, "--uid") == 0) uid_text = val;
+    else if (strcmp(opt, "--pool") == 0) pools[n_pools++] = (char *)val;
+    else if (strcmp(opt, "--root-path") == 0) root_path = val;
+    else if (strcmp(opt, "--use") == 0) use = val;
+    else if (strcmp(opt, "--under") == 0) under = val;
+    else usage();
+  }
+  if (!root_path) usage();
+  if (strcmp(mode, "restore") == 0) {
+    if (!use || (strcmp(use, "original") != 0 && strcmp(use, "before") != 0)) usage();
+    return do_restore(strcmp(use, "original") == 0, under);
+  }
+  if (strcmp(mode, "label") != 0 || !label || !uid_text) usage();
+  for (const unsigned char *p = (const unsigned char *)label; *p; p++)
+    if (*p <= 0x20 || *p >= 0x7f) die("the label must be printable ASCII without spaces");
+  label_len = strlen(label) + 1;
+  char *end;
+  errno = 0;
+  unsigned long uid = strtoul(uid_text, &end, 10);
+  if (errno != 0 || *end != '\0' || end == uid_text) usage();
+  owner_uid = (uid_t)uid;
+  return do_label();
+}
