@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <search.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -560,7 +561,9 @@ static void walk(int dir_fd, const char *rel) {
 
 /* Starts workers-1 more processes; this one is worker 0. */
 static void start_workers(void) {
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  /* The CPUs this process may run on (taskset, cpusets), not all the machine has. */
+  cpu_set_t allowed;
+  int cpus = sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : 1;
   workers = cpus < 1 ? 1 : cpus > 4 ? 4 : (unsigned)cpus;
   for (unsigned w = 1; w < workers; w++) {
     pid_t pid = fork();
