@@ -58,9 +58,11 @@ describe('svirt-label-tree', () => {
     const child = spawn(labelTreeToolPath(), ['label', '--label', SHARED, '--uid', '0', '--root-path', root], {
       stdio: ['pipe', 'pipe', 'pipe', rootHandle.fd, log.fd],
     });
-    child.stdin.end();
+    const { stdin, stdout } = child;
+    if (!stdin || !stdout) throw new Error('spawned without pipes');
+    stdin.end();
     // Killed as soon as it reports labels written (its workers too: they are its children).
-    await once(child.stdout, 'data');
+    await once(stdout, 'data');
     const { stdout: workers } = await run('pgrep', ['-P', String(child.pid)]).catch(() => ({ stdout: '' }));
     child.kill('SIGKILL');
     for (const pid of workers.split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
