@@ -48,13 +48,23 @@ export class BufferPool {
   }
 }
 
-/** net.connect's onread, reading into pool buffers; onData gets each chunk and the pool buffer it lives in. */
-export function pooledReads(pool: BufferPool, onData: (chunk: Buffer, owner: Buffer) => void): net.OnReadOpts {
+/**
+ * net.connect's onread, reading into pool buffers after `headroom` bytes (room for a frame header in front
+ * of the data, so that header and data go out in one write); onData gets each chunk and the pool buffer
+ * it lives in.
+ */
+export function pooledReads(pool: BufferPool, onData: (chunk: Buffer, owner: Buffer) => void, headroom = 0): net.OnReadOpts {
+  // libuv asks for a buffer and reports the read into it before asking again: one is lent at a time.
+  let lent: Buffer | undefined;
   return {
-    buffer: () => pool.acquire(),
-    callback: (bytesRead, buffer) => {
-      const owner = buffer as Buffer;
-      onData(owner.subarray(0, bytesRead), owner);
+    buffer: () => {
+      lent = pool.acquire();
+      return lent.subarray(headroom);
+    },
+    callback: (bytesRead) => {
+      const owner = lent as Buffer;
+      lent = undefined;
+      onData(owner.subarray(headroom, headroom + bytesRead), owner);
       pool.release(owner);
       // Flow control is done with pause()/resume(), never by refusing a read here.
       return true;

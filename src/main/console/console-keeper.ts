@@ -23,18 +23,18 @@ import { DEFAULT_RING_BYTES, ScrollbackRing } from './scrollback-ring';
 import { BufferPool, pooledReads } from './buffer-pool';
 import {
   FrameDecoder,
+  FRAME_HEADER_BYTES,
   FrameType,
-  MAX_FRAME_PAYLOAD,
   PROTOCOL_VERSION,
   ProtocolError,
   encodeJsonFrame,
-  frameHeader,
   parseHello,
   parseWindowSize,
   type Bye,
   type ByeReason,
   type Info,
   type WindowSize,
+  writeFrameHeader,
 } from './console-protocol';
 
 export { connectConsole, type ConsoleViewer, type ConnectConsoleOptions, type ViewerEnd } from './console-viewer';
@@ -85,8 +85,10 @@ const DEFAULT_SLOW_VIEWER_GRACE_MS = 500;
 const CONNECT_RETRY_MS = 25;
 /** Node-side write buffer per viewer before write() says "wait": a few chunks keep the socket busy. */
 const VIEWER_HIGH_WATER_MARK = 256 * 1024;
-/** Reads from qemu, and copies out of the ring for a viewer behind, are at most this size. */
+/** Reads from qemu, and copies out of the ring for a viewer behind, are at most this size: one data frame each. */
 const MAX_READ_BYTES = 256 * 1024;
+
+const writeDataHeader = (frame: Buffer, length: number): void => writeFrameHeader(frame, FrameType.data, length);
 
 /** Connects a console keeper to qemu, starts serving viewers, and resolves once both are in place. */
 export async function startConsoleKeeper(options: ConsoleKeeperOptions): Promise<ConsoleKeeper> {
@@ -182,14 +184,15 @@ class Keeper implements ConsoleKeeper {
     this.#graceMs = options.slowViewerGraceMs ?? DEFAULT_SLOW_VIEWER_GRACE_MS;
     // One read adds at most a quarter of the lag cap: reading pauses past three quarters, so a viewer
     // that makes it pause is still within the cap after the read that did it.
-    this.#buffers = new BufferPool(Math.max(1, Math.min(MAX_READ_BYTES, Math.floor(this.#maxLag / 4))));
+    // Each pool buffer is a whole data frame: the header's room, then the bytes read from qemu.
+    this.#buffers = new BufferPool(FRAME_HEADER_BYTES + Math.max(1, Math.min(MAX_READ_BYTES, Math.floor(this.#maxLag / 4))));
     this.#log = options.log ?? (() => {});
     this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
   }
 
   async connectSerial(): Promise<void> {
     const { serialSocketPath, connectTimeoutMs } = this.#options;
-    const onread = pooledReads(this.#buffers, (chunk, owner) => this.#onOutput(chunk, owner));
+    const onread = pooledReads(this.#buffers, (chunk, owner) => this.#onOutput(chunk, owner), FRAME_HEADER_BYTES);
     const serial = await connectSerial(serialSocketPath, connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, onread);
     this.#serial = serial;
     serial.on('drain', () => this.#resumeInput());
@@ -242,15 +245,18 @@ class Keeper implements ConsoleKeeper {
     return this.ended;
   }
 
-  /** Output read from qemu into `owner`, a pool buffer. */
+  /** Output read from qemu into `owner`, a pool buffer, after its frame header's room. */
   #onOutput(chunk: Buffer, owner: Buffer): void {
     const before = this.#ring.totalWritten;
     this.#ring.append(chunk);
+    let framed = false;
     for (const viewer of this.#viewers) {
       if (viewer.state !== 'streaming') continue;
       if (viewer.writable && viewer.cursor === before && viewer.pendingSize === null) {
-        // Caught-up viewer: send the chunk itself, no copy out of the ring.
-        this.#sendOutput(viewer, chunk, owner);
+        // Caught-up viewer: send the chunk itself, no copy out of the ring; every viewer gets the same frame.
+        if (!framed) writeDataHeader(owner, chunk.length);
+        framed = true;
+        this.#sendFrame(viewer, owner, chunk.length);
       } else if (this.#ring.totalWritten - viewer.cursor > this.#maxLag) {
         this.#dropViewer(viewer, 'too-slow', `fell more than ${this.#maxLag} bytes behind the guest's output`);
       } else {
@@ -260,17 +266,13 @@ class Keeper implements ConsoleKeeper {
     this.#reviewFlow();
   }
 
-  /** Sends output bytes that live in `owner`, a pool buffer held until the socket has written them. */
-  #sendOutput(viewer: Viewer, bytes: Buffer, owner: Buffer): void {
-    for (let start = 0; start < bytes.length && viewer.writable; start += MAX_FRAME_PAYLOAD) {
-      const piece = bytes.subarray(start, start + MAX_FRAME_PAYLOAD);
-      viewer.cursor += piece.length;
-      viewer.socket.cork();
-      viewer.socket.write(frameHeader(FrameType.data, piece.length));
-      viewer.writable = this.#buffers.write(viewer.socket, owner, piece);
-      viewer.socket.uncork();
-    }
-    // Whatever did not fit stays in the ring; #pump sends it on 'drain'.
+  /**
+   * Sends the data frame that fills `owner` (a pool buffer, held until the socket has written it): its
+   * header, written by writeDataHeader, and `length` output bytes, in one write.
+   */
+  #sendFrame(viewer: Viewer, owner: Buffer, length: number): void {
+    viewer.cursor += length;
+    viewer.writable = this.#buffers.write(viewer.socket, owner, owner.subarray(0, FRAME_HEADER_BYTES + length));
   }
 
   /** Sends a viewer what it has not had yet, while its socket takes it. */
@@ -289,8 +291,9 @@ class Keeper implements ConsoleKeeper {
       }
       // A copy: the ring slot may be overwritten before the socket gets to send a view of it.
       const copy = this.#buffers.acquire();
-      const copied = this.#ring.readInto(viewer.cursor, copy);
-      this.#sendOutput(viewer, copy.subarray(0, copied), copy);
+      const copied = this.#ring.readInto(viewer.cursor, copy.subarray(FRAME_HEADER_BYTES));
+      writeDataHeader(copy, copied);
+      this.#sendFrame(viewer, copy, copied);
       this.#buffers.release(copy);
     }
     if (this.#finishing !== null && viewer.state === 'streaming' && viewer.cursor === this.#ring.totalWritten && viewer.pendingSize === null) {

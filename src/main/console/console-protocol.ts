@@ -69,9 +69,15 @@ export class ProtocolError extends Error {
 
 export function frameHeader(type: FrameType, payloadLength: number): Buffer {
   const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-  header.writeUInt8(type, 0);
-  header.writeUInt32BE(payloadLength, 1);
+  writeFrameHeader(header, type, payloadLength);
   return header;
+}
+
+/** Writes a frame header into the first FRAME_HEADER_BYTES of `target` (a buffer with the payload after it). */
+export function writeFrameHeader(target: Buffer, type: FrameType, payloadLength: number): void {
+  if (payloadLength > MAX_FRAME_PAYLOAD) throw new RangeError(`a frame payload of ${payloadLength} bytes exceeds ${MAX_FRAME_PAYLOAD}`);
+  target.writeUInt8(type, 0);
+  target.writeUInt32BE(payloadLength, 1);
 }
 
 export function encodeFrame(type: FrameType, payload: Uint8Array): Buffer {
