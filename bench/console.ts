@@ -14,6 +14,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -34,7 +35,7 @@ const HELPER_BUNDLE = path.resolve(path.dirname(SELF), '../dist/svirt-helper.js'
 const { values } = parseArgs({
   options: {
     mib: { type: 'string', default: '512' },
-    rounds: { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '5' },
     ring: { type: 'string', default: String(DEFAULT_RING_BYTES) },
     'serve-source': { type: 'string' },
   },
@@ -84,13 +85,19 @@ class StreamCheck {
   mismatchedBlocks = 0;
   /** performance.now() when the received bytes passed WARM_UP_BYTES. */
   warmAt: number | null = null;
+  /** Called once, when the warm-up part has passed, and once all the bytes are in. */
+  onMark: (mark: 'warm' | 'complete') => void = () => {};
   #hash = createHash('sha256');
   #inBlock = 0;
   #blockIndex = 0;
 
   add(chunk: Buffer): void {
     this.received += chunk.length;
-    if (this.warmAt === null && this.received >= WARM_UP_BYTES) this.warmAt = performance.now();
+    if (this.warmAt === null && this.received >= WARM_UP_BYTES) {
+      this.warmAt = performance.now();
+      this.onMark('warm');
+    }
+    if (this.received === totalBytes) this.onMark('complete');
     let position = 0;
     while (position < chunk.length) {
       const take = Math.min(BLOCK_BYTES - this.#inBlock, chunk.length - position);
@@ -161,6 +168,8 @@ interface Run {
   received: number;
   /** Bytes received after the warm-up mark. */
   timedBytes: number;
+  /** CPU time the keeper process used while they went through (keeper runs). */
+  keeperCpuSeconds?: number;
   mismatchedBlocks: number;
   note?: string;
 }
@@ -186,7 +195,7 @@ async function keeperRun(dir: string, round: number): Promise<Run> {
   const serialPath = path.join(dir, `keeper-serial-${round}.sock`);
   const viewerPath = path.join(dir, `console-${round}.sock`);
   const source = await serialSource(serialPath);
-  await startConsoleKeeperProcess({
+  const keeper = await startConsoleKeeperProcess({
     command: process.execPath,
     argsPrefix: [HELPER_BUNDLE],
     serialSocketPath: serialPath,
@@ -198,6 +207,9 @@ async function keeperRun(dir: string, round: number): Promise<Run> {
   await source.connected;
   const viewer = connectConsole(viewerPath);
   const check = new StreamCheck();
+  // The keeper's own CPU time over the timed part: a figure the other processes' scheduling does not blur.
+  const cpu: Partial<Record<'warm' | 'complete', number>> = {};
+  check.onMark = (mark) => (cpu[mark] = cpuSeconds(keeper.pid));
   viewer.on('data', (chunk) => check.add(chunk));
   const ended = once(viewer, 'end') as Promise<[{ reason: string; message?: string }]>;
   await viewer.ready;
@@ -209,8 +221,17 @@ async function keeperRun(dir: string, round: number): Promise<Run> {
   check.finish();
   return {
     ...timing(check, endedAt), received: check.received, mismatchedBlocks: check.mismatchedBlocks,
+    ...(cpu.warm !== undefined && cpu.complete !== undefined ? { keeperCpuSeconds: cpu.complete - cpu.warm } : {}),
     ...(end.reason === 'vm-ended' ? {} : { note: `viewer ended: ${end.reason} ${end.message ?? ''}` }),
   };
+}
+
+/** user + system CPU seconds of a process so far (/proc/PID/stat, clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function timing(check: StreamCheck, endedAt: number): { seconds: number; timedBytes: number } {
@@ -249,18 +270,25 @@ try {
   const keeperMBps = median(kept.map(mbps));
   const bytesLost = Math.max(...[...raw, ...kept].map((run) => totalBytes - run.received));
   const mismatchedBlocks = Math.max(...[...raw, ...kept].map((run) => run.mismatchedBlocks));
-  const ratioVsRaw = keeperMBps / rawMBps;
-  console.log(`median: raw ${rawMBps.toFixed(1)} MiB/s, keeper ${keeperMBps.toFixed(1)} MiB/s, ratio ${ratioVsRaw.toFixed(3)} (goal ≥ 0.8)`);
+  // Each keeper run against the raw run just before it (same machine state), then the median of those.
+  const pairedRatios = kept.map((run, i) => mbps(run) / mbps(raw[i]!));
+  const ratioVsRaw = median(pairedRatios);
+  const cpuPerGiB = kept.map((run) => (run.keeperCpuSeconds ?? NaN) / (run.timedBytes / 2 ** 30));
+  const keeperCpuSecondsPerGiB = Number(median(cpuPerGiB).toFixed(3));
+  console.log(`keeper CPU: ${keeperCpuSecondsPerGiB} s per GiB relayed (per run: ${cpuPerGiB.map((c) => c.toFixed(3)).join(', ')})`);
+  console.log(`median: raw ${rawMBps.toFixed(1)} MiB/s, keeper ${keeperMBps.toFixed(1)} MiB/s; ratio per round ${pairedRatios.map((r) => r.toFixed(3)).join(', ')}: median ${ratioVsRaw.toFixed(3)} (goal ≥ 0.8)`);
   console.log(`worst run: ${bytesLost} bytes lost, ${mismatchedBlocks} mismatched MiB blocks (goal 0); load after ${load()}`);
   console.log(
     JSON.stringify({
       ratioVsRaw: Number(ratioVsRaw.toFixed(3)),
       bytesLost,
       mismatchedBlocks,
+      ratioOfMedians: Number((keeperMBps / rawMBps).toFixed(3)),
       rawMBps: Number(rawMBps.toFixed(1)),
       keeperMBps: Number(keeperMBps.toFixed(1)),
       bytes: totalBytes,
       timedFromBytes: WARM_UP_BYTES,
+      keeperCpuSecondsPerGiB,
       rounds,
       ringBytes,
     }),

@@ -210,6 +210,24 @@ describe('console keeper with a stand-in serial port', () => {
     expect(resumedSeen.text()).toBe(tail);
   });
 
+  it('replays the newest replayBytes to a new viewer, and the whole ring to one that resumes', async () => {
+    const { serial, viewerPath } = await keeperWithFakeSerial({ ringBytes: 4096, replayBytes: 1000 });
+    const output = Buffer.alloc(3000);
+    for (let i = 0; i < output.length; i++) output[i] = 33 + (i % 90);
+    await serial.send(output);
+    await sleep(100);
+    const fresh = viewerOf(viewerPath);
+    const freshSeen = record(fresh);
+    expect(await fresh.ready).toMatchObject({ offset: 2000, end: 3000, dropped: 0 });
+    const resumed = viewerOf(viewerPath, 10);
+    const resumedSeen = record(resumed);
+    expect(await resumed.ready).toMatchObject({ offset: 10, dropped: 0 });
+    await freshSeen.waitFor(output.subarray(2000).toString('latin1'));
+    await resumedSeen.waitFor(output.subarray(10).toString('latin1'));
+    expect(freshSeen.text()).toBe(output.subarray(2000).toString('latin1'));
+    expect(resumedSeen.text()).toBe(output.subarray(10).toString('latin1'));
+  });
+
   it.each([
     { mode: 'never pausing qemu', slowViewerGraceMs: 0 },
     { mode: 'pausing qemu for at most 300 ms', slowViewerGraceMs: 300 },
