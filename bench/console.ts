@@ -35,7 +35,7 @@ const HELPER_BUNDLE = path.resolve(path.dirname(SELF), '../dist/svirt-helper.js'
 const { values } = parseArgs({
   options: {
     mib: { type: 'string', default: '512' },
-    rounds: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '7' },
     ring: { type: 'string', default: String(DEFAULT_RING_BYTES) },
     'serve-source': { type: 'string' },
   },
