@@ -72,7 +72,7 @@ export function VmList({ vms, onOpen }: { vms: readonly VmSummary[]; onOpen: (na
               return (
                 <tr key={vm.name} data-testid={`vm-row-${vm.name}`} className={sharedWarning || imageWarning ? 'row--warning' : undefined}>
                   <th scope="row">
-                    <button type="button" className="link vm-name" onClick={() => onOpen(vm.name)}>
+                    <button type="button" className="link vm-name" title={vm.name} onClick={() => onOpen(vm.name)}>
                       {vm.name}
                     </button>
                     {sharedWarning && <div className="row-warning">⚠ Same MCS pair as {conflict?.sharesPairWith.join(', ')}: they can open each other's images</div>}

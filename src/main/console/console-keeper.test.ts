@@ -108,6 +108,13 @@ function overlap(a: Recording, b: Recording): { fromA: Buffer; fromB: Buffer } {
   return { fromA: a.bytes().subarray(from - startA, to - startA), fromB: b.bytes().subarray(from - startB, to - startB) };
 }
 
+/** `length` printable bytes in a repeating pattern, so a shifted or cut replay shows. */
+function printableOutput(length: number): Buffer {
+  const output = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) output[i] = 33 + (i % 90);
+  return output;
+}
+
 function viewerOf(socketPath: string, resumeFrom: number | null = null): ConsoleViewer {
   const viewer = connectConsole(socketPath, { resumeFrom });
   cleanups.push(() => viewer.close());
@@ -190,8 +197,7 @@ describe('console keeper with a stand-in serial port', () => {
 
   it('keeps only the newest ringBytes and tells a resuming viewer how much it missed', async () => {
     const { serial, viewerPath } = await keeperWithFakeSerial({ ringBytes: 1024 });
-    const output = Buffer.alloc(3000);
-    for (let i = 0; i < output.length; i++) output[i] = 33 + (i % 90);
+    const output = printableOutput(3000);
     await serial.send(output);
     await sleep(100);
     const fresh = viewerOf(viewerPath);
@@ -212,8 +218,7 @@ describe('console keeper with a stand-in serial port', () => {
 
   it('replays the newest replayBytes to a new viewer, and the whole ring to one that resumes', async () => {
     const { serial, viewerPath } = await keeperWithFakeSerial({ ringBytes: 4096, replayBytes: 1000 });
-    const output = Buffer.alloc(3000);
-    for (let i = 0; i < output.length; i++) output[i] = 33 + (i % 90);
+    const output = printableOutput(3000);
     await serial.send(output);
     await sleep(100);
     const fresh = viewerOf(viewerPath);
