@@ -350,11 +350,17 @@ static bool mine(ino_t ino) {
 static size_t unsynced;
 static unsigned long labeled, reported;
 
-/* Entries whose record is written but not yet synced: labeled after the next sync. */
+/* An entry whose record is written but not yet synced: labeled after the next sync. */
+struct pending_entry {
+  char *rel;        /* its path in the tree; the name is the last component */
+  const char *name; /* in rel */
+  ino_t ino;        /* what the walk saw: the name must still be this file when it is labeled */
+};
+
 struct pending_dir {
   unsigned long walk_id; /* which walk() listed them: fd numbers are reused, ids are not */
   int fd;
-  char **names;
+  struct pending_entry *entries;
   size_t n, cap;
 };
 static struct pending_dir pending[MAX_PENDING_DIRS];
@@ -392,11 +398,21 @@ static void flush_pending(void) {
     struct pending_dir *d = &pending[i];
     if (fchdir(d->fd) != 0) die("cannot enter a directory: %s", strerror(errno));
     for (size_t j = 0; j < d->n; j++) {
-      if (lsetxattr(d->names[j], XATTR, label, label_len, 0) != 0) die("cannot label %s: %s", d->names[j], strerror(errno));
-      free(d->names[j]);
+      struct pending_entry *e = &d->entries[j];
+      /* The walk checked this inode (owner, type); a name swapped since (for a hard link to another
+         user's file, say) must not get the label. What is left is the usual race of a path-based tool. */
+      struct stat now;
+      if (fstatat(d->fd, e->name, &now, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno != ENOENT) die("cannot stat %s: %s", e->rel, strerror(errno));
+      } else if (now.st_ino != e->ino) {
+        refuse(e->rel, "it was replaced while the tree was being relabeled");
+      } else if (lsetxattr(e->name, XATTR, label, label_len, 0) != 0) {
+        die("cannot label %s: %s", e->rel, strerror(errno));
+      }
+      free(e->rel);
     }
     labeled += d->n;
-    free(d->names);
+    free(d->entries);
     close(d->fd);
   }
   n_pending = 0;
@@ -410,7 +426,7 @@ static struct pending_dir *pending_for(int dir_fd, unsigned long walk_id) {
   d->walk_id = walk_id;
   d->fd = dup(dir_fd);
   if (d->fd < 0) die("dup: %s", strerror(errno));
-  d->names = NULL;
+  d->entries = NULL;
   d->n = d->cap = 0;
   return d;
 }
@@ -431,7 +447,7 @@ static const char *hex_of(const unsigned char *v, ssize_t n) {
 }
 
 /* Writes the record of one entry (with the label it has now) and queues its new label. */
-static void record(int dir_fd, unsigned long walk_id, const char *rel, const char *name, const struct entry_stat *st, ssize_t n, const unsigned char *value) {
+static void record(int dir_fd, unsigned long walk_id, const char *rel, const struct entry_stat *st, ssize_t n, const unsigned char *value) {
   const char *before = hex_of(value, n);
   const char *original = n_priors > 0 ? prior_original(st->ino, st->birth) : NULL;
   if (!original && st->nlink > 1) {
@@ -451,10 +467,12 @@ static void record(int dir_fd, unsigned long walk_id, const char *rel, const cha
     struct pending_dir *d = pending_for(dir_fd, walk_id);
     if (d->n == d->cap) {
       d->cap = d->cap ? d->cap * 2 : 64;
-      d->names = realloc(d->names, d->cap * sizeof *d->names);
-      if (!d->names) die("out of memory");
+      d->entries = realloc(d->entries, d->cap * sizeof *d->entries);
+      if (!d->entries) die("out of memory");
     }
-    d->names[d->n++] = xstrdup(name);
+    char *copy = xstrdup(rel);
+    const char *slash = strrchr(copy, '/');
+    d->entries[d->n++] = (struct pending_entry){.rel = copy, .name = slash ? slash + 1 : copy, .ino = st->ino};
   }
   if (unsynced >= SYNC_EVERY || n_pending == MAX_PENDING_DIRS) flush_pending();
 }
@@ -528,7 +546,7 @@ static void walk(int dir_fd, const char *rel) {
         }
         unsigned char value[MAX_VALUE];
         ssize_t n = checked_value(lgetxattr(name, XATTR, value, sizeof value), child);
-        record(dir_fd, walk_id, child, name, &st, n, value);
+        record(dir_fd, walk_id, child, &st, n, value);
       }
       free(child);
     }
@@ -606,7 +624,7 @@ static int do_label(void) {
   if (worker == 0) {
     unsigned char value[MAX_VALUE];
     ssize_t n = checked_value(fgetxattr(ROOT_FD, XATTR, value, sizeof value), root_path);
-    record(-1, 0, ".", NULL, &st, n, value);
+    record(-1, 0, ".", &st, n, value);
   }
   if (S_ISDIR(st.mode)) walk(ROOT_FD, ".");
   flush_pending();
