@@ -7,7 +7,7 @@ import { McsAllocator, type InUseEntry } from '../../labeling/mcs-allocator';
 import type { PolicyProfile } from '../../labeling/policy-profile';
 import { startConsoleKeeperProcess } from '../console/keeper-process';
 import { liveProcessLevels, type SelinuxMode } from '../host-selinux';
-import { labelFile, LabelConflictError, restoreHolder, type RelabelContext } from '../labels/relabeler';
+import { labelFile, LabelConflictError, removeOrphanTreeLogs, restoreHolder, type RelabelContext } from '../labels/relabeler';
 import { openRelabelTarget, PathRefusedError, type OpenedTarget, type Requester } from '../labels/path-policy';
 import type { AccelChoice } from '../qemu/accel';
 import { launchQemu, qemuRunPaths, readQemuPid } from '../qemu/launch';
@@ -170,6 +170,7 @@ export class VmLifecycle {
     for (const holder of orphanHolders) {
       report.restoredFiles += (await restoreHolder(this.relabelContext(tx, { uid: 0 }), holder)).restored;
     }
+    await removeOrphanTreeLogs(this.relabelContext(tx, { uid: 0 }));
     // Pairs held by owners that no longer run (e.g. a crash after allocation) go back to the pool.
     for (const hold of allocator.toJSON().holds) {
       if (!tx.registry.vms[hold.owner]) allocator.release(hold.owner);

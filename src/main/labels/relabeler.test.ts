@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readLabel, writeLabel } from './file-labels';
 import { emptyJournal, type JournalData } from './label-journal';
 import { DEFAULT_PATH_POLICY } from './path-policy';
-import { labelContentTree, labelFile, LabelConflictError, restoreContent, restoreHolder, type RelabelContext } from './relabeler';
+import { labelContentTree, labelFile, LabelConflictError, removeOrphanTreeLogs, restoreContent, restoreHolder, type RelabelContext } from './relabeler';
 
 const PRIVATE_A = 'system_u:object_r:svirt_image_t:s0:c1,c2';
 const PRIVATE_B = 'system_u:object_r:svirt_image_t:s0:c3,c4';
@@ -195,5 +195,18 @@ describe('relabeler on real files', () => {
     expect(journal.entries).toEqual({}); // the tree's log holds it now
     await restoreContent(context(), root);
     expect(await readLabel(disk)).toBe(ORIGINAL);
+  });
+
+  it('removes tree logs the journal does not name, and nothing else', async () => {
+    const root = path.join(dir, 'kept');
+    await mkdir(root);
+    await file('kept/a');
+    await labelContentTree(context(), root, 'shared', SHARED);
+    const [kept] = Object.keys(journal.trees ?? {});
+    const orphan = '00000000-1111-4222-8333-444444444444.log';
+    await writeFile(path.join(dir, '.trees', orphan), '1 - - = .\n');
+    await writeFile(path.join(dir, '.trees', 'notes.txt'), 'not ours');
+    expect(await removeOrphanTreeLogs(context())).toEqual([orphan]);
+    expect((await readdir(path.join(dir, '.trees'))).sort()).toEqual([kept, 'notes.txt'].sort());
   });
 });

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { parseContext } from '../../labeling/context';
 import { faultPoint } from '../helper/fault-points';
@@ -174,6 +174,20 @@ async function openTreeLog(ctx: RelabelContext, name: string, flags: number): Pr
 
 async function removeTreeLog(ctx: RelabelContext, name: string): Promise<void> {
   if (TREE_LOG_NAME.test(name)) await rm(path.join(ctx.treeLogDir, name), { force: true });
+}
+
+/**
+ * Removes tree logs the journal does not name: left by a crash between creating a log and journaling it,
+ * or between journaling a relabel and removing the logs it superseded. Call under the state lock.
+ */
+export async function removeOrphanTreeLogs(ctx: RelabelContext): Promise<string[]> {
+  const names = await readdir(ctx.treeLogDir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [];
+    throw err;
+  });
+  const orphans = names.filter((name) => TREE_LOG_NAME.test(name) && !ctx.journal.trees?.[name]);
+  for (const name of orphans) await removeTreeLog(ctx, name);
+  return orphans;
 }
 
 /**
