@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -67,6 +68,29 @@
 
 static const char *root_path;
 
+/* Worker processes (see start_workers); worker 0 is the first process, the others its children. */
+static unsigned worker, workers = 1;
+static pid_t children[8];
+
+/*
+ * Every way out of worker 0 goes through here: its other workers are killed and waited for first, so
+ * that once the tool has exited nothing labels any more (the caller may roll back at once), and every
+ * label they wrote is in the log (they log before they label).
+ */
+static void finish(int status) {
+  if (worker == 0) {
+    /* Only live pids: kill(0, …) would signal the whole process group. */
+    for (unsigned w = 1; w < workers; w++)
+      if (children[w] > 0) kill(children[w], SIGKILL);
+    for (unsigned w = 1; w < workers; w++) {
+      while (children[w] > 0 && waitpid(children[w], NULL, 0) < 0 && errno == EINTR) {
+      }
+      children[w] = 0;
+    }
+  }
+  exit(status);
+}
+
 static void die(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -74,7 +98,7 @@ static void die(const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
   va_end(ap);
-  exit(1);
+  finish(1);
 }
 
 static void *xmalloc(size_t n) {
@@ -108,7 +132,7 @@ static void refuse(const char *rel, const char *fmt, ...) {
   va_end(ap);
   if (strcmp(rel, ".") == 0) fprintf(stderr, "refused\t%s\t%s\n", root_path, reason);
   else fprintf(stderr, "refused\t%s/%s\t%s\n", strcmp(root_path, "/") == 0 ? "" : root_path, rel, reason);
-  exit(3);
+  finish(3);
 }
 
 static bool has_control_chars(const char *s) {
@@ -339,9 +363,6 @@ static dev_t root_dev;
  * original from its new label. Each worker keeps its own log records, syncs and labels. Listing costs
  * little next to the attributes.
  */
-static unsigned worker, workers = 1;
-static pid_t children[8];
-
 static bool mine(ino_t ino) {
   uint64_t h = (uint64_t)ino * 0x9E3779B97F4A7C15u; /* mixed: inode numbers come in runs */
   return (h >> 32) % workers == worker;
@@ -384,8 +405,20 @@ static void report_progress(void) {
   reported = labeled;
 }
 
+/* Worker 0, between batches: a worker that failed (a refusal) ends the walk now, not at its end. */
+static void check_workers(void) {
+  for (unsigned w = 1; w < workers; w++) {
+    int status;
+    if (children[w] <= 0 || waitpid(children[w], &status, WNOHANG) != children[w]) continue;
+    children[w] = 0;
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    if (code != 0) finish(code);
+  }
+}
+
 /* Makes this worker's log records durable, then applies every label they cover. */
 static void flush_pending(void) {
+  if (worker == 0) check_workers();
   out_flush(&log_out);
   if (fdatasync(LOG_FD) != 0) die("cannot sync the log: %s", strerror(errno));
   unsynced = 0;
@@ -585,9 +618,11 @@ static void start_workers(void) {
   workers = cpus < 1 ? 1 : cpus > 4 ? 4 : (unsigned)cpus;
   for (unsigned w = 1; w < workers; w++) {
     pid_t pid = fork();
-    if (pid < 0) die("fork: %s", strerror(errno));
+    if (pid < 0) die("fork: %s", strerror(errno)); /* the workers already started are ended by die() */
     if (pid == 0) {
       worker = w;
+      /* A worker dies with worker 0, whatever ends it (the helper may kill the tool). */
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() == 1) _exit(1);
       return;
     }
     children[w] = pid;
@@ -598,14 +633,17 @@ static void start_workers(void) {
 static int wait_workers(void) {
   int result = 0;
   for (unsigned w = 1; w < workers; w++) {
+    if (children[w] <= 0) continue; /* reaped by check_workers: it succeeded */
     int status;
     while (waitpid(children[w], &status, 0) < 0) {
       if (errno != EINTR) die("waitpid: %s", strerror(errno));
     }
+    children[w] = 0;
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
     if (code != 0 && result == 0) {
       result = code;
-      for (unsigned o = w + 1; o < workers; o++) kill(children[o], SIGTERM);
+      for (unsigned o = w + 1; o < workers; o++)
+        if (children[o] > 0) kill(children[o], SIGKILL);
     }
   }
   return result;

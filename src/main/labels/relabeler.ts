@@ -224,7 +224,9 @@ export async function labelContentTree(
         await log.close();
       }
     }
-    const entryLines = covered.filter((e) => e.dev === opened.stat.dev).map((e) => `${e.ino} - ${labelHex(e.original)}\n`);
+    // Files on another file system (a mount inside the tree) are not walked: their entries stay.
+    const absorbed = covered.filter((e) => e.dev === opened.stat.dev);
+    const entryLines = absorbed.map((e) => `${e.ino} - ${labelHex(e.original)}\n`);
     priors.push(Buffer.from(entryLines.join('')));
 
     await mkdir(ctx.treeLogDir, { recursive: true, mode: 0o700 });
@@ -255,7 +257,7 @@ export async function labelContentTree(
         throw err;
       });
       // The new log now holds every original below the root: the entries and logs it absorbed go.
-      for (const entry of covered) delete ctx.journal.entries[entry.path];
+      for (const entry of absorbed) delete ctx.journal.entries[entry.path];
       const superseded = overlapping.filter(([, t]) => isUnder(t.root, root)).map(([name]) => name);
       for (const name of superseded) delete trees[name];
       await ctx.persist();
