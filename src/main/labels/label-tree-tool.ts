@@ -82,7 +82,11 @@ function run(options: RunOptions): Promise<ToolRun> {
       else if (code !== 0 || !finished) reject(new Error(`svirt-label-tree failed (${signal ?? code}): ${stderr.trim() || 'no message'}`));
       else resolve({ count, skipped });
     });
-    if (typeof options.input !== 'number') child.stdin?.end(options.input);
+    if (typeof options.input !== 'number') {
+      // A tool that fails before reading its input closes the pipe: its exit status tells why, not EPIPE.
+      child.stdin?.on('error', () => {});
+      child.stdin?.end(options.input);
+    }
   });
 }
 
