@@ -94,6 +94,9 @@ export class HelperClient extends EventEmitter {
     const runAsNode = launch.via !== 'pkexec' && process.versions.electron !== undefined ? { ELECTRON_RUN_AS_NODE: '1' } : {};
     const child = spawn(launch.command, [...launch.args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...env, ...runAsNode } });
     child.on('error', () => undefined); // surfaced through 'close' (ENOENT: pkexec missing)
+    // A helper that is gone (pkexec dismissed, sudo refused) makes writes fail with EPIPE; that too is
+    // reported through 'close', which rejects every pending request with helper-exited.
+    child.stdin.on('error', () => undefined);
     return new HelperClient(child, launch);
   }
 
