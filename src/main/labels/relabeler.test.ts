@@ -216,4 +216,16 @@ describe('relabeler on real files', () => {
     expect(await removeOrphanTreeLogs(context())).toEqual([orphan]);
     expect((await readdir(path.join(dir, '.trees'))).sort()).toEqual([kept, 'notes.txt'].sort());
   });
+
+  it('lets only a user who may relabel a path restore it', async () => {
+    const root = path.join(dir, 'theirs');
+    await mkdir(root);
+    await file('theirs/a');
+    await execFileP('chown', ['-R', '4242:4242', root]);
+    await labelContentTree(context(), root, 'shared', SHARED);
+    await expect(restoreContent(context(1000), root)).rejects.toThrow(/belongs to uid 4242/);
+    expect(await readLabel(path.join(root, 'a'))).toBe(SHARED);
+    expect((await restoreContent(context(4242), root)).restored).toBe(2);
+    expect(await readLabel(path.join(root, 'a'))).toBe(ORIGINAL);
+  });
 });

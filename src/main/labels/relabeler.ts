@@ -117,6 +117,15 @@ export function restoreHolder(ctx: RelabelContext, holder: string): Promise<Rest
  */
 export async function restoreContent(ctx: RelabelContext, root: string): Promise<RestoreResult> {
   checkPathSyntax(root);
+  // Restoring changes labels on disk too: the requester must be one who may relabel the path (their own
+  // file, or in a pool). A path that is gone has nothing left to restore; its entries are dropped below.
+  if (ctx.requester.uid !== 0) {
+    const opened = await openRelabelTarget(root, { config: ctx.config, requester: ctx.requester, allowDirectory: true }).catch((err: unknown) => {
+      if (err instanceof PathRefusedError && err.message.endsWith(': no such file')) return undefined;
+      throw err;
+    });
+    await opened?.handle.close();
+  }
   const entries = entriesUnder(ctx.journal, root);
   const held = entries.find((e) => e.kind === 'private' && ctx.isRunning(e.holder));
   if (held) throw new LabelConflictError(`${held.path} is held privately by running VM ${held.holder}; stop it first`);
