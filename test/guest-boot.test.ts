@@ -1,27 +1,17 @@
 // Boots the real test guest under qemu: the base every qemu integration test stands on.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PROBE_ROUNDS, PROBE_SUCCESS_EXIT, TCG_ARGS, probeAccelerator, probeArgv, probeFirmware, type AccelChoice } from '../src/main/qemu/accel';
-import { GUEST_APPEND, GUEST_READY_MARKER, SerialConsole, connectUnix, testGuest, type TestGuest } from './support/guest';
+import { PROBE_ROUNDS, PROBE_SUCCESS_EXIT, TCG_ARGS, probeAccelerator, probeArgv, probeFirmware } from '../src/main/qemu/accel';
+import { GUEST_APPEND, GUEST_READY_MARKER, SerialConsole, connectUnix } from './support/guest';
+import { useQemuBed } from './support/qemu-bed';
 
-let guest: TestGuest;
-let accel: AccelChoice;
-let dir: string;
-const children: ChildProcess[] = [];
+const bed = useQemuBed('svirt-boot-');
 
-beforeAll(async () => {
-  [guest, accel] = await Promise.all([testGuest(), probeAccelerator()]);
-  dir = await mkdtemp(path.join(os.tmpdir(), 'svirt-boot-'));
-  console.log(`accelerator: ${accel.accel} (${accel.reason}); probe took ${accel.probeMs} ms`);
-});
-
-afterAll(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  if (dir) await rm(dir, { recursive: true, force: true });
+beforeAll(() => {
+  console.log(`accelerator: ${bed.accel.accel} (${bed.accel.reason}); probe took ${bed.accel.probeMs} ms`);
 });
 
 /** Minimal QMP exchange (the real client lives in src/main/qemu/qmp.ts): handshake, then one command. */
@@ -55,7 +45,7 @@ async function qmpCommand(socketPath: string, execute: string): Promise<unknown>
 
 describe('accelerator probe', () => {
   it('its firmware finishes under TCG, so a KVM rejection is about KVM', async () => {
-    const fw = path.join(dir, 'probe.bin');
+    const fw = path.join(bed.dir, 'probe.bin');
     await writeFile(fw, probeFirmware());
     const child = spawn('qemu-system-x86_64', probeArgv(TCG_ARGS, fw), { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -68,36 +58,36 @@ describe('accelerator probe', () => {
   });
 
   it('answers an accelerator with matching qemu args, memoized', async () => {
-    expect(['kvm', 'tcg']).toContain(accel.accel);
-    expect(accel.args).toContain(accel.accel);
-    expect(accel.reason.length).toBeGreaterThan(0);
-    expect(await probeAccelerator()).toBe(accel);
+    expect(['kvm', 'tcg']).toContain(bed.accel.accel);
+    expect(bed.accel.args).toContain(bed.accel.accel);
+    expect(bed.accel.reason.length).toBeGreaterThan(0);
+    expect(await probeAccelerator()).toBe(bed.accel);
   });
 });
 
 describe('test guest', () => {
   it('boots to a serial shell that evaluates commands and sees its virtio disk, then quits via QMP', async () => {
-    const serialPath = path.join(dir, 'serial.sock');
-    const qmpPath = path.join(dir, 'qmp.sock');
+    const serialPath = path.join(bed.dir, 'serial.sock');
+    const qmpPath = path.join(bed.dir, 'qmp.sock');
     const t0 = Date.now();
     const qemu = spawn(
       'qemu-system-x86_64',
       [
-        ...accel.args,
+        ...bed.accel.args,
         '-machine', 'q35',
         '-display', 'none', '-nodefaults', '-no-user-config',
         '-m', '256',
-        '-kernel', guest.kernel,
-        '-initrd', guest.initrd,
+        '-kernel', bed.guest.kernel,
+        '-initrd', bed.guest.initrd,
         '-append', GUEST_APPEND,
-        '-drive', `file=${guest.disk},if=virtio,format=raw,readonly=on`,
+        '-drive', `file=${bed.guest.disk},if=virtio,format=raw,readonly=on`,
         '-chardev', `socket,id=ser0,path=${serialPath},server=on,wait=off`,
         '-serial', 'chardev:ser0',
         '-qmp', `unix:${qmpPath},server=on,wait=off`,
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
-    children.push(qemu);
+    bed.children.push(qemu);
     let stderr = '';
     qemu.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const exited = once(qemu, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
@@ -107,7 +97,7 @@ describe('test guest', () => {
     try {
       await serial.waitFor(new RegExp(`^${GUEST_READY_MARKER}\\r?$`, 'm'), 90_000);
       const bootMs = Date.now() - t0;
-      console.log(`guest boot to ${GUEST_READY_MARKER} under ${accel.accel}: ${bootMs} ms`);
+      console.log(`guest boot to ${GUEST_READY_MARKER} under ${bed.accel.accel}: ${bootMs} ms`);
 
       // The typed line is echoed with "6*7" in it, so only a line that is exactly 42 proves evaluation.
       const from = serial.send('echo $((6*7))');

@@ -1,29 +1,14 @@
 // QmpClient against real qemu processes: a booted test guest and an idle machine.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { GUEST_APPEND, GUEST_READY_MARKER, SerialConsole, connectUnix, testGuest, type TestGuest } from '../../../test/support/guest';
-import { probeAccelerator, type AccelChoice } from './accel';
+import { GUEST_APPEND, GUEST_READY_MARKER, SerialConsole, connectUnix } from '../../../test/support/guest';
+import { useQemuBed } from '../../../test/support/qemu-bed';
 import { QmpClient, QmpError, type QmpEvent } from './qmp';
 
-let guest: TestGuest;
-let accel: AccelChoice;
-let dir: string;
-const children: ChildProcess[] = [];
-
-beforeAll(async () => {
-  [guest, accel] = await Promise.all([testGuest(), probeAccelerator()]);
-  dir = await mkdtemp(path.join(os.tmpdir(), 'svirt-qmp-'));
-});
-
-afterAll(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+const bed = useQemuBed('svirt-qmp-');
 
 interface Qemu {
   child: ChildProcess;
@@ -33,8 +18,8 @@ interface Qemu {
 }
 
 function startQemu(name: string, extra: string[]): Qemu {
-  const qmpPath = path.join(dir, `${name}.qmp`);
-  const serialPath = path.join(dir, `${name}.serial`);
+  const qmpPath = path.join(bed.dir, `${name}.qmp`);
+  const serialPath = path.join(bed.dir, `${name}.serial`);
   const child = spawn(
     'qemu-system-x86_64',
     [
@@ -46,7 +31,7 @@ function startQemu(name: string, extra: string[]): Qemu {
     ],
     { stdio: 'ignore' },
   );
-  children.push(child);
+  bed.children.push(child);
   return { child, exited: once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>, qmpPath, serialPath };
 }
 
@@ -57,8 +42,8 @@ describe('QmpClient on a booted guest', () => {
 
   beforeAll(async () => {
     vm = startQemu('guest', [
-      ...accel.args, '-machine', 'q35', '-m', '256',
-      '-kernel', guest.kernel, '-initrd', guest.initrd, '-append', GUEST_APPEND,
+      ...bed.accel.args, '-machine', 'q35', '-m', '256',
+      '-kernel', bed.guest.kernel, '-initrd', bed.guest.initrd, '-append', GUEST_APPEND,
     ]);
     const serial = await SerialConsole.connect(vm.serialPath);
     qmp = await QmpClient.connect(await connectUnix(vm.qmpPath));
@@ -143,7 +128,7 @@ describe('QmpClient on an idle machine', () => {
   });
 
   it('times out on a peer that never greets', async () => {
-    const sockPath = path.join(dir, 'silent.sock');
+    const sockPath = path.join(bed.dir, 'silent.sock');
     const server = net.createServer(() => {});
     await new Promise<void>((r) => server.listen(sockPath, r));
     try {
