@@ -1,5 +1,5 @@
 // @vitest-environment happy-dom
-import { act, cleanup, fireEvent, render, screen, within } from '@testing-library/react';
+import { act, cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ApiProvider } from './api';
 import { App } from './App';
@@ -93,5 +93,25 @@ describe('App', () => {
       disks: [{ path: '/images/web.qcow2', format: 'raw', class: 'private', relabel: true }],
       seclabel: { mode: 'dynamic' },
     });
+  });
+
+  it('does not say the VMs are confined when SELinux is off, in the sidebar or the list', async () => {
+    renderApp({ hostStatus: async () => ({ ...sampleHost, selinux: { mode: 'disabled', policyType: null } }) });
+    await screen.findByTestId('vm-row-web');
+    await waitFor(() => expect(screen.getByTestId('sidebar-note').textContent).toMatch(/SELinux is off.*no VM is confined/));
+    expect(screen.getByTestId('list-lede').textContent).toMatch(/no VM is confined/);
+    expect(document.body.textContent).not.toMatch(/Every VM runs confined/);
+  });
+
+  it('counts the unconfined VMs in the list subtitle on an enforcing host', async () => {
+    renderApp();
+    await waitFor(() => expect(screen.getByTestId('list-lede').textContent).toMatch(/1 VM runs unconfined/));
+  });
+
+  it('explains the policy type names of the status bar on hover', async () => {
+    renderApp();
+    expect((await screen.findByTestId('type-svirt_image_t')).title).toMatch(/disk images/);
+    expect(screen.getByTestId('type-svirt_t').title).toMatch(/qemu runs/);
+    expect(screen.getByTestId('selinux-mode').title).toMatch(/refused/);
   });
 });

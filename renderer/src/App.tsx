@@ -1,6 +1,7 @@
 import { useState } from 'react';
 import { useApi } from './api';
 import { AuditScreen } from './audit/AuditScreen';
+import { hostConfinementText } from './common/confinement';
 import { useAsync } from './common/use-async';
 import { CreateVmForm } from './create-vm/CreateVmForm';
 import { HostStatusBar } from './host/HostStatusBar';
@@ -28,6 +29,7 @@ export function App({ initialRoute = { view: 'vms' } }: { initialRoute?: Route }
   const api = useApi();
   const [route, setRoute] = useState<Route>(initialRoute);
   const info = useAsync(() => api.appInfo(), [api]);
+  const host = useAsync(() => api.hostStatus(), [api]);
   const openVm = (name: string) => setRoute({ view: 'vm', name, tab: 'overview' });
   const current = route.view === 'vm' ? 'vms' : route.view;
 
@@ -59,7 +61,9 @@ export function App({ initialRoute = { view: 'vms' } }: { initialRoute?: Route }
             </li>
           ))}
         </ul>
-        <p className="sidebar__note">Every VM runs confined as svirt_t with its own MCS pair.</p>
+        <p className="sidebar__note" data-testid="sidebar-note">
+          {host.error ? 'Host status unavailable.' : hostConfinementText(host.data?.selinux.mode)}
+        </p>
       </nav>
       <main className="content">
         {route.view === 'vms' && <VmListScreen onOpen={openVm} onCreate={() => setRoute({ view: 'create' })} />}

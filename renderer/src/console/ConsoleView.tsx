@@ -12,8 +12,11 @@ function formatBytes(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-/** The VM's serial console; attaches while the VM runs and keeps its terminal when the screen changes. */
-export function ConsoleView({ vm, state }: { vm: string; state: VmState }) {
+/**
+ * The VM's serial console; attaches while the VM runs and keeps its terminal when the screen changes.
+ * unconfinedReason: set when the VM runs unconfined, so the bar says so where the user types into it.
+ */
+export function ConsoleView({ vm, state, unconfinedReason }: { vm: string; state: VmState; unconfinedReason?: string }) {
   const api = useApi();
   const vmConsole = useMemo(() => consoleFor(api, vm), [api, vm]);
   const snapshot = useSyncExternalStore(vmConsole.subscribe, vmConsole.getSnapshot);
@@ -50,6 +53,11 @@ export function ConsoleView({ vm, state }: { vm: string; state: VmState }) {
   return (
     <section className="console" aria-label={`Console of ${vm}`}>
       <div className="console__bar">
+        {unconfinedReason !== undefined && (
+          <span className="console__unconfined" data-testid="console-unconfined" title={unconfinedReason}>
+            ⚠ Unconfined
+          </span>
+        )}
         <span className="console__status" data-testid="console-status">
           {snapshot.session
             ? 'Attached to the serial console'

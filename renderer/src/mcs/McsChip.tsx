@@ -9,22 +9,25 @@ interface McsChipProps {
   name?: string | null;
   /** Why this chip deserves a second look (pair shared with another VM, image pair differs …). */
   warning?: string | null;
+  /** The VM runs unconfined: the pair is only a label on files, so it gets no pair colour (never a reassuring one). */
+  unenforced?: boolean;
 }
 
 /** A pair's colour chip; levels without categories (shared images, unconfined ranges) are neutral. */
-export function McsChip({ level, name, warning }: McsChipProps) {
+export function McsChip({ level, name, warning, unenforced = false }: McsChipProps) {
   if (level === null) return null;
   const pair = pairOf(level);
-  const colour = pair === null ? null : pairColour(pair);
+  const colour = pair === null || unenforced ? null : pairColour(pair);
   const text = name ? name : level;
-  const description = [pair ? `MCS pair ${pair}` : `level ${level}`, name ? `named “${name}”` : null, warning].filter(Boolean).join(' · ');
+  const description = [pair ? `MCS pair ${pair}` : `level ${level}`, name ? `named “${name}”` : null, warning, unenforced ? 'not enforced: the VM runs unconfined' : null].filter(Boolean).join(' · ');
   return (
     <span
-      className={`chip${pair === null ? ' chip--neutral' : ''}${warning ? ' chip--warning' : ''}`}
+      className={`chip${pair === null || unenforced ? ' chip--neutral' : ''}${warning ? ' chip--warning' : ''}${unenforced ? ' chip--unenforced' : ''}`}
       data-testid="mcs-chip"
       data-pair={pair ?? undefined}
       data-colour={colour ?? undefined}
       data-warning={warning ? 'true' : undefined}
+      data-unenforced={unenforced ? 'true' : undefined}
       style={colour ? ({ '--chip-colour': colour } as CSSProperties) : undefined}
       title={description}
       aria-label={description}

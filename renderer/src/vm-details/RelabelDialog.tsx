@@ -84,7 +84,9 @@ export function RelabelDialog({ vm, resource, to, onClose, onApplied }: RelabelD
       <p className="dialog__path">
         <code>{resource.path}</code>
       </p>
-      <p>{target.meaning}</p>
+      <p data-testid="relabel-meaning">
+        {target.meaning} <span className="muted">Label: {target.exact}.</span>
+      </p>
       {phase.kind === 'previewing' && <p className="muted">Working out which files change label…</p>}
       {phase.kind === 'error' && <Notice tone="error" title="Nothing was changed">{phase.message}</Notice>}
       {(phase.kind === 'confirm' || phase.kind === 'applying') && <ChangeList preview={phase.preview} />}

@@ -22,10 +22,12 @@ export function VmActions({ vm, onChanged, onDeleted }: { vm: VmSummary; onChang
   const start = (allowUnconfined: boolean) => run(() => api.startVm({ name: vm.name, allowUnconfined }));
 
   const stopped = vm.state === 'stopped';
+  const canStart = !busy && stopped;
   return (
     <div className="vm-actions">
       <div className="button-row">
-        <button type="button" className="button button--primary" disabled={busy || !stopped} onClick={() => (vm.confined ? start(false) : setConfirm('start-unconfined'))}>
+        {/* Only an enabled Start looks like the primary action: a greyed accent still reads as "do this". */}
+        <button type="button" className={canStart ? 'button button--primary' : 'button'} disabled={!canStart} onClick={() => (vm.confined ? start(false) : setConfirm('start-unconfined'))}>
           Start
         </button>
         <button type="button" className="button" disabled={busy || vm.state !== 'running'} onClick={() => run(() => api.shutdownVm({ name: vm.name }))}>

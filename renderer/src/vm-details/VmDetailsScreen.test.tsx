@@ -172,3 +172,35 @@ describe('VmDetailsScreen actions', () => {
     await vi.waitFor(() => expect(screen.getByTestId('vm-state').textContent).toBe('Running'));
   });
 });
+
+describe('VmDetailsScreen wording', () => {
+  it('says what the label does in plain words first and the seclabel terms second', async () => {
+    renderDetails(createFakeApi({ getVm: async () => details({ seclabel: { mode: 'dynamic', relabel: true } }) }));
+    const words = await screen.findByTestId('label-words');
+    expect(words.textContent).toMatch(/^a fresh pair at each start; files relabeled/);
+    expect(words.textContent).toContain('seclabel dynamic, relabel');
+  });
+
+  it('says "every VM may read and write these files" before the exact label when a file is shared', async () => {
+    renderDetails(createFakeApi({ getVm: async () => details(), previewRelabel: async () => treePreview }));
+    await screen.findByTestId(`resource-${TREE}`);
+    fireEvent.click(within(screen.getByRole('group', { name: `Sharing of ${TREE}` })).getByRole('button', { name: 'Shared read-write' }));
+    const meaning = await screen.findByTestId('relabel-meaning');
+    expect(meaning.textContent).toMatch(/^Every VM may read and write these files\. Label: the image type at s0/);
+  });
+
+  it('warns at the top, in the strongest words, while a VM runs unconfined, and gives its pair no colour', async () => {
+    const running = details({ state: 'running', confined: false, notConfinedReason: 'not confined: SELinux disabled', pid: 7 });
+    renderDetails(createFakeApi({ getVm: async () => running }));
+    expect((await screen.findByTestId('unconfined-warning')).textContent).toMatch(/web runs unconfined/);
+    const chip = within(screen.getByRole('heading', { level: 1 }).parentElement as HTMLElement).getByTestId('mcs-chip');
+    expect(chip.dataset.colour).toBeUndefined();
+  });
+
+  it('does not style a disabled Start as the primary action', async () => {
+    renderDetails(createFakeApi({ getVm: async () => details({ state: 'running', pid: 7 }) }));
+    const start = await screen.findByRole('button', { name: 'Start' });
+    expect(start).toHaveProperty('disabled', true);
+    expect(start.className).not.toContain('button--primary');
+  });
+});

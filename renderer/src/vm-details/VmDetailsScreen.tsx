@@ -1,6 +1,7 @@
 import { lazy, Suspense } from 'react';
 import type { VmDetails } from '../../../src/main/ipc-contract';
 import { useApi, useSvirtEvent } from '../api';
+import { UnconfinedWarning } from '../common/confinement';
 import { Notice } from '../common/Notice';
 import { StateBadge } from '../common/StateBadge';
 import { useAsync } from '../common/use-async';
@@ -28,14 +29,26 @@ function bootText(details: VmDetails): string {
   return `kernel ${boot.kernel}${boot.initrd ? ` + initrd` : ''}`;
 }
 
+/** The seclabel in plain words first; the libvirt terms follow, for those who know them. */
+export function labelInWords(seclabel: VmDetails['summary']['seclabel']): { words: string; exact: string } {
+  const files = seclabel.relabel ? 'files relabeled' : 'files left as they are';
+  const words =
+    seclabel.mode === 'dynamic'
+      ? `a fresh pair at each start; ${files}`
+      : seclabel.mode === 'static'
+        ? `always the same pair; ${files}`
+        : 'none: qemu runs unconfined; files left as they are';
+  return { words, exact: `seclabel ${seclabel.mode}, ${seclabel.relabel ? 'relabel' : 'no relabel'}` };
+}
+
 function Overview({ details, reload }: { details: VmDetails; reload: () => void }) {
   const { summary } = details;
   return (
     <>
       <section className="card" aria-label="Confinement">
         <h2 className="card__title">Confinement</h2>
-        {!summary.confined && (
-          <Notice tone="warning" title="Not confined">
+        {!summary.confined && summary.state === 'stopped' && (
+          <Notice tone="warning" title="Will run unconfined">
             {summary.notConfinedReason ?? 'qemu runs without an sVirt label.'}
           </Notice>
         )}
@@ -50,10 +63,10 @@ function Overview({ details, reload }: { details: VmDetails; reload: () => void 
             <McsChip level={summary.imageLevel?.level ?? null} name={summary.imageLevel?.name} />
             <ContextText context={summary.imageLabel} empty={summary.seclabel.mode === 'dynamic' ? 'follows the pair at start' : '—'} />
           </dd>
-          <dt>Seclabel</dt>
-          <dd>
-            {summary.seclabel.mode}
-            {summary.seclabel.relabel ? ', relabel' : ', no relabel'}
+          <dt>Label</dt>
+          <dd data-testid="label-words">
+            {labelInWords(summary.seclabel).words}
+            <span className="facts__exact">{labelInWords(summary.seclabel).exact}</span>
           </dd>
           <dt>Machine</dt>
           <dd>
@@ -100,7 +113,7 @@ export function VmDetailsScreen({ name, tab, onTab, onBack, onDeleted }: VmDetai
             <div className="title-row">
               <h1>{vm.summary.name}</h1>
               <StateBadge state={vm.summary.state} />
-              <McsChip level={vm.summary.processLevel?.level ?? null} name={vm.summary.processLevel?.name} />
+              <McsChip level={vm.summary.processLevel?.level ?? null} name={vm.summary.processLevel?.name} unenforced={!vm.summary.confined} />
             </div>
             <VmActions
               vm={vm.summary}
@@ -112,6 +125,7 @@ export function VmDetailsScreen({ name, tab, onTab, onBack, onDeleted }: VmDetai
             />
           </header>
           {details.error && <Notice tone="error">{details.error}</Notice>}
+          {!vm.summary.confined && vm.summary.state !== 'stopped' && <UnconfinedWarning vm={vm.summary.name} reason={vm.summary.notConfinedReason} />}
           <div className="tabs" role="tablist" aria-label={`${name} views`}>
             {TABS.map((t) => (
               <button
@@ -132,7 +146,7 @@ export function VmDetailsScreen({ name, tab, onTab, onBack, onDeleted }: VmDetai
             {tab === 'overview' && <Overview details={vm} reload={details.reload} />}
             {tab === 'console' && (
               <Suspense fallback={<p className="empty">Loading the console…</p>}>
-                <ConsoleView vm={name} state={vm.summary.state} />
+                <ConsoleView vm={name} state={vm.summary.state} unconfinedReason={vm.summary.confined ? undefined : (vm.summary.notConfinedReason ?? 'no confining label')} />
               </Suspense>
             )}
             {tab === 'seclabel' && <SeclabelPanel key={JSON.stringify(vm.definition.seclabel)} details={vm} onSaved={details.reload} />}

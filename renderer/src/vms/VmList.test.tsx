@@ -68,7 +68,7 @@ describe('VmList chips', () => {
       vmSummary({ name: 'legacy', state: 'running', confined: false, notConfinedReason: 'seclabel is none', processLabel: 'unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023', processLevel: { level: 's0-s0:c0.c1023', name: null } }),
     ]);
     expect(processChip('legacy').dataset.colour).toBeUndefined();
-    expect(within(row('legacy')).getByText('Not confined')).toBeTruthy();
+    expect(within(row('legacy')).getByText(/Unconfined/)).toBeTruthy();
     expect(within(row('legacy')).getByText('seclabel is none')).toBeTruthy();
   });
 });
@@ -105,5 +105,29 @@ describe('VmList filter and rows', () => {
     expect(within(row('db')).getByText('8 GiB')).toBeTruthy();
     fireEvent.click(screen.getByRole('button', { name: 'db' }));
     expect(onOpen).toHaveBeenCalledWith('db');
+  });
+});
+
+describe('VmList confinement', () => {
+  const unconfined = vmSummary({ name: 'legacy', state: 'running', confined: false, notConfinedReason: 'not confined: SELinux disabled', processLabel: 'system_u:system_r:svirt_t:s0:c1,c2', processLevel: { level: 's0:c1,c2', name: null } });
+
+  it('gives an unconfined VM the strongest warning and never a coloured pair chip', () => {
+    render(<VmList vms={[unconfined, confinedVm('web', 's0:c3,c4')]} onOpen={vi.fn()} selinuxMode="enforcing" />);
+    expect(row('legacy').className).toContain('row--danger');
+    const cell = within(row('legacy')).getByTestId('confinement');
+    expect(cell.textContent).toContain('⚠ Unconfined');
+    expect(cell.querySelector('.confined--yes')).toBeNull();
+    expect(processChip('legacy').dataset.colour).toBeUndefined();
+    expect(processChip('legacy').dataset.unenforced).toBe('true');
+    expect(within(row('web')).getByTestId('confinement').textContent).toBe('Confined');
+    expect(processChip('web').dataset.colour).toMatch(/^#/);
+  });
+
+  it('calls no VM confined on a host with SELinux off, and a permissive one only logged', () => {
+    render(<VmList vms={[confinedVm('web', 's0:c3,c4')]} onOpen={vi.fn()} selinuxMode="disabled" />);
+    expect(within(row('web')).getByTestId('confinement').textContent).toContain('Unconfined');
+    cleanup();
+    render(<VmList vms={[confinedVm('web', 's0:c3,c4')]} onOpen={vi.fn()} selinuxMode="permissive" />);
+    expect(within(row('web')).getByTestId('confinement').textContent).toBe('Permissive: logged, not enforced');
   });
 });

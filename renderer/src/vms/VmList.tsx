@@ -1,5 +1,6 @@
 import { useMemo, useState } from 'react';
-import type { VmState, VmSummary } from '../../../src/main/ipc-contract';
+import type { SelinuxMode, VmState, VmSummary } from '../../../src/main/ipc-contract';
+import { CONFINEMENT_TEXT, confinementOf } from '../common/confinement';
 import { StateBadge } from '../common/StateBadge';
 import { ContextText } from '../mcs/ContextText';
 import { McsChip } from '../mcs/McsChip';
@@ -12,7 +13,7 @@ export function formatMemory(mib: number): string {
 }
 
 /** The VM table: who runs, whether confined, with which pair; conflicts between pairs are outlined. */
-export function VmList({ vms, onOpen }: { vms: readonly VmSummary[]; onOpen: (name: string) => void }) {
+export function VmList({ vms, onOpen, selinuxMode }: { vms: readonly VmSummary[]; onOpen: (name: string) => void; selinuxMode?: SelinuxMode | null }) {
   const [nameFilter, setNameFilter] = useState('');
   const [stateFilter, setStateFilter] = useState<VmState | 'all'>('all');
   // Conflicts are found over every VM, not the filtered ones: a hidden VM can still hold the same pair.
@@ -69,8 +70,11 @@ export function VmList({ vms, onOpen }: { vms: readonly VmSummary[]; onOpen: (na
               const conflict = conflicts.get(vm.name);
               const sharedWarning = conflict && conflict.sharesPairWith.length > 0 ? `same MCS pair as ${conflict.sharesPairWith.join(', ')}` : null;
               const imageWarning = conflict?.imagePairDiffers ? `image pair differs from the VM's ${vm.processLevel?.level ?? ''}` : null;
+              const confinement = confinementOf(vm, selinuxMode);
+              const unconfined = confinement === 'unconfined';
+              const rowClass = unconfined ? 'row--danger' : sharedWarning || imageWarning ? 'row--warning' : undefined;
               return (
-                <tr key={vm.name} data-testid={`vm-row-${vm.name}`} className={sharedWarning || imageWarning ? 'row--warning' : undefined}>
+                <tr key={vm.name} data-testid={`vm-row-${vm.name}`} className={rowClass}>
                   <th scope="row">
                     <button type="button" className="link vm-name" title={vm.name} onClick={() => onOpen(vm.name)}>
                       {vm.name}
@@ -81,25 +85,25 @@ export function VmList({ vms, onOpen }: { vms: readonly VmSummary[]; onOpen: (na
                   <td>
                     <StateBadge state={vm.state} />
                   </td>
-                  <td>
-                    {vm.confined ? (
-                      <span className="confined confined--yes">Confined</span>
-                    ) : (
+                  <td data-testid="confinement">
+                    {confinement === 'unconfined' ? (
                       <span className="confined confined--no" title={vm.notConfinedReason ?? undefined}>
-                        Not confined
+                        ⚠ {CONFINEMENT_TEXT.unconfined}
                         {vm.notConfinedReason && <span className="confined__reason">{vm.notConfinedReason}</span>}
                       </span>
+                    ) : (
+                      <span className={`confined confined--${confinement === 'confined' ? 'yes' : 'permissive'}`}>{CONFINEMENT_TEXT[confinement]}</span>
                     )}
                   </td>
                   <td data-testid="process-context">
                     <div className="label-cell">
-                      <McsChip level={vm.processLevel?.level ?? null} name={vm.processLevel?.name} warning={sharedWarning} />
+                      <McsChip level={vm.processLevel?.level ?? null} name={vm.processLevel?.name} warning={sharedWarning} unenforced={unconfined} />
                       <ContextText context={vm.processLabel} empty={vm.seclabel.mode === 'dynamic' ? 'assigned at start' : '—'} />
                     </div>
                   </td>
                   <td data-testid="image-context">
                     <div className="label-cell">
-                      <McsChip level={vm.imageLevel?.level ?? null} name={vm.imageLevel?.name} warning={imageWarning} />
+                      <McsChip level={vm.imageLevel?.level ?? null} name={vm.imageLevel?.name} warning={imageWarning} unenforced={unconfined} />
                       <ContextText context={vm.imageLabel} empty={vm.seclabel.mode === 'dynamic' ? 'assigned at start' : '—'} />
                     </div>
                   </td>

@@ -1,4 +1,5 @@
 import { useApi, useSvirtEvent } from '../api';
+import { confinementOf, hostConfinementText } from '../common/confinement';
 import { Notice } from '../common/Notice';
 import { useAsync } from '../common/use-async';
 import { VmList } from './VmList';
@@ -6,21 +7,26 @@ import { VmList } from './VmList';
 export function VmListScreen({ onOpen, onCreate }: { onOpen: (name: string) => void; onCreate: () => void }) {
   const api = useApi();
   const vms = useAsync(() => api.listVms(), [api]);
+  const host = useAsync(() => api.hostStatus(), [api]);
   useSvirtEvent('vmStateChanged', vms.reload);
+  const mode = host.data?.selinux.mode ?? null;
+  const unconfined = mode === null ? 0 : (vms.data ?? []).filter((vm) => confinementOf(vm, mode) === 'unconfined').length;
 
   return (
     <div className="screen">
       <header className="screen__header">
         <div>
           <h1>Virtual machines</h1>
-          <p className="screen__lede">Each VM runs as its own svirt process with a pair of MCS categories no other VM holds.</p>
+          <p className="screen__lede" data-testid="list-lede">
+            {host.error ? 'How this host confines VMs is unknown: see the status bar.' : hostConfinementText(mode, unconfined)}
+          </p>
         </div>
         <button type="button" className="button button--primary" onClick={onCreate}>
           New VM
         </button>
       </header>
       {vms.error && <Notice tone="error" title="Could not list the VMs">{vms.error}</Notice>}
-      {vms.data ? <VmList vms={vms.data} onOpen={onOpen} /> : !vms.error && <p className="empty">Loading…</p>}
+      {vms.data ? <VmList vms={vms.data} onOpen={onOpen} selinuxMode={mode} /> : !vms.error && <p className="empty">Loading…</p>}
     </div>
   );
 }
