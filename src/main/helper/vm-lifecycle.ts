@@ -158,19 +158,32 @@ export class VmLifecycle {
   private async reconcileLocked(tx: StateTransaction): Promise<ReconcileReport> {
     const allocator = this.allocator(tx);
     const report: ReconcileReport = { cleanedUp: [], restoredFiles: 0 };
+    // Every helper runs this before any change: one record or holder that cannot be cleaned up is
+    // reported and left for the next round, never allowed to fail another user's request.
+    const contained = async (what: string, work: () => Promise<void>) => {
+      try {
+        await work();
+      } catch (err) {
+        process.stderr.write(`svirt-helper: reconcile: ${what}: ${(err as Error).message}\n`);
+      }
+    };
     for (const record of Object.values(tx.registry.vms)) {
       if (this.isLive(record)) continue;
-      report.restoredFiles += await this.cleanUp(tx, record, allocator);
-      report.cleanedUp.push(record.id);
+      await contained(`clean-up of ${record.id}`, async () => {
+        report.restoredFiles += await this.cleanUp(tx, record, allocator);
+        report.cleanedUp.push(record.id);
+      });
     }
     // Private holds whose VM has no record (a crash between journaling and recording): put them back.
     const orphanHolders = new Set(
       Object.values(tx.journal.entries).filter((e) => e.kind === 'private' && !tx.registry.vms[e.holder]).map((e) => e.holder),
     );
     for (const holder of orphanHolders) {
-      report.restoredFiles += (await restoreHolder(this.relabelContext(tx, { uid: 0 }), holder)).restored;
+      await contained(`restore of ${holder}`, async () => {
+        report.restoredFiles += (await restoreHolder(this.relabelContext(tx, { uid: 0 }), holder)).restored;
+      });
     }
-    await removeOrphanTreeLogs(this.relabelContext(tx, { uid: 0 }));
+    await contained('orphan tree logs', async () => { await removeOrphanTreeLogs(this.relabelContext(tx, { uid: 0 })); });
     // Pairs held by owners that no longer run (e.g. a crash after allocation) go back to the pool.
     for (const hold of allocator.toJSON().holds) {
       if (!tx.registry.vms[hold.owner]) allocator.release(hold.owner);

@@ -229,3 +229,34 @@ describe('relabeler on real files', () => {
     expect(await readLabel(path.join(root, 'a'))).toBe(ORIGINAL);
   });
 });
+
+describe('restore is total', () => {
+  // The sequence a user can run on their own files: a tree labeled, one file of it restored alone, a hard
+  // link to that file (outside the tree, so the tree's restore sees no private hold) labeled for a running
+  // VM with "no label" as its original, then the whole tree restored: the inode loses its attribute while
+  // the VM's entry still says "remove it".
+  async function goneAttributeSequence(): Promise<{ link: string }> {
+    const root = path.join(dir, 'tree');
+    await mkdir(root);
+    const inner = await file('tree/disk.img', null);
+    const outer = path.join(dir, 'disk-link.img');
+    await link(inner, outer);
+    await labelContentTree(context(), root, 'shared', SHARED);
+    await restoreContent(context(), inner);
+    await labelFile(context(), 'vm-a', 'private', outer, PRIVATE_A);
+    running.add('vm-a');
+    await restoreContent(context(), root);
+    expect(await readLabel(outer)).toBeNull();
+    return { link: outer };
+  }
+
+  it('skips (and reports) a private entry whose attribute is already gone instead of failing', async () => {
+    const { link: outer } = await goneAttributeSequence();
+    running.delete('vm-a');
+    const result = await restoreHolder(context(), 'vm-a');
+    expect(result.restored).toBe(1);
+    expect(journal.entries[outer]).toBeUndefined();
+    expect(await readLabel(outer)).toBeNull();
+  });
+
+});

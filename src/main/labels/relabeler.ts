@@ -97,8 +97,9 @@ async function restoreEntries(ctx: RelabelContext, entries: readonly JournalEntr
         await opened.handle.close();
       }
     } catch (err) {
-      if (!(err instanceof PathRefusedError)) throw err;
-      skipped.push({ path: entry.path, reason: err.message });
+      // Total: whatever went wrong with this file (gone, replaced, a tool that failed) is reported and its
+      // entry dropped; a user's odd file must never make a restore, or the reconcile every helper runs, fail.
+      skipped.push({ path: entry.path, reason: err instanceof PathRefusedError ? err.message : `not restored: ${(err as Error).message}` });
     }
     delete ctx.journal.entries[entry.path];
   }
@@ -156,8 +157,7 @@ export async function restoreContent(ctx: RelabelContext, root: string): Promise
         }
       }
     } catch (err) {
-      if (!(err instanceof PathRefusedError)) throw err;
-      skipped.push({ path: tree.root, reason: err.message });
+      skipped.push({ path: tree.root, reason: err instanceof PathRefusedError ? err.message : `not restored: ${(err as Error).message}` });
     } finally {
       await opened?.handle.close();
     }
