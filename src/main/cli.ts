@@ -13,6 +13,7 @@ import { registerVmCommands } from './cli/vm-commands';
 export function buildCli(): Command {
   const program = new Command('svirt')
     .description('sVirt VM manager: SELinux-confined virtual machines, and their labels, from the command line')
+    .version(`svirt ${PRODUCT_VERSION}`, '-V, --version', 'print the version')
     .showHelpAfterError()
     .exitOverride();
 

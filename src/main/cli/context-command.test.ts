@@ -113,6 +113,23 @@ describe('svirt context', () => {
     expect(run.stderr).toMatch(/^svirt: /);
   });
 
+  it('refuses a category past the policy\'s last one (c1023), naming the range to use', async () => {
+    const run = await svirt('context', 'system_u:object_r:svirt_image_t:s0:c1,c1024', '--selinux-dir', debian);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain("category c1024 is past the policy's last category c1023");
+    const last = await svirt('context', 'system_u:object_r:svirt_image_t:s0:c1023', '--selinux-dir', noSetrans);
+    expect(last.code).toBe(0);
+  });
+
+  it('prints the version for --version, -V and the version command alike', async () => {
+    const runs = [await svirt('--version'), await svirt('-V'), await svirt('version')];
+    for (const run of runs) {
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/^svirt \d+\.\d+\.\d+\n$/);
+    }
+  });
+
   it('exits 2 without an argument', async () => {
     const run = await svirt('context');
     expect(run.code).toBe(2);

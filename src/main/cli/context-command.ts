@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { canonicalContext, ContextSyntaxError } from '../../labeling/context';
+import { canonicalContext, ContextSyntaxError, parseContext } from '../../labeling/context';
 import { EMPTY_TRANSLATION_TABLE, parseSetrans, type TranslationTable } from '../../labeling/setrans';
 import { policyTypeOf, readPolicyFiles, SELINUX_ROOT } from '../selinux-files';
 import { CliError, EXIT } from './exit-codes';
@@ -44,6 +44,28 @@ function canonicalOf(text: string, table: TranslationTable): string {
   }
 }
 
+/**
+ * The policy's last category: SystemHigh of its setrans.conf where it names one, else c1023 (both
+ * Debian's and Fedora's policies are built with 1024 categories).
+ */
+export function lastCategoryOf(table: TranslationTable): number {
+  try {
+    const last = parseContext(table.untranslateContext('u:r:t:SystemHigh')).range?.high.categories.at(-1);
+    if (last !== undefined) return last;
+  } catch {
+    // No SystemHigh name: the default below.
+  }
+  return 1023;
+}
+
+function checkCategoriesInPolicy(canonical: string, last: number): void {
+  const range = parseContext(canonical).range;
+  const highest = Math.max(-1, ...(range ? [...range.low.categories, ...range.high.categories] : []));
+  if (highest > last) {
+    throw new CliError(`category c${highest} is past the policy's last category c${last}: use categories c0…c${last}`, EXIT.badInput);
+  }
+}
+
 export function registerContextCommand(program: Command): void {
   program
     .command('context')
@@ -53,6 +75,7 @@ export function registerContextCommand(program: Command): void {
     .action(async (text: string, options: { selinuxDir: string }) => {
       const table = await loadTranslations(options.selinuxDir, (line) => process.stderr.write(line));
       const canonical = canonicalOf(text, table);
+      checkCategoriesInPolicy(canonical, lastCategoryOf(table));
       process.stdout.write(`${canonical}\n`);
       const translated = table.translateContext(canonical);
       if (translated !== canonical) process.stdout.write(`translated: ${translated}\n`);
