@@ -40,8 +40,21 @@ describe('svirt access', () => {
     expect(denied.output()).toMatch(/^denied: constraint denied: mlsconstrain file \{ read \}/);
 
     const unknown = fixtureDeps();
-    expect(await runAccess([VM, IMAGE, 'file', 'frob'], { json: true }, unknown)).toBe(EXIT.unknown);
-    expect(JSON.parse(unknown.output())).toEqual({ decision: 'unknown', reason: 'permission { frob } is not defined for class file', source: 'policy:fixture' });
+    expect(await runAccess(['system_u:system_r:nosuch_t:s0:c1,c2', IMAGE, 'file', 'read'], { json: true }, unknown)).toBe(EXIT.unknown);
+    expect(JSON.parse(unknown.output())).toMatchObject({ decision: 'unknown', reason: expect.stringMatching(/^scontext .* is not valid in the policy/), source: 'policy:fixture' });
+  });
+
+  it('treats a misspelled class or permission as bad input (exit 2), naming the known ones nearest first', async () => {
+    const badClass = runAccess([VM, IMAGE, 'fiel', 'read'], {}, fixtureDeps());
+    await expect(badClass).rejects.toMatchObject({ exitCode: EXIT.badInput, message: expect.stringMatching(/^CLASS: "fiel" is not a class of this policy \(did you mean file\?\); its classes are: file, /) });
+    const badPerm = runAccess([VM, IMAGE, 'file', 'read,frob'], {}, fixtureDeps());
+    await expect(badPerm).rejects.toMatchObject({
+      exitCode: EXIT.badInput,
+      message: 'PERM: "frob" is not a permission of class file (did you mean open?); its permissions are: entrypoint, getattr, open, read, write',
+    });
+    const batch = fixtureDeps(`${line({ scontext: VM, tcontext: IMAGE, tclass: 'file', perms: ['raed'] })}\n`);
+    expect(await runAccess([], { batch: true }, batch)).toBe(EXIT.ok);
+    expect(JSON.parse(batch.output()).error).toMatch(/^PERM: "raed" is not a permission of class file \(did you mean read\?\)/);
   });
 
   it('names the malformed field in bad input (exit 2)', async () => {

@@ -106,6 +106,41 @@ async function loadPolicy(policyPath: string | undefined, deps: AccessCommandDep
   }
 }
 
+/** Names nearest to a misspelling first (edit distance), so the likely one leads the list. */
+function byCloseness(wanted: string, names: Iterable<string>): string[] {
+  const distance = (a: string, b: string): number => {
+    let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      const next = [i];
+      for (let j = 1; j <= b.length; j++) {
+        next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      }
+      row = next;
+    }
+    return row[b.length] ?? 0;
+  };
+  return [...names].sort((x, y) => distance(wanted, x) - distance(wanted, y) || x.localeCompare(y));
+}
+
+/**
+ * A class or permission the policy does not define is bad input (exit 2), not an undecidable
+ * question: the message names the policy's classes, or the class's permissions, nearest first.
+ */
+export function checkClassAndPerms(policy: Pick<LoadedPolicy, 'policy'>['policy'], tclass: string, perms: readonly string[]): string | undefined {
+  const classes = policy.symbols.classes;
+  if (classes.size === 0) return undefined;
+  const classPerms = classes.get(tclass);
+  if (!classPerms) {
+    const known = byCloseness(tclass, classes.keys());
+    return `CLASS: "${tclass}" is not a class of this policy (did you mean ${known[0]}?); its classes are: ${known.join(', ')}`;
+  }
+  const unknown = perms.filter((perm) => !classPerms.has(perm));
+  if (unknown.length === 0) return undefined;
+  const first = unknown[0] as string;
+  const known = byCloseness(first, classPerms);
+  return `PERM: ${unknown.map((p) => `"${p}"`).join(', ')} ${unknown.length === 1 ? 'is not a permission' : 'are not permissions'} of class ${tclass} (did you mean ${known[0]}?); its permissions are: ${[...classPerms].sort().join(', ')}`;
+}
+
 function answer(loaded: Pick<LoadedPolicy, 'policy' | 'booleanStates'>, scontext: SecurityContext, tcontext: SecurityContext, tclass: string, perms: readonly string[]): AccessAnswer {
   const options = loaded.booleanStates ? { booleanStates: loaded.booleanStates } : {};
   return evaluateAccess(loaded.policy, { scontext, tcontext, tclass, perms }, options);
@@ -134,6 +169,8 @@ export function answerBatchLine(loaded: Pick<LoadedPolicy, 'policy' | 'booleanSt
     if (e instanceof ContextSyntaxError) return JSON.stringify({ error: `tcontext: ${e.message}` });
     throw e;
   }
+  const badName = checkClassAndPerms(loaded.policy, request.tclass, request.perms);
+  if (badName !== undefined) return JSON.stringify({ error: badName });
   const result = answer(loaded, scontext, tcontext, request.tclass, request.perms);
   return JSON.stringify({ decision: result.decision, reason: result.reason });
 }
@@ -172,6 +209,8 @@ export async function runAccess(args: readonly string[], options: AccessOptions,
   if (!PERMISSION.test(tclass)) throw new CliError(`CLASS: "${tclass}" is not a class name`);
   const perms = parsePerms(permText);
   const loaded = await loadPolicy(options.policy, deps);
+  const badName = checkClassAndPerms(loaded.policy, tclass, perms);
+  if (badName !== undefined) throw new CliError(badName);
   const result = answer(loaded, scontext, tcontext, tclass, perms);
   const { decision, reason, source } = result;
   deps.write(options.json ? `${JSON.stringify({ decision, reason, source })}\n` : `${decision}: ${reason}\n(${source})\n`);
