@@ -69,8 +69,12 @@ async function readStamp() {
   try {
     const stamp = JSON.parse(await fs.readFile(STAMP, 'utf8'));
     if (stamp.recipe !== RECIPE) return null;
-    for (const f of [stamp.kernel, stamp.initrd, stamp.disk]) if (typeof f !== 'string' || !(await exists(f))) return null;
-    return stamp;
+    // Names are relative to the cache, so a copied checkout uses its own copy, never the original's files.
+    const files = [stamp.kernel, stamp.initrd, stamp.disk];
+    if (files.some((f) => typeof f !== 'string' || path.isAbsolute(f) || f.includes('/'))) return null;
+    const [kernel, initrd, disk] = files.map((f) => path.join(OUT, f));
+    for (const f of [kernel, initrd, disk]) if (!(await exists(f))) return null;
+    return { ...stamp, kernel, initrd, disk };
   } catch {
     return null;
   }
@@ -234,14 +238,14 @@ async function build() {
       kernelPackage: path.basename(kdeb),
       busyboxPackage: path.basename(bbdeb),
       modules: modules.map((m) => m.name),
-      kernel: path.join(OUT, 'vmlinuz'),
-      initrd: path.join(OUT, 'initrd.gz'),
-      disk: path.join(OUT, 'disk.raw'),
+      kernel: 'vmlinuz',
+      initrd: 'initrd.gz',
+      disk: 'disk.raw',
     };
     await fs.writeFile(path.join(stage, 'stamp.json'), JSON.stringify(stamp, null, 2) + '\n');
     await fs.rm(OUT, { recursive: true, force: true });
     await fs.rename(stage, OUT);
-    return stamp;
+    return { ...stamp, kernel: path.join(OUT, stamp.kernel), initrd: path.join(OUT, stamp.initrd), disk: path.join(OUT, stamp.disk) };
   } finally {
     await fs.rm(work, { recursive: true, force: true });
   }
