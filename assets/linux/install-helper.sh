@@ -93,6 +93,8 @@ write_wrapper() {
 # Written by install-helper.sh: root-owned, 0755. The helper is a Node program run by the app's Electron.
 # A fresh environment: pkexec cleared most of it already, and nothing like NODE_OPTIONS may ever reach a
 # Node runtime that runs as root. Only the requesting uid crosses over (digits only).
+# --jitless (a Node flag, honoured by Electron in node mode): no JIT, so no execmem, which SELinux policies
+# deny to the helper's domain (Debian's unconfined_t by default, and the product's own module).
 set -eu
 # The app starts the helper without arguments; pkexec passes any a user adds, so none are accepted.
 if [ "\$#" -ne 0 ]; then
@@ -105,7 +107,7 @@ sudoer=
 case "\${SUDO_UID-}" in '' | *[!0-9]*) ;; *) sudoer="SUDO_UID=\$SUDO_UID" ;; esac
 cd /
 exec /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 ELECTRON_RUN_AS_NODE=1 \$requester \$sudoer \\
-  $(sh_quote "$1") $(sh_quote "$HELPER_SCRIPT")
+  $(sh_quote "$1") --jitless $(sh_quote "$HELPER_SCRIPT")
 EOF
   chown root:root -- "$tmp"
   chmod 0755 -- "$tmp"

@@ -131,7 +131,7 @@ function checkAllocatedLevel(level: Level, profile: PolicyProfile): void {
  * label from its own user with the image context's role and type. The profile's process context stands
  * in for "our own" context here, since the manager is not the daemon that confines the VM.
  */
-function imageLabelFor(profile: PolicyProfile, range: MlsRange): string {
+export function imageLabelFor(profile: PolicyProfile, range: MlsRange): string {
   const { imageContext, processContext } = profile;
   return formatContext({ user: processContext.user, role: imageContext.role, type: imageContext.type, range });
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HelperClient, HelperRequestError } from './helper-client';
+import { HelperClient, HelperRequestError, resolveHelperLaunch } from './helper-client';
 
 describe('HelperClient', () => {
   it('reports a helper that is gone (sudo refused, pkexec dismissed) as helper-exited, also when writing to it fails', async () => {
@@ -16,5 +16,15 @@ describe('HelperClient', () => {
       expect(reason.message).toMatch(/exited \(code 1\): sudo: a password is required/);
     }
     await client.close();
+  });
+});
+
+describe('resolveHelperLaunch', () => {
+  it('runs the helper without a JIT (--jitless: no execmem for SELinux to deny), started directly or through a launcher', () => {
+    const env = { SVIRT_HELPER_SCRIPT: '/x/svirt-helper.js' };
+    expect(resolveHelperLaunch(env, 0)).toEqual({ command: process.execPath, args: ['--jitless', '/x/svirt-helper.js'], via: 'direct' });
+    expect(resolveHelperLaunch({ ...env, SVIRT_HELPER_LAUNCHER: 'sudo -n' }, 1000)).toEqual({
+      command: 'sudo', args: ['-n', process.execPath, '--jitless', '/x/svirt-helper.js'], via: 'launcher',
+    });
   });
 });

@@ -15,6 +15,15 @@ export interface HelperLaunch {
   readonly via: 'direct' | 'pkexec' | 'launcher';
 }
 
+/**
+ * Node flags the root helper (and the console keepers it starts) always run with. `--jitless`: V8's JIT maps
+ * memory writable and executable, which SELinux checks as `execmem`; Debian denies it to unconfined_t by default
+ * (`allow_execmem` off) and the product's policy module grants it to none of its domains. The interpreter alone
+ * serves the helper's work (JSON, labels, process control). The installed wrapper (install-helper.sh) passes
+ * the same flag.
+ */
+export const HELPER_NODE_FLAGS = ['--jitless'] as const;
+
 /** The bundled helper next to the bundled CLI/main (dist/svirt-helper.js). */
 export function bundledHelperPath(): string {
   const here = typeof __filename === 'string' ? __filename : fileURLToPath(import.meta.url);
@@ -32,9 +41,9 @@ export function resolveHelperLaunch(env: NodeJS.ProcessEnv = process.env, uid = 
   const launcher = env.SVIRT_HELPER_LAUNCHER?.trim();
   if (launcher) {
     const [command, ...prefix] = launcher.split(/\s+/);
-    return { command: command as string, args: [...prefix, process.execPath, helperScript], via: 'launcher' };
+    return { command: command as string, args: [...prefix, process.execPath, ...HELPER_NODE_FLAGS, helperScript], via: 'launcher' };
   }
-  if (uid === 0) return { command: process.execPath, args: [helperScript], via: 'direct' };
+  if (uid === 0) return { command: process.execPath, args: [...HELPER_NODE_FLAGS, helperScript], via: 'direct' };
   return { command: 'pkexec', args: ['--disable-internal-agent', INSTALLED_HELPER_PATH], via: 'pkexec' };
 }
 

@@ -80,7 +80,7 @@ async function assertRootChain(root: string, target: string, missing: HelperInst
 
 /** The runtime the wrapper execs, from the line install-helper.sh writes (a single-quoted word). */
 export function wrapperRuntime(wrapper: string): string | undefined {
-  const match = /^ {2}('(?:[^']|'\\'')*') '[^']*'$/m.exec(wrapper);
+  const match = /^ {2}('(?:[^']|'\\'')*') (?:--jitless )?'[^']*'$/m.exec(wrapper);
   return match?.[1]?.slice(1, -1).replaceAll("'\\''", "'");
 }
 

@@ -77,7 +77,7 @@ describe('after-install / after-remove (deb postinst/postrm, rpm %post/%postun)'
     const wrapper = await readFile(`${root}${INSTALLED_HELPER_PATH}`, 'utf8');
     expect(wrapperRuntime(wrapper)).toBe(`${APP_DIR}/${EXECUTABLE}`);
     expect(wrapper).toContain('ELECTRON_RUN_AS_NODE=1');
-    expect(wrapper).toContain(`'${INSTALLED_HELPER_SCRIPT}'`);
+    expect(wrapper).toContain(`--jitless '${INSTALLED_HELPER_SCRIPT}'`);
     expect(wrapper).toMatch(/exec \/usr\/bin\/env -i /);
     expect(await detectHelperInstall({ root, bundledHelperScript: repoPath('dist/svirt-helper.js') })).toEqual({ installed: true, runtime: `${APP_DIR}/${EXECUTABLE}` });
   });

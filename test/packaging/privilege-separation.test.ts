@@ -84,11 +84,11 @@ beforeAll(async () => {
   // arguments; the launcher fixes the helper's environment (sudo's env_reset drops the caller's anyway).
   launcher = path.join(dir, 'launch-helper');
   await writeFile(launcher, `#!/bin/sh
-[ "$#" -eq 2 ] && [ "$1" = '${NODE}' ] && [ "$2" = '${HELPER}' ] || { echo "launch-helper: unexpected arguments" >&2; exit 2; }
-exec env SVIRT_STATE_DIR='${stateDir}' SVIRT_HELPER_CONFIG='${config}' "$1" "$2"
+[ "$#" -eq 3 ] && [ "$1" = '${NODE}' ] && [ "$2" = --jitless ] && [ "$3" = '${HELPER}' ] || { echo "launch-helper: unexpected arguments" >&2; exit 2; }
+exec env SVIRT_STATE_DIR='${stateDir}' SVIRT_HELPER_CONFIG='${config}' "$1" "$2" "$3"
 `, { mode: 0o755 });
   const rule = path.join(dir, 'sudoers');
-  await writeFile(rule, `${userA} ALL=(root) NOPASSWD: ${launcher} ${NODE} ${HELPER}\n`, { mode: 0o440 });
+  await writeFile(rule, `${userA} ALL=(root) NOPASSWD: ${launcher} ${NODE} --jitless ${HELPER}\n`, { mode: 0o440 });
   const check = await run('visudo', ['-c', '-f', rule]);
   expect(check.code, check.stdout + check.stderr).toBe(0);
   await runOk('install', ['-o', 'root', '-g', 'root', '-m', '0440', rule, sudoersFile]);
@@ -152,7 +152,7 @@ describe('the helper, elevated through sudo for one user', () => {
   it('runs as root for that user: the client is unprivileged, launched via sudo -n', async () => {
     const session = await clientAs(userA, [{ verb: 'status' }]);
     expect(session.uid).toBe(uidA);
-    expect(session.launch).toEqual({ command: 'sudo', args: ['-n', launcher, NODE, HELPER], via: 'launcher' });
+    expect(session.launch).toEqual({ command: 'sudo', args: ['-n', launcher, NODE, '--jitless', HELPER], via: 'launcher' });
     expect(session.answers[0]).toMatchObject({ ok: true });
   });
 

@@ -24,6 +24,8 @@ async function runHelper(): Promise<number> {
     import('../selinux-files'), import('../host-selinux'), import('../qemu/accel'), import('../state/helper-state'),
     import('./helper-config'), import('./helper-server'), import('./helper-verbs'), import('./vm-lifecycle'),
   ]);
+  // The flags live with the code that starts the helper, so helper and keepers run alike.
+  const { HELPER_NODE_FLAGS } = await import('../helper-client');
   const config = await loadHelperConfig();
   const requester = await resolveRequester();
   const profile = await loadPolicyProfile(undefined, config.categoryRange);
@@ -35,7 +37,8 @@ async function runHelper(): Promise<number> {
   if (!script) throw new Error('cannot tell the helper script path');
   const lifecycle = new VmLifecycle({
     store, config, profile, requester, selinux, accel,
-    keeperCommand: { command: process.execPath, argsPrefix: [script] },
+    // The keeper runs in the helper's domain too: the same flags (no JIT, see HELPER_NODE_FLAGS).
+    keeperCommand: { command: process.execPath, argsPrefix: [...HELPER_NODE_FLAGS, script] },
   });
   // Whatever died while no helper was running is cleaned up before the first request.
   await lifecycle.reconcile();

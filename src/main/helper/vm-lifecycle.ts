@@ -1,8 +1,8 @@
 import { randomInt } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import * as path from 'node:path';
-import { formatLevel, formatRange, parseContext, type Level } from '../../labeling/context';
-import { planStart, type StartPlan } from '../../labeling/label-planner';
+import { formatLevel, formatRange, parseContext, parseRange, type Level } from '../../labeling/context';
+import { imageLabelFor, planStart, type StartPlan } from '../../labeling/label-planner';
 import { McsAllocator, type InUseEntry } from '../../labeling/mcs-allocator';
 import type { PolicyProfile } from '../../labeling/policy-profile';
 import { startConsoleKeeperProcess } from '../console/keeper-process';
@@ -260,6 +260,17 @@ export class VmLifecycle {
     return entries;
   }
 
+  /**
+   * What qemu gets on an SELinux host: its exec context, its sockets created at that same context, and its
+   * log at the VM's image label (the image type at the process's pair), so that every fd it inherits is one
+   * its domain may use.
+   */
+  private selinuxLaunchLabels(plan: StartPlan, processContext: string): { execContext: string; socketContext: string; logLabel?: string } {
+    const range = plan.range === null ? undefined : parseRange(plan.range);
+    const logLabel = plan.imageLabel ?? (range ? imageLabelFor(this.deps.profile, range) : undefined);
+    return { execContext: processContext, socketContext: processContext, ...(logLabel ? { logLabel } : {}) };
+  }
+
   async start(definitionInput: unknown, options: StartOptions = {}): Promise<RunInfo> {
     let definition: VmDefinition;
     try {
@@ -358,7 +369,7 @@ export class VmLifecycle {
             user: this.deps.config.qemuUser,
             // Paused until the console keeper holds the serial port, so not one byte of boot output is lost.
             paused: true,
-            ...(confinable && plan.process.context ? { execContext: plan.process.context } : {}),
+            ...(confinable && plan.process.context ? this.selinuxLaunchLabels(plan, plan.process.context) : {}),
           });
         } finally {
           await Promise.all(checked.map((c) => c.handle.close()));

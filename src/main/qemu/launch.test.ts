@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { GUEST_APPEND, GUEST_READY_MARKER, SerialConsole, testGuest } from '../../../test/support/guest';
 import { probeAccelerator } from './accel';
 import { SANDBOX_ARG, buildQemuArgv, fdLayout, launchQemu, qemuRunPaths, readQemuPid, validateLaunchSpec, type LaunchSpec, type LaunchedQemu } from './launch';
+import { readLabel } from '../labels/file-labels';
 import { QmpClient } from './qmp';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -255,6 +256,15 @@ describe.skipIf(!isRoot)('launchQemu (real qemu; needs root to switch uid)', () 
     const s = spec('broken', { machine: 'no-such-machine' });
     await expect(launchQemu(s)).rejects.toThrow(/qemu did not start[\s\S]*no-such-machine/);
     await expect(stat(qemuRunPaths(s.runDir).pidFile)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('gives qemu.log the VM\'s image label before qemu inherits it, and qemu writes into that file', async () => {
+    const logLabel = 'system_u:object_r:svirt_image_t:s0:c7,c9';
+    const s = spec('labeled-log', { machine: 'no-such-machine', logLabel });
+    await expect(launchQemu(s)).rejects.toThrow(/qemu did not start/);
+    const logFile = qemuRunPaths(s.runDir).logFile;
+    expect(await readLabel(logFile)).toBe(logLabel);
+    expect(await readFile(logFile, 'utf8')).toMatch(/no-such-machine/);
   });
 
   it('refuses a kernel the qemu user cannot read', async () => {

@@ -12,6 +12,19 @@
 //   <runDir>/serial.sock  the guest's ttyS0 (one client at a time; output while nobody is connected is dropped)
 //   <runDir>/qemu.pid     qemu's pid, written by the launcher (qemu itself cannot write into the run directory)
 //   <runDir>/qemu.log     qemu's stdout/stderr
+//
+// On an SELinux host qemu execs into the VM's label (runcon), and at that exec the kernel gives it a null file in
+// place of every inherited fd its domain may not use. So what it inherits is made usable by the VM's domain:
+//   - the serial and QMP sockets are created at the VM's own context (socket-context.ts: the MCS constraint on
+//     unix_stream_socket refuses a VM sockets made at the helper's range, whatever the allow rules say);
+//   - qemu.log gets the VM's own image label (svirt_image_t at the VM's pair) before it is handed over: svirt_t may
+//     append to svirt_image_t, and MCS keeps each VM to its own log. A file rather than a pipe, because a pipe needs
+//     a reader for qemu's whole life, and the helper that starts a VM does not live that long;
+//   - the disks carry the labels the relabeler gave them; using the fds themselves (fd use, /dev/null) is the
+//     policy module's grant.
+// Nothing here sets no-new-privileges before that exec (neither Debian's nor Fedora's policy has an nnp_transition
+// into svirt_t, so the exec would be refused): spawn() does not set it, and qemu's own -sandbox sets it only after,
+// in the VM's domain.
 // The socket files are the listening sockets qemu holds: they work as long as qemu runs; qemu does not remove them
 // (it never knew their paths), so a later launch into the same run directory replaces them.
 
@@ -19,8 +32,10 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { constants as fsc, readFileSync, renameSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import net from 'node:net';
+import type net from 'node:net';
 import path from 'node:path';
+import { writeLabel } from '../labels/file-labels';
+import { listenUnixAt } from '../socket-context';
 import { probeAccelerator } from './accel';
 import { QmpClient } from './qmp';
 
@@ -63,6 +78,10 @@ export interface LaunchSpec {
   startTimeoutMs?: number;
   /** SELinux context to exec qemu in (`runcon CTX qemu …`): the VM's svirt_t label on an SELinux host. */
   execContext?: string;
+  /** SELinux context the serial and QMP sockets are created at (the VM's label); only where SELinux is enabled. */
+  socketContext?: string;
+  /** SELinux label qemu.log gets before qemu inherits it (the VM's image label); only where SELinux is enabled. */
+  logLabel?: string;
 }
 
 export interface QemuRunPaths {
@@ -100,6 +119,7 @@ export interface FdLayout {
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const USER_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
+const CONTEXT_RE = /^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+(:[A-Za-z0-9:.,-]+)?$/;
 
 export function qemuRunPaths(runDir: string): QemuRunPaths {
   return {
@@ -127,8 +147,8 @@ export function validateLaunchSpec(spec: LaunchSpec): void {
   }
   if (spec.machine !== undefined && !/^[A-Za-z0-9._-]+$/.test(spec.machine)) throw new Error(`invalid machine ${spec.machine}`);
   if (spec.user !== undefined && !USER_RE.test(spec.user)) throw new Error(`invalid user name ${spec.user}`);
-  if (spec.execContext !== undefined && !/^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+(:[A-Za-z0-9:.,-]+)?$/.test(spec.execContext)) {
-    throw new Error(`invalid SELinux context ${spec.execContext}`);
+  for (const context of [spec.execContext, spec.socketContext, spec.logLabel]) {
+    if (context !== undefined && !CONTEXT_RE.test(context)) throw new Error(`invalid SELinux context ${context}`);
   }
 }
 
@@ -258,20 +278,6 @@ export function readQemuPid(runDir: string): number | undefined {
   }
 }
 
-async function listenUnix(socketPath: string): Promise<net.Server> {
-  const server = net.createServer();
-  // Nobody knows this temporary name, so the launcher's own accept loop never takes a connection meant for qemu.
-  server.on('connection', (s) => s.destroy());
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ path: socketPath, backlog: 16 }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return server;
-}
-
 /**
  * The fd of a listening net.Server. Node's spawn() accepts fd numbers in stdio but not a Server (it would try to
  * pause it as a stream), and net has no public accessor for a server's fd: the handle's fd is read here, checked.
@@ -335,12 +341,15 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
   const servers: net.Server[] = [];
   let child: ChildProcess;
   try {
-    const serialServer = await listenUnix(tmpSerial);
+    // Nobody knows the temporary names, so the launcher's own accept loop never takes a connection meant for qemu.
+    const serialServer = await listenUnixAt(spec.socketContext ?? null, tmpSerial);
     servers.push(serialServer);
-    const qmpServer = await listenUnix(tmpQmp);
+    const qmpServer = await listenUnixAt(spec.socketContext ?? null, tmpQmp);
     servers.push(qmpServer);
     const log = await fs.open(paths.logFile, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_APPEND, 0o600);
     toClose.push(log);
+    // The opened file itself (through its fd), whatever its name points to meanwhile.
+    if (spec.logLabel !== undefined) await writeLabel(`/proc/${process.pid}/fd/${log.fd}`, spec.logLabel);
     await log.write(`${new Date().toISOString()} launch ${qemuBin} ${argv.join(' ')}\n`);
 
     const stdio: (number | 'ignore')[] = ['ignore', log.fd, log.fd];
