@@ -11,7 +11,7 @@ import {
 import type { PolicyProfile } from './policy-profile';
 import { isRelabeled, type CharDeviceRole, type CharDeviceSpec, type DiskSpec, type VmSpec } from './vm-spec';
 
-export type PlanResource = 'disk' | 'kernel' | 'initrd' | 'dtb' | CharDeviceRole;
+export type PlanResource = 'disk' | 'kernel' | 'initrd' | 'dtb' | 'nvram' | CharDeviceRole;
 
 /**
  * - `private`, `shared`, `readonly`: disks by how they are shared.
@@ -263,6 +263,13 @@ function contentAction(resource: 'kernel' | 'initrd' | 'dtb', path: string, vm: 
   return { ...base, label: formatContext(profile.contentContext), remember: true, reason: `${resource}: read-only content label, restored at stop` };
 }
 
+/** The UEFI variable store is written by this VM alone: the VM's image label, restored at stop (libvirt labels nvram so). */
+function nvramAction(path: string, vm: VmLabels): Draft {
+  const base = { rawPath: path, resource: 'nvram' as const, device: 'nvram', class: 'private' as const };
+  if (vm.imageLabel === null) return { ...base, label: null, remember: false, reason: vm.noRelabelReason ?? 'not relabeled' };
+  return { ...base, label: vm.imageLabel, remember: true, reason: "UEFI variable store: the VM's image label, original restored at stop" };
+}
+
 function charActions(dev: CharDeviceSpec, index: number, vm: VmLabels, options: PlanOptions): Draft[] {
   const role = dev.role ?? 'serial';
   const device = `${role} ${index}`;
@@ -329,7 +336,7 @@ function mergeByPath(drafts: readonly Draft[]): LabelAction[] {
 
 /**
  * The labels for starting `spec`: its process context and one action per file it opens, in the order
- * disks, kernel, initrd, dtb, character devices. `level` is the MCS level allocated for a dynamic VM that
+ * disks, kernel, initrd, dtb, nvram, character devices. `level` is the MCS level allocated for a dynamic VM that
  * is not already running (a running VM's live label supplies its pair).
  */
 export function planStart(spec: VmSpec, profile: PolicyProfile, level?: Level, options: PlanOptions = {}): StartPlan {
@@ -339,6 +346,7 @@ export function planStart(spec: VmSpec, profile: PolicyProfile, level?: Level, o
     const path = spec[resource];
     if (path !== undefined) drafts.push(contentAction(resource, path, vm, profile));
   }
+  if (spec.nvram !== undefined) drafts.push(nvramAction(spec.nvram, vm));
   spec.charDevices.forEach((dev, i) => drafts.push(...charActions(dev, i, vm, options)));
   return {
     vm: spec.name,

@@ -75,6 +75,8 @@ export interface VmSpec {
   readonly kernel?: string;
   readonly initrd?: string;
   readonly dtb?: string;
+  /** UEFI variable store qemu writes: private to the VM, like libvirt's `<nvram>`. */
+  readonly nvram?: string;
   readonly charDevices: readonly CharDeviceSpec[];
   /** Present while the VM runs (or when read from a running domain's XML). */
   readonly live?: LiveLabels;

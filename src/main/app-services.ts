@@ -153,7 +153,7 @@ export function createServices(options: ServiceOptions = {}): Services {
 
   const toResource = async (definition: VmDefinition, label: ResourceLabel, running: boolean): Promise<VmResource> => {
     const isCdrom = definition.boot.kind === 'iso' && definition.boot.iso === label.path;
-    const kind = label.resource === 'disk' ? (isCdrom ? 'cdrom' : 'disk') : label.resource === 'kernel' || label.resource === 'initrd' || label.resource === 'dtb' ? label.resource : 'serial';
+    const kind = label.resource === 'disk' ? (isCdrom ? 'cdrom' : 'disk') : label.resource === 'kernel' || label.resource === 'initrd' || label.resource === 'dtb' || label.resource === 'nvram' ? label.resource : 'serial';
     const st = await stat(label.path).catch(() => null);
     // Shared and read-only content keeps its label when the VM stops; everything else is put back.
     const keepsLabel = label.class === 'shared' || label.class === 'readonly';

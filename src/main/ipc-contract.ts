@@ -84,7 +84,7 @@ export interface VmSummary {
   pid: number | null;
 }
 
-export type ResourceKind = 'disk' | 'cdrom' | 'kernel' | 'initrd' | 'dtb' | 'serial';
+export type ResourceKind = 'disk' | 'cdrom' | 'kernel' | 'initrd' | 'dtb' | 'nvram' | 'serial';
 
 /**
  * How a resource is labeled: the disk classes, `content` for kernel, initrd and dtb (the read-only

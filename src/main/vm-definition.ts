@@ -26,6 +26,30 @@ export type BootDefinition =
 
 export type BootKind = BootDefinition['kind'];
 
+/** A host loopback port that reaches a guest TCP port through user-mode networking's NAT. */
+export interface PortForward {
+  readonly hostPort: number;
+  readonly guestPort: number;
+}
+
+/**
+ * `user`: qemu's user-mode networking (slirp) behind a virtio NIC: the guest gets 10.0.2.15 by DHCP and
+ * reaches the host's loopback through 10.0.2.2, with no privilege and no host interface. `none`: no NIC.
+ * An absent network means none (definitions written before networks existed had no NIC).
+ */
+export type NetworkDefinition =
+  | { readonly mode: 'user'; readonly portForwards?: readonly PortForward[] }
+  | { readonly mode: 'none' };
+
+/**
+ * `bios`: SeaBIOS (absent means bios). `uefi`: OVMF; `nvram` is this VM's own copy of the variable store
+ * template, a user-owned file qemu writes (labeled as a private image while the VM runs, like libvirt's nvram).
+ */
+export type FirmwareDefinition = { readonly kind: 'bios' } | { readonly kind: 'uefi'; readonly nvram: string };
+
+/** `vnc`: a graphical console (VGA, served over VNC to the helper's relay). Absent means none (serial only). */
+export type DisplayDefinition = 'vnc' | 'none';
+
 /** The stored seclabel is VmSpec's own. */
 export type SeclabelDefinition = SeclabelSpec;
 
@@ -39,6 +63,9 @@ export interface VmDefinition {
   readonly seclabel: SeclabelDefinition;
   /** A host file that receives the guest's serial output. */
   readonly serialLog?: string;
+  readonly network?: NetworkDefinition;
+  readonly firmware?: FirmwareDefinition;
+  readonly display?: DisplayDefinition;
   /** ISO 8601, UTC. */
   readonly createdAt: string;
 }
@@ -58,6 +85,11 @@ export const VM_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]*$';
 export const VM_NAME_MAX_LENGTH = 64;
 export const MEMORY_MIB_RANGE = { min: 16, max: 1_048_576 } as const;
 export const VCPU_RANGE = { min: 1, max: 512 } as const;
+/** qemu runs unprivileged, so it can only listen on unprivileged host ports. */
+export const HOST_PORT_RANGE = { min: 1024, max: 65535 } as const;
+export const GUEST_PORT_RANGE = { min: 1, max: 65535 } as const;
+/** What a new VM gets when its creator says nothing (the create form and `svirt define`). */
+export const NEW_VM_DEFAULTS = { memoryMiB: 2048, vcpus: 2, network: { mode: 'user' } } as const satisfies Partial<VmDefinitionInput>;
 
 // PATH_MAX; the semantic check below decides what an acceptable path is.
 const pathSchema = { type: 'string', minLength: 1, maxLength: 4096 } as const;
@@ -106,6 +138,44 @@ const bootSchema = {
   ],
 } as const;
 
+const portSchema = (range: { min: number; max: number }) => ({ type: 'integer', minimum: range.min, maximum: range.max }) as const;
+
+const networkSchema = {
+  type: 'object',
+  required: ['mode'],
+  discriminator: { propertyName: 'mode' },
+  oneOf: [
+    {
+      additionalProperties: false,
+      required: ['mode'],
+      properties: {
+        mode: { const: 'user' },
+        portForwards: {
+          type: 'array',
+          maxItems: 32,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['hostPort', 'guestPort'],
+            properties: { hostPort: portSchema(HOST_PORT_RANGE), guestPort: portSchema(GUEST_PORT_RANGE) },
+          },
+        },
+      },
+    },
+    { additionalProperties: false, required: ['mode'], properties: { mode: { const: 'none' } } },
+  ],
+} as const;
+
+const firmwareSchema = {
+  type: 'object',
+  required: ['kind'],
+  discriminator: { propertyName: 'kind' },
+  oneOf: [
+    { additionalProperties: false, required: ['kind'], properties: { kind: { const: 'bios' } } },
+    { additionalProperties: false, required: ['kind', 'nvram'], properties: { kind: { const: 'uefi' }, nvram: pathSchema } },
+  ],
+} as const;
+
 const seclabelSchema = {
   type: 'object',
   required: ['mode'],
@@ -134,6 +204,9 @@ const definitionSchema = {
     disks: { type: 'array', items: diskSchema, maxItems: 64 },
     seclabel: seclabelSchema,
     serialLog: pathSchema,
+    network: networkSchema,
+    firmware: firmwareSchema,
+    display: { type: 'string', enum: ['vnc', 'none'] },
     createdAt: { type: 'string', format: 'date-time' },
   },
 } as const;
@@ -258,6 +331,22 @@ function semanticProblems(def: VmDefinition): string[] {
     else seen.set(disk.path, i);
   });
   if (boot.kind === 'iso' && seen.has(boot.iso)) problems.push(`boot.iso (${boot.iso}) is also listed as a disk: one file cannot be both`);
+
+  const { firmware, network } = def;
+  if (firmware?.kind === 'uefi') {
+    problems.push(...pathProblem('firmware.nvram', firmware.nvram));
+    if (seen.has(firmware.nvram) || (boot.kind === 'iso' && boot.iso === firmware.nvram)) {
+      problems.push(`firmware.nvram (${firmware.nvram}) is also a disk or the ISO: the variable store needs its own file`);
+    }
+  }
+  if (network?.mode === 'user') {
+    const hostPorts = new Map<number, number>();
+    network.portForwards?.forEach((f, i) => {
+      const first = hostPorts.get(f.hostPort);
+      if (first !== undefined) problems.push(`network.portForwards[${i}].hostPort ${f.hostPort} is already forwarded by network.portForwards[${first}]`);
+      else hostPorts.set(f.hostPort, i);
+    });
+  }
   return problems;
 }
 
@@ -307,6 +396,7 @@ export function toVmSpec(def: VmDefinition, accel: Accel): VmSpec {
     disks,
     ...kernelBoot,
     charDevices,
+    ...(def.firmware?.kind === 'uefi' ? { nvram: def.firmware.nvram } : {}),
     memoryMiB: def.memoryMiB,
     vcpus: def.vcpus,
   };

@@ -80,6 +80,8 @@ describe('VM definition validation', () => {
       stored({ seclabel: { mode: 'static', label: 'system_u:system_r:svirt_t:s0:c1,c2', relabel: false } }),
       stored({ seclabel: { mode: 'none' }, serialLog: '/var/log/guest-serial.log' }),
       stored({ disks: [{ path: '/srv/shared.raw', format: 'raw', class: 'shared', relabel: true, label: 'system_u:object_r:svirt_image_t:s0' }] }),
+      stored({ network: { mode: 'user', portForwards: [{ hostPort: 2222, guestPort: 22 }, { hostPort: 8080, guestPort: 80 }] }, firmware: { kind: 'uefi', nvram: '/home/u/vms/guest.nvram.fd' }, display: 'vnc' }),
+      stored({ network: { mode: 'none' }, firmware: { kind: 'bios' }, display: 'none' }),
     ];
     for (const value of valid) expect(() => parseVmDefinition(value)).not.toThrow();
   });
@@ -114,6 +116,15 @@ describe('VM definition validation', () => {
     ['an imageLabel that is never used', stored({ seclabel: { mode: 'static', label: 'system_u:system_r:svirt_t:s0:c1,c2', relabel: false, imageLabel: 'system_u:object_r:svirt_image_t:s0:c1,c2' } }), 'seclabel.imageLabel is set but seclabel.relabel is false'],
     ['relabel on dynamic', stored({ seclabel: { mode: 'dynamic', relabel: false } }), 'seclabel.relabel is not a known field'],
     ['a bad timestamp', stored({ createdAt: '2024-05-01 10:00' }), 'createdAt must be an ISO 8601 UTC timestamp'],
+    ['a privileged host port', stored({ network: { mode: 'user', portForwards: [{ hostPort: 80, guestPort: 80 }] } }), 'network.portForwards[0].hostPort must be >= 1024 (found 80)'],
+    ['guest port 0', stored({ network: { mode: 'user', portForwards: [{ hostPort: 8080, guestPort: 0 }] } }), 'network.portForwards[0].guestPort must be >= 1 (found 0)'],
+    ['a host port forwarded twice', stored({ network: { mode: 'user', portForwards: [{ hostPort: 8080, guestPort: 80 }, { hostPort: 8080, guestPort: 81 }] } }), 'network.portForwards[1].hostPort 8080 is already forwarded by network.portForwards[0]'],
+    ['an unknown network mode', stored({ network: { mode: 'bridge' } }), 'network.mode must be one of user, none (found "bridge")'],
+    ['port forwards without a network', stored({ network: { mode: 'none', portForwards: [] } }), 'network.portForwards is not a known field'],
+    ['uefi without a variable store', stored({ firmware: { kind: 'uefi' } }), 'firmware.nvram is required'],
+    ['a relative variable store', stored({ firmware: { kind: 'uefi', nvram: 'vars.fd' } }), 'firmware.nvram: refusing "vars.fd": path must be absolute'],
+    ['a variable store that is also a disk', stored({ firmware: { kind: 'uefi', nvram: '/var/lib/images/guest.qcow2' } }), 'firmware.nvram (/var/lib/images/guest.qcow2) is also a disk or the ISO'],
+    ['an unknown display', stored({ display: 'spice' }), 'display must be one of vnc, none (found "spice")'],
     ['a relative serial log', stored({ serialLog: 'serial.log' }), 'serialLog: refusing "serial.log": path must be absolute'],
   ])('rejects %s, naming the field', (_what, value, expected) => {
     expect(problemsOf(value).join('\n')).toContain(expected);
@@ -185,6 +196,14 @@ describe('toVmSpec', () => {
     expect(planStart(spec, debian, parseLevel('s0:c3,c7')).actions.find((a) => a.path === '/srv/install.iso')?.label).toBe(
       'system_u:object_r:virt_content_t:s0',
     );
+  });
+
+  it("gives a UEFI VM's variable store the VM's private image label, restored at stop", () => {
+    const spec = toVmSpec(parseVmDefinition(stored({ firmware: { kind: 'uefi', nvram: '/home/u/vms/guest.nvram.fd' } })), 'kvm');
+    expect(spec.nvram).toBe('/home/u/vms/guest.nvram.fd');
+    const nvram = planStart(spec, debian, parseLevel('s0:c3,c7')).actions.find((a) => a.resource === 'nvram');
+    expect(nvram).toMatchObject({ path: '/home/u/vms/guest.nvram.fd', class: 'private', label: 'system_u:object_r:svirt_image_t:s0:c3,c7', remember: true });
+    expect(toVmSpec(parseVmDefinition(stored({ firmware: { kind: 'bios' } })), 'kvm').nvram).toBeUndefined();
   });
 
   it('names disks past the 26th the way libvirt does', () => {

@@ -3,7 +3,8 @@
 //
 // What it makes, in test/guest/cache/<recipe>/ (git-ignored):
 //   vmlinuz    Debian's kernel (linux-image-amd64's current dependency), unmodified.
-//   initrd.gz  gzip'ed newc cpio: static busybox + applet links, virtio/ACPI button modules, /init.
+//   initrd.gz  gzip'ed newc cpio: static busybox + applet links, virtio (blk, net)/ACPI button modules, /init,
+//              and a udhcpc script, so `udhcpc -i eth0` configures the address it is leased.
 //   disk.raw   8 MiB raw data disk (zeros); tests copy it before writing to it.
 //
 // Boot it with:  -kernel vmlinuz -initrd initrd.gz -append 'console=ttyS0 panic=-1'
@@ -12,6 +13,7 @@
 //                  add qemu's -no-reboot to turn that reboot into a qemu exit.
 // The guest's /init prints the line SVIRT-GUEST-READY on ttyS0 once /dev/vda (if any) is usable, then runs an
 // interactive busybox shell on ttyS0. When that shell exits the guest powers off (qemu exits).
+// With a VGA display (and console=tty0 on the command line) tty1 gets the marker and a second shell too.
 // An ACPI power button press (QMP system_powerdown) also powers it off, via busybox acpid.
 //
 // The last line on stdout is one JSON object: {"kernel": "...", "initrd": "...", "disk": "..."} (absolute paths).
@@ -27,7 +29,7 @@ import { createGzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 
 // Bump when the recipe below changes what ends up in the files, so stale caches are rebuilt.
-const RECIPE = 'guest-v6';
+const RECIPE = 'guest-v7';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CACHE = path.join(HERE, 'cache');
 const OUT = path.join(CACHE, RECIPE);
@@ -35,7 +37,7 @@ const STAMP = path.join(OUT, 'stamp.json');
 const LOCK = path.join(CACHE, `${RECIPE}.lock`);
 const DISK_BYTES = 8 * 1024 * 1024;
 // Loaded in this order is not needed: the build sorts them by their modinfo depends=.
-const WANTED_MODULES = ['virtio_blk', 'virtio_pci', 'evdev', 'button'];
+const WANTED_MODULES = ['virtio_blk', 'virtio_pci', 'virtio_net', 'evdev', 'button'];
 const READY_MARKER = 'SVIRT-GUEST-READY';
 
 const log = (msg) => process.stderr.write(`[guest] ${msg}\n`);
@@ -160,6 +162,11 @@ while [ ! -e /dev/input/event0 ] && [ $i -lt 100 ]; do usleep 20000; i=$((i+1));
 acpid -c /etc/acpi
 i=0
 while ! ls -l /proc/$(pidof acpid)/fd 2>/dev/null | grep -q input/event && [ $i -lt 100 ]; do usleep 20000; i=$((i+1)); done
+# A viewer on the VGA display gets a shell too.
+if [ -c /dev/tty1 ] && echo ${READY_MARKER} > /dev/tty1 2>/dev/null; then
+  # Not cttyhack (it reopens the console, ttyS0): a new session's first open of tty1 makes it its controlling tty.
+  setsid sh -c 'exec sh -i < /dev/tty1 > /dev/tty1 2>&1' &
+fi
 echo ${READY_MARKER} > /dev/ttyS0
 # cttyhack gives the shell ttyS0 as controlling tty, so it is interactive with job control.
 setsid cttyhack sh -i < /dev/ttyS0 > /dev/ttyS0 2>&1
@@ -167,6 +174,16 @@ sync
 poweroff -f
 `;
 }
+
+// busybox udhcpc only reports a lease: this script puts it on the interface.
+const UDHCPC_SCRIPT = `#!/bin/sh
+case "$1" in
+  deconfig) ifconfig "$interface" 0.0.0.0 up ;;
+  bound|renew)
+    ifconfig "$interface" "$ip" netmask "\${subnet:-255.255.255.0}" up
+    for r in $router; do route add default gw "$r" dev "$interface"; break; done ;;
+esac
+`;
 
 async function buildInitramfs(work, busybox, modules, dest) {
   const root = path.join(work, 'initramfs');
@@ -179,6 +196,9 @@ async function buildInitramfs(work, busybox, modules, dest) {
   for (const m of modules) await fs.copyFile(m.ko, path.join(root, 'lib/modules', `${m.name}.ko`));
   await fs.writeFile(path.join(root, 'init'), initScript(modules), { mode: 0o755 });
   await fs.writeFile(path.join(root, 'etc/acpi/PWRF/00000080'), '#!/bin/sh\nsync\npoweroff -f\n', { mode: 0o755 });
+  // Where Debian's busybox looks for it.
+  await fs.mkdir(path.join(root, 'etc/udhcpc'), { recursive: true });
+  await fs.writeFile(path.join(root, 'etc/udhcpc/default.script'), UDHCPC_SCRIPT, { mode: 0o755 });
   // The kernel opens /dev/console for init's stdio before /init can mount devtmpfs; mknod needs root, and
   // without it /init still works (it redirects to /dev/ttyS0 itself), so a failure is only noted.
   try {

@@ -10,7 +10,8 @@ import { liveProcessLevels, type SelinuxMode } from '../host-selinux';
 import { labelFile, LabelConflictError, removeOrphanTreeLogs, restoreHolder, type RelabelContext } from '../labels/relabeler';
 import { openRelabelTarget, PathRefusedError, type OpenedTarget, type Requester } from '../labels/path-policy';
 import type { AccelChoice } from '../qemu/accel';
-import { launchQemu, qemuRunPaths, readQemuPid } from '../qemu/launch';
+import { checkNvramSize, OVMF_CODE } from '../qemu/firmware';
+import { launchQemu, qemuRunPaths, readQemuPid, type DiskSpec as LaunchDisk } from '../qemu/launch';
 import { QmpClient } from '../qemu/qmp';
 import { processStartTime } from '../state/state-lock';
 import type { HelperStateStore, RunRecord, StateTransaction } from '../state/helper-state';
@@ -104,6 +105,11 @@ export class VmLifecycle {
     this.helperStartTime = processStartTime(process.pid) ?? 'unknown';
   }
 
+  /** Where qemu creates a VM's VNC socket: outside the root-only run dir, in a directory of the qemu uid's. */
+  displayDir(ownerUid: number, name: string): string {
+    return path.join(this.deps.store.displayRoot, `${ownerUid}-${name}`);
+  }
+
   /** The console keeper's viewer socket of a running VM. */
   consoleSocket(record: RunRecord): string {
     return path.join(record.runDir, CONSOLE_SOCKET);
@@ -152,6 +158,7 @@ export class VmLifecycle {
     delete tx.registry.vms[record.id];
     tx.registry.mcs = allocator.toJSON();
     await rm(record.runDir, { recursive: true, force: true });
+    await rm(this.displayDir(record.ownerUid, record.name), { recursive: true, force: true });
     return restored.restored;
   }
 
@@ -331,10 +338,16 @@ export class VmLifecycle {
           faultPoint('mid-relabel');
         }
         const boot = definition.boot;
-        const disks = [
-          ...definition.disks.map((d) => ({ path: d.path, format: d.format, readonly: d.class === 'readonly', shared: d.class === 'shared' })),
-          ...(boot.kind === 'iso' ? [{ path: boot.iso, format: 'raw' as const, readonly: true }] : []),
+        // Boot order: the CD-ROM first, then the first disk (which boots alone once the ISO is detached).
+        const diskBoot = boot.kind === 'iso' ? 2 : boot.kind === 'disk' ? 1 : undefined;
+        const disks: LaunchDisk[] = [
+          ...definition.disks.map((d, i) => ({
+            path: d.path, format: d.format, readonly: d.class === 'readonly', shared: d.class === 'shared',
+            ...(i === 0 && diskBoot !== undefined ? { bootIndex: diskBoot } : {}),
+          })),
+          ...(boot.kind === 'iso' ? [{ path: boot.iso, format: 'raw' as const, readonly: true, cdrom: true, bootIndex: 1 }] : []),
         ];
+        const nvram = definition.firmware?.kind === 'uefi' ? definition.firmware.nvram : undefined;
         // The launcher opens disks as root for qemu: each must pass the relabel path rules (location, owner,
         // no symlink, allowed devices) also when it is not relabeled (seclabel none, relabel=no), and qemu
         // must get exactly the checked file, so the launcher opens it through /proc/<pid>/fd of our handle.
@@ -342,6 +355,14 @@ export class VmLifecycle {
         let launched;
         try {
           for (const d of disks) checked.push(await openRelabelTarget(d.path, { config: this.deps.config.pathPolicy, requester: this.deps.requester }));
+          // The variable store is the user's file like a disk, checked the same way and handed over by fd.
+          const nvramTarget = nvram === undefined ? undefined : await openRelabelTarget(nvram, { config: this.deps.config.pathPolicy, requester: this.deps.requester });
+          if (nvramTarget) {
+            checked.push(nvramTarget);
+            await checkNvramSize(nvramTarget.stat.size).catch((err: unknown) => {
+              throw new HelperError('bad-request', (err as Error).message);
+            });
+          }
           // The keeper (a Node process, the slowest part of a start) starts now, alongside qemu: it retries
           // qemu's serial socket until it appears, and qemu stays paused until the keeper is ready. Not
           // before the labels and disks passed: a refused start would wait out the keeper's 10 s connect
@@ -365,6 +386,9 @@ export class VmLifecycle {
             cpus: definition.vcpus,
             ...(boot.kind === 'kernel' ? { kernel: boot.kernel, ...(boot.initrd ? { initrd: boot.initrd } : {}), ...(boot.cmdline ? { append: boot.cmdline } : {}) } : {}),
             disks: disks.map((d, i) => ({ ...d, path: (checked[i] as OpenedTarget).fdPath })),
+            ...(nvramTarget ? { firmware: { code: OVMF_CODE, vars: nvramTarget.fdPath } } : {}),
+            ...(definition.network?.mode === 'user' ? { network: { portForwards: (definition.network.portForwards ?? []).map((f) => ({ ...f })) } } : {}),
+            ...(definition.display === 'vnc' ? { displayDir: this.displayDir(ownerUid, definition.name) } : {}),
             accelArgs: accel.args,
             user: this.deps.config.qemuUser,
             // Paused until the console keeper holds the serial port, so not one byte of boot output is lost.

@@ -40,10 +40,12 @@ describe('buildQemuArgv (pure)', () => {
       '-mon', 'chardev=qmp0,mode=control',
       '-add-fd', 'fd=5,set=1,opaque=ro:/img/a.raw',
       '-add-fd', 'fd=6,set=1,opaque=rw:/img/a.raw',
-      '-drive', 'file=/dev/fdset/1,format=raw,if=virtio,readonly=off',
+      '-drive', 'file=/dev/fdset/1,format=raw,if=none,id=drive1,readonly=off',
+      '-device', 'virtio-blk-pci,drive=drive1',
       // A read-only disk gets no writable fd at all; the comma in its path is doubled for QemuOpts.
       '-add-fd', 'fd=7,set=2,opaque=ro:/img/b,,c.qcow2',
-      '-drive', 'file=/dev/fdset/2,format=qcow2,if=virtio,readonly=on',
+      '-drive', 'file=/dev/fdset/2,format=qcow2,if=none,id=drive2,readonly=on',
+      '-device', 'virtio-blk-pci,drive=drive2',
       '-kernel', '/k/vmlinuz',
       '-initrd', '/k/initrd.gz',
       '-append', 'console=ttyS0 panic=-1',
@@ -59,6 +61,35 @@ describe('buildQemuArgv (pure)', () => {
       maxFd: 9,
     });
     expect(fdLayout({}).maxFd).toBe(4);
+  });
+
+  it('puts an ISO on a read-only CD-ROM booted before the disk, UEFI code and variables in pflash by fd', () => {
+    const argv = buildQemuArgv({
+      ...base,
+      disks: [{ path: '/img/disk.qcow2', format: 'qcow2', bootIndex: 2 }, { path: '/iso/install.iso', cdrom: true, bootIndex: 1 }],
+      firmware: { code: '/fw/OVMF_CODE_4M.fd', vars: '/vm/nvram.fd' },
+    }, []);
+    const joined = argv.join(' ');
+    expect(joined).toContain('-device virtio-blk-pci,drive=drive1,bootindex=2');
+    // A CD-ROM gets no writable fd, whatever the spec says about readonly.
+    expect(joined).toContain('-add-fd fd=7,set=2,opaque=ro:/iso/install.iso -drive file=/dev/fdset/2,format=raw,if=none,id=drive2,readonly=on,media=cdrom -device ide-cd,drive=drive2,bootindex=1');
+    expect(joined).not.toContain('opaque=rw:/iso/install.iso');
+    expect(joined).toContain('-add-fd fd=8,set=3,opaque=ro:/fw/OVMF_CODE_4M.fd -drive if=pflash,unit=0,format=raw,readonly=on,file=/dev/fdset/3');
+    expect(joined).toContain('-add-fd fd=9,set=4,opaque=ro:/vm/nvram.fd -add-fd fd=10,set=4,opaque=rw:/vm/nvram.fd -drive if=pflash,unit=1,format=raw,readonly=off,file=/dev/fdset/4');
+    expect(fdLayout({ disks: [{ path: '/a' }], firmware: { code: '/c', vars: '/v' } })).toMatchObject({
+      firmware: { code: { fdSet: 2, roFd: 7 }, vars: { fdSet: 3, roFd: 8, rwFd: 9 } },
+      maxFd: 9,
+    });
+  });
+
+  it('adds user-mode networking with loopback-only port forwards, and a VGA display on a VNC socket only when asked', () => {
+    const plain = buildQemuArgv(base, []);
+    expect(plain).not.toContain('-netdev');
+    expect(plain).not.toContain('-vnc');
+    const argv = buildQemuArgv({ ...base, network: { portForwards: [{ hostPort: 2222, guestPort: 22 }] }, displayDir: '/run/svirt/display/0-vm1' }, []);
+    expect(argv.join(' ')).toContain('-netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=net0,romfile=');
+    expect(argv.join(' ')).toContain('-device VGA');
+    expect(argv.slice(argv.indexOf('-vnc'), argv.indexOf('-vnc') + 2)).toEqual(['-vnc', 'unix:/run/svirt/display/0-vm1/vnc.sock']);
   });
 
   it('adds -S for a paused start, the machine and accelerator given, and no kernel options without a kernel', () => {
@@ -83,6 +114,11 @@ describe('buildQemuArgv (pure)', () => {
       { disks: [{ path: 'disk.raw' }] },
       { machine: 'q35,accel=kvm' },
       { user: 'root;x' },
+      { network: { portForwards: [{ hostPort: 80, guestPort: 80 }] } },
+      { network: { portForwards: [{ hostPort: 8080, guestPort: 0 }] } },
+      { network: { portForwards: [{ hostPort: 8080, guestPort: 1 }, { hostPort: 8080, guestPort: 2 }] } },
+      { firmware: { code: 'code.fd', vars: '/v' } },
+      { displayDir: 'display' },
     ];
     for (const b of bad) expect(() => validateLaunchSpec({ ...base, ...b }), JSON.stringify(b)).toThrow();
     expect(() => validateLaunchSpec({ ...base, kernel: '/k', initrd: '/i', append: 'x' })).not.toThrow();

@@ -12,6 +12,7 @@
 //   <runDir>/serial.sock  the guest's ttyS0 (one client at a time; output while nobody is connected is dropped)
 //   <runDir>/qemu.pid     qemu's pid, written by the launcher (qemu itself cannot write into the run directory)
 //   <runDir>/qemu.log     qemu's stdout/stderr
+//   <displayDir>/vnc.sock the VNC display, when the VM has one (see displayDir below for why qemu creates it)
 //
 // On an SELinux host qemu execs into the VM's label (runcon), and at that exec the kernel gives it a null file in
 // place of every inherited fd its domain may not use. So what it inherits is made usable by the VM's domain:
@@ -50,6 +51,23 @@ export interface DiskSpec {
   format?: 'raw' | 'qcow2';
   /** Written by several VMs at once (libvirt's <shareable/>): the image's write lock is shared. */
   shared?: boolean;
+  /** A CD-ROM (ide-cd on q35's AHCI) instead of a virtio disk; always read-only. */
+  cdrom?: boolean;
+  /** Firmware boot order (lowest first); absent: not a boot device. */
+  bootIndex?: number;
+}
+
+/** UEFI firmware: both files are opened by the launcher and handed over as fd sets, like disks. */
+export interface FirmwareSpec {
+  /** OVMF code, read-only. */
+  code: string;
+  /** This VM's own variable store, which qemu writes. */
+  vars: string;
+}
+
+export interface PortForwardSpec {
+  hostPort: number;
+  guestPort: number;
 }
 
 export interface LaunchSpec {
@@ -64,6 +82,17 @@ export interface LaunchSpec {
   initrd?: string;
   append?: string;
   disks?: DiskSpec[];
+  /** User-mode networking behind a virtio NIC, with host-loopback port forwards; absent: no NIC. */
+  network?: { portForwards?: PortForwardSpec[] };
+  /** UEFI (OVMF in pflash); absent: SeaBIOS. */
+  firmware?: FirmwareSpec;
+  /**
+   * A VGA display served over VNC on <displayDir>/vnc.sock. qemu 7.2's -vnc takes only an address, never a
+   * listening fd (its parser knows unix: and inet), so qemu creates this socket itself: the directory is made
+   * for the qemu uid alone (0700) outside the root-only run directory. A socket qemu creates carries qemu's
+   * own context, which the SELinux socket rule also allows (see selinux-enforcing.md).
+   */
+  displayDir?: string;
   /** Machine type (default q35). */
   machine?: string;
   /** Accelerator arguments (default: probeAccelerator()'s choice). */
@@ -101,6 +130,8 @@ export interface LaunchedQemu {
   serialSocketPath: string;
   pidFile: string;
   logFile: string;
+  /** The VNC socket, when the VM has a display. */
+  vncSocketPath?: string;
   /** Full qemu argv (after the binary), as run. */
   argv: string[];
   /** Accelerator arguments used. */
@@ -112,9 +143,17 @@ export interface FdLayout {
   serialFd: number;
   qmpFd: number;
   /** Per disk, in spec order: its fd set number, read-only fd, and read-write fd (absent for read-only disks). */
-  disks: { fdSet: number; roFd: number; rwFd?: number }[];
+  disks: FdSlot[];
+  /** UEFI code (read-only) and variable store (read-write), after the disks. */
+  firmware?: { code: FdSlot; vars: FdSlot };
   /** Highest child fd used. */
   maxFd: number;
+}
+
+export interface FdSlot {
+  fdSet: number;
+  roFd: number;
+  rwFd?: number;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -145,6 +184,17 @@ export function validateLaunchSpec(spec: LaunchSpec): void {
     if (!path.isAbsolute(d.path)) throw new Error(`disk path must be absolute: ${d.path}`);
     if (d.format !== undefined && d.format !== 'raw' && d.format !== 'qcow2') throw new Error(`unsupported disk format ${String(d.format)}`);
   }
+  for (const f of spec.network?.portForwards ?? []) {
+    for (const [what, port, min] of [['hostPort', f.hostPort, 1024], ['guestPort', f.guestPort, 1]] as const) {
+      if (!Number.isInteger(port) || port < min || port > 65535) throw new Error(`invalid port forward ${what} ${port}`);
+    }
+  }
+  if (new Set((spec.network?.portForwards ?? []).map((f) => f.hostPort)).size !== (spec.network?.portForwards ?? []).length) {
+    throw new Error('a host port is forwarded twice');
+  }
+  for (const p of [spec.firmware?.code, spec.firmware?.vars, spec.displayDir]) {
+    if (p !== undefined && !path.isAbsolute(p)) throw new Error(`firmware and display paths must be absolute: ${p}`);
+  }
   if (spec.machine !== undefined && !/^[A-Za-z0-9._-]+$/.test(spec.machine)) throw new Error(`invalid machine ${spec.machine}`);
   if (spec.user !== undefined && !USER_RE.test(spec.user)) throw new Error(`invalid user name ${spec.user}`);
   for (const context of [spec.execContext, spec.socketContext, spec.logLabel]) {
@@ -153,14 +203,28 @@ export function validateLaunchSpec(spec: LaunchSpec): void {
 }
 
 /** Which child fd carries what. Pure. */
-export function fdLayout(spec: Pick<LaunchSpec, 'disks'>): FdLayout {
+export function fdLayout(spec: Pick<LaunchSpec, 'disks' | 'firmware'>): FdLayout {
   let next = 5;
-  const disks = (spec.disks ?? []).map((d, i) => {
+  let fdSet = 1;
+  const slot = (readonly: boolean): FdSlot => {
     const roFd = next++;
-    const rwFd = d.readonly ? undefined : next++;
-    return rwFd === undefined ? { fdSet: i + 1, roFd } : { fdSet: i + 1, roFd, rwFd };
-  });
-  return { serialFd: 3, qmpFd: 4, disks, maxFd: next - 1 };
+    return readonly ? { fdSet: fdSet++, roFd } : { fdSet: fdSet++, roFd, rwFd: next++ };
+  };
+  const disks = (spec.disks ?? []).map((d) => slot(Boolean(d.readonly || d.cdrom)));
+  const firmware = spec.firmware ? { code: slot(true), vars: slot(false) } : undefined;
+  return { serialFd: 3, qmpFd: 4, disks, ...(firmware ? { firmware } : {}), maxFd: next - 1 };
+}
+
+/** The -add-fd arguments of one fd set; qemu picks the fd whose access mode matches how it opens the file. */
+function addFdArgs(slot: FdSlot, what: string): string[] {
+  const args = ['-add-fd', `fd=${slot.roFd},set=${slot.fdSet},opaque=${optValue(`ro:${what}`)}`];
+  if (slot.rwFd !== undefined) args.push('-add-fd', `fd=${slot.rwFd},set=${slot.fdSet},opaque=${optValue(`rw:${what}`)}`);
+  return args;
+}
+
+/** The VNC socket qemu creates in the display directory. */
+export function vncSocketPath(displayDir: string): string {
+  return path.join(displayDir, 'vnc.sock');
 }
 
 /** QemuOpts values double their commas. */
@@ -187,21 +251,35 @@ export function buildQemuArgv(spec: LaunchSpec, accelArgs: readonly string[]): s
     '-chardev', `socket,id=qmp0,fd=${fds.qmpFd},server=on,wait=off`,
     '-mon', 'chardev=qmp0,mode=control',
   ];
+  if (fds.firmware && spec.firmware) {
+    // OVMF in two pflash units: the shared code read-only, then this VM's variable store, which qemu writes.
+    const { code, vars } = fds.firmware;
+    argv.push(...addFdArgs(code, spec.firmware.code), '-drive', `if=pflash,unit=0,format=raw,readonly=on,file=/dev/fdset/${code.fdSet}`);
+    argv.push(...addFdArgs(vars, spec.firmware.vars), '-drive', `if=pflash,unit=1,format=raw,readonly=off,file=/dev/fdset/${vars.fdSet}`);
+  }
   (spec.disks ?? []).forEach((d, i) => {
     const f = fds.disks[i];
     if (!f) throw new Error('fd layout out of step with disks');
-    // qemu picks the fd in the set whose access mode matches how it opens the image (read-only probes, then rw).
-    argv.push('-add-fd', `fd=${f.roFd},set=${f.fdSet},opaque=${optValue(`ro:${d.path}`)}`);
-    if (f.rwFd !== undefined) argv.push('-add-fd', `fd=${f.rwFd},set=${f.fdSet},opaque=${optValue(`rw:${d.path}`)}`);
-    const readonly = `readonly=${d.readonly ? 'on' : 'off'}`;
-    const file = `file=/dev/fdset/${f.fdSet},format=${d.format ?? 'raw'}`;
-    if (d.shared) {
-      // qemu locks images against a second writer; a shareable disk needs the device to say share-rw.
-      argv.push('-drive', `${file},if=none,id=drive${f.fdSet},${readonly}`, '-device', `virtio-blk-pci,drive=drive${f.fdSet},share-rw=on`);
-    } else {
-      argv.push('-drive', `${file},if=virtio,${readonly}`);
-    }
+    argv.push(...addFdArgs(f, d.path));
+    const readonly = `readonly=${d.readonly || d.cdrom ? 'on' : 'off'}`;
+    const drive = `drive${f.fdSet}`;
+    argv.push('-drive', `file=/dev/fdset/${f.fdSet},format=${d.format ?? 'raw'},if=none,id=${drive},${readonly}${d.cdrom ? ',media=cdrom' : ''}`);
+    const boot = d.bootIndex === undefined ? '' : `,bootindex=${d.bootIndex}`;
+    // qemu locks images against a second writer; a shareable disk needs the device to say share-rw.
+    const device = d.cdrom ? `ide-cd,drive=${drive}` : `virtio-blk-pci,drive=${drive}${d.shared ? ',share-rw=on' : ''}`;
+    argv.push('-device', `${device}${boot}`);
   });
+  if (spec.network) {
+    // slirp needs no privilege and no host interface; forwards listen on the host's loopback only.
+    const forwards = (spec.network.portForwards ?? []).map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join('');
+    // romfile= : no iPXE option ROM (nothing boots from the network, and qemu would open the ROM by path).
+    argv.push('-netdev', `user,id=net0${forwards}`, '-device', 'virtio-net-pci,netdev=net0,romfile=');
+  }
+  if (spec.displayDir !== undefined) {
+    // A USB tablet gives absolute pointer positions, so the viewer's pointer and the guest's stay together.
+    argv.push('-device', 'VGA', '-device', 'qemu-xhci,id=usb', '-device', 'usb-tablet,bus=usb.0');
+    argv.push('-vnc', `unix:${optValue(vncSocketPath(spec.displayDir))}`);
+  }
   if (spec.kernel !== undefined) argv.push('-kernel', spec.kernel);
   if (spec.initrd !== undefined) argv.push('-initrd', spec.initrd);
   if (spec.append !== undefined) argv.push('-append', spec.append);
@@ -250,6 +328,16 @@ async function prepareRunDir(runDir: string): Promise<void> {
   if (!st.isDirectory()) throw new Error(`${runDir} is not a directory`);
   if (st.uid !== process.getuid?.()) throw new Error(`${runDir} is owned by uid ${st.uid}, not by this process`);
   await fs.chmod(runDir, 0o700);
+}
+
+/** A fresh directory only the qemu uid (and root) may enter, for the socket qemu creates itself. */
+async function prepareDisplayDir(dir: string, uid: number, gid: number): Promise<void> {
+  // Whatever a previous run left (qemu's socket, or anything else) goes; the directory is made anew.
+  await fs.rm(dir, { recursive: true, force: true });
+  // Its parent only needs to be passable (0711), so qemu reaches its own directory by name and lists none.
+  await fs.mkdir(path.dirname(dir), { recursive: true, mode: 0o711 });
+  await fs.mkdir(dir, { mode: 0o700 });
+  await fs.chown(dir, uid, gid);
 }
 
 function processAlive(pid: number): boolean {
@@ -330,6 +418,7 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
   const running = readQemuPid(spec.runDir);
   if (running !== undefined) throw new Error(`${spec.name}: qemu ${running} from ${paths.pidFile} is still running`);
   for (const p of [paths.qmpSocket, paths.serialSocket, paths.pidFile]) await fs.rm(p, { force: true });
+  if (spec.displayDir !== undefined) await prepareDisplayDir(spec.displayDir, uid, gid);
 
   const argv = buildQemuArgv(spec, accelArgs);
   const layout = fdLayout(spec);
@@ -355,17 +444,24 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
     const stdio: (number | 'ignore')[] = ['ignore', log.fd, log.fd];
     stdio[layout.serialFd] = listeningFd(serialServer);
     stdio[layout.qmpFd] = listeningFd(qmpServer);
+    const openSlot = async (slot: FdSlot, file: string): Promise<void> => {
+      const ro = await fs.open(file, fsc.O_RDONLY);
+      toClose.push(ro);
+      stdio[slot.roFd] = ro.fd;
+      if (slot.rwFd !== undefined) {
+        const rw = await fs.open(file, fsc.O_RDWR);
+        toClose.push(rw);
+        stdio[slot.rwFd] = rw.fd;
+      }
+    };
     for (const [i, d] of (spec.disks ?? []).entries()) {
       const f = layout.disks[i];
       if (!f) throw new Error('fd layout out of step with disks');
-      const ro = await fs.open(d.path, fsc.O_RDONLY);
-      toClose.push(ro);
-      stdio[f.roFd] = ro.fd;
-      if (f.rwFd !== undefined) {
-        const rw = await fs.open(d.path, fsc.O_RDWR);
-        toClose.push(rw);
-        stdio[f.rwFd] = rw.fd;
-      }
+      await openSlot(f, d.path);
+    }
+    if (layout.firmware && spec.firmware) {
+      await openSlot(layout.firmware.code, spec.firmware.code);
+      await openSlot(layout.firmware.vars, spec.firmware.vars);
     }
 
     // Whatever this process inherited without close-on-exec (node opens its own fds with it) would leak into
@@ -449,6 +545,7 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
     serialSocketPath: paths.serialSocket,
     pidFile: paths.pidFile,
     logFile: paths.logFile,
+    ...(spec.displayDir === undefined ? {} : { vncSocketPath: vncSocketPath(spec.displayDir) }),
     argv,
     accelArgs,
   };

@@ -104,6 +104,11 @@ export class HelperStateStore {
   readonly journalPath: string;
   readonly lockPath: string;
   readonly runRoot: string;
+  /**
+   * Where qemu creates its VNC sockets (it cannot take a listening fd for VNC): one directory per VM owned by
+   * its qemu uid. Beside the state directory, not in it, because the state directory stays root-only (0700).
+   */
+  readonly displayRoot: string;
   /** The logs of tree relabels (the journal's tree records name them). */
   readonly treeLogDir: string;
   // One transaction at a time inside this process; the lock file serializes across processes.
@@ -114,6 +119,7 @@ export class HelperStateStore {
     this.journalPath = path.join(dir, 'journal.json');
     this.lockPath = path.join(dir, 'lock');
     this.runRoot = path.join(dir, 'run');
+    this.displayRoot = `${dir.replace(/\/+$/, '')}-display`;
     this.treeLogDir = path.join(dir, 'trees');
   }
 
