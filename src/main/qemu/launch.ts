@@ -109,7 +109,11 @@ export interface LaunchSpec {
   execContext?: string;
   /** SELinux context the serial and QMP sockets are created at (the VM's label); only where SELinux is enabled. */
   socketContext?: string;
-  /** SELinux label qemu.log gets before qemu inherits it (the VM's image label); only where SELinux is enabled. */
+  /**
+   * SELinux label qemu.log gets before qemu inherits it (the VM's image label); only where SELinux is enabled.
+   * The display directory gets it too: svirt_t may create sock_files in svirt_image_t directories, and the VNC
+   * socket it creates there carries the VM's pair.
+   */
   logLabel?: string;
 }
 
@@ -331,13 +335,14 @@ async function prepareRunDir(runDir: string): Promise<void> {
 }
 
 /** A fresh directory only the qemu uid (and root) may enter, for the socket qemu creates itself. */
-async function prepareDisplayDir(dir: string, uid: number, gid: number): Promise<void> {
+async function prepareDisplayDir(dir: string, uid: number, gid: number, label: string | undefined): Promise<void> {
   // Whatever a previous run left (qemu's socket, or anything else) goes; the directory is made anew.
   await fs.rm(dir, { recursive: true, force: true });
   // Its parent only needs to be passable (0711), so qemu reaches its own directory by name and lists none.
   await fs.mkdir(path.dirname(dir), { recursive: true, mode: 0o711 });
   await fs.mkdir(dir, { mode: 0o700 });
   await fs.chown(dir, uid, gid);
+  if (label !== undefined) await writeLabel(dir, label);
 }
 
 function processAlive(pid: number): boolean {
@@ -418,7 +423,7 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
   const running = readQemuPid(spec.runDir);
   if (running !== undefined) throw new Error(`${spec.name}: qemu ${running} from ${paths.pidFile} is still running`);
   for (const p of [paths.qmpSocket, paths.serialSocket, paths.pidFile]) await fs.rm(p, { force: true });
-  if (spec.displayDir !== undefined) await prepareDisplayDir(spec.displayDir, uid, gid);
+  if (spec.displayDir !== undefined) await prepareDisplayDir(spec.displayDir, uid, gid, spec.logLabel);
 
   const argv = buildQemuArgv(spec, accelArgs);
   const layout = fdLayout(spec);
