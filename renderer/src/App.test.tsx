@@ -33,7 +33,7 @@ describe('App', () => {
 
   it('follows helper status events', async () => {
     const api = renderApp();
-    await screen.findByTestId('helper-status');
+    await screen.findByTestId('helper-status', undefined, { timeout: 5000 }); // the first render of the whole app is slow on a loaded host
     act(() => api.emit('helperStatus', { connected: false, version: null, launchedVia: 'pkexec', error: 'Authentication was dismissed' }));
     expect(screen.getByTestId('helper-status').textContent).toBe('helper not connected');
   });

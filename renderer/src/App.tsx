@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { useApi } from './api';
 import { AuditScreen } from './audit/AuditScreen';
 import { hostConfinementText } from './common/confinement';
+import { useTheme, type ThemeSetting } from './common/theme';
 import { useAsync } from './common/use-async';
 import { CreateVmForm } from './create-vm/CreateVmForm';
 import { HostStatusBar } from './host/HostStatusBar';
@@ -30,6 +31,7 @@ export function App({ initialRoute = { view: 'vms' } }: { initialRoute?: Route }
   const [route, setRoute] = useState<Route>(initialRoute);
   const info = useAsync(() => api.appInfo(), [api]);
   const host = useAsync(() => api.hostStatus(), [api]);
+  const [theme, setTheme] = useTheme();
   const openVm = (name: string) => setRoute({ view: 'vm', name, tab: 'overview' });
   const current = route.view === 'vm' ? 'vms' : route.view;
 
@@ -64,6 +66,14 @@ export function App({ initialRoute = { view: 'vms' } }: { initialRoute?: Route }
         <p className="sidebar__note" data-testid="sidebar-note">
           {host.error ? 'Host status unavailable.' : hostConfinementText(host.data?.selinux.mode)}
         </p>
+        <label className="sidebar__setting">
+          Theme
+          <select className="input input--sidebar" value={theme} onChange={(e) => setTheme(e.target.value as ThemeSetting)}>
+            <option value="system">Follow the system</option>
+            <option value="light">Light</option>
+            <option value="dark">Dark</option>
+          </select>
+        </label>
       </nav>
       <main className="content">
         {route.view === 'vms' && <VmListScreen onOpen={openVm} onCreate={() => setRoute({ view: 'create' })} />}

@@ -27,7 +27,7 @@ let page: Page;
 let disk: string;
 const pageErrors: string[] = [];
 
-const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `e2e-app-${name}.png`) });
 const nav = (label: string) => page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: label }).click();
 const terminalText = () => page.locator('.xterm-rows').innerText();
 

@@ -21,8 +21,8 @@ async function bridgeScript(): Promise<string> {
 
 async function shoot(page: Page, name: string, settleMs = 400): Promise<void> {
   await page.waitForTimeout(settleMs);
-  await page.screenshot({ path: path.join(outDir, `${name}.png`) });
-  console.log(`wrote test/e2e/screenshots/${name}.png`);
+  await page.screenshot({ path: path.join(outDir, `preview-${name}.png`) });
+  console.log(`wrote test/e2e/screenshots/preview-${name}.png`);
 }
 
 const nav = (page: Page, label: string) => page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: label }).click();

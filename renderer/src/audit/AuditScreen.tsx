@@ -4,6 +4,7 @@ import { Notice } from '../common/Notice';
 import { useAsync } from '../common/use-async';
 import { McsChip } from '../mcs/McsChip';
 import { levelOfContext, pairOf } from '../mcs/mcs-level';
+import { PathText } from '../common/PathText';
 
 const SOURCE_TEXT = { kernel: 'Answered by the kernel', evaluator: 'Answered by the policy evaluator' } as const;
 const SEVERITY_ORDER: Record<Severity, number> = { critical: 0, warning: 1, info: 2 };
@@ -23,7 +24,7 @@ function Problems({ problems }: { problems: AuditProblem[] }) {
           {(p.vm || p.path) && (
             <span className="problem__where">
               {p.vm && <span>VM {p.vm}</span>}
-              {p.path && <code className="path">{p.path}</code>}
+              {p.path && <PathText path={p.path} />}
             </span>
           )}
         </li>
@@ -36,7 +37,8 @@ function Matrix({ report }: { report: AuditReport }) {
   if (report.vms.length === 0) return <p className="empty">No VM is running: there is no access to show.</p>;
   const cells = new Map<string, AuditCell>(report.cells.map((c) => [`${c.vm}\0${c.path}`, c]));
   return (
-    <div className="matrix-scroll">
+    // Focusable so that a keyboard can scroll a matrix wider than the window.
+    <div className="matrix-scroll" tabIndex={0} role="region" aria-label="Access matrix, scrollable">
       <table className="table matrix" aria-label="Access matrix">
         <thead>
           <tr>

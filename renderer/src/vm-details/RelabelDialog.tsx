@@ -5,6 +5,7 @@ import { Dialog } from '../common/Dialog';
 import { Notice } from '../common/Notice';
 import { ContextText } from '../mcs/ContextText';
 import { relabelTarget } from './relabel-targets';
+import { PathText } from '../common/PathText';
 
 type Phase =
   | { kind: 'previewing' }
@@ -82,7 +83,7 @@ export function RelabelDialog({ vm, resource, to, onClose, onApplied }: RelabelD
   return (
     <Dialog title={title} onClose={onClose} busy={busy} actions={actions} wide>
       <p className="dialog__path">
-        <code>{resource.path}</code>
+        <PathText path={resource.path} />
       </p>
       <p data-testid="relabel-meaning">
         {target.meaning} <span className="muted">Label: {target.exact}.</span>
@@ -103,7 +104,7 @@ export function RelabelDialog({ vm, resource, to, onClose, onApplied }: RelabelD
           <ul>
             {phase.result.failed.map((f) => (
               <li key={f.path}>
-                <code>{f.path}</code>: {f.error}
+                <PathText path={f.path} />: {f.error}
               </li>
             ))}
           </ul>
@@ -140,7 +141,7 @@ function ChangeList({ preview }: { preview: RelabelPreview }) {
               {preview.changes.map((change) => (
                 <tr key={change.path}>
                   <td>
-                    <code className="path">{change.path}</code>
+                    <PathText path={change.path} />
                   </td>
                   <td>
                     <ContextText context={change.from} empty="unreadable" />

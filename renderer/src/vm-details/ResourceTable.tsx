@@ -5,6 +5,7 @@ import { McsChip } from '../mcs/McsChip';
 import { levelOfContext } from '../mcs/mcs-level';
 import { RelabelDialog } from './RelabelDialog';
 import { RELABEL_TARGETS } from './relabel-targets';
+import { PathText } from '../common/PathText';
 
 const CLASS_TEXT: Record<ResourceClass, string> = {
   private: 'private',
@@ -75,7 +76,7 @@ export function ResourceTable({ vm, state, resources, onChanged }: ResourceTable
                     {resource.target && ` ${resource.target}`}
                     {resource.isTree && ' (tree)'}
                   </span>
-                  <code className="path">{resource.path}</code>
+                  <PathText path={resource.path} />
                 </div>
               </th>
               <td>{CLASS_TEXT[resource.class]}</td>

@@ -55,8 +55,7 @@ export function VmList({ vms, onOpen, selinuxMode }: { vms: readonly VmSummary[]
               <th scope="col">Name</th>
               <th scope="col">State</th>
               <th scope="col">Confinement</th>
-              <th scope="col">Process context</th>
-              <th scope="col">Image context</th>
+              <th scope="col">Labels</th>
               <th scope="col" className="num">
                 vCPU
               </th>
@@ -95,14 +94,15 @@ export function VmList({ vms, onOpen, selinuxMode }: { vms: readonly VmSummary[]
                       <span className={`confined confined--${confinement === 'confined' ? 'yes' : 'permissive'}`}>{CONFINEMENT_TEXT[confinement]}</span>
                     )}
                   </td>
-                  <td data-testid="process-context">
-                    <div className="label-cell">
+                  {/* qemu's label over its images' in one column: two context columns do not fit a 960 px window. */}
+                  <td className="labels-cell">
+                    <div className="label-cell" data-testid="process-context">
+                      <span className="label-cell__role">qemu</span>
                       <McsChip level={vm.processLevel?.level ?? null} name={vm.processLevel?.name} warning={sharedWarning} unenforced={unconfined} />
                       <ContextText context={vm.processLabel} empty={vm.seclabel.mode === 'dynamic' ? 'assigned at start' : '—'} />
                     </div>
-                  </td>
-                  <td data-testid="image-context">
-                    <div className="label-cell">
+                    <div className="label-cell" data-testid="image-context">
+                      <span className="label-cell__role">images</span>
                       <McsChip level={vm.imageLevel?.level ?? null} name={vm.imageLevel?.name} warning={imageWarning} unenforced={unconfined} />
                       <ContextText context={vm.imageLabel} empty={vm.seclabel.mode === 'dynamic' ? 'assigned at start' : '—'} />
                     </div>
