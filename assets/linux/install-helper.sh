@@ -2,7 +2,7 @@
 # Installs or removes sVirt Manager's root helper and its polkit action. Runs as root, from the deb/rpm
 # after-install script or once through sudo-prompt (an AppImage or a checkout started without it).
 #
-#   install-helper.sh install --runtime EXE --helper-script FILE --policy FILE [--copy-runtime]
+#   install-helper.sh install --runtime EXE --helper-script FILE --policy FILE [--copy-runtime] [--selinux-dir DIR]
 #   install-helper.sh remove
 #
 # The helper's tree relabeler, the compiled program svirt-label-tree, must lie beside FILE: it is
@@ -12,6 +12,10 @@
 # Without --copy-runtime EXE must already lie in a tree only root can change (a package's /opt); with it,
 # the directory holding EXE is copied to /usr/lib/svirt-manager/runtime: an AppImage's mount goes away
 # when the app quits, and root must never run a file that a user can still change.
+# DIR holds the SELinux policy module's sources (svirt_manager.te/.if/.fc, assets/selinux): where SELinux
+# is enabled, the module is compiled with the distribution's policy development Makefile and installed
+# with semodule, so the helper runs in svirt_manager_t and may start VMs in svirt_t. With DESTDIR, SELinux
+# counts as enabled when the scratch root has a policy store, and the module goes into that store.
 # FILE arguments are read where they are; DESTDIR (environment, default empty) is put in front of every
 # path this script writes or checks, so packaging tests can install into a scratch root.
 set -eu
@@ -28,6 +32,9 @@ RUNTIME_DIR=$RUNTIME_PARENT/runtime
 ACTIONS=/usr/share/polkit-1/actions
 ACTION_ID=org.svirtmanager.helper
 POLICY=$ACTIONS/$ACTION_ID.policy
+STATE_DIR=/var/lib/svirt-manager
+SELINUX_MODULE=svirt_manager
+SELINUX_DEVEL_MAKEFILE=/usr/share/selinux/devel/Makefile
 NL='
 '
 
@@ -114,19 +121,62 @@ EOF
   mv -f -- "$tmp" "$DESTDIR$WRAPPER"
 }
 
+# Whether to manage the SELinux module: on the running system when the kernel has SELinux on, in a
+# scratch root when it has a policy store to install into.
+selinux_wanted() {
+  if [ -n "$DESTDIR" ]; then
+    [ -d "$DESTDIR/var/lib/selinux" ] && [ -f "$DESTDIR/etc/selinux/config" ]
+  else
+    command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled
+  fi
+}
+
+# semodule on the running system, or on the scratch root's store without loading into any kernel.
+run_semodule() {
+  if [ -n "$DESTDIR" ]; then semodule -p "$DESTDIR" -n "$@"; else semodule "$@"; fi
+}
+
+# Compiles the module from DIR in a private directory and installs it. A failure fails the install:
+# without the module an enforcing host starts no VM, and that must not pass unnoticed.
+install_selinux_module() {
+  [ -f "$1/$SELINUX_MODULE.te" ] && [ -f "$1/$SELINUX_MODULE.if" ] && [ -f "$1/$SELINUX_MODULE.fc" ] ||
+    die "no $SELINUX_MODULE.te/.if/.fc in $1"
+  [ -f "$SELINUX_DEVEL_MAKEFILE" ] ||
+    die "SELinux is enabled but $SELINUX_DEVEL_MAKEFILE is missing: install selinux-policy-dev (Debian) or selinux-policy-devel (Fedora)"
+  build=$(mktemp -d)
+  for ext in te if fc; do cp -- "$1/$SELINUX_MODULE.$ext" "$build/"; done
+  if ! (cd "$build" && make -f "$SELINUX_DEVEL_MAKEFILE" "$SELINUX_MODULE.pp" >"$build/build.log" 2>&1); then
+    cat "$build/build.log" >&2
+    rm -rf -- "$build"
+    die "compiling the SELinux module $SELINUX_MODULE failed"
+  fi
+  run_semodule -i "$build/$SELINUX_MODULE.pp" || { rm -rf -- "$build"; die "semodule could not install $SELINUX_MODULE"; }
+  rm -rf -- "$build"
+  echo "installed the SELinux module $SELINUX_MODULE"
+}
+
+remove_selinux_module() {
+  if run_semodule -l 2>/dev/null | grep -q "^$SELINUX_MODULE\([[:space:]]\|\$\)"; then
+    run_semodule -r "$SELINUX_MODULE" || die "semodule could not remove $SELINUX_MODULE"
+    echo "removed the SELinux module $SELINUX_MODULE"
+  fi
+}
+
 do_install() {
-  runtime= helper= policy= copy_runtime=no
+  runtime= helper= policy= copy_runtime=no selinux_dir=
   while [ "$#" -gt 0 ]; do
     case $1 in
       --runtime) [ "$#" -ge 2 ] || die "--runtime needs a value"; runtime=$2; shift 2 ;;
       --helper-script) [ "$#" -ge 2 ] || die "--helper-script needs a value"; helper=$2; shift 2 ;;
       --policy) [ "$#" -ge 2 ] || die "--policy needs a value"; policy=$2; shift 2 ;;
       --copy-runtime) copy_runtime=yes; shift ;;
+      --selinux-dir) [ "$#" -ge 2 ] || die "--selinux-dir needs a value"; selinux_dir=$2; shift 2 ;;
       *) die "unknown argument: $1" ;;
     esac
   done
   [ -n "$runtime" ] && [ -n "$helper" ] && [ -n "$policy" ] || die "install needs --runtime, --helper-script and --policy"
   for p in "$runtime" "$helper" "$policy"; do check_path "$p"; done
+  [ -z "$selinux_dir" ] || check_path "$selinux_dir"
   [ -f "$helper" ] || die "no helper script at $helper"
   label_tool=$(dirname -- "$helper")/svirt-label-tree
   [ -f "$label_tool" ] || die "no svirt-label-tree beside $helper"
@@ -166,14 +216,22 @@ do_install() {
   write_wrapper "$exec_runtime"
   install_file 0644 "$policy" "$DESTDIR$POLICY"
 
+  # The module first: its file contexts give the wrapper the helper domain's entrypoint type.
+  if [ -n "$selinux_dir" ] && selinux_wanted; then install_selinux_module "$selinux_dir"; fi
   if [ -z "$DESTDIR" ] && command -v restorecon >/dev/null 2>&1; then
     restorecon -R "$LIBEXEC" "$POLICY" >/dev/null 2>&1 || true
     [ ! -d "$RUNTIME_DIR" ] || restorecon -R "$RUNTIME_DIR" >/dev/null 2>&1 || true
+    [ ! -d "$STATE_DIR" ] || restorecon -R "$STATE_DIR" >/dev/null 2>&1 || true
   fi
   echo "installed $WRAPPER (runs $exec_runtime) and $POLICY"
 }
 
 do_remove() {
+  if selinux_wanted; then
+    remove_selinux_module
+    # The state directory's files carried the module's types: back to the policy's defaults.
+    if [ -z "$DESTDIR" ] && [ -d "$STATE_DIR" ]; then restorecon -R "$STATE_DIR" >/dev/null 2>&1 || true; fi
+  fi
   rm -f -- "$DESTDIR$WRAPPER" "$DESTDIR$HELPER_SCRIPT" "$DESTDIR$LABEL_TOOL" "$DESTDIR$POLICY" "$DESTDIR$SELF_COPY"
   rm -rf -- "$DESTDIR$RUNTIME_DIR" "$DESTDIR$RUNTIME_PARENT/.runtime.new"
   rmdir -- "$DESTDIR$RUNTIME_PARENT" "$DESTDIR$LIBEXEC" 2>/dev/null || true
@@ -185,5 +243,5 @@ do_remove() {
 case ${1-} in
   install) shift; do_install "$@" ;;
   remove) do_remove ;;
-  *) die "usage: install-helper.sh install --runtime EXE --helper-script FILE --policy FILE [--copy-runtime] | remove" ;;
+  *) die "usage: install-helper.sh install --runtime EXE --helper-script FILE --policy FILE [--copy-runtime] [--selinux-dir DIR] | remove" ;;
 esac

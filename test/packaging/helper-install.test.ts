@@ -1,6 +1,6 @@
 import type * as ChildProcess from 'node:child_process';
 import type * as Fs from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -99,27 +99,31 @@ describe('the install command sudo-prompt runs', () => {
     await writeFile(script, 'printf "%s\\0" "$@"\n');
     const sources: HelperSources = {
       installScript: script, helperScript: path.join(dir, 'svirt-helper.js'), policy: path.join(dir, "org'.policy"),
-      runtime: path.join(dir, 'svirt manager'), copyRuntime: true,
+      selinuxDir: path.join(dir, 'se $(linux)'), runtime: path.join(dir, 'svirt manager'), copyRuntime: true,
     };
     const command = installCommand(sources);
     expect(command.startsWith("'/bin/sh' ")).toBe(true); // sudo-prompt refuses commands starting with "sudo"
     const result = await withFakePkexec('', () => sudo(command));
     expect(result.error).toBeUndefined();
     expect(result.stdout.split('\0').slice(0, -1)).toEqual([
-      'install', '--runtime', sources.runtime, '--helper-script', sources.helperScript, '--policy', sources.policy, '--copy-runtime',
+      'install', '--runtime', sources.runtime, '--helper-script', sources.helperScript, '--policy', sources.policy,
+      '--selinux-dir', sources.selinuxDir, '--copy-runtime',
     ]);
     expect(await pwned()).toEqual([]);
   });
 
   it('refuses newlines and other control characters, relative paths and dot segments', () => {
-    const ok: HelperSources = { installScript: '/r/install-helper.sh', helperScript: '/r/svirt-helper.js', policy: '/r/p.policy', runtime: '/opt/x/y', copyRuntime: false };
+    const ok: HelperSources = {
+      installScript: '/r/install-helper.sh', helperScript: '/r/svirt-helper.js', policy: '/r/p.policy', selinuxDir: '/r/selinux', runtime: '/opt/x/y', copyRuntime: false,
+    };
     for (const bad of ['/r/a\nb', '/r/a\rb', '/r/a\u0000b', '/r/a\tb', '/r/a\u001bb', 'r/relative', '/r/../etc/shadow', '/r/./x']) {
       expect(() => installCommand({ ...ok, helperScript: bad }), JSON.stringify(bad)).toThrow(UnsafePathError);
       expect(() => installCommand({ ...ok, runtime: bad }), JSON.stringify(bad)).toThrow(UnsafePathError);
+      expect(() => installCommand({ ...ok, selinuxDir: bad }), JSON.stringify(bad)).toThrow(UnsafePathError);
     }
     expect(() => shellQuote('a\nb')).toThrow(/newline/);
     expect(shellQuote("it's")).toBe("'it'\\''s'");
-    expect(installCommand(ok)).toBe("'/bin/sh' '/r/install-helper.sh' 'install' '--runtime' '/opt/x/y' '--helper-script' '/r/svirt-helper.js' '--policy' '/r/p.policy'");
+    expect(installCommand(ok)).toBe("'/bin/sh' '/r/install-helper.sh' 'install' '--runtime' '/opt/x/y' '--helper-script' '/r/svirt-helper.js' '--policy' '/r/p.policy' '--selinux-dir' '/r/selinux'");
   });
 });
 
@@ -142,6 +146,7 @@ describe('installHelper', () => {
     await mkdir(path.join(dir, 'assets', 'linux'), { recursive: true });
     await mkdir(path.join(dir, 'assets', 'polkit'), { recursive: true });
     await mkdir(path.join(dir, 'dist'));
+    await cp(repoPath('assets/selinux'), path.join(dir, 'assets/selinux'), { recursive: true });
     await writeFile(path.join(dir, 'assets/linux/install-helper.sh'), await readFile(repoPath('assets/linux/install-helper.sh')));
     await writeFile(path.join(dir, 'assets/polkit/org.svirtmanager.helper.policy'), await readFile(repoPath('assets/polkit/org.svirtmanager.helper.policy')));
     await writeFile(path.join(dir, 'dist/svirt-helper.js'), await readFile(repoPath('dist/svirt-helper.js')));
@@ -255,11 +260,14 @@ describe('what the app shows and where it takes the files from', () => {
       installScript: '/opt/sVirt Manager/resources/install-helper.sh',
       helperScript: '/opt/sVirt Manager/resources/svirt-helper.js',
       policy: '/opt/sVirt Manager/resources/org.svirtmanager.helper.policy',
+      selinuxDir: '/opt/sVirt Manager/resources/selinux',
       runtime: process.execPath,
       copyRuntime: false, // root's own node (/usr/bin/node) on this machine
     });
     const dev = await resolveHelperSources({ packaged: false, appRoot: '/src/app', execPath: path.join(scratch, 'electron') });
-    expect(dev).toMatchObject({ installScript: '/src/app/assets/linux/install-helper.sh', helperScript: '/src/app/dist/svirt-helper.js', copyRuntime: true });
+    expect(dev).toMatchObject({
+      installScript: '/src/app/assets/linux/install-helper.sh', helperScript: '/src/app/dist/svirt-helper.js', selinuxDir: '/src/app/assets/selinux', copyRuntime: true,
+    });
   });
 
   it('explains what goes where and why before asking for the password', () => {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -74,6 +74,7 @@ export async function fakePackageTree(root: string, options: { runtime?: string;
   await copyFile(repoPath('assets/polkit/org.svirtmanager.helper.policy'), path.join(app, 'resources', 'org.svirtmanager.helper.policy'));
   await copyFile(repoPath('dist/svirt-helper.js'), path.join(app, 'resources', 'svirt-helper.js'));
   await copyFile(repoPath('dist/svirt-label-tree'), path.join(app, 'resources', 'svirt-label-tree'));
+  await cp(repoPath('assets/selinux'), path.join(app, 'resources', 'selinux'), { recursive: true });
   await writeFile(path.join(app, 'resources', 'apparmor-profile'), '# electron-builder writes this\n');
   return app;
 }
