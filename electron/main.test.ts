@@ -48,7 +48,11 @@ const fake = vi.hoisted(() => {
   const handlers = new Map<string, Listener>();
   const permissionHandlers: { request?: Listener; check?: Listener; device?: Listener } = {};
   const module = {
-    dialog: { showMessageBox: async () => ({ response: 1, checkboxChecked: false }) },
+    dialog: { showMessageBox: vi.fn(async () => ({ response: 1, checkboxChecked: false })) },
+    Menu: {
+      buildFromTemplate: vi.fn((template: unknown[]) => ({ template })),
+      setApplicationMenu: vi.fn(),
+    },
     app: {
       enableSandbox: vi.fn(),
       on: vi.fn(appEvents.on),
@@ -56,6 +60,7 @@ const fake = vi.hoisted(() => {
       quit: vi.fn(),
       isPackaged: false,
       getAppPath: () => process.cwd(),
+      getVersion: () => '0.1.0',
     },
     ipcMain: { handle: vi.fn((channel: string, handler: Listener) => handlers.set(channel, handler)) },
     session: {
@@ -234,6 +239,47 @@ describe('electron main: IPC', () => {
     const event: SvirtEvent = { event: 'vmStateChanged', payload: { vm: 'web', state: 'running', pid: 42 } };
     fake.services.eventListener?.(event);
     expect(mainWindow().webContents.send).toHaveBeenCalledWith(eventChannelOf('vmStateChanged'), event.payload);
+  });
+});
+
+describe('electron main: application menu', () => {
+  type Item = { label?: string; role?: string; accelerator?: string; click?: () => void; submenu?: Item[] };
+  const menu = () => {
+    const set = fake.module.Menu.setApplicationMenu.mock.calls[0]?.[0] as { template: Item[] } | undefined;
+    if (!set) throw new Error('no application menu was set');
+    return set.template;
+  };
+  const items = (top: Item[]): Item[] => top.flatMap((item) => [item, ...items(item.submenu ?? [])]);
+  const byLabel = (label: string) => {
+    const item = items(menu()).find((i) => i.label === label);
+    if (!item) throw new Error(`no menu item ${label}`);
+    return item;
+  };
+
+  it("replaces Electron's default menu with File, Edit, View, Machine and Help, without Reload or developer tools", () => {
+    expect(menu().map((m) => m.label?.replace('&', ''))).toEqual(['File', 'Edit', 'View', 'Machine', 'Help']);
+    const roles = items(menu()).map((i) => i.role).filter(Boolean);
+    expect(roles).toEqual(expect.arrayContaining(['copy', 'paste', 'cut', 'selectAll', 'quit']));
+    for (const unwanted of ['reload', 'forceReload', 'toggleDevTools', 'viewMenu', 'windowMenu']) expect(roles).not.toContain(unwanted);
+    expect(byLabel('About sVirt Manager')).toBeTruthy();
+  });
+
+  it('lists a shortcut for each common action and sends it to the page as a menuCommand event', () => {
+    const expected = { 'New VM…': 'newVm', Start: 'startVm', 'Shut Down': 'shutdownVm', Console: 'openConsole', 'Access Audit': 'openAudit' } as const;
+    for (const [label, command] of Object.entries(expected)) {
+      const item = byLabel(label);
+      expect(item.accelerator, label).toMatch(/^CmdOrCtrl\+/);
+      mainWindow().webContents.send.mockClear();
+      item.click?.();
+      expect(mainWindow().webContents.send).toHaveBeenCalledWith(eventChannelOf('menuCommand'), { command });
+    }
+    const accelerators = items(menu()).map((i) => i.accelerator).filter(Boolean);
+    expect(new Set(accelerators).size).toBe(accelerators.length);
+  });
+
+  it('shows the version in About', async () => {
+    byLabel('About sVirt Manager').click?.();
+    await vi.waitFor(() => expect(fake.module.dialog.showMessageBox).toHaveBeenCalledWith(expect.objectContaining({ message: 'sVirt Manager 0.1.0' })));
   });
 });
 

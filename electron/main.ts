@@ -1,7 +1,9 @@
-import { app, dialog, ipcMain, session, type BrowserWindow } from 'electron';
+import { app, dialog, ipcMain, Menu, session, type BrowserWindow } from 'electron';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createServices } from '../src/main/app-services';
+import { eventChannelOf } from '../src/main/ipc-contract';
+import { appMenuTemplate } from './app-menu';
 import { forwardEvents, registerCallHandlers } from './ipc-handlers';
 import { installPermissionHandlers } from './permissions';
 import { createAppWindow } from './app-window';
@@ -33,6 +35,23 @@ void app.whenReady().then(async () => {
   installPermissionHandlers(session.defaultSession, APP_URL);
   registerCallHandlers(ipcMain, services, APP_URL);
   forwardEvents(services, () => mainWindow?.webContents ?? null);
+  Menu.setApplicationMenu(
+    Menu.buildFromTemplate(
+      appMenuTemplate({
+        send: (command) => {
+          const contents = mainWindow?.webContents;
+          if (contents && !contents.isDestroyed()) contents.send(eventChannelOf('menuCommand'), { command });
+        },
+        about: () =>
+          void dialog.showMessageBox({
+            type: 'info',
+            title: 'About sVirt Manager',
+            message: `sVirt Manager ${app.getVersion()}`,
+            detail: 'Runs every VM confined the sVirt way: its own SELinux domain and MCS pair, its images labeled to match.',
+          }),
+      }),
+    ),
+  );
   // Before the page asks anything of the helper: pkexec can only start an installed one.
   await ensureHelperInstalled(dialog, {
     packaged: app.isPackaged, resourcesPath: process.resourcesPath, appRoot: app.getAppPath(), execPath: process.execPath,

@@ -114,4 +114,18 @@ describe('App', () => {
     expect(screen.getByTestId('type-svirt_t').title).toMatch(/qemu runs/);
     expect(screen.getByTestId('selinux-mode').title).toMatch(/refused/);
   });
+
+  it('goes where the application menu says: new VM, audit, a VM console, back to the list', async () => {
+    const api = renderApp();
+    await screen.findByTestId('vm-row-web');
+    act(() => api.emit('menuCommand', { command: 'newVm' }));
+    expect(await screen.findByRole('heading', { name: 'New VM', level: 1 })).toBeTruthy();
+    act(() => api.emit('menuCommand', { command: 'openAudit' }));
+    expect(await screen.findByRole('heading', { name: 'Access audit', level: 1 })).toBeTruthy();
+    act(() => api.emit('menuCommand', { command: 'showVms' }));
+    fireEvent.click(await screen.findByRole('button', { name: 'web' }));
+    await screen.findByRole('heading', { name: 'web', level: 1 });
+    act(() => api.emit('menuCommand', { command: 'openConsole' }));
+    expect(await screen.findByRole('tab', { name: 'Console', selected: true })).toBeTruthy();
+  });
 });

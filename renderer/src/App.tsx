@@ -1,5 +1,5 @@
 import { useState } from 'react';
-import { useApi } from './api';
+import { useApi, useSvirtEvent } from './api';
 import { AuditScreen } from './audit/AuditScreen';
 import { hostConfinementText } from './common/confinement';
 import { useTheme, type ThemeSetting } from './common/theme';
@@ -34,6 +34,13 @@ export function App({ initialRoute = { view: 'vms' } }: { initialRoute?: Route }
   const [theme, setTheme] = useTheme();
   const openVm = (name: string) => setRoute({ view: 'vm', name, tab: 'overview' });
   const current = route.view === 'vm' ? 'vms' : route.view;
+  // The application menu's navigation; Start and Shut down are VmActions' own, on the VM shown.
+  useSvirtEvent('menuCommand', ({ command }) => {
+    if (command === 'newVm') setRoute({ view: 'create' });
+    else if (command === 'showVms') setRoute({ view: 'vms' });
+    else if (command === 'openAudit') setRoute({ view: 'audit' });
+    else if (command === 'openConsole' && route.view === 'vm') setRoute({ ...route, tab: 'console' });
+  });
 
   return (
     <div className="app">

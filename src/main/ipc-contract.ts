@@ -287,6 +287,12 @@ export function unwrapOutcome(outcome: CallOutcome): unknown {
 // ---------------------------------------------------------------------------------------------------
 // Events (main → renderer)
 
+/**
+ * What the application menu (and its keyboard shortcuts) asks of the page. The page acts on the VM it
+ * shows, exactly as if its own button were pressed, so a menu start of an unconfined VM still asks first.
+ */
+export type MenuCommand = 'newVm' | 'showVms' | 'startVm' | 'shutdownVm' | 'openConsole' | 'openAudit';
+
 export interface IpcEvents {
   vmStateChanged: { vm: string; state: VmState; pid: number | null };
   /** data is base64: serial output is bytes, and may split a UTF-8 sequence. */
@@ -298,11 +304,12 @@ export interface IpcEvents {
    */
   relabelProgress: { vm: string; path: string; done: number; total: number };
   helperStatus: HelperStatus;
+  menuCommand: { command: MenuCommand };
 }
 
 export type EventName = keyof IpcEvents;
 
-export const EVENT_NAMES = ['vmStateChanged', 'consoleData', 'consoleEnded', 'relabelProgress', 'helperStatus'] as const satisfies readonly EventName[];
+export const EVENT_NAMES = ['vmStateChanged', 'consoleData', 'consoleEnded', 'relabelProgress', 'helperStatus', 'menuCommand'] as const satisfies readonly EventName[];
 type MissingEvent = Exclude<EventName, (typeof EVENT_NAMES)[number]>;
 const _allEventsListed: MissingEvent extends never ? true : never = true;
 void _allEventsListed;

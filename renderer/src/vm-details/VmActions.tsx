@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import type { VmSummary } from '../../../src/main/ipc-contract';
-import { errorMessage, useApi } from '../api';
+import { errorMessage, useApi, useSvirtEvent } from '../api';
 import { Dialog } from '../common/Dialog';
 import { Notice } from '../common/Notice';
 
@@ -23,14 +23,22 @@ export function VmActions({ vm, onChanged, onDeleted }: { vm: VmSummary; onChang
 
   const stopped = vm.state === 'stopped';
   const canStart = !busy && stopped;
+  const canShutDown = !busy && vm.state === 'running';
+  const onStart = () => (vm.confined ? start(false) : setConfirm('start-unconfined'));
+  const onShutDown = () => run(() => api.shutdownVm({ name: vm.name }));
+  // The menu's Start and Shut down (and their shortcuts) are these buttons, confirmation included.
+  useSvirtEvent('menuCommand', ({ command }) => {
+    if (command === 'startVm' && canStart) onStart();
+    else if (command === 'shutdownVm' && canShutDown) onShutDown();
+  });
   return (
     <div className="vm-actions">
       <div className="button-row">
         {/* Only an enabled Start looks like the primary action: a greyed accent still reads as "do this". */}
-        <button type="button" className={canStart ? 'button button--primary' : 'button'} disabled={!canStart} onClick={() => (vm.confined ? start(false) : setConfirm('start-unconfined'))}>
+        <button type="button" className={canStart ? 'button button--primary' : 'button'} disabled={!canStart} onClick={onStart}>
           Start
         </button>
-        <button type="button" className="button" disabled={busy || vm.state !== 'running'} onClick={() => run(() => api.shutdownVm({ name: vm.name }))}>
+        <button type="button" className="button" disabled={!canShutDown} onClick={onShutDown}>
           Shut down
         </button>
         <button type="button" className="button" disabled={busy || stopped} onClick={() => setConfirm('force-off')}>

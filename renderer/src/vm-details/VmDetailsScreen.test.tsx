@@ -162,6 +162,26 @@ describe('VmDetailsScreen actions', () => {
     expect((await screen.findByRole('alert')).textContent).toContain('no free MCS pair in c0.c1023');
   });
 
+  it('starts and shuts down from the application menu as its buttons do, asking first for an unconfined VM', async () => {
+    const startVm = vi.fn(async () => vmSummary({ name: 'web', state: 'running' }));
+    const api = createFakeApi({ getVm: async () => details({ confined: false, notConfinedReason: 'seclabel is none' }), startVm });
+    renderDetails(api);
+    await screen.findByRole('button', { name: 'Start' });
+    act(() => api.emit('menuCommand', { command: 'startVm' }));
+    expect(await screen.findByRole('dialog', { name: 'Start web unconfined?' })).toBeTruthy();
+    expect(startVm).not.toHaveBeenCalled();
+    cleanup();
+
+    const shutdownVm = vi.fn(async () => undefined);
+    const running = createFakeApi({ getVm: async () => details({ state: 'running', pid: 7 }), shutdownVm, startVm });
+    renderDetails(running);
+    await screen.findByRole('button', { name: 'Shut down' });
+    act(() => running.emit('menuCommand', { command: 'startVm' }));
+    act(() => running.emit('menuCommand', { command: 'shutdownVm' }));
+    expect(shutdownVm).toHaveBeenCalledWith({ name: 'web' });
+    expect(startVm).not.toHaveBeenCalled();
+  });
+
   it('reloads when its VM changes state', async () => {
     let state: 'stopped' | 'running' = 'stopped';
     const api = createFakeApi({ getVm: async () => details({ state }) });
