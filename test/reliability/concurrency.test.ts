@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestHost, type TestHost } from '../support/helper-session';
-import { consoleLoss, journalRace, lockRace, parallelVms } from './support/concurrency-scenario';
+import { consoleLoss, journalRace, lockRace, parallelVms, waitBehindBusyHolder, waitBehindStuckHolder } from './support/concurrency-scenario';
 
 // Concurrency and load, small: the soak (bench/reliability-soak.ts) starts 20 VMs.
 let host: TestHost;
@@ -17,6 +17,13 @@ describe('concurrency', () => {
     const [plain, stale] = await Promise.all([lockRace(3, 150, false), lockRace(3, 100, true)]);
     expect({ plain, stale }).toEqual({ plain: 0, stale: 0 });
   });
+
+  it('a waiter under CPU load keeps waiting for a live holder past any fixed time, and gives up only on a holder without heartbeat', async () => {
+    // The holder keeps the lock three times longer than the waiter's "stuck" limit: its heartbeat, not a
+    // timer, decides.
+    expect(await waitBehindBusyHolder(6_000, 2_000)).toBeGreaterThanOrEqual(4_000);
+    expect(await waitBehindStuckHolder(1_000)).toBe('StateLockTimeoutError');
+  }, 60_000);
 
   it('two helpers relabeling at once lose no journal entry', async () => {
     expect(await journalRace(host, 12)).toEqual([]);

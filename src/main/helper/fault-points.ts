@@ -10,6 +10,7 @@ export const FAULT_POINTS = [
   'after-keeper',
   'before-stop-cleanup',
   'mid-restore',
+  'mid-tree-walk',
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];

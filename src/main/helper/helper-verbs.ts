@@ -103,21 +103,25 @@ export function createVerbs(deps: VerbDeps): VerbTable {
     relabel: verb<{ path: string; mode: 'shared' | 'readonly' | 'private' | 'restore'; vm?: string }>({
       required: ['path', 'mode'],
       properties: { path: PATH, mode: { type: 'string', enum: ['shared', 'readonly', 'private', 'restore'] }, vm: VM_REF },
-    }, (args, context) => asProtocolError(() => lifecycle.withRelabelContext(async (ctx) => {
+    }, (args, context) => asProtocolError(async () => {
       const onProgress = (done: number, total: number) => context.emit('relabel-progress', { path: args.path, done, total });
-      if (args.mode === 'restore') return restoreContent(ctx, args.path);
+      // Tree walks hold the state lock only to record intent and results (see labelContentTree).
+      if (args.mode === 'restore') return restoreContent(lifecycle.relabelTransact(), args.path);
       if (args.mode === 'private') {
         if (!args.vm) throw new HelperError('bad-request', 'relabel private needs the VM whose image label to use');
-        const record = await lifecycle.find(resolveVm(args.vm));
-        if (!record.imageLabel) throw new HelperError('refused', `VM ${record.id} has no image label (seclabel none or relabel no)`);
-        return labelFile(ctx, record.id, 'private', args.path, record.imageLabel);
+        const vm = args.vm;
+        return lifecycle.withRelabelContext(async (ctx) => {
+          const record = await lifecycle.find(resolveVm(vm));
+          if (!record.imageLabel) throw new HelperError('refused', `VM ${record.id} has no image label (seclabel none or relabel no)`);
+          return labelFile(ctx, record.id, 'private', args.path, record.imageLabel);
+        });
       }
       const base = args.mode === 'shared' ? profile.imageContext : profile.contentContext;
       // Shared content is at the bare sensitivity (s0): every VM's pair dominates it.
       const low = { sensitivity: deps.config.categoryRange.sensitivity, categories: [] };
       const label = formatContext({ ...base, range: { low, high: low } });
-      return labelContentTree(ctx, args.path, args.mode, label, onProgress);
-    }))),
+      return labelContentTree(lifecycle.relabelTransact(), args.path, args.mode, label, onProgress);
+    })),
 
     consoleAttach: verb<{ vm: string; resumeFrom?: number | null }>({
       required: ['vm'],

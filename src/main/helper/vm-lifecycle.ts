@@ -7,7 +7,7 @@ import { McsAllocator, type InUseEntry } from '../../labeling/mcs-allocator';
 import type { PolicyProfile } from '../../labeling/policy-profile';
 import { startConsoleKeeperProcess } from '../console/keeper-process';
 import { liveProcessLevels, type SelinuxMode } from '../host-selinux';
-import { labelFile, LabelConflictError, removeOrphanTreeLogs, restoreHolder, type RelabelContext } from '../labels/relabeler';
+import { clearDeadWalkers, labelFile, LabelConflictError, removeOrphanTreeLogs, restoreHolder, type RelabelContext, type RelabelTransact } from '../labels/relabeler';
 import { openRelabelTarget, PathRefusedError, type OpenedTarget, type Requester } from '../labels/path-policy';
 import type { AccelChoice } from '../qemu/accel';
 import { checkNvramSize, OVMF_CODE } from '../qemu/firmware';
@@ -191,6 +191,7 @@ export class VmLifecycle {
       });
     }
     await contained('orphan tree logs', async () => { await removeOrphanTreeLogs(this.relabelContext(tx, { uid: 0 })); });
+    clearDeadWalkers(this.relabelContext(tx, { uid: 0 }));
     // Pairs held by owners that no longer run (e.g. a crash after allocation) go back to the pool.
     for (const hold of allocator.toJSON().holds) {
       if (!tx.registry.vms[hold.owner]) allocator.release(hold.owner);
@@ -205,6 +206,14 @@ export class VmLifecycle {
       await this.reconcileLocked(tx);
       return fn(this.relabelContext(tx));
     });
+  }
+
+  /**
+   * For tree relabels and restores: each call is one short transaction (reconcile first), so a walk
+   * records its intent and result under the lock and runs in between without it.
+   */
+  relabelTransact(): RelabelTransact {
+    return (fn) => this.withRelabelContext(fn);
   }
 
   /** Cleans up after VMs that ended (or helpers that died mid-start). Safe to call any time. */

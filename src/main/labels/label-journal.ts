@@ -31,6 +31,18 @@ export interface TreeRecord {
   applied: string;
   kind: 'shared' | 'readonly';
   at: string;
+  /**
+   * The helper walking the tree now (labeling or restoring it), outside the state lock: while it is
+   * alive, nothing else may relabel or restore a path in the tree. A dead walker's mark is cleared by
+   * reconcile; the log then holds the original of every file the walk changed.
+   */
+  walker?: TreeWalker;
+}
+
+export interface TreeWalker {
+  pid: number;
+  startTime: string;
+  op: 'label' | 'restore';
 }
 
 export interface JournalData {
@@ -71,6 +83,12 @@ const treeSchema = {
     applied: { type: 'string', minLength: 1 },
     kind: { type: 'string', enum: ['shared', 'readonly'] },
     at: { type: 'string' },
+    walker: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['pid', 'startTime', 'op'],
+      properties: { pid: { type: 'integer', minimum: 1 }, startTime: { type: 'string' }, op: { type: 'string', enum: ['label', 'restore'] } },
+    },
   },
 } as const;
 

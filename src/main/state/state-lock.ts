@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { link, open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, open, readFile, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 
 /**
@@ -33,10 +33,21 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class StateLockTimeoutError extends Error {
   constructor(lockPath: string, holder: string) {
-    super(`state is locked by another helper (${holder}) and was not released in time: ${lockPath}`);
+    super(`state is locked by another helper (${holder}) that shows no progress: ${lockPath}`);
     this.name = 'StateLockTimeoutError';
   }
 }
+
+export interface StateLockOptions {
+  /** How long a live holder may go without a heartbeat before a waiter gives up. */
+  stuckMs?: number;
+  /** How often the holder beats. */
+  heartbeatMs?: number;
+}
+
+const HEARTBEAT_MS = 1_000;
+// Far above any heartbeat delay a loaded host causes (a holder's event loop stalled for minutes is stuck).
+const STUCK_MS = 120_000;
 
 /**
  * Creates the lock file whole: written under a private name, then hard-linked to the lock's name (link
@@ -103,23 +114,36 @@ async function tryAcquire(lockPath: string, self: LockOwner): Promise<LockOwner 
   return { pid: 0, startTime: 'stale' };
 }
 
+/** The age of the holder's last heartbeat (the lock file's mtime), or 0 if the lock is gone. */
+async function heartbeatAge(lockPath: string): Promise<number> {
+  return stat(lockPath).then((st) => Date.now() - st.mtimeMs, () => 0);
+}
+
 /** Runs `fn` while holding the lock. Re-entrant use from one process is a programming error. */
-export async function withStateLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+export async function withStateLock<T>(lockPath: string, fn: () => Promise<T>, options: StateLockOptions = {}): Promise<T> {
+  const stuckMs = options.stuckMs ?? STUCK_MS;
   const startTime = processStartTime(process.pid);
   if (startTime === undefined) throw new Error('cannot read /proc/self/stat');
   const self = { pid: process.pid, startTime };
-  const deadline = Date.now() + timeoutMs;
   let delay = 2;
   for (;;) {
     const holder = await tryAcquire(lockPath, self);
     if (holder === null) break;
-    if (Date.now() > deadline) throw new StateLockTimeoutError(lockPath, `pid ${holder.pid}`);
+    if (holder.pid !== 0) {
+      const age = await heartbeatAge(lockPath);
+      if (age > stuckMs) throw new StateLockTimeoutError(lockPath, `pid ${holder.pid}, no heartbeat for ${Math.round(age / 1000)} s`);
+    }
     await sleep(delay);
     delay = Math.min(delay * 2, 50);
   }
+  const heartbeat = setInterval(() => {
+    const now = new Date();
+    utimes(lockPath, now, now).catch(() => undefined);
+  }, options.heartbeatMs ?? HEARTBEAT_MS);
   try {
     return await fn();
   } finally {
+    clearInterval(heartbeat);
     await unlink(lockPath).catch(() => undefined);
   }
 }

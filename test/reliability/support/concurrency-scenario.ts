@@ -1,11 +1,12 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { HelperClient } from '../../../src/main/helper-client';
 import type { JournalData } from '../../../src/main/labels/label-journal';
 import type { RunInfo } from '../../../src/main/helper/vm-lifecycle';
 import { HelperStateStore } from '../../../src/main/state/helper-state';
+import { processStartTime, withStateLock } from '../../../src/main/state/state-lock';
 import { GUEST_READY_MARKER } from '../../support/guest';
 import { ConsoleTap, ORIGINAL_LABEL, type TestHost } from '../../support/helper-session';
 import { checkInvariants, helperEnv, settledInvariants, snapshotFiles, vmDefinition, type PrivateImage } from './reliability';
@@ -38,6 +39,48 @@ export async function lockRace(processes: number, increments: number, staleInjec
     if (codes.some((c) => c !== 0)) throw new Error(`lock workers exited with ${codes.join(', ')}`);
     return processes * increments - Number(await readFile(path.join(dir, 'counter'), 'utf8'));
   } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * How long a waiter under CPU load waited for a holder that keeps the lock `holdMs` (beating a heartbeat
+ * every 200 ms); the waiter gives up after `stuckMs` without a heartbeat. Two busy loops load the CPUs.
+ */
+export async function waitBehindBusyHolder(holdMs: number, stuckMs: number): Promise<number> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'svirt-lock-wait-'));
+  const hogs = Array.from({ length: 2 }, () => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+  try {
+    const worker = path.resolve('test/reliability/support/lock-worker.ts');
+    const holder = spawn(process.execPath, ['--import', 'tsx', worker, 'hold', dir, String(holdMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise<number | null>((resolve) => holder.on('close', resolve));
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout.on('data', (d: Buffer) => { if (d.toString().includes('held')) resolve(); });
+      holder.on('close', () => reject(new Error('the holder exited before taking the lock')));
+    });
+    const t0 = Date.now();
+    await withStateLock(path.join(dir, 'lock'), async () => undefined, { stuckMs });
+    const waited = Date.now() - t0;
+    if ((await exited) !== 0) throw new Error('the lock holder failed');
+    return waited;
+  } finally {
+    for (const hog of hogs) hog.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Whether a waiter gives up on a live holder that shows no heartbeat (a lock left by a stuck process). */
+export async function waitBehindStuckHolder(stuckMs: number): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'svirt-lock-stuck-'));
+  const stuck = spawn('sleep', ['60'], { stdio: 'ignore' });
+  try {
+    const lockPath = path.join(dir, 'lock');
+    await writeFile(lockPath, JSON.stringify({ pid: stuck.pid, startTime: processStartTime(stuck.pid as number) }));
+    const old = new Date(Date.now() - 10 * stuckMs);
+    await utimes(lockPath, old, old);
+    return await withStateLock(lockPath, async () => 'acquired', { stuckMs }).catch((err: Error) => err.name);
+  } finally {
+    stuck.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });
   }
 }

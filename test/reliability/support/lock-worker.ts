@@ -1,6 +1,7 @@
 // A process contending for the helper's state lock (run with `node --import tsx`):
 //   lock-worker.ts count DIR N    N times under the lock: read DIR/counter, yield, write it + 1
 //   lock-worker.ts stale DIR MS   for MS ms, whenever the lock is free, leave a stale one (dead owner)
+//   lock-worker.ts hold DIR MS    take the lock, print "held", keep it MS ms (beating its heartbeat)
 // Lost increments mean two processes held the lock at once.
 import { openSync, closeSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
@@ -16,6 +17,11 @@ if (mode === 'count') {
       writeFileSync(path.join(dir, 'counter'), String(value + 1));
     });
   }
+} else if (mode === 'hold') {
+  await withStateLock(lockPath, async () => {
+    process.stdout.write('held\n');
+    await new Promise((r) => setTimeout(r, Number(n)));
+  }, { heartbeatMs: 200 });
 } else {
   const end = Date.now() + Number(n);
   while (Date.now() < end) {
