@@ -350,6 +350,36 @@ describe('malformed input', () => {
   });
 });
 
+describe('qcow2 backing chains', () => {
+  const overlay = vm({
+    disks: [{
+      path: '/home/u/vm/top.qcow2', class: 'private', target: 'vda', format: 'qcow2',
+      backingStore: [{ path: '/home/u/vm/mid.qcow2', format: 'qcow2' }, { path: '/home/u/base.raw', format: 'raw' }],
+    }],
+  });
+
+  it('labels the top image with the pair and every backing layer as read-only content, restored at stop', () => {
+    const plan = planStart(overlay, debian, PAIR);
+    expect(plan.actions.map((a) => [a.path, a.device, a.class, a.label, a.remember])).toEqual([
+      ['/home/u/vm/top.qcow2', 'disk vda', 'private', IMAGE, true],
+      ['/home/u/vm/mid.qcow2', 'disk vda backing 1', 'readonly', CONTENT, true],
+      ['/home/u/base.raw', 'disk vda backing 2', 'readonly', CONTENT, true],
+    ]);
+    expect(planStop(overlay, plan).restores.map((r) => r.path)).toEqual(['/home/u/base.raw', '/home/u/vm/mid.qcow2', '/home/u/vm/top.qcow2']);
+  });
+
+  it('leaves backing layers alone when the disk is not relabeled', () => {
+    const disk = overlay.disks[0] as NonNullable<VmSpec['disks'][number]>;
+    const spec = vm({ disks: [{ ...disk, relabel: false }] });
+    expect(planStart(spec, debian, PAIR).actions.map((a) => a.label)).toEqual([null, null, null]);
+  });
+
+  it("refuses a backing layer that is another disk's private image of the same VM", () => {
+    const spec = vm({ disks: [...overlay.disks, { path: '/home/u/vm/mid.qcow2', class: 'private', target: 'vdb' }] });
+    expect(planError(() => planStart(spec, debian, PAIR)).code).toBe('path-conflict');
+  });
+});
+
 describe('planStop', () => {
   it('restores what was remembered, in reverse order, and releases a dynamic pair', () => {
     const start = planStart(everything, debian, PAIR);

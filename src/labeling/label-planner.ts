@@ -256,6 +256,21 @@ function diskAction(disk: DiskSpec, index: number, vm: VmLabels, profile: Policy
   }
 }
 
+/**
+ * The layers below a disk (libvirt labels backing stores as read-only content): qemu only reads them, so
+ * several VMs' overlays can share one. Restored at stop, like kernel and initrd, so a base image a user
+ * keeps in their home does not stay VM content after the last VM using it has stopped.
+ */
+function backingActions(disk: DiskSpec, index: number, vm: VmLabels, profile: PolicyProfile): Draft[] {
+  const owner = diskName(disk, index);
+  return (disk.backingStore ?? []).map((layer, k) => {
+    const base = { rawPath: layer.path, resource: 'disk' as const, device: `${owner} backing ${k + 1}`, class: 'readonly' as const };
+    if (vm.imageLabel === null) return { ...base, label: null, remember: false, reason: vm.noRelabelReason ?? 'not relabeled' };
+    if (!isRelabeled(disk)) return { ...base, label: null, remember: false, reason: "the disk's seclabel says relabel=no: its backing files are left alone too" };
+    return { ...base, label: formatContext(profile.contentContext), remember: true, reason: `backing file of ${owner}: read-only content label, restored at stop` };
+  });
+}
+
 /** Kernel, initrd and dtb: read-only content, restored at stop as libvirt does. */
 function contentAction(resource: 'kernel' | 'initrd' | 'dtb', path: string, vm: VmLabels, profile: PolicyProfile): Draft {
   const base = { rawPath: path, resource, device: resource, class: 'content' as const };
@@ -341,7 +356,7 @@ function mergeByPath(drafts: readonly Draft[]): LabelAction[] {
  */
 export function planStart(spec: VmSpec, profile: PolicyProfile, level?: Level, options: PlanOptions = {}): StartPlan {
   const vm = vmLabels(spec, profile, level);
-  const drafts: Draft[] = spec.disks.map((disk, i) => diskAction(disk, i, vm, profile));
+  const drafts: Draft[] = spec.disks.flatMap((disk, i) => [diskAction(disk, i, vm, profile), ...backingActions(disk, i, vm, profile)]);
   for (const resource of ['kernel', 'initrd', 'dtb'] as const) {
     const path = spec[resource];
     if (path !== undefined) drafts.push(contentAction(resource, path, vm, profile));

@@ -41,6 +41,16 @@ export interface DiskSpec {
   readonly format?: 'raw' | 'qcow2';
   /** A regular file or a host block device. */
   readonly source?: 'file' | 'block';
+  /**
+   * The layers below a qcow2 image, top-most first (libvirt's `<backingStore>` chain): read-only content
+   * for this VM, whatever the disk's own class.
+   */
+  readonly backingStore?: readonly BackingStoreSpec[];
+}
+
+export interface BackingStoreSpec {
+  readonly path: string;
+  readonly format: 'raw' | 'qcow2';
 }
 
 /** Host-side backends of a character device that are files and so carry a label. */

@@ -1,6 +1,6 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { parseContext } from '../labeling/context';
-import type { Accel, CharDeviceSpec, DiskSpec, SeclabelSpec, VmSpec } from '../labeling/vm-spec';
+import type { Accel, BackingStoreSpec, CharDeviceSpec, DiskSpec, SeclabelSpec, VmSpec } from '../labeling/vm-spec';
 import { checkPathSyntax } from './labels/path-policy';
 
 /**
@@ -82,6 +82,8 @@ void (true satisfies ListsAll<DiskClass, typeof DISK_CLASSES>);
 void (true satisfies ListsAll<DiskFormat, typeof DISK_FORMATS>);
 
 export const VM_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]*$';
+/** A snapshot name: starts with a letter (qemu also finds snapshots by numeric id), at most 64 characters. */
+export const SNAPSHOT_NAME_PATTERN = '^[A-Za-z][A-Za-z0-9._-]{0,63}$';
 export const VM_NAME_MAX_LENGTH = 64;
 export const MEMORY_MIB_RANGE = { min: 16, max: 1_048_576 } as const;
 export const VCPU_RANGE = { min: 1, max: 512 } as const;
@@ -365,18 +367,26 @@ function diskTarget(prefix: string, index: number): string {
   return prefix + suffix;
 }
 
-/** The label-relevant VmSpec of a definition, for the label planner and the launcher. */
-export function toVmSpec(def: VmDefinition, accel: Accel): VmSpec {
+/**
+ * The label-relevant VmSpec of a definition, for the label planner and the launcher. `backingChains[i]`
+ * is disk i's backing chain as read from its header (not stored: the image is the truth, and it changes
+ * with snapshots and rebases).
+ */
+export function toVmSpec(def: VmDefinition, accel: Accel, backingChains: readonly (readonly BackingStoreSpec[] | undefined)[] = []): VmSpec {
   const { boot } = def;
-  const disks: DiskSpec[] = def.disks.map((d, i) => ({
-    path: d.path,
-    target: diskTarget('vd', i),
-    class: d.class,
-    relabel: d.relabel,
-    format: d.format,
-    device: 'disk',
-    ...(d.label === undefined ? {} : { label: d.label }),
-  }));
+  const disks: DiskSpec[] = def.disks.map((d, i) => {
+    const chain = backingChains[i];
+    return {
+      path: d.path,
+      target: diskTarget('vd', i),
+      class: d.class,
+      relabel: d.relabel,
+      format: d.format,
+      device: 'disk',
+      ...(d.label === undefined ? {} : { label: d.label }),
+      ...(chain === undefined || chain.length === 0 ? {} : { backingStore: chain }),
+    };
+  });
   // A CD-ROM is read-only content whatever the user's other disks are (libvirt: every cdrom is readonly).
   if (boot.kind === 'iso') disks.push({ path: boot.iso, class: 'readonly', relabel: true, format: 'raw', device: 'cdrom', target: diskTarget('sd', 0) });
   const charDevices: CharDeviceSpec[] = def.serialLog === undefined ? [] : [{ kind: 'file', path: def.serialLog, role: 'serial' }];

@@ -3,6 +3,7 @@ import { realpath, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { isRelabeled, type DiskSpec } from '../labeling/vm-spec';
 import { checkPathSyntax } from './labels/path-policy';
+import { openLayerAsUser, readBackingChain } from './qemu/backing-chain';
 import { parseLibvirtDomainXml } from './libvirt-xml';
 import {
   DISK_FORMATS, type BootDefinition, type DiskClass, type DiskDefinition, type DiskFormat, type SeclabelDefinition, type VmDefinitionInput,
@@ -84,10 +85,9 @@ const isSupportedFormat = (format: string): format is DiskFormat => (DISK_FORMAT
 /**
  * The real path and format of a disk image, refusing what the launcher and planner cannot handle.
  *
- * Images with a backing file are refused rather than recorded: VmSpec has no backing layers, so the
- * planner would not label them (libvirt gives them the read-only content label), and the launcher hands
- * qemu each disk as a file descriptor, so qemu would have to open the layers by path itself, which its
- * confinement forbids. The error says how to flatten the chain.
+ * A qcow2 image may have a backing chain: it is read here as the user, layer by layer, so that a chain
+ * the helper would refuse (no recorded backing format, protocol names, loops) is refused at definition
+ * time with the same message. The helper reads it again at each start, under its own path rules.
  */
 export async function probeDiskImage(imagePath: string, qemuImg = 'qemu-img'): Promise<{ path: string; format: DiskFormat }> {
   try {
@@ -107,10 +107,8 @@ export async function probeDiskImage(imagePath: string, qemuImg = 'qemu-img'): P
 
   const info = await runQemuImgInfo(qemuImg, image);
   if (info.backingFile !== undefined) {
-    throw new VmImportError(
-      `${image} has a backing file (${info.backingFile}), which is not supported; ` +
-        `flatten it first: qemu-img convert -O ${info.format} ${image} FLAT.${info.format}`,
-    );
+    if (info.format !== 'qcow2') throw new VmImportError(`${image} is a ${info.format} image with a backing file; only qcow2 backing chains are supported`);
+    await readBackingChain(image, openLayerAsUser, qemuImg).catch((e: Error) => { throw new VmImportError(e.message); });
   }
   if (info.encrypted) throw new VmImportError(`${image} is encrypted, which is not supported`);
   if (!isSupportedFormat(info.format)) {

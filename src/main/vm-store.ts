@@ -123,24 +123,50 @@ export class VmStore {
     return def;
   }
 
+  /**
+   * A private disk is one VM's alone: refused when another defined VM uses the same image in any way, or
+   * when this VM uses another's private image. Said now, when the user picks the disk, rather than at
+   * the second VM's start (where the helper would refuse it as "already in use" only while both run).
+   */
+  private async checkDiskOwnership(def: VmDefinition, operation: string, previousName = def.name): Promise<void> {
+    const { definitions } = await this.list();
+    const problems: string[] = [];
+    def.disks.forEach((disk, i) => {
+      for (const other of definitions) {
+        if (other.name === def.name || other.name === previousName) continue;
+        const used = other.disks.find((d) => d.path === disk.path);
+        if (used === undefined || (disk.class !== 'private' && used.class !== 'private')) continue;
+        const whose = used.class === 'private' ? 'the private disk' : `a ${used.class} disk`;
+        problems.push(`disks[${i}].path ${disk.path} is already ${whose} of VM "${other.name}": a private disk belongs to one VM (copy it with svirt clone, or use a qcow2 overlay over it)`);
+      }
+    });
+    if (problems.length > 0) throw new VmDefinitionError(problems, operation);
+  }
+
   /** Creates a VM; fails if one of that name exists (valid or not). */
   async define(input: VmDefinitionInput): Promise<VmDefinition> {
     const def = parseVmDefinition({ ...input, version: VM_DEFINITION_VERSION, createdAt: this.now().toISOString() }, `defining "${input.name}"`);
     return this.locked(async () => {
       if (await fileExists(this.fileOf(def.name))) throw new VmExistsError(def.name);
+      await this.checkDiskOwnership(def, `defining "${def.name}"`);
       await this.write(def);
       return def;
     });
   }
 
-  /** Replaces a VM's definition, keeping its createdAt. Renaming is not supported: `input.name` must be `name`. */
+  /**
+   * Replaces a VM's definition, keeping its createdAt. A different `input.name` renames it: the new name
+   * must be free, and the old file goes once the new one is written.
+   */
   async update(name: string, input: VmDefinitionInput): Promise<VmDefinition> {
     checkVmName(name);
-    if (input.name !== name) throw new VmDefinitionError([`name "${input.name}" differs from "${name}": renaming a VM is not supported`], `updating "${name}"`);
     return this.locked(async () => {
       const existing = await this.get(name);
       const def = parseVmDefinition({ ...input, version: VM_DEFINITION_VERSION, createdAt: existing.createdAt }, `updating "${name}"`);
+      if (def.name !== name && (await fileExists(this.fileOf(def.name)))) throw new VmExistsError(def.name);
+      await this.checkDiskOwnership(def, `updating "${name}"`, name);
       await this.write(def);
+      if (def.name !== name) await unlink(this.fileOf(name));
       return def;
     });
   }

@@ -10,7 +10,8 @@ import { PRODUCT_VERSION } from '../version';
 import type { VerbContext, VerbHandler, VerbTable } from './helper-server';
 import type { HelperConfig } from './helper-config';
 import { ajv, HelperError } from './protocol';
-import { vmId, type VmLifecycle } from './vm-lifecycle';
+import { vmId, type VmControl, type VmLifecycle } from './vm-lifecycle';
+import { SNAPSHOT_NAME_PATTERN } from '../vm-definition';
 
 /**
  * The helper's verbs: each with a strict schema (checked before it runs) and a handler that calls the
@@ -28,6 +29,8 @@ export interface VerbDeps {
 const PATH = { type: 'string', minLength: 1, maxLength: 4096 } as const;
 const VM_REF = { type: 'string', minLength: 1, maxLength: 128, pattern: '^([0-9]{1,10}/)?[A-Za-z0-9][A-Za-z0-9._-]*$' } as const;
 const SESSION = { type: 'string', minLength: 1, maxLength: 64 } as const;
+// Never starts with "-" (it reaches qemu-img's argv on the user side) and never looks like a numeric id.
+const SNAPSHOT_NAME = { type: 'string', pattern: SNAPSHOT_NAME_PATTERN } as const;
 
 function verb<A>(schema: object, run: (args: A, context: VerbContext) => Promise<unknown>): VerbHandler {
   return { validate: ajv.compile<A>({ type: 'object', additionalProperties: false, ...schema }), run };
@@ -99,6 +102,16 @@ export function createVerbs(deps: VerbDeps): VerbTable {
 
     forceOff: verb<{ vm: string }>({ required: ['vm'], properties: { vm: VM_REF } },
       (args) => lifecycle.stop(resolveVm(args.vm), { force: true })),
+
+    control: verb<{ vm: string; action: VmControl }>({
+      required: ['vm', 'action'],
+      properties: { vm: VM_REF, action: { type: 'string', enum: ['pause', 'resume', 'reboot'] } },
+    }, (args) => lifecycle.control(resolveVm(args.vm), args.action)),
+
+    snapshot: verb<{ vm: string; op: 'list' | 'take' | 'delete' | 'revert'; name?: string }>({
+      required: ['vm', 'op'],
+      properties: { vm: VM_REF, op: { type: 'string', enum: ['list', 'take', 'delete', 'revert'] }, name: SNAPSHOT_NAME },
+    }, (args) => lifecycle.snapshot(resolveVm(args.vm), args.op, args.name)),
 
     relabel: verb<{ path: string; mode: 'shared' | 'readonly' | 'private' | 'restore'; vm?: string }>({
       required: ['path', 'mode'],

@@ -11,7 +11,8 @@ import { clearDeadWalkers, labelFile, LabelConflictError, removeOrphanTreeLogs, 
 import { openRelabelTarget, PathRefusedError, type OpenedTarget, type Requester } from '../labels/path-policy';
 import type { AccelChoice } from '../qemu/accel';
 import { checkNvramSize, OVMF_CODE } from '../qemu/firmware';
-import { launchQemu, qemuRunPaths, readQemuPid, type DiskSpec as LaunchDisk } from '../qemu/launch';
+import { BackingChainError, readBackingChain, type BackingLayer } from '../qemu/backing-chain';
+import { diskNodeName, launchQemu, qemuRunPaths, readQemuPid, type DiskSpec as LaunchDisk } from '../qemu/launch';
 import { QmpClient } from '../qemu/qmp';
 import { processStartTime } from '../state/state-lock';
 import type { HelperStateStore, RunRecord, StateTransaction } from '../state/helper-state';
@@ -65,6 +66,9 @@ export interface ReconcileReport {
   cleanedUp: string[];
   restoredFiles: number;
 }
+
+export type VmControl = 'pause' | 'resume' | 'reboot';
+const CONTROL_COMMAND: Record<VmControl, string> = { pause: 'stop', resume: 'cont', reboot: 'system_reset' };
 
 const CONSOLE_SOCKET = 'console.sock';
 const KEEPER_PID = 'console.pid';
@@ -298,7 +302,8 @@ export class VmLifecycle {
     const ownerUid = this.deps.requester.uid;
     const id = vmId(ownerUid, definition.name);
     const [mode, accel] = await Promise.all([this.deps.selinux(), this.deps.accel()]);
-    const spec = toVmSpec(definition, accel.accel);
+    const chains = await this.backingChains(definition);
+    const spec = toVmSpec(definition, accel.accel, chains);
     const runDir = path.join(this.deps.store.runRoot, `${ownerUid}-${definition.name}`);
 
     return this.deps.store.transaction(async (tx) => {
@@ -353,6 +358,7 @@ export class VmLifecycle {
           ...definition.disks.map((d, i) => ({
             path: d.path, format: d.format, readonly: d.class === 'readonly', shared: d.class === 'shared',
             ...(i === 0 && diskBoot !== undefined ? { bootIndex: diskBoot } : {}),
+            ...(chains[i] === undefined ? {} : { backing: chains[i] }),
           })),
           ...(boot.kind === 'iso' ? [{ path: boot.iso, format: 'raw' as const, readonly: true, cdrom: true, bootIndex: 1 }] : []),
         ];
@@ -361,9 +367,19 @@ export class VmLifecycle {
         // no symlink, allowed devices) also when it is not relabeled (seclabel none, relabel=no), and qemu
         // must get exactly the checked file, so the launcher opens it through /proc/<pid>/fd of our handle.
         const checked: OpenedTarget[] = [];
+        const openChecked = async (p: string) => {
+          const opened = await openRelabelTarget(p, { config: this.deps.config.pathPolicy, requester: this.deps.requester });
+          checked.push(opened);
+          return opened.fdPath;
+        };
         let launched;
         try {
-          for (const d of disks) checked.push(await openRelabelTarget(d.path, { config: this.deps.config.pathPolicy, requester: this.deps.requester }));
+          const launchDisks: LaunchDisk[] = [];
+          for (const d of disks) {
+            const fdPath = await openChecked(d.path);
+            const backing = d.backing === undefined ? undefined : await Promise.all(d.backing.map(async (l) => ({ ...l, path: await openChecked(l.path) })));
+            launchDisks.push({ ...d, path: fdPath, ...(backing === undefined ? {} : { backing }) });
+          }
           // The variable store is the user's file like a disk, checked the same way and handed over by fd.
           const nvramTarget = nvram === undefined ? undefined : await openRelabelTarget(nvram, { config: this.deps.config.pathPolicy, requester: this.deps.requester });
           if (nvramTarget) {
@@ -394,7 +410,7 @@ export class VmLifecycle {
             memoryMiB: definition.memoryMiB,
             cpus: definition.vcpus,
             ...(boot.kind === 'kernel' ? { kernel: boot.kernel, ...(boot.initrd ? { initrd: boot.initrd } : {}), ...(boot.cmdline ? { append: boot.cmdline } : {}) } : {}),
-            disks: disks.map((d, i) => ({ ...d, path: (checked[i] as OpenedTarget).fdPath })),
+            disks: launchDisks,
             ...(nvramTarget ? { firmware: { code: OVMF_CODE, vars: nvramTarget.fdPath } } : {}),
             ...(definition.network?.mode === 'user' ? { network: { portForwards: (definition.network.portForwards ?? []).map((f) => ({ ...f })) } } : {}),
             ...(definition.display === 'vnc' ? { displayDir: this.displayDir(ownerUid, definition.name) } : {}),
@@ -440,6 +456,25 @@ export class VmLifecycle {
     });
   }
 
+  /**
+   * Each qcow2 disk's backing chain, read from the images as root, layer by layer: a layer is opened
+   * under the same path rules as a disk before its header is read, so a header naming another user's
+   * file or a system file is refused here, before anything is labeled.
+   */
+  private async backingChains(definition: VmDefinition): Promise<(BackingLayer[] | undefined)[]> {
+    const open = async (p: string) => {
+      const opened = await openRelabelTarget(p, { config: this.deps.config.pathPolicy, requester: this.deps.requester });
+      return { fdPath: opened.fdPath, dev: opened.stat.dev, ino: opened.stat.ino, close: () => opened.handle.close() };
+    };
+    try {
+      return await Promise.all(definition.disks.map((d) => (d.format === 'qcow2' ? readBackingChain(d.path, open) : undefined)));
+    } catch (err) {
+      if (err instanceof PathRefusedError) throw new HelperError('refused', `backing chain of ${definition.name}: ${err.message}`);
+      if (err instanceof BackingChainError) throw new HelperError('bad-request', err.message);
+      throw err;
+    }
+  }
+
   private async waitForExit(record: Pick<RunRecord, 'pid' | 'pidStartTime'>, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
@@ -450,12 +485,60 @@ export class VmLifecycle {
   }
 
   private async qmp(record: RunRecord, command: 'system_powerdown' | 'quit'): Promise<void> {
-    const qmp = await QmpClient.connect(path.join(record.runDir, 'qmp.sock'), { timeoutMs: 5_000 });
+    await this.withQmp(record, (qmp) => qmp.execute(command));
+  }
+
+  private async withQmp<T>(record: RunRecord, work: (qmp: QmpClient) => Promise<T>): Promise<T> {
+    let qmp: QmpClient;
     try {
-      await qmp.execute(command);
+      qmp = await QmpClient.connect(path.join(record.runDir, 'qmp.sock'), { timeoutMs: 5_000 });
+    } catch (err) {
+      throw new HelperError('failed', `cannot reach ${record.id}'s monitor: ${(err as Error).message}`);
+    }
+    try {
+      return await work(qmp);
     } finally {
       await qmp.close();
     }
+  }
+
+  /** Pause (QMP stop), resume (cont) or reset a running VM; answers qemu's run state afterwards. */
+  async control(id: string, action: VmControl): Promise<{ id: string; status: string; running: boolean }> {
+    const record = await this.find(id);
+    if (record.phase !== 'running') throw new HelperError('conflict', `VM ${id} is ${record.phase}, not running`);
+    return this.withQmp(record, async (qmp) => {
+      await qmp.execute(CONTROL_COMMAND[action]);
+      const status = await qmp.execute<{ status: string; running: boolean }>('query-status');
+      return { id, status: status.status, running: status.running };
+    });
+  }
+
+  /**
+   * Internal snapshots of a running VM's qcow2 disks (disk state only, crash-consistent) through QMP, by
+   * the node names the launcher gave them. qemu writes them into the images it holds open, so labels do
+   * not change. Reverting a running VM's disks under it is refused: the VM must be stopped.
+   */
+  async snapshot(id: string, op: 'list' | 'take' | 'delete' | 'revert', name?: string): Promise<{ id: string; disks: { disk: string; snapshots: Record<string, unknown>[] }[] }> {
+    const record = await this.find(id);
+    if (record.phase !== 'running') throw new HelperError('conflict', `VM ${id} is ${record.phase}, not running`);
+    if (op === 'revert') throw new HelperError('refused', `VM ${id} is running: stop the VM to revert a snapshot`);
+    const definition = parseVmDefinition(record.definition, `VM ${id}`);
+    const nodes = definition.disks.flatMap((d, i) => (d.format === 'qcow2' && d.class !== 'readonly' ? [{ disk: d.path, node: diskNodeName(i) }] : []));
+    if (nodes.length === 0) throw new HelperError('bad-request', `VM ${id} has no writable qcow2 disk to snapshot`);
+    if (op !== 'list' && name === undefined) throw new HelperError('bad-request', `a snapshot name is needed to ${op} one`);
+    return this.withQmp(record, async (qmp) => {
+      for (const { node } of op === 'list' ? [] : nodes) {
+        const command = op === 'take' ? 'blockdev-snapshot-internal-sync' : 'blockdev-snapshot-delete-internal-sync';
+        await qmp.execute(command, { device: node, name }).catch((err: Error) => {
+          throw new HelperError('failed', `snapshot ${op} ${name ?? ''} on ${node}: ${err.message}`);
+        });
+      }
+      const named = await qmp.execute<{ 'node-name': string; image?: { snapshots?: Record<string, unknown>[] } }[]>('query-named-block-nodes', { flat: true });
+      return {
+        id,
+        disks: nodes.map(({ disk, node }) => ({ disk, snapshots: named.find((n) => n['node-name'] === node)?.image?.snapshots ?? [] })),
+      };
+    });
   }
 
   /**

@@ -53,6 +53,38 @@ describe('buildQemuArgv (pure)', () => {
     expect(SANDBOX_ARG).toBe('on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
   });
 
+  it('hands a qcow2 backing chain over as one read-only fd set and -blockdev node per layer, the bottom backing null', () => {
+    const spec: LaunchSpec = {
+      ...base,
+      disks: [
+        { path: '/p/top', format: 'qcow2', backing: [{ path: '/p/mid', format: 'qcow2' }, { path: '/p/base', format: 'raw' }] },
+        { path: '/p/plain', format: 'qcow2', backing: [] },
+      ],
+    };
+    expect(fdLayout(spec).disks).toEqual([
+      { fdSet: 1, roFd: 5, rwFd: 6, backing: [{ fdSet: 3, roFd: 7 }, { fdSet: 4, roFd: 8 }] },
+      { fdSet: 2, roFd: 9, rwFd: 10, backing: [] },
+    ]);
+    const argv = buildQemuArgv(spec, []);
+    const blockdevs = argv.flatMap((a, i) => (argv[i - 1] === '-blockdev' ? [JSON.parse(a) as Record<string, unknown>] : []));
+    expect(blockdevs).toEqual([
+      { driver: 'file', filename: '/dev/fdset/4', 'node-name': 'disk0-b2-file', 'read-only': true },
+      { driver: 'raw', file: 'disk0-b2-file', 'node-name': 'disk0-b2', 'read-only': true },
+      { driver: 'file', filename: '/dev/fdset/3', 'node-name': 'disk0-b1-file', 'read-only': true },
+      { driver: 'qcow2', file: 'disk0-b1-file', 'node-name': 'disk0-b1', 'read-only': true, backing: 'disk0-b2' },
+      { driver: 'file', filename: '/dev/fdset/1', 'node-name': 'disk0-file', 'read-only': false },
+      { driver: 'qcow2', file: 'disk0-file', 'node-name': 'disk0', 'read-only': false, backing: 'disk0-b1' },
+      { driver: 'file', filename: '/dev/fdset/2', 'node-name': 'disk1-file', 'read-only': false },
+      // No backing layers: still `backing: null`, so a header naming one is never followed.
+      { driver: 'qcow2', file: 'disk1-file', 'node-name': 'disk1', 'read-only': false, backing: null },
+    ]);
+    expect(argv).toContain('fd=7,set=3,opaque=ro:/p/mid');
+    expect(argv).toContain('virtio-blk-pci,drive=disk0,id=disk0-dev');
+    expect(argv).not.toContain('-drive');
+    expect(() => buildQemuArgv({ ...base, disks: [{ path: '/p/top', format: 'qcow2', backing: [{ path: '/p/base', format: 'raw' }, { path: '/p/x', format: 'qcow2' }] }] }, []))
+      .toThrow('a raw backing layer must be the last one');
+  });
+
   it('lays out child fds after stdio: serial, QMP, then each disk', () => {
     expect(fdLayout({ disks: [{ path: '/a', readonly: true }, { path: '/b' }, { path: '/c' }] })).toEqual({
       serialFd: 3,

@@ -55,6 +55,18 @@ export interface DiskSpec {
   cdrom?: boolean;
   /** Firmware boot order (lowest first); absent: not a boot device. */
   bootIndex?: number;
+  /**
+   * A qcow2 image's backing chain, top-most backing layer first, as the caller read and checked it. When
+   * present the disk is a -blockdev graph with one node per layer, each opened read-only from its own fd
+   * set: qemu never opens the backing file named in the image's header itself.
+   */
+  backing?: BackingLayer[];
+}
+
+export interface BackingLayer {
+  /** Opened by the launcher read-only, like a disk's path. */
+  path: string;
+  format: 'raw' | 'qcow2';
 }
 
 /** UEFI firmware: both files are opened by the launcher and handed over as fd sets, like disks. */
@@ -147,7 +159,7 @@ export interface FdLayout {
   serialFd: number;
   qmpFd: number;
   /** Per disk, in spec order: its fd set number, read-only fd, and read-write fd (absent for read-only disks). */
-  disks: FdSlot[];
+  disks: (FdSlot & { backing?: FdSlot[] })[];
   /** UEFI code (read-only) and variable store (read-write), after the disks. */
   firmware?: { code: FdSlot; vars: FdSlot };
   /** Highest child fd used. */
@@ -187,6 +199,13 @@ export function validateLaunchSpec(spec: LaunchSpec): void {
   for (const d of spec.disks ?? []) {
     if (!path.isAbsolute(d.path)) throw new Error(`disk path must be absolute: ${d.path}`);
     if (d.format !== undefined && d.format !== 'raw' && d.format !== 'qcow2') throw new Error(`unsupported disk format ${String(d.format)}`);
+    if (d.backing !== undefined && (d.format !== 'qcow2' || d.cdrom)) throw new Error(`only a qcow2 disk has a backing chain: ${d.path}`);
+    for (const layer of d.backing ?? []) {
+      if (!path.isAbsolute(layer.path)) throw new Error(`backing file path must be absolute: ${layer.path}`);
+      if (layer.format !== 'raw' && layer.format !== 'qcow2') throw new Error(`unsupported backing format ${String(layer.format)}`);
+    }
+    // A raw layer has no backing of its own: one below it could never be reached.
+    if ((d.backing ?? []).slice(0, -1).some((l) => l.format === 'raw')) throw new Error(`a raw backing layer must be the last one: ${d.path}`);
   }
   for (const f of spec.network?.portForwards ?? []) {
     for (const [what, port, min] of [['hostPort', f.hostPort, 1024], ['guestPort', f.guestPort, 1]] as const) {
@@ -214,8 +233,12 @@ export function fdLayout(spec: Pick<LaunchSpec, 'disks' | 'firmware'>): FdLayout
     const roFd = next++;
     return readonly ? { fdSet: fdSet++, roFd } : { fdSet: fdSet++, roFd, rwFd: next++ };
   };
-  const disks = (spec.disks ?? []).map((d) => slot(Boolean(d.readonly || d.cdrom)));
+  const disks: FdLayout['disks'] = (spec.disks ?? []).map((d) => slot(Boolean(d.readonly || d.cdrom)));
   const firmware = spec.firmware ? { code: slot(true), vars: slot(false) } : undefined;
+  // Backing layers last, so a chain does not renumber the other fd sets.
+  (spec.disks ?? []).forEach((d, i) => {
+    if (d.backing !== undefined) (disks[i] as FdLayout['disks'][number]).backing = d.backing.map(() => slot(true));
+  });
   return { serialFd: 3, qmpFd: 4, disks, ...(firmware ? { firmware } : {}), maxFd: next - 1 };
 }
 
@@ -223,6 +246,42 @@ export function fdLayout(spec: Pick<LaunchSpec, 'disks' | 'firmware'>): FdLayout
 function addFdArgs(slot: FdSlot, what: string): string[] {
   const args = ['-add-fd', `fd=${slot.roFd},set=${slot.fdSet},opaque=${optValue(`ro:${what}`)}`];
   if (slot.rwFd !== undefined) args.push('-add-fd', `fd=${slot.rwFd},set=${slot.fdSet},opaque=${optValue(`rw:${what}`)}`);
+  return args;
+}
+
+/** The node name of disk `index`'s top format node (QMP snapshots address it). */
+export function diskNodeName(index: number): string {
+  return `disk${index}`;
+}
+
+/**
+ * A qcow2 disk with its backing chain as -blockdev nodes (JSON, which can say `"backing": null`): each
+ * layer a file node on its own fd set and a format node whose `backing` names the layer below, the bottom
+ * one `null`, so qemu opens no file by the name in a header. Backing layers are read-only.
+ */
+function blockdevChain(d: DiskSpec, f: FdLayout['disks'][number], index: number): string[] {
+  const args: string[] = [];
+  const layers = d.backing ?? [];
+  const slots = f.backing ?? [];
+  const nodeOf = (k: number) => (k === 0 ? diskNodeName(index) : `${diskNodeName(index)}-b${k}`);
+  layers.forEach((layer, k) => {
+    const slot = slots[k];
+    if (!slot) throw new Error('fd layout out of step with backing layers');
+    args.push(...addFdArgs(slot, layer.path));
+  });
+  // Bottom-up: a node's backing must exist before it is named.
+  for (let k = layers.length; k >= 0; k--) {
+    const format = k === 0 ? 'qcow2' : (layers[k - 1] as BackingLayer).format;
+    const fdSet = k === 0 ? f.fdSet : (slots[k - 1] as FdSlot).fdSet;
+    const readOnly = k > 0 || Boolean(d.readonly);
+    const node = nodeOf(k);
+    args.push('-blockdev', JSON.stringify({ driver: 'file', filename: `/dev/fdset/${fdSet}`, 'node-name': `${node}-file`, 'read-only': readOnly }));
+    const formatNode: Record<string, unknown> = { driver: format, file: `${node}-file`, 'node-name': node, 'read-only': readOnly };
+    if (format === 'qcow2') formatNode.backing = k < layers.length ? nodeOf(k + 1) : null;
+    args.push('-blockdev', JSON.stringify(formatNode));
+  }
+  const boot = d.bootIndex === undefined ? '' : `,bootindex=${d.bootIndex}`;
+  args.push('-device', `virtio-blk-pci,drive=${nodeOf(0)},id=${nodeOf(0)}-dev${d.shared ? ',share-rw=on' : ''}${boot}`);
   return args;
 }
 
@@ -265,6 +324,10 @@ export function buildQemuArgv(spec: LaunchSpec, accelArgs: readonly string[]): s
     const f = fds.disks[i];
     if (!f) throw new Error('fd layout out of step with disks');
     argv.push(...addFdArgs(f, d.path));
+    if (d.backing !== undefined) {
+      argv.push(...blockdevChain(d, f, i));
+      return;
+    }
     const readonly = `readonly=${d.readonly || d.cdrom ? 'on' : 'off'}`;
     const drive = `drive${f.fdSet}`;
     argv.push('-drive', `file=/dev/fdset/${f.fdSet},format=${d.format ?? 'raw'},if=none,id=${drive},${readonly}${d.cdrom ? ',media=cdrom' : ''}`);
@@ -463,6 +526,11 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
       const f = layout.disks[i];
       if (!f) throw new Error('fd layout out of step with disks');
       await openSlot(f, d.path);
+      for (const [k, layer] of (d.backing ?? []).entries()) {
+        const slot = f.backing?.[k];
+        if (!slot) throw new Error('fd layout out of step with backing layers');
+        await openSlot(slot, layer.path);
+      }
     }
     if (layout.firmware && spec.firmware) {
       await openSlot(layout.firmware.code, spec.firmware.code);
