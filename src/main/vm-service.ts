@@ -1,10 +1,14 @@
+import { rm } from 'node:fs/promises';
+import * as path from 'node:path';
 import { parseLevel } from '../labeling/context';
 import { planStart, type LabelAction, type PlanClass, type PlanResource } from '../labeling/label-planner';
 import type { PolicyProfile } from '../labeling/policy-profile';
 import type { HelperClient } from './helper-client';
 import type { RunInfo } from './helper/vm-lifecycle';
 import { readLabels } from './labels/file-labels';
-import { toVmSpec, type VmDefinition, type VmDefinitionInput } from './vm-definition';
+import { createDiskImage, copyDiskImage, DiskImageError, imageSnapshot, listImageSnapshots, snapshotsFromInfo, type CreateDiskOptions, type DiskSnapshot } from './disk-images';
+import { openLayerAsUser, readBackingChain, type BackingLayer } from './qemu/backing-chain';
+import { SNAPSHOT_NAME_PATTERN, toVmSpec, type VmDefinition, type VmDefinitionInput } from './vm-definition';
 import type { VmStore } from './vm-store';
 
 /**
@@ -43,6 +47,25 @@ export interface ResourceLabel {
 export interface StartRequest {
   allowUnconfined?: boolean;
 }
+
+export type SnapshotOp = 'list' | 'take' | 'revert' | 'delete';
+
+/** A VM's snapshots, per qcow2 disk (internal snapshots: one name, one snapshot in each disk). */
+export interface VmSnapshots {
+  readonly vm: string;
+  /** Taken through qemu (running) or with qemu-img (stopped). */
+  readonly via: 'qmp' | 'qemu-img';
+  readonly disks: readonly { readonly disk: string; readonly snapshots: readonly DiskSnapshot[] }[];
+}
+
+/** What a clone does with the original's seclabel: a static label would put two VMs on one pair. */
+export interface CloneResult {
+  readonly definition: VmDefinition;
+  readonly copied: readonly { from: string; to: string }[];
+  readonly note: string | null;
+}
+
+const snapshotName = new RegExp(SNAPSHOT_NAME_PATTERN);
 
 export class VmService {
   constructor(
@@ -115,7 +138,7 @@ export class VmService {
   async labels(name: string): Promise<ResourceLabel[]> {
     const [definition, running, profile] = await Promise.all([this.store.get(name), this.running(), this.profile()]);
     const run = running.get(name);
-    const spec = toVmSpec(definition, run?.accel ?? 'tcg');
+    const spec = toVmSpec(definition, run?.accel ?? 'tcg', await this.backingChains(definition));
     const level = run?.level ? parseLevel(run.level) : undefined;
     // A stopped dynamic VM has no pair yet: plan with a stand-in pair and show it as `<pair>`.
     const standIn = 's0:c0,c1';
@@ -137,5 +160,98 @@ export class VmService {
 
   relabel(path: string, mode: 'shared' | 'readonly' | 'private' | 'restore', vm?: string): Promise<unknown> {
     return this.helper().request('relabel', { path, mode, ...(vm ? { vm } : {}) });
+  }
+
+  /** Each qcow2 disk's backing chain as the user sees it (a chain that cannot be read shows no layers). */
+  private backingChains(definition: VmDefinition): Promise<(BackingLayer[] | undefined)[]> {
+    return Promise.all(definition.disks.map((d) => (d.format === 'qcow2' ? readBackingChain(d.path, openLayerAsUser).catch(() => undefined) : undefined)));
+  }
+
+  /** A new image, created by this (the user's) process. */
+  createDisk(options: CreateDiskOptions): Promise<{ path: string; format: 'raw' | 'qcow2'; sizeBytes: number }> {
+    return createDiskImage(options);
+  }
+
+  /** Pause, resume or reset a running VM through the helper (which checks it is the requester's). */
+  control(name: string, action: 'pause' | 'resume' | 'reboot'): Promise<{ id: string; status: string; running: boolean }> {
+    return this.helper().request('control', { vm: name, action });
+  }
+
+  /**
+   * Internal snapshots of the VM's writable qcow2 disks: through the helper's QMP while it runs, with
+   * qemu-img as the user while it is stopped (the images are the user's files then).
+   */
+  async snapshot(name: string, op: SnapshotOp, snapshot?: string): Promise<VmSnapshots> {
+    if (op !== 'list') {
+      if (snapshot === undefined) throw new DiskImageError(`a snapshot name is needed to ${op} one`);
+      if (!snapshotName.test(snapshot)) throw new DiskImageError(`snapshot name must start with a letter and contain only letters, digits, ".", "_" and "-" (at most 64), not "${snapshot}"`);
+    }
+    const definition = await this.store.get(name);
+    const disks = definition.disks.filter((d) => d.format === 'qcow2' && d.class !== 'readonly');
+    if (disks.length === 0) throw new DiskImageError(`VM ${name} has no writable qcow2 disk: snapshots need qcow2 (convert with qemu-img convert -O qcow2)`);
+    if ((await this.running()).has(name)) {
+      const result = await this.helper().request<{ disks: { disk: string; snapshots: Record<string, unknown>[] }[] }>('snapshot', { vm: name, op, ...(snapshot ? { name: snapshot } : {}) });
+      return { vm: name, via: 'qmp', disks: result.disks.map((d) => ({ disk: d.disk, snapshots: snapshotsFromInfo(d.snapshots) })) };
+    }
+    if (op !== 'list') {
+      const done: string[] = [];
+      for (const d of disks) {
+        try {
+          await imageSnapshot(op, d.path, snapshot as string);
+          done.push(d.path);
+        } catch (err) {
+          // A snapshot taken on some disks only would be a trap at revert: take it back.
+          if (op === 'take') for (const p of done) await imageSnapshot('delete', p, snapshot as string).catch(() => undefined);
+          throw err;
+        }
+      }
+    }
+    return { vm: name, via: 'qemu-img', disks: await Promise.all(disks.map(async (d) => ({ disk: d.path, snapshots: await listImageSnapshots(d.path) }))) };
+  }
+
+  /**
+   * Clones a stopped VM: every private disk copied by this (the user's) process next to the original as
+   * `<clone>-<n>.<format>` unless `diskPaths` names the copies; shared and read-only disks are shared, not
+   * copied. A dynamic seclabel stays dynamic (a fresh pair at each start). A static label is not cloned
+   * as-is, which would give two VMs one pair: the clone becomes dynamic, and the result says so.
+   */
+  async clone(source: string, target: string, diskPaths: readonly string[] = []): Promise<CloneResult> {
+    if ((await this.running()).has(source)) throw new DiskImageError(`VM ${source} is running: stop it to clone it (its disks would be copied mid-write)`);
+    const original = await this.store.get(source);
+    const copied: { from: string; to: string }[] = [];
+    let n = 0;
+    const disks = original.disks.map((d) => {
+      if (d.class !== 'private') return d;
+      const to = diskPaths[n] ?? path.join(path.dirname(d.path), `${target}-${n}.${d.format}`);
+      n++;
+      copied.push({ from: d.path, to });
+      return { ...d, path: to };
+    });
+    const seclabel = original.seclabel.mode === 'static' ? { mode: 'dynamic' as const } : original.seclabel;
+    const note = original.seclabel.mode === 'static'
+      ? `${source} has the static label ${original.seclabel.label}; the clone is dynamic (a fresh pair at each start), since two VMs must not share a pair`
+      : null;
+    const { version: _v, createdAt: _c, ...rest } = original;
+    const input: VmDefinitionInput = { ...rest, name: target, disks, seclabel };
+    // Validate (name free, disks free) before copying gigabytes.
+    const { definitions } = await this.store.list();
+    if (definitions.some((d) => d.name === target)) throw new DiskImageError(`a VM named "${target}" already exists`);
+    const made: string[] = [];
+    try {
+      for (const c of copied) {
+        await copyDiskImage(c.from, c.to);
+        made.push(c.to);
+      }
+      return { definition: await this.store.define(input), copied, note };
+    } catch (err) {
+      await Promise.all(made.map((p) => rm(p, { force: true })));
+      throw err;
+    }
+  }
+
+  /** Replaces a stopped VM's definition (a rename moves its file); refused while it runs. */
+  async edit(name: string, input: VmDefinitionInput): Promise<VmDefinition> {
+    if ((await this.running()).has(name)) throw new DiskImageError(`VM ${name} is running: stop it to edit it`);
+    return this.store.update(name, input);
   }
 }

@@ -1,8 +1,10 @@
-import { readFile } from 'node:fs/promises';
-import { Command, Option } from 'commander';
+import { mkdir, readFile } from 'node:fs/promises';
+import * as nodePath from 'node:path';
+import { Argument, Command, Option } from 'commander';
 import { HelperClient, resolveHelperLaunch } from '../helper-client';
 import { loadPolicyProfile } from '../selinux-files';
-import type { SeclabelDefinition, VmDefinitionInput } from '../vm-definition';
+import { DISK_FORMATS, checkVmName, type DiskDefinition, type SeclabelDefinition, type VmDefinitionInput } from '../vm-definition';
+import { createDiskImage, defaultImageDirectory, DiskImageError, parseDiskSize } from '../disk-images';
 import { importLibvirtXml, probeDiskImage } from '../vm-import';
 import { VmService } from '../vm-service';
 import { defaultVmDirectory, VmStore } from '../vm-store';
@@ -64,6 +66,35 @@ const positiveInt = (name: string) => (value: string) => {
   return Number(value);
 };
 
+/** `--disk` values: relative paths are the user's, resolved against the current directory. */
+async function probeDiskOptions(texts: readonly string[]): Promise<DiskDefinition[]> {
+  return Promise.all(texts.map(async (text) => {
+    const { path, class: cls } = parseDiskOption(text);
+    const probed = await probeDiskImage(nodePath.resolve(path)).catch((e: Error) => { throw new CliError(`--disk ${text}: ${e.message}`); });
+    return { path: probed.path, format: probed.format, class: cls, relabel: true };
+  }));
+}
+
+/** `--disk-size`: a new private qcow2 disk named after the VM in the user's image directory. */
+async function createVmDisk(vmName: string, sizeText: string): Promise<DiskDefinition> {
+  const sizeBytes = cliValue(() => parseDiskSize(sizeText, '--disk-size'));
+  const dir = defaultImageDirectory();
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const created = await createDiskImage({ path: nodePath.join(dir, `${cliValue(() => checkVmName(vmName))}.qcow2`), format: 'qcow2', sizeBytes })
+    .catch((e: Error) => { throw new CliError(`--disk-size: ${e.message}`); });
+  process.stderr.write(`created ${created.path} (${sizeText})\n`);
+  return { path: created.path, format: 'qcow2', class: 'private', relabel: true };
+}
+
+/** Runs a parser of user input, turning its error into a usage error (exit 2). */
+function cliValue<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+}
+
 function printJsonOrTable(json: boolean | undefined, value: unknown, rows: string[][]): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${textTable(rows)}\n`);
 }
@@ -77,22 +108,21 @@ export function registerVmCommands(program: Command): void {
     .option('--initrd <path>', 'initial ramdisk')
     .option('--append <cmdline>', 'kernel command line')
     .option('--disk <path[:shared|:readonly]>', 'a disk; repeat for more (private unless :shared or :readonly)', collect, [] as string[])
+    .option('--disk-size <size>', 'also create a new qcow2 disk of this size (20G, 512M) in ~/.local/share/svirt-manager/images')
     .option('--memory <MiB>', 'memory in MiB', positiveInt('--memory'), 512)
     .option('--vcpus <n>', 'virtual CPUs', positiveInt('--vcpus'), 1)
     .option('--seclabel <mode>', 'dynamic | none | static:LABEL[:norelabel]', 'dynamic')
-    .action(async (opts: { name: string; kernel: string; initrd?: string; append?: string; disk: string[]; memory: number; vcpus: number; seclabel: string }) => {
-      const disks = await Promise.all(opts.disk.map(async (text) => {
-        const { path, class: cls } = parseDiskOption(text);
-        const probed = await probeDiskImage(path).catch((e: Error) => { throw new CliError(e.message); });
-        return { path: probed.path, format: probed.format, class: cls, relabel: true };
-      }));
+    .action(async (opts: { name: string; kernel: string; initrd?: string; append?: string; disk: string[]; diskSize?: string; memory: number; vcpus: number; seclabel: string }) => {
+      const disks = await probeDiskOptions(opts.disk);
+      const seclabel = parseSeclabelOption(opts.seclabel);
+      if (opts.diskSize !== undefined) disks.push(await createVmDisk(opts.name, opts.diskSize));
       const input: VmDefinitionInput = {
         name: opts.name,
         memoryMiB: opts.memory,
         vcpus: opts.vcpus,
         boot: { kind: 'kernel', kernel: opts.kernel, ...(opts.initrd ? { initrd: opts.initrd } : {}), ...(opts.append ? { cmdline: opts.append } : {}) },
         disks,
-        seclabel: parseSeclabelOption(opts.seclabel),
+        seclabel,
       };
       const store = new VmStore(defaultVmDirectory());
       const saved = await store.define(input).catch((e: Error) => { throw new CliError(e.message); });
@@ -204,5 +234,93 @@ export function registerVmCommands(program: Command): void {
     .option('--timeout <seconds>', 'for --expect', positiveInt('--timeout'), 30)
     .action((name: string, opts: { send?: string; expect?: string; timeout: number }) => withSession(async (session) => {
       process.exitCode = await runConsole(session.helper(), name, opts);
+    }));
+
+  const disk = program.command('disk').description('disk images');
+  disk
+    .command('create')
+    .description('create a disk image as you (qemu-img create): qcow2 or raw, or a qcow2 overlay over a backing image')
+    .argument('<path>', 'the new image (relative to the current directory, or absolute); never overwritten')
+    .option('--size <size>', 'size: 20G, 512M, 1.5GiB, or bytes with B; a bare number is MiB (an overlay defaults to its backing image\'s)')
+    .addOption(new Option('--format <format>', 'image format').choices([...DISK_FORMATS]).default('qcow2'))
+    .option('--backing <image>', 'a qcow2 overlay over this image, which stays read-only for the VM')
+    .action(async (path: string, opts: { size?: string; format: 'raw' | 'qcow2'; backing?: string }) => {
+      if (opts.size === undefined && opts.backing === undefined) throw new CliError('--size is required (except for an overlay with --backing)');
+      const sizeBytes = opts.size === undefined ? undefined : cliValue(() => parseDiskSize(opts.size as string, '--size'));
+      const created = await createDiskImage({
+        path: nodePath.resolve(path), format: opts.format,
+        ...(sizeBytes === undefined ? {} : { sizeBytes }),
+        ...(opts.backing === undefined ? {} : { backing: nodePath.resolve(opts.backing) }),
+      }).catch((e: Error) => { throw e instanceof DiskImageError ? new CliError(e.message) : e; });
+      process.stdout.write(`created ${created.path} (${created.format}, ${created.sizeBytes} bytes)\n`);
+    });
+
+  for (const [action, description] of [['pause', 'pause a running VM (its vCPUs stop; QMP stop)'], ['resume', 'resume a paused VM (QMP cont)'], ['reboot', 'reset a running VM (QMP system_reset)']] as const) {
+    program
+      .command(action)
+      .description(description)
+      .argument('<name>')
+      .action((name: string) => withSession(async ({ service }) => {
+        const result = await service.control(name, action);
+        process.stdout.write(`${name}: ${result.status}\n`);
+      }));
+  }
+
+  program
+    .command('snapshot')
+    .description('internal snapshots of a VM\'s qcow2 disks: qemu-img while stopped, QMP while running (revert needs the VM stopped)')
+    .argument('<name>', 'the VM')
+    .addArgument(new Argument('<op>', 'what to do').choices(['list', 'take', 'revert', 'delete']))
+    .argument('[snapshot]', 'the snapshot name (letters, digits, . _ -; starts with a letter)')
+    .option('--json', 'JSON output')
+    .action((name: string, op: 'list' | 'take' | 'revert' | 'delete', snapshot: string | undefined, opts: { json?: boolean }) => withSession(async ({ service }) => {
+      if (op !== 'list' && snapshot === undefined) throw new CliError(`snapshot ${op} needs a snapshot name`);
+      const result = await service.snapshot(name, op, snapshot).catch((e: Error) => { throw e instanceof DiskImageError ? new CliError(e.message) : e; });
+      if (op !== 'list' && !opts.json) {
+        process.stdout.write(`${op === 'take' ? 'took' : op === 'revert' ? 'reverted to' : 'deleted'} ${snapshot as string} on ${name} (${result.via})\n`);
+        return;
+      }
+      const rows = [['DISK', 'SNAPSHOT', 'DATE', 'VM STATE']];
+      for (const d of result.disks) for (const s of d.snapshots) rows.push([d.disk, s.name, s.date, String(s.vmStateBytes)]);
+      printJsonOrTable(opts.json, result, rows);
+    }));
+
+  program
+    .command('clone')
+    .description('copy a stopped VM: its private disks copied as you (cp --reflink=auto), shared and backing images shared; a static label becomes dynamic')
+    .argument('<source>')
+    .argument('<name>', 'the new VM')
+    .option('--disk-path <path>', 'where each private disk\'s copy goes, in order (default: <name>-<n>.<format> beside the original)', collect, [] as string[])
+    .action((source: string, name: string, opts: { diskPath: string[] }) => withSession(async ({ service }) => {
+      const result = await service.clone(source, cliValue(() => checkVmName(name)), opts.diskPath.map((p) => nodePath.resolve(p)))
+        .catch((e: Error) => { throw e instanceof DiskImageError ? new CliError(e.message) : e; });
+      if (result.note) process.stderr.write(`note: ${result.note}\n`);
+      process.stdout.write(`cloned ${source} as ${name}${result.copied.map((c) => `; ${c.from} -> ${c.to}`).join('')}\n`);
+    }));
+
+  program
+    .command('edit')
+    .description('change a stopped VM: name, memory, vCPUs, disks (attach/detach)')
+    .argument('<name>')
+    .option('--name <new>', 'rename it')
+    .option('--memory <MiB>', 'memory in MiB', positiveInt('--memory'))
+    .option('--vcpus <n>', 'virtual CPUs', positiveInt('--vcpus'))
+    .option('--add-disk <path[:shared|:readonly]>', 'attach an existing image; repeat for more', collect, [] as string[])
+    .option('--remove-disk <path>', 'detach an image (the file is kept); repeat for more', collect, [] as string[])
+    .action((name: string, opts: { name?: string; memory?: number; vcpus?: number; addDisk: string[]; removeDisk: string[] }) => withSession(async ({ service }) => {
+      const current = await service.store.get(name);
+      const removed = opts.removeDisk.map((p) => nodePath.resolve(p));
+      for (const p of removed) if (!current.disks.some((d) => d.path === p)) throw new CliError(`--remove-disk ${p}: ${name} has no such disk`);
+      const added = await probeDiskOptions(opts.addDisk);
+      const { version: _v, createdAt: _c, ...rest } = current;
+      const input: VmDefinitionInput = {
+        ...rest,
+        ...(opts.name === undefined ? {} : { name: opts.name }),
+        ...(opts.memory === undefined ? {} : { memoryMiB: opts.memory }),
+        ...(opts.vcpus === undefined ? {} : { vcpus: opts.vcpus }),
+        disks: [...current.disks.filter((d) => !removed.includes(d.path)), ...added],
+      };
+      const saved = await service.edit(name, input).catch((e: Error) => { throw new CliError(e.message); });
+      process.stdout.write(`edited ${saved.name}\n`);
     }));
 }
