@@ -62,8 +62,9 @@ describe('buildQemuArgv (pure)', () => {
       ],
     };
     expect(fdLayout(spec).disks).toEqual([
-      { fdSet: 1, roFd: 5, rwFd: 6, backing: [{ fdSet: 3, roFd: 7 }, { fdSet: 4, roFd: 8 }] },
-      { fdSet: 2, roFd: 9, rwFd: 10, backing: [] },
+      // Backing layers take the fd sets after everything else, so they renumber nothing.
+      { fdSet: 1, roFd: 5, rwFd: 6, backing: [{ fdSet: 3, roFd: 9 }, { fdSet: 4, roFd: 10 }] },
+      { fdSet: 2, roFd: 7, rwFd: 8, backing: [] },
     ]);
     const argv = buildQemuArgv(spec, []);
     const blockdevs = argv.flatMap((a, i) => (argv[i - 1] === '-blockdev' ? [JSON.parse(a) as Record<string, unknown>] : []));
@@ -78,7 +79,7 @@ describe('buildQemuArgv (pure)', () => {
       // No backing layers: still `backing: null`, so a header naming one is never followed.
       { driver: 'qcow2', file: 'disk1-file', 'node-name': 'disk1', 'read-only': false, backing: null },
     ]);
-    expect(argv).toContain('fd=7,set=3,opaque=ro:/p/mid');
+    expect(argv).toContain('fd=9,set=3,opaque=ro:/p/mid');
     expect(argv).toContain('virtio-blk-pci,drive=disk0,id=disk0-dev');
     expect(argv).not.toContain('-drive');
     expect(() => buildQemuArgv({ ...base, disks: [{ path: '/p/top', format: 'qcow2', backing: [{ path: '/p/base', format: 'raw' }, { path: '/p/x', format: 'qcow2' }] }] }, []))
