@@ -95,7 +95,7 @@ export function App({ initialRoute = { view: 'vms' } }: { initialRoute?: Route }
           />
         )}
         {route.view === 'create' && <CreateVmForm onCreated={openVm} onCancel={() => setRoute({ view: 'vms' })} />}
-        {route.view === 'audit' && <AuditScreen />}
+        {route.view === 'audit' && <AuditScreen onOpenVm={(name, tab) => setRoute({ view: 'vm', name, tab })} />}
       </main>
       <HostStatusBar />
     </div>

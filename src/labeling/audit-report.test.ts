@@ -36,15 +36,30 @@ describe('audit matrix on the reference policy', () => {
     expect(report.resources.find((r) => r.path === '/shared.img')?.usedBy).toEqual(['a', 'b']);
   });
 
-  it('lists drift, duplicate pairs, unintended sharing, unconfined VMs and a disabled SELinux', async () => {
+  it('lists drift, duplicate pairs, unintended sharing and a disabled SELinux, which covers the VMs it leaves unconfined', async () => {
     // b's image drifted to a's pair: a can now write it, and it no longer has b's label.
     const a = vm('a', 's0:c1,c2', [res('/a.img', 'private', image('s0:c1,c2'), image('s0:c1,c2'))], false);
     const b = vm('b', 's0:c3,c4', [res('/b.img', 'private', image('s0:c3,c4'), image('s0:c1,c2'))]);
     const c = vm('c', 's0:c3,c4', []);
     const report = await buildAuditMatrix('disabled', [a, b, c], oracle);
     const kinds = report.problems.map((p) => p.kind).sort();
-    expect(kinds).toEqual(['duplicate-pair', 'label-drift', 'selinux-disabled', 'unconfined-vm', 'unintended-sharing']);
+    expect(kinds).toEqual(['duplicate-pair', 'label-drift', 'selinux-disabled', 'unintended-sharing']);
     expect(report.problems.find((p) => p.kind === 'unintended-sharing')?.message).toBe('/b.img is private to b but a can reach it too');
     expect(report.cells.find((cell) => cell.vm === 'a' && cell.path === '/b.img')?.access).toBe('write');
+  });
+
+  it('lists one problem once: two VMs on one pair reaching each other\'s image is one duplicate-pair item naming the image', async () => {
+    const a = vm('a', 's0:c1,c2', [res('/a.img', 'private', image('s0:c1,c2'), image('s0:c1,c2'))]);
+    const b = vm('b', 's0:c1,c2', [res('/b.img', 'private', image('s0:c1,c2'), image('s0:c1,c2'))]);
+    const report = await buildAuditMatrix('enforcing', [a, b], oracle);
+    expect(report.cells.find((cell) => cell.vm === 'b' && cell.path === '/a.img')?.access).toBe('write');
+    expect(report.problems.map((p) => p.kind)).toEqual(['duplicate-pair']);
+    expect(report.problems[0]?.message).toMatch(/a and b run with the same MCS pair s0:c1[,.]c2.*\/a\.img, \/b\.img/);
+  });
+
+  it('still lists a VM that runs unconfined by its own label when SELinux is off', async () => {
+    const none: AuditedVm = { name: 'legacy', processLabel: null, confined: false, notConfinedReason: 'seclabel none: runs unconfined', resources: [] };
+    const report = await buildAuditMatrix('disabled', [vm('a', 's0:c1,c2', [], false), none], oracle);
+    expect(report.problems.filter((p) => p.kind === 'unconfined-vm').map((p) => p.vm)).toEqual(['legacy']);
   });
 });

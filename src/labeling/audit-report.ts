@@ -84,6 +84,12 @@ const rangeOf = (label: string | null): string | null => {
   }
 };
 
+/** The MCS pair of a label (`s0:c1,c2`), or null for a range, plain s0, or no label. */
+const pairOfLabel = (label: string | null): string | null => {
+  const range = rangeOf(label);
+  return range !== null && !range.includes('-') && range.includes(':') ? range : null;
+};
+
 /** Builds the matrix (running VMs × their resources) and the problem list. */
 export async function buildAuditMatrix(mode: 'enforcing' | 'permissive' | 'disabled', running: readonly AuditedVm[], oracle: AccessOracle): Promise<AuditMatrix> {
   const problems: AuditProblem[] = [];
@@ -92,7 +98,10 @@ export async function buildAuditMatrix(mode: 'enforcing' | 'permissive' | 'disab
 
   const resources = new Map<string, { path: string; label: string | null; usedBy: string[]; resource: AuditedResource }>();
   for (const vm of running) {
-    if (!vm.confined) problems.push({ kind: 'unconfined-vm', severity: 'critical', vm: vm.name, message: `${vm.name}: ${vm.notConfinedReason ?? 'not confined'}` });
+    // With SELinux off every VM is unconfined and the selinux-disabled problem says so once; a VM is
+    // listed on its own only when it would run unconfined anyway (no pair: seclabel none).
+    const coveredByHost = mode === 'disabled' && pairOfLabel(vm.processLabel) !== null;
+    if (!vm.confined && !coveredByHost) problems.push({ kind: 'unconfined-vm', severity: 'critical', vm: vm.name, message: `${vm.name}: ${vm.notConfinedReason ?? 'not confined'}` });
     for (const r of vm.resources) {
       const entry = resources.get(r.path) ?? { path: r.path, label: r.actualLabel, usedBy: [], resource: r };
       entry.usedBy.push(vm.name);
@@ -106,13 +115,11 @@ export async function buildAuditMatrix(mode: 'enforcing' | 'permissive' | 'disab
 
   const byPair = new Map<string, string[]>();
   for (const vm of running) {
-    const range = rangeOf(vm.processLabel);
-    const single = range !== null && !range.includes('-') ? range : null;
-    if (single && single.includes(':')) byPair.set(single, [...(byPair.get(single) ?? []), vm.name]);
+    const pair = pairOfLabel(vm.processLabel);
+    if (pair) byPair.set(pair, [...(byPair.get(pair) ?? []), vm.name]);
   }
-  for (const [pair, names] of byPair) {
-    if (names.length > 1) problems.push({ kind: 'duplicate-pair', severity: 'critical', message: `${names.join(' and ')} run with the same MCS pair ${pair}: each can use the other's images` });
-  }
+  const duplicates = [...byPair].filter(([, names]) => names.length > 1);
+  const samePair = (a: string, b: string) => duplicates.some(([, names]) => names.includes(a) && names.includes(b));
 
   const rows = running.filter((vm): vm is AuditedVm & { processLabel: string } => vm.processLabel !== null);
   const cells: AuditCell[] = [];
@@ -121,15 +128,25 @@ export async function buildAuditMatrix(mode: 'enforcing' | 'permissive' | 'disab
   }
 
   // A private file reachable by a VM that does not own it is exactly what sVirt is there to prevent.
+  const reachedByPair: { owner: string; intruder: string; path: string }[] = [];
   for (const entry of resources.values()) {
     const owners = running.filter((vm) => vm.resources.some((r) => r.path === entry.path && r.class === 'private')).map((vm) => vm.name);
     if (owners.length === 0) continue;
     const reaching = cells.filter((c) => c.path === entry.path && c.access !== 'none').map((c) => c.vm);
     const intruders = reaching.filter((name) => name !== owners[0]);
-    if (intruders.length > 0) {
+    // A VM that holds the owner's pair reaches its images by that pair: the duplicate-pair problem
+    // names those images, rather than a second critical item restating it.
+    const sharedByPair = intruders.filter((name) => samePair(name, owners[0] as string));
+    for (const name of sharedByPair) reachedByPair.push({ owner: owners[0] as string, intruder: name, path: entry.path });
+    if (intruders.length > sharedByPair.length) {
       problems.push({ kind: 'unintended-sharing', severity: 'critical', path: entry.path,
-        message: `${entry.path} is private to ${owners[0]} but ${intruders.join(', ')} can reach it too` });
+        message: `${entry.path} is private to ${owners[0]} but ${intruders.filter((n) => !sharedByPair.includes(n)).join(', ')} can reach it too` });
     }
+  }
+  for (const [pair, names] of duplicates) {
+    const images = [...new Set(reachedByPair.filter((r) => names.includes(r.owner)).map((r) => r.path))];
+    problems.push({ kind: 'duplicate-pair', severity: 'critical', vm: names[names.length - 1],
+      message: `${names.join(' and ')} run with the same MCS pair ${pair}: each can use the other's images${images.length > 0 ? ` (reachable now: ${images.join(', ')})` : ''}` });
   }
 
   return {

@@ -176,8 +176,7 @@ export const sampleAudit: AuditReport = {
     ]),
   ],
   problems: [
-    { kind: 'duplicate-pair', severity: 'critical', message: 'db and reports both run at s0:c88,c901: each can read and write the other’s private images', vm: 'reports' },
-    { kind: 'unintended-sharing', severity: 'critical', message: 'reports can write db.qcow2, which only db uses', vm: 'reports', path: '/var/lib/svirt/images/db.qcow2' },
+    { kind: 'duplicate-pair', severity: 'critical', message: "db and reports run with the same MCS pair s0:c88,c901: each can use the other's images (reachable now: /var/lib/svirt/images/db.qcow2, /var/lib/svirt/images/reports.qcow2)", vm: 'reports' },
     { kind: 'unconfined-vm', severity: 'warning', message: 'legacy-xp runs unconfined (seclabel none)', vm: 'legacy-xp' },
     { kind: 'label-drift', severity: 'info', message: '/srv/site-content is labeled user_home_t; web expects virt_content_t', vm: 'web', path: '/srv/site-content' },
   ],
