@@ -118,6 +118,7 @@ describe('App', () => {
   it('goes where the application menu says: new VM, audit, a VM console, back to the list', async () => {
     const api = renderApp();
     await screen.findByTestId('vm-row-web');
+    await waitFor(() => expect(api.listenerCount('menuCommand')).toBeGreaterThan(0));
     act(() => api.emit('menuCommand', { command: 'newVm' }));
     expect(await screen.findByRole('heading', { name: 'New VM', level: 1 })).toBeTruthy();
     act(() => api.emit('menuCommand', { command: 'openAudit' }));
@@ -125,6 +126,7 @@ describe('App', () => {
     act(() => api.emit('menuCommand', { command: 'showVms' }));
     fireEvent.click(await screen.findByRole('button', { name: 'web' }));
     await screen.findByRole('heading', { name: 'web', level: 1 });
+    await waitFor(() => expect(api.listenerCount('menuCommand')).toBeGreaterThan(1)); // App's and VmActions'
     act(() => api.emit('menuCommand', { command: 'openConsole' }));
     expect(await screen.findByRole('tab', { name: 'Console', selected: true })).toBeTruthy();
   });

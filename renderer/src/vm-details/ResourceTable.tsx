@@ -24,7 +24,9 @@ function LabelWithChip({ context, empty }: { context: string | null; empty: stri
   );
 }
 
-function Status({ resource, state }: { resource: VmResource; state: VmState }) {
+const DISK_CLASSES: readonly ResourceClass[] = ['private', 'shared', 'readonly'];
+
+function Status({ resource, state, onFix }: { resource: VmResource; state: VmState; onFix: (() => void) | null }) {
   if (resource.problem) return <span className="badge badge--error">{resource.problem}</span>;
   if (resource.expectedLabel === null) {
     // Nothing is expected of a file that is never relabeled, or of one whose own label is back while the VM is off.
@@ -32,8 +34,15 @@ function Status({ resource, state }: { resource: VmResource; state: VmState }) {
   }
   if (resource.match) return <span className="badge badge--ok">matches</span>;
   return (
-    <span className="badge badge--warning" data-testid="mismatch-badge">
-      mismatch
+    <span className="status-cell">
+      <span className="badge badge--warning" data-testid="mismatch-badge">
+        mismatch
+      </span>
+      {onFix && (
+        <button type="button" className="button button--small" aria-label={`Fix the label of ${resource.path}`} onClick={onFix}>
+          Fix
+        </button>
+      )}
     </span>
   );
 }
@@ -87,7 +96,12 @@ export function ResourceTable({ vm, state, resources, onChanged }: ResourceTable
                 <LabelWithChip context={resource.actualLabel} empty={resource.problem ? 'unreadable' : 'no label'} />
               </td>
               <td>
-                <Status resource={resource} state={state} />
+                <Status
+                  resource={resource}
+                  state={state}
+                  // Relabeling to its own class puts back the label it should have.
+                  onFix={canRelabel && DISK_CLASSES.includes(resource.class) ? () => setRelabel({ resource, to: resource.class as RelabelTarget }) : null}
+                />
               </td>
               <td>
                 {resource.kind === 'disk' ? (

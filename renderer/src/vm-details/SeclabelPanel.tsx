@@ -30,6 +30,10 @@ export function SeclabelPanel({ details, onSaved }: { details: VmDetails; onSave
     return { mode: 'static', label: draft.label, relabel: draft.relabel };
   };
   const seclabel = next();
+  // A label the checks warn about (a pair another VM holds, relabel off) is saved only once confirmed.
+  const warnings = mode === 'static' ? (draft?.verdict?.warnings ?? []) : [];
+  const [acceptedWarnings, setAcceptedWarnings] = useState<string | null>(null);
+  const warningsAccepted = warnings.length === 0 || acceptedWarnings === warnings.join('\n');
 
   const save = () => {
     if (!seclabel) return;
@@ -94,8 +98,14 @@ export function SeclabelPanel({ details, onSaved }: { details: VmDetails; onSave
         </Notice>
       )}
       {error && <Notice tone="error">{error}</Notice>}
+      {stopped && warnings.length > 0 && (
+        <label className="checkbox">
+          <input type="checkbox" checked={warningsAccepted} onChange={(e) => setAcceptedWarnings(e.target.checked ? warnings.join('\n') : null)} />
+          Save this label despite the warnings above
+        </label>
+      )}
       <div className="button-row">
-        <button type="button" className="button button--primary" disabled={!stopped || saving || seclabel === null} onClick={save}>
+        <button type="button" className="button button--primary" disabled={!stopped || saving || seclabel === null || !warningsAccepted} onClick={save}>
           Save label
         </button>
       </div>

@@ -167,6 +167,7 @@ describe('VmDetailsScreen actions', () => {
     const api = createFakeApi({ getVm: async () => details({ confined: false, notConfinedReason: 'seclabel is none' }), startVm });
     renderDetails(api);
     await screen.findByRole('button', { name: 'Start' });
+    await vi.waitFor(() => expect(api.listenerCount('menuCommand')).toBeGreaterThan(0)); // subscribed in an effect
     act(() => api.emit('menuCommand', { command: 'startVm' }));
     expect(await screen.findByRole('dialog', { name: 'Start web unconfined?' })).toBeTruthy();
     expect(startVm).not.toHaveBeenCalled();
@@ -176,6 +177,7 @@ describe('VmDetailsScreen actions', () => {
     const running = createFakeApi({ getVm: async () => details({ state: 'running', pid: 7 }), shutdownVm, startVm });
     renderDetails(running);
     await screen.findByRole('button', { name: 'Shut down' });
+    await vi.waitFor(() => expect(running.listenerCount('menuCommand')).toBeGreaterThan(0));
     act(() => running.emit('menuCommand', { command: 'startVm' }));
     act(() => running.emit('menuCommand', { command: 'shutdownVm' }));
     expect(shutdownVm).toHaveBeenCalledWith({ name: 'web' });
@@ -222,5 +224,33 @@ describe('VmDetailsScreen wording', () => {
     const start = await screen.findByRole('button', { name: 'Start' });
     expect(start).toHaveProperty('disabled', true);
     expect(start.className).not.toContain('button--primary');
+  });
+});
+
+describe('VmDetailsScreen fixes', () => {
+  it('offers "Fix" on a mismatch row, which relabels the file to its own class', async () => {
+    const previewRelabel = vi.fn(async () => ({ ...treePreview, to: 'private' as const }));
+    renderDetails(createFakeApi({ getVm: async () => details(), previewRelabel }));
+    fireEvent.click(await screen.findByRole('button', { name: `Fix the label of ${TREE}` }));
+    await screen.findByTestId('change-count');
+    expect(previewRelabel).toHaveBeenCalledWith({ vm: 'web', path: TREE, to: 'private' });
+    expect(within(resourceRow('/images/web.qcow2')).queryByRole('button', { name: /^Fix/ })).toBeNull();
+  });
+
+  it('keeps "Save label" disabled while the editor warns that another VM uses the pair, until the user confirms', async () => {
+    const api = createFakeApi({
+      getVm: async () => ({ ...details(), definition: vmDefinition('web', { seclabel: { mode: 'static', label: 'system_u:system_r:svirt_t:s0:c12,c345', relabel: true } }) }),
+      validateStaticLabel: async () => ({ errors: [], warnings: ['db already uses s0:c12,c345: the two VMs could open each other’s images'], imageLabel: IMAGE }),
+    });
+    render(
+      <ApiProvider api={api}>
+        <VmDetailsScreen name="web" tab="seclabel" onTab={vi.fn()} onBack={vi.fn()} onDeleted={vi.fn()} />
+      </ApiProvider>,
+    );
+    const confirm = await screen.findByRole('checkbox', { name: 'Save this label despite the warnings above' }, { timeout: 3000 });
+    const save = screen.getByRole('button', { name: 'Save label' });
+    expect(save).toHaveProperty('disabled', true);
+    fireEvent.click(confirm);
+    expect(save).toHaveProperty('disabled', false);
   });
 });
