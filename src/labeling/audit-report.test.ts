@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parseContext } from './context';
 import { evaluateAccess } from './access/evaluate-access';
 import { loadAccessPolicy, type LoadedPolicy } from '../main/policy-query';
-import { buildAuditMatrix, type AccessOracle, type AuditedVm } from './audit-report';
+import { buildAuditMatrix, memoizeOracle, type AccessOracle, type AuditedVm } from './audit-report';
 
 // The audit over the real reference policy through the offline evaluator (as on a host without SELinux).
 let loaded: LoadedPolicy;
@@ -61,5 +61,35 @@ describe('audit matrix on the reference policy', () => {
     const none: AuditedVm = { name: 'legacy', processLabel: null, confined: false, notConfinedReason: 'seclabel none: runs unconfined', resources: [] };
     const report = await buildAuditMatrix('disabled', [vm('a', 's0:c1,c2', [], false), none], oracle);
     expect(report.problems.filter((p) => p.kind === 'unconfined-vm').map((p) => p.vm)).toEqual(['legacy']);
+  });
+
+  it('asks the policy each distinct question once: many pairs, the same answers as unmemoized', async () => {
+    const vms = Array.from({ length: 12 }, (_, i) => vm(`v${i}`, `s0:c${2 * i},c${2 * i + 1}`, [res(`/v${i}.img`, 'private', image(`s0:c${2 * i},c${2 * i + 1}`), image(`s0:c${2 * i},c${2 * i + 1}`))]));
+    let asked = 0;
+    const counting: AccessOracle = async (...args) => {
+      asked++;
+      return oracle(...args);
+    };
+    const report = await buildAuditMatrix('enforcing', vms, counting);
+    let plainAsked = 0;
+    const plain: AccessOracle = async (...args) => {
+      plainAsked++;
+      return oracle(...args);
+    };
+    // Reference answers, one oracle call per question (no memo): every cell must agree.
+    for (const cell of report.cells) {
+      const s = vms.find((v) => v.name === cell.vm)?.processLabel as string;
+      const t = vms.flatMap((v) => v.resources).find((r) => r.path === cell.path)?.actualLabel as string;
+      const write = await plain(s, t, 'file', ['open', 'read', 'write', 'append']);
+      expect(cell.access === 'write', `${cell.vm} ${cell.path}`).toBe(write.decision === 'allowed');
+    }
+    expect(report.cells).toHaveLength(144);
+    expect(plainAsked).toBe(144);
+    // Own image (equal levels) and another's (incomparable): a few questions, not 144 × 2.
+    expect(asked).toBeLessThanOrEqual(4);
+    const memo = memoizeOracle(counting);
+    await memo(vms[0]!.processLabel!, image('s0:c0,c1'), 'file', ['read']);
+    await memo(vms[1]!.processLabel!, image('s0:c2,c3'), 'file', ['read']);
+    expect(memo.questions()).toBe(1);
   });
 });
