@@ -37,6 +37,8 @@ export interface TreeRecord {
    * reconcile; the log then holds the original of every file the walk changed.
    */
   walker?: TreeWalker;
+  /** The uid that asked for the relabel: once the tree is gone, only they (or root) may drop its record. */
+  ownerUid?: number;
 }
 
 export interface TreeWalker {
@@ -89,6 +91,7 @@ const treeSchema = {
       required: ['pid', 'startTime', 'op'],
       properties: { pid: { type: 'integer', minimum: 1 }, startTime: { type: 'string' }, op: { type: 'string', enum: ['label', 'restore'] } },
     },
+    ownerUid: { type: 'integer', minimum: 0 },
   },
 } as const;
 
@@ -120,6 +123,16 @@ export function parseJournal(value: unknown, source: string): JournalData {
     if (key !== entry.path) throw new Error(`${source}: journal key ${key} does not match its entry's path ${entry.path}`);
   }
   return value;
+}
+
+/**
+ * Who a journal record belongs to: a tree's recorded owner, or the uid in a VM holder's id (`uid/name`).
+ * Undefined for records that name none (trees labeled before owners were recorded): root's alone.
+ */
+export function recordOwner(record: JournalEntry | TreeRecord): number | undefined {
+  if ('root' in record) return record.ownerUid;
+  const uid = /^(0|[1-9][0-9]{0,9})\//.exec(record.holder)?.[1];
+  return uid === undefined ? undefined : Number(uid);
 }
 
 export function entriesHeldBy(journal: JournalData, holder: string): JournalEntry[] {

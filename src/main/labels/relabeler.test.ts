@@ -228,6 +228,22 @@ describe('relabeler on real files', () => {
     expect((await restoreContent(context(4242), root)).restored).toBe(2);
     expect(await readLabel(path.join(root, 'a'))).toBe(ORIGINAL);
   });
+
+  it("refuses to drop another user's records of a tree that no longer exists, and lets its owner drop them", async () => {
+    const root = path.join(dir, 'theirs');
+    await mkdir(root);
+    await file('theirs/a');
+    await execFileP('chown', ['-R', '4242:4242', root]);
+    await labelContentTree(context(4242), root, 'shared', SHARED);
+    const [logName] = Object.keys(journal.trees ?? {});
+    await rm(root, { recursive: true });
+    await expect(restoreContent(context(1000), root)).rejects.toThrow(/no longer exists, and .*theirs was labeled for uid 4242/);
+    expect(Object.keys(journal.trees ?? {})).toEqual([logName]);
+    expect(await readdir(path.join(dir, '.trees'))).toEqual([logName]);
+    await restoreContent(context(4242), root);
+    expect(journal.trees).toEqual({});
+    expect(await readdir(path.join(dir, '.trees'))).toEqual([]);
+  });
 });
 
 describe('restore is total', () => {

@@ -6,7 +6,7 @@ import { parseContext } from '../../labeling/context';
 import { faultPoint } from '../helper/fault-points';
 import { isProcessAlive, processStartTime } from '../state/state-lock';
 import { readLabelOfOpened, removeLabel, writeLabel } from './file-labels';
-import { entriesHeldBy, entriesUnder, TREE_LOG_NAME, treesTouching, type HolderKind, type JournalData, type JournalEntry, type TreeRecord, type TreeWalker } from './label-journal';
+import { entriesHeldBy, entriesUnder, recordOwner, TREE_LOG_NAME, treesTouching, type HolderKind, type JournalData, type JournalEntry, type TreeRecord, type TreeWalker } from './label-journal';
 import { labelHex, labelTree, restoreTree } from './label-tree-tool';
 import { checkPathSyntax, isUnder, openRelabelTarget, PathRefusedError, type OpenedTarget, type PathPolicyConfig, type Requester } from './path-policy';
 
@@ -153,6 +153,17 @@ export function restoreHolder(ctx: RelabelContext, holder: string): Promise<Rest
   return restoreEntries(ctx, entriesHeldBy(ctx.journal, holder).filter((e) => e.kind === 'private'));
 }
 
+/** Refuses to drop records at or below a gone `root` that were made for someone other than the requester. */
+function refuseForeignRecords(ctx: RelabelContext, root: string): void {
+  const records = [...entriesUnder(ctx.journal, root), ...treesTouching(ctx.journal, root, false).map(([, tree]) => tree)];
+  const foreign = records.find((record) => recordOwner(record) !== ctx.requester.uid);
+  if (!foreign) return;
+  const owner = recordOwner(foreign);
+  const whose = owner === undefined ? 'was labeled without a recorded owner' : `was labeled for uid ${owner}`;
+  const what = 'root' in foreign ? foreign.root : foreign.path;
+  throw new PathRefusedError(root, `it no longer exists, and ${what} ${whose}: only that user or root may drop its records`);
+}
+
 /**
  * Puts back the original labels of shared/read-only content at or below `root`: files labeled one by one
  * and the trees labeled in one walk (a tree above `root` gives back only what lies below it). The trees
@@ -171,6 +182,8 @@ export async function restoreContent(ctxOrTransact: RelabelContext | RelabelTran
         throw err;
       });
       await opened?.handle.close();
+      // A path that is gone has no owner on disk to check: the records say whose it was.
+      if (opened === undefined) refuseForeignRecords(ctx, root);
     }
     refuseBusy(ctx, root, true);
     const entries = entriesUnder(ctx.journal, root);
@@ -314,7 +327,7 @@ export async function labelContentTree(
       log = await openTreeLog(ctx.treeLogDir, logName, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_APPEND);
       const stat = opened.stat;
       (ctx.journal.trees ??= {})[logName] = {
-        root, dev: stat.dev, ino: stat.ino, applied: label, kind, at: new Date().toISOString(), walker: selfAsWalker('label'),
+        root, dev: stat.dev, ino: stat.ino, applied: label, kind, at: new Date().toISOString(), walker: selfAsWalker('label'), ownerUid: ctx.requester.uid,
       };
       await ctx.persist();
       return {
