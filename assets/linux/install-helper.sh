@@ -108,10 +108,17 @@ if [ "\$#" -ne 0 ]; then
   echo "svirt-helper: takes no arguments" >&2
   exit 2
 fi
+# A requester variable that is set but is not a uid fails closed (the helper would otherwise act for root).
 requester=
-case "\${PKEXEC_UID-}" in '' | *[!0-9]*) ;; *) requester="PKEXEC_UID=\$PKEXEC_UID" ;; esac
+if [ -n "\${PKEXEC_UID+set}" ]; then
+  case \$PKEXEC_UID in '' | *[!0-9]*) echo "svirt-helper: PKEXEC_UID is not a uid; refusing to run" >&2; exit 2 ;; esac
+  requester="PKEXEC_UID=\$PKEXEC_UID"
+fi
 sudoer=
-case "\${SUDO_UID-}" in '' | *[!0-9]*) ;; *) sudoer="SUDO_UID=\$SUDO_UID" ;; esac
+if [ -n "\${SUDO_UID+set}" ]; then
+  case \$SUDO_UID in '' | *[!0-9]*) echo "svirt-helper: SUDO_UID is not a uid; refusing to run" >&2; exit 2 ;; esac
+  sudoer="SUDO_UID=\$SUDO_UID"
+fi
 cd /
 exec /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 ELECTRON_RUN_AS_NODE=1 \$requester \$sudoer \\
   $(sh_quote "$1") --jitless $(sh_quote "$HELPER_SCRIPT")
@@ -192,8 +199,21 @@ do_install() {
     install -d -o root -g root -m 0755 -- "$DESTDIR$RUNTIME_PARENT"
     staging=$DESTDIR$RUNTIME_PARENT/.runtime.new
     rm -rf -- "$staging"
-    # -L: links are copied as the files they name, so nothing outside this root-owned copy is run.
-    cp -R -L -- "$source_dir" "$staging"
+    mkdir -m 0755 -- "$staging"
+    # -P: links are copied as links, never followed; one that resolves outside this root-owned copy (or
+    # nowhere) would have root run whatever a user puts there later, so it is refused.
+    cp -R -P -- "$source_dir/." "$staging"
+    staged_top=$(readlink -e -- "$staging")
+    outside=$(find "$staging" -type l -exec sh -c '
+      top=$1; shift
+      for link; do
+        target=$(readlink -e -- "$link") || target=
+        case $target in "$top" | "$top"/*) ;; *) printf "%s -> %s\n" "$link" "${target:-nothing}" ;; esac
+      done' sh "$staged_top" {} +)
+    if [ -n "$outside" ]; then
+      rm -rf -- "$staging"
+      die "the runtime in $source_dir has links pointing outside it, which root must not follow: ${outside%%$NL*}"
+    fi
     chown -R root:root -- "$staging"
     chmod -R u-s,g-s,go-w -- "$staging"
     rm -rf -- "$DESTDIR$RUNTIME_DIR"

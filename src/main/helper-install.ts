@@ -1,7 +1,7 @@
 // First run without an installed helper (an AppImage, a checkout): install the helper and its polkit
 // action once, with sudo-prompt; from then on the app starts the helper through pkexec (helper-client).
 import { constants, type Stats } from 'node:fs';
-import { copyFile, cp, lstat, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, cp, lstat, mkdtemp, readdir, readFile, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
@@ -291,6 +291,22 @@ export function describeInstallFailure(error: Error, stderr: string): string {
   return `Installing the helper failed${detail ? `: ${detail}` : ` (${error.message})`}`;
 }
 
+/** Every symbolic link in the copied `tree` must resolve to a file inside it. */
+async function refuseLinksOutside(tree: string, source: string): Promise<void> {
+  const top = await realpath(tree);
+  for (const entry of await readdir(tree, { recursive: true, withFileTypes: true })) {
+    if (!entry.isSymbolicLink()) continue;
+    const link = path.join(entry.parentPath, entry.name);
+    const target = await realpath(link).catch(() => undefined);
+    if (target === undefined || !(target === top || target.startsWith(`${top}/`))) {
+      throw new HelperInstallError(
+        `The app's runtime cannot be installed: ${path.join(source, path.relative(tree, link))} is a link to ${target ?? 'a file that does not exist'}, ` +
+          'outside the runtime directory; root must not run files a user can change. Reinstall the app so that its directory holds no such link.',
+      );
+    }
+  }
+}
+
 /**
  * Copies the sources into a fresh private directory first: root cannot read an AppImage's FUSE mount,
  * and the files root copies must not move under it. (The administrator approves installing what this
@@ -316,7 +332,11 @@ async function stage(sources: HelperSources): Promise<{ sources: HelperSources; 
       const runtimeDir = path.join(dir, 'runtime');
       // The helper runs Electron in Node mode and needs no app archive; inside Electron, fs would even
       // walk an .asar as a directory.
-      await cp(path.dirname(sources.runtime), runtimeDir, { recursive: true, dereference: true, preserveTimestamps: true, filter: (src) => !src.endsWith('.asar') });
+      // Links are copied as links, never followed: one naming a file elsewhere would have root run
+      // whatever a user puts there later, so any link that resolves outside the copy is refused.
+      const from = await realpath(path.dirname(sources.runtime));
+      await cp(from, runtimeDir, { recursive: true, dereference: false, verbatimSymlinks: true, preserveTimestamps: true, filter: (src) => !src.endsWith('.asar') });
+      await refuseLinksOutside(runtimeDir, from);
       runtime = path.join(runtimeDir, path.basename(sources.runtime));
     }
     return { sources: { ...staged, runtime, copyRuntime: sources.copyRuntime }, dispose: () => rm(dir, { recursive: true, force: true }) };

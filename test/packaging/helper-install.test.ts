@@ -172,6 +172,24 @@ describe('installHelper', () => {
     expect(await pwned()).toEqual([]);
   });
 
+  it('stages the runtime without following its links, and refuses one pointing outside it before asking for a password', async () => {
+    const sources = await hostileApp('links');
+    const runtimeDir = path.dirname(sources.runtime);
+    await writeFile(path.join(scratch, 'secret.so'), 'a file the user may change later');
+    await symlink(path.join(scratch, 'secret.so'), path.join(runtimeDir, 'libffmpeg.so'));
+    process.env.TMPDIR = await mkdtemp(path.join(scratch, 'tmp-'));
+    const asked: string[] = [];
+    const exec: SudoExec = (command, _options, callback) => {
+      asked.push(command);
+      callback(undefined, '', '');
+    };
+    await expect(installHelper(sources, { exec, root: scratch })).rejects.toThrow(
+      new RegExp(`libffmpeg.so is a link to ${scratch}/secret.so, outside the runtime directory; root must not run files a user can change`),
+    );
+    expect(asked).toEqual([]);
+    expect(await readdir(process.env.TMPDIR)).toEqual([]);
+  });
+
   it('turns sudo-prompt\'s failures into messages a user can act on, and leaves nothing staged', async () => {
     const sources = await hostileApp('failures');
     process.env.TMPDIR = await mkdtemp(path.join(scratch, 'tmp-'));

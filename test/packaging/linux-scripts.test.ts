@@ -149,16 +149,16 @@ describe('install-helper.sh', () => {
     expect(await gone(`${root}${INSTALLED_HELPER_PATH}`)).toBe(true);
   });
 
-  it('--copy-runtime copies a user-owned runtime into a root-owned tree: no setuid, no group/other write, links resolved', async () => {
+  it('--copy-runtime copies a user-owned runtime into a root-owned tree: no setuid, no group/other write, links kept inside it', async () => {
     const root = await newRoot();
     const app = await fakePackageTree(root);
-    // An AppImage-like runtime directory a user owns, with a setuid file and a link pointing outside.
+    // An AppImage-like runtime directory a user owns, with a setuid file and a link inside it.
     const userRuntime = path.join(scratch, 'user-runtime', 'app dir');
     await mkdir(path.join(userRuntime, 'locales'), { recursive: true });
     await writeFile(path.join(userRuntime, EXECUTABLE), '#!/bin/sh\n', { mode: 0o777 });
     await writeFile(path.join(userRuntime, 'chrome-sandbox'), '', { mode: 0o4755 });
-    await writeFile(path.join(scratch, 'outside.so'), 'library');
-    await symlink(path.join(scratch, 'outside.so'), path.join(userRuntime, 'libffmpeg.so'));
+    await writeFile(path.join(userRuntime, 'libffmpeg.so.1'), 'library');
+    await symlink('libffmpeg.so.1', path.join(userRuntime, 'libffmpeg.so'));
     await run('chown', ['-R', '65534:65534', path.join(scratch, 'user-runtime')]);
     await chmod(path.join(userRuntime, 'chrome-sandbox'), 0o4755); // after chown, which clears setuid
     const source = await stat(path.join(userRuntime, 'chrome-sandbox'));
@@ -174,7 +174,7 @@ describe('install-helper.sh', () => {
     expect(await ownerMode(copied)).toBe('root:root 755 directory');
     expect(await ownerMode(path.join(copied, EXECUTABLE))).toBe('root:root 755 regular file');
     expect(await ownerMode(path.join(copied, 'chrome-sandbox'))).toBe('root:root 755 regular empty file');
-    expect(await ownerMode(path.join(copied, 'libffmpeg.so'))).toBe('root:root 644 regular file');
+    expect(await readlink(path.join(copied, 'libffmpeg.so'))).toBe('libffmpeg.so.1');
     expect(await ownerMode(path.join(copied, 'locales'))).toBe('root:root 755 directory');
     expect(wrapperRuntime(await readFile(`${root}${INSTALLED_HELPER_PATH}`, 'utf8'))).toBe(`${INSTALLED_RUNTIME_DIR}/${EXECUTABLE}`);
     expect(await detectHelperInstall({ root })).toEqual({ installed: true, runtime: `${INSTALLED_RUNTIME_DIR}/${EXECUTABLE}` });
@@ -186,5 +186,47 @@ describe('install-helper.sh', () => {
     expect(await gone(`${root}${path.dirname(INSTALLED_HELPER_PATH)}`)).toBe(true);
     expect(await gone(`${root}/usr/lib/svirt-manager`)).toBe(true);
     expect((await stat(`${root}${APP_DIR}`)).isDirectory()).toBe(true); // the package's own files are dpkg's
+  });
+
+  it('--copy-runtime refuses a runtime with a link pointing outside it (or nowhere), and installs nothing', async () => {
+    const app = await fakePackageTree(await newRoot());
+    const links: [string, string][] = [['libffmpeg.so', path.join(scratch, 'outside.so')], ['up', '../../outside.so'], ['dangling', 'missing.so'], ['top', '..']];
+    for (const [name, target] of links) {
+      const root = await newRoot();
+      const userRuntime = path.join(scratch, `linked-runtime-${name}`, 'app');
+      await mkdir(userRuntime, { recursive: true });
+      await writeFile(path.join(scratch, 'outside.so'), 'library');
+      await writeFile(path.join(userRuntime, EXECUTABLE), '#!/bin/sh\n', { mode: 0o755 });
+      await symlink(target, path.join(userRuntime, name));
+      const result = await installHelper(root, [
+        'install', '--runtime', path.join(userRuntime, EXECUTABLE), '--copy-runtime',
+        '--helper-script', path.join(app, 'resources/svirt-helper.js'), '--policy', path.join(app, 'resources/org.svirtmanager.helper.policy'),
+      ]);
+      expect(result.code, name).not.toBe(0);
+      expect(result.stderr).toMatch(new RegExp(`has links pointing outside it, which root must not follow: .*/${name} -> `));
+      expect(await gone(`${root}${INSTALLED_RUNTIME_DIR}`)).toBe(true);
+      expect(await gone(`${root}/usr/lib/svirt-manager/.runtime.new`)).toBe(true);
+      expect(await gone(`${root}${INSTALLED_HELPER_PATH}`)).toBe(true);
+    }
+  });
+
+  it('writes a wrapper that refuses to run when PKEXEC_UID or SUDO_UID is set but is not a uid', async () => {
+    const root = await newRoot();
+    await fakePackageTree(root);
+    expect((await afterInstall(root)).code).toBe(0);
+    const wrapper = `${root}${INSTALLED_HELPER_PATH}`;
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ PKEXEC_UID: 'abc' }, /PKEXEC_UID is not a uid; refusing to run/],
+      [{ PKEXEC_UID: '' }, /PKEXEC_UID is not a uid/],
+      [{ PKEXEC_UID: '4242', SUDO_UID: '-1' }, /SUDO_UID is not a uid/],
+    ];
+    for (const [vars, message] of cases) {
+      const refused = await run('/bin/sh', [wrapper], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...vars } });
+      expect(refused.code, JSON.stringify(vars)).toBe(2);
+      expect(refused.stderr).toMatch(message);
+    }
+    // A good uid passes the check (the runtime then is the package's, absent from this scratch root).
+    const passed = await run('/bin/sh', [wrapper], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PKEXEC_UID: '4242' } });
+    expect(passed.stderr).not.toMatch(/not a uid/);
   });
 });
