@@ -25,7 +25,8 @@ export interface TestHost {
   dispose(): Promise<void>;
 }
 
-export async function createTestHost(): Promise<TestHost> {
+/** `config` adds settings to the host's helper.json (e.g. `allowSeclabelNone`). */
+export async function createTestHost(config: Record<string, unknown> = {}): Promise<TestHost> {
   const guest = await testGuest();
   const dir = await mkdtemp(path.join(tmpdir(), 'svirt-host-'));
   await chmod(dir, 0o755);
@@ -37,7 +38,7 @@ export async function createTestHost(): Promise<TestHost> {
   await chmod(kernel, 0o644);
   await chmod(initrd, 0o644);
   const configPath = path.join(dir, 'helper.json');
-  await writeFile(configPath, JSON.stringify({ shutdownTimeoutSeconds: 20 }));
+  await writeFile(configPath, JSON.stringify({ shutdownTimeoutSeconds: 20, ...config }));
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     SVIRT_STATE_DIR: stateDir,

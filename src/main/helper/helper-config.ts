@@ -19,6 +19,10 @@ export interface HelperConfig {
   readonly qemuUser: string;
   /** Seconds an ACPI shutdown may take before the VM is forced off. */
   readonly shutdownTimeoutSeconds: number;
+  /** Whether requesters may start VMs with `seclabel none` (qemu unconfined, in the helper's domain). */
+  readonly allowSeclabelNone: boolean;
+  /** The file these settings came from, for messages that tell an administrator what to change. */
+  readonly configPath: string;
 }
 
 interface HelperConfigFile {
@@ -27,6 +31,7 @@ interface HelperConfigFile {
   categoryRange?: string;
   qemuUser?: string;
   shutdownTimeoutSeconds?: number;
+  allowSeclabelNone?: boolean;
 }
 
 const validateConfigFile = ajv.compile<HelperConfigFile>({
@@ -38,6 +43,7 @@ const validateConfigFile = ajv.compile<HelperConfigFile>({
     categoryRange: { type: 'string' },
     qemuUser: { type: 'string', pattern: '^[a-z_][a-z0-9_-]*$' },
     shutdownTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 3600 },
+    allowSeclabelNone: { type: 'boolean' },
   },
 });
 
@@ -61,6 +67,8 @@ export async function loadHelperConfig(env: NodeJS.ProcessEnv = process.env): Pr
     categoryRange: parsed.categoryRange ? parseCategoryRange(parsed.categoryRange) : DEFAULT_CATEGORY_RANGE,
     qemuUser: parsed.qemuUser ?? 'svirt-qemu',
     shutdownTimeoutSeconds: parsed.shutdownTimeoutSeconds ?? 60,
+    allowSeclabelNone: parsed.allowSeclabelNone ?? false,
+    configPath: file,
   };
 }
 
@@ -74,13 +82,33 @@ async function homeOf(uid: number): Promise<string | undefined> {
   return undefined;
 }
 
+/** The helper was started in a way that names no requester it can trust: it must not run. */
+export class RequesterError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RequesterError';
+  }
+}
+
 /**
- * Whom this helper session acts for: pkexec's PKEXEC_UID, the test launcher's SUDO_UID, or the uid
- * that started it directly (root). Decided once at start; requests cannot change it.
+ * Whom this helper session acts for: pkexec's PKEXEC_UID, else the test launcher's SUDO_UID, else root
+ * itself when root started it directly (neither variable set). Decided once at start; requests cannot
+ * change it. A variable that is set but is not a uid fails closed: guessing root would hand a user's
+ * session root's rights.
  */
-export async function resolveRequester(env: NodeJS.ProcessEnv = process.env): Promise<Requester> {
-  const raw = env.PKEXEC_UID ?? env.SUDO_UID;
-  const uid = raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : (process.getuid?.() ?? 0);
+export async function resolveRequester(env: NodeJS.ProcessEnv = process.env, processUid: number | undefined = process.getuid?.()): Promise<Requester> {
+  let uid: number;
+  const [name, raw] = env.PKEXEC_UID !== undefined ? ['PKEXEC_UID', env.PKEXEC_UID] : ['SUDO_UID', env.SUDO_UID];
+  if (raw !== undefined) {
+    if (!/^(0|[1-9][0-9]{0,9})$/.test(raw) || Number(raw) > 0xfffffffe) {
+      throw new RequesterError(`${name} is ${JSON.stringify(raw)}, not a uid: refusing to guess whom to act for`);
+    }
+    uid = Number(raw);
+  } else if (processUid === 0) {
+    uid = 0;
+  } else {
+    throw new RequesterError('neither PKEXEC_UID nor SUDO_UID is set and this process is not root: refusing to guess whom to act for');
+  }
   const home = await homeOf(uid);
   return home === undefined ? { uid } : { uid, home };
 }

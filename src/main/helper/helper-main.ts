@@ -19,10 +19,10 @@ async function runHelper(): Promise<number> {
   // and must not pay for compiling the helper's schemas.
   const [
     { loadPolicyProfile }, { selinuxMode }, { probeAccelerator }, { HelperStateStore },
-    { loadHelperConfig, resolveRequester }, { serveHelperProtocol }, { createVerbs }, { VmLifecycle },
+    { loadHelperConfig, resolveRequester }, { serveHelperProtocol }, { createVerbs }, { VmLifecycle }, { loadVmTypeSets },
   ] = await Promise.all([
     import('../selinux-files'), import('../host-selinux'), import('../qemu/accel'), import('../state/helper-state'),
-    import('./helper-config'), import('./helper-server'), import('./helper-verbs'), import('./vm-lifecycle'),
+    import('./helper-config'), import('./helper-server'), import('./helper-verbs'), import('./vm-lifecycle'), import('../policy-vm-types'),
   ]);
   // The flags live with the code that starts the helper, so helper and keepers run alike.
   const { HELPER_NODE_FLAGS } = await import('../helper-client');
@@ -33,10 +33,12 @@ async function runHelper(): Promise<number> {
   await store.init();
   const selinux = memo(selinuxMode);
   const accel = memo(() => probeAccelerator());
+  // seinfo takes seconds: asked on the first start only, not by sessions that never start a VM.
+  const vmTypes = memo(() => loadVmTypeSets(profile));
   const script = process.argv[1];
   if (!script) throw new Error('cannot tell the helper script path');
   const lifecycle = new VmLifecycle({
-    store, config, profile, requester, selinux, accel,
+    store, config, profile, requester, selinux, accel, vmTypes,
     // The keeper runs in the helper's domain too: the same flags (no JIT, see HELPER_NODE_FLAGS).
     keeperCommand: { command: process.execPath, argsPrefix: [...HELPER_NODE_FLAGS, script] },
   });

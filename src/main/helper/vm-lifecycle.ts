@@ -5,6 +5,7 @@ import { formatLevel, formatRange, parseContext, parseRange, type Level } from '
 import { imageLabelFor, planStart, type StartPlan } from '../../labeling/label-planner';
 import { McsAllocator, type InUseEntry } from '../../labeling/mcs-allocator';
 import type { PolicyProfile } from '../../labeling/policy-profile';
+import { isReservableStaticLabel, seclabelProblems, type ForeignLevel, type VmTypeSets } from '../../labeling/seclabel-rules';
 import { startConsoleKeeperProcess } from '../console/keeper-process';
 import { liveProcessLevels, type SelinuxMode } from '../host-selinux';
 import { clearDeadWalkers, labelFile, LabelConflictError, removeOrphanTreeLogs, restoreHolder, type RelabelContext, type RelabelTransact } from '../labels/relabeler';
@@ -51,6 +52,8 @@ export interface LifecycleDeps {
   readonly requester: Requester;
   readonly selinux: () => Promise<SelinuxMode>;
   readonly accel: () => Promise<AccelChoice>;
+  /** The installed policy's VM domain and image types, for the seclabel rules. */
+  readonly vmTypes: () => Promise<VmTypeSets>;
   /** How to run this helper program again as a console keeper (node + script). */
   readonly keeperCommand: { command: string; argsPrefix: readonly string[] };
 }
@@ -231,10 +234,15 @@ export class VmLifecycle {
     return Object.values(registry.vms).some((record) => !this.isLive(record));
   }
 
+  /** The requester's running VMs (root sees every user's). */
   async list(): Promise<RunInfo[]> {
     if (await this.anyEnded()) await this.reconcile();
     const registry = await this.deps.store.readRegistry();
-    return Object.values(registry.vms).map(runInfo).sort((a, b) => a.id.localeCompare(b.id));
+    const { uid } = this.deps.requester;
+    return Object.values(registry.vms)
+      .filter((record) => uid === 0 || record.ownerUid === uid)
+      .map(runInfo)
+      .sort((a, b) => a.id.localeCompare(b.id));
   }
 
   /** A running VM the requester may act on (their own; root may act on any). */
@@ -249,12 +257,15 @@ export class VmLifecycle {
   }
 
   /** Levels in use on the host outside our registry: live processes and static labels. */
-  private async hostWideLevels(tx: StateTransaction, mode: SelinuxMode, reserved: readonly string[], selfId: string): Promise<InUseEntry[]> {
+  private hostWideLevels(tx: StateTransaction, live: readonly InUseEntry[], reserved: readonly string[], selfId: string): InUseEntry[] {
     const entries: InUseEntry[] = [];
+    const { categoryRange } = this.deps.config;
     for (const record of Object.values(tx.registry.vms)) {
       if (record.id === selfId || record.level !== null || !record.processLabel) continue;
       const range = parseContext(record.processLabel).range;
-      if (range) entries.push({ range, kind: 'subject', owner: `static VM ${record.id}` });
+      // A static label wider than one pair is refused at start; one recorded before that rule would
+      // block every pair it dominates (all of them for c0.c1023), for every user, and is not reserved.
+      if (range && isReservableStaticLabel(record.processLabel, categoryRange)) entries.push({ range, kind: 'subject', owner: `static VM ${record.id}` });
       const image = record.imageLabel ? parseContext(record.imageLabel).range : undefined;
       if (image) entries.push({ range: image, kind: 'object', owner: `images of static VM ${record.id}` });
     }
@@ -266,16 +277,17 @@ export class VmLifecycle {
         // The requester's input, not a helper failure.
         throw new HelperError('bad-request', `reservedLevels: ${(err as Error).message}`);
       }
-      if (range) entries.push({ range, kind: 'subject', owner: 'a defined static VM' });
+      // A label that breaks the static-label rules can never start, so there is nothing to reserve for it.
+      if (range && isReservableStaticLabel(label, categoryRange)) entries.push({ range, kind: 'subject', owner: 'a defined static VM' });
     }
     // Our own VMs' qemu processes show up among the live ones too; their pairs are already in the registry.
     const ownRanges = new Set(Object.values(tx.registry.vms).flatMap((r) => {
       const range = r.processLabel ? parseContext(r.processLabel).range : undefined;
       return range ? [formatRange(range)] : [];
     }));
-    for (const live of await liveProcessLevels(mode)) {
-      const range = typeof live.range === 'string' ? live.range : formatRange(live.range);
-      if (!ownRanges.has(range)) entries.push(live);
+    for (const entry of live) {
+      const range = typeof entry.range === 'string' ? entry.range : formatRange(entry.range);
+      if (!ownRanges.has(range)) entries.push(entry);
     }
     return entries;
   }
@@ -291,6 +303,26 @@ export class VmLifecycle {
     return { execContext: processContext, socketContext: processContext, ...(logLabel ? { logLabel } : {}) };
   }
 
+  /** Levels another user's VM holds (process and images), and confined processes of other programs. */
+  private foreignLevels(tx: StateTransaction, live: readonly InUseEntry[], ownerUid: number): ForeignLevel[] {
+    const foreign: ForeignLevel[] = [];
+    const registryRanges = new Set<string>();
+    for (const record of Object.values(tx.registry.vms)) {
+      const process = record.processLabel ? parseContext(record.processLabel).range : undefined;
+      if (process) registryRanges.add(formatRange(process));
+      if (record.ownerUid === ownerUid) continue;
+      const holder = `VM ${record.name} of uid ${record.ownerUid}`;
+      if (process) foreign.push({ range: process, kind: 'subject', holder });
+      const image = record.imageLabel ? parseContext(record.imageLabel).range : undefined;
+      if (image) foreign.push({ range: image, kind: 'object', holder: `the images of ${holder}` });
+    }
+    for (const entry of live) {
+      const range = typeof entry.range === 'string' ? parseContext(`u:r:t:${entry.range}`).range : entry.range;
+      if (entry.kind === 'subject' && range && !registryRanges.has(formatRange(range))) foreign.push({ range, kind: 'subject', holder: entry.owner });
+    }
+    return foreign;
+  }
+
   async start(definitionInput: unknown, options: StartOptions = {}): Promise<RunInfo> {
     let definition: VmDefinition;
     try {
@@ -301,7 +333,7 @@ export class VmLifecycle {
     }
     const ownerUid = this.deps.requester.uid;
     const id = vmId(ownerUid, definition.name);
-    const [mode, accel] = await Promise.all([this.deps.selinux(), this.deps.accel()]);
+    const [mode, accel, types] = await Promise.all([this.deps.selinux(), this.deps.accel(), this.deps.vmTypes()]);
     const chains = await this.backingChains(definition);
     const spec = toVmSpec(definition, accel.accel, chains);
     const runDir = path.join(this.deps.store.runRoot, `${ownerUid}-${definition.name}`);
@@ -309,8 +341,12 @@ export class VmLifecycle {
     return this.deps.store.transaction(async (tx) => {
       await this.reconcileLocked(tx);
       if (tx.registry.vms[id]) throw new HelperError('conflict', `VM ${definition.name} is already running`);
+      const live = await liveProcessLevels(mode);
+      const { categoryRange, allowSeclabelNone, configPath } = this.deps.config;
+      const problems = seclabelProblems(definition, { types, categoryRange, allowSeclabelNone, configPath }, this.foreignLevels(tx, live, ownerUid));
+      if (problems.length > 0) throw new HelperError('refused', `start of ${definition.name} refused: ${problems.join('; ')}`);
       const allocator = this.allocator(tx);
-      allocator.setExternalInUse(await this.hostWideLevels(tx, mode, options.reservedLevels ?? [], id));
+      allocator.setExternalInUse(this.hostWideLevels(tx, live, options.reservedLevels ?? [], id));
 
       let level: Level | undefined;
       if (definition.seclabel.mode === 'dynamic') level = allocator.allocate(id);
