@@ -92,7 +92,34 @@ describe('App', () => {
       boot: { kind: 'iso', iso: '/iso/debian.iso' },
       disks: [{ path: '/images/web.qcow2', format: 'raw', class: 'private', relabel: true }],
       seclabel: { mode: 'dynamic' },
+      // An installer gets a display and user-mode networking by default.
+      network: { mode: 'user' },
+      firmware: { kind: 'bios' },
+      display: 'vnc',
     });
+  });
+
+  it('creates a UEFI VM without network or display when asked, with memory given in GiB', async () => {
+    let created: unknown = null;
+    renderApp({
+      defineVm: async (input) => {
+        created = input;
+        return { ...input, version: 1, createdAt: '2025-01-01T00:00:00.000Z' };
+      },
+    });
+    fireEvent.click(within(screen.getByRole('navigation', { name: 'Main' })).getByRole('button', { name: 'New VM' }));
+    const form = await screen.findByRole('form', { name: 'New VM' });
+    fireEvent.change(within(form).getByRole('textbox', { name: 'Name' }), { target: { value: 'efi' } });
+    fireEvent.click(within(form).getByRole('radio', { name: /ISO installer/ }));
+    fireEvent.change(within(form).getByRole('textbox', { name: 'ISO image' }), { target: { value: '/iso/debian.iso' } });
+    fireEvent.change(within(form).getByRole('combobox', { name: 'Memory unit' }), { target: { value: 'GiB' } });
+    fireEvent.change(within(form).getByRole('spinbutton', { name: 'Memory (GiB)' }), { target: { value: '1.5' } });
+    fireEvent.change(within(form).getByRole('combobox', { name: /^Firmware/ }), { target: { value: 'uefi' } });
+    fireEvent.change(within(form).getByRole('combobox', { name: /^Network/ }), { target: { value: 'none' } });
+    fireEvent.click(within(form).getByRole('checkbox', { name: /Graphical display/ }));
+    fireEvent.submit(form);
+    await waitFor(() => expect(created).not.toBeNull());
+    expect(created).toMatchObject({ memoryMiB: 1536, network: { mode: 'none' }, firmware: { kind: 'uefi', nvram: '' }, display: 'none' });
   });
 
   it('does not say the VMs are confined when SELinux is off, in the sidebar or the list', async () => {

@@ -1,4 +1,4 @@
-import { readdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { formatContext, formatRange, parseContext } from '../labeling/context';
 import { EMPTY_TRANSLATION_TABLE, parseSetrans, type TranslationTable } from '../labeling/setrans';
@@ -13,8 +13,9 @@ import type {
 } from './ipc-contract';
 import { readLabels } from './labels/file-labels';
 import { loadPolicyProfile, readPolicyFiles } from './selinux-files';
-import type { VmDefinition } from './vm-definition';
+import { checkVmName, type VmDefinition } from './vm-definition';
 import { probeDiskImage } from './vm-import';
+import { createNvram } from './qemu/firmware';
 import { VmService, type ResourceLabel, type VmStatus } from './vm-service';
 import { defaultVmDirectory, VmStore } from './vm-store';
 import { PRODUCT_VERSION } from './version';
@@ -98,7 +99,9 @@ export function createServices(options: ServiceOptions = {}): Services {
         const session = String(data.session);
         emit({ event: 'consoleEnded', payload: { session, vm: consoleVm.get(session) ?? '', reason: String(data.reason) } });
         consoleVm.delete(session);
-      } else if (name === 'vm-stopped') {
+      } else if (name === 'display-data') emit({ event: 'displayData', payload: { session: String(data.session), data: String(data.data) } });
+      else if (name === 'display-end') emit({ event: 'displayEnded', payload: { session: String(data.session), reason: String(data.reason) } });
+      else if (name === 'vm-stopped') {
         const id = String(data.id);
         emit({ event: 'vmStateChanged', payload: { vm: id.slice(id.indexOf('/') + 1), state: 'stopped', pid: null } });
       }
@@ -143,6 +146,14 @@ export function createServices(options: ServiceOptions = {}): Services {
       memoryMiB: vm.memoryMiB,
       pid: vm.pid,
     };
+  };
+
+  /** A UEFI VM's own variable store, copied from the template beside its definition, as the user. */
+  const newNvram = async (name: string): Promise<string> => {
+    const file = path.join(store.directory, `${checkVmName(name)}.nvram.fd`);
+    await mkdir(store.directory, { recursive: true, mode: 0o700 });
+    await createNvram(file);
+    return file;
   };
 
   const summaryOf = async (name: string): Promise<VmSummary> => {
@@ -246,7 +257,8 @@ export function createServices(options: ServiceOptions = {}): Services {
     defineVm: async (input) => {
       // The image's format is what qemu-img reads in it, never what a form said (qemu would misread the disk).
       const disks = await Promise.all(input.disks.map(async (d) => ({ ...d, ...(await probeDiskImage(d.path)) })));
-      return store.define({ ...input, disks });
+      const firmware = input.firmware?.kind === 'uefi' && input.firmware.nvram === '' ? { kind: 'uefi' as const, nvram: await newNvram(input.name) } : input.firmware;
+      return store.define({ ...input, disks, ...(firmware ? { firmware } : {}) });
     },
     deleteVm: ({ name }) => service.undefine(name),
 
@@ -331,6 +343,17 @@ export function createServices(options: ServiceOptions = {}): Services {
     consoleDetach: async ({ session }) => {
       consoleVm.delete(session);
       await helper().request('consoleDetach', { session });
+    },
+
+    displayAttach: async ({ vm }) => {
+      const attached = await helper().request<{ session: string }>('displayAttach', { vm });
+      return { session: attached.session };
+    },
+    displayInput: async ({ session, data }) => {
+      await helper().request('displayInput', { session, data });
+    },
+    displayDetach: async ({ session }) => {
+      await helper().request('displayDetach', { session });
     },
 
     audit: async (): Promise<AuditReport> => {

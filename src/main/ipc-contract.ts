@@ -165,6 +165,12 @@ export interface StaticLabelVerdict {
   imageLabel: string | null;
 }
 
+/**
+ * What a new VM gets when its creator says nothing (the create form; `svirt define`): user-mode networking,
+ * and a display when it boots an installer ISO. Here rather than in vm-definition so the renderer can import it.
+ */
+export const NEW_VM_DEFAULTS = { memoryMiB: 2048, vcpus: 2, network: { mode: 'user' } } as const satisfies Partial<VmDefinitionInput>;
+
 // ---------------------------------------------------------------------------------------------------
 // Console
 
@@ -220,6 +226,14 @@ export interface IpcCalls {
   consoleInput: { request: { session: string; data: string }; result: void };
   consoleResize: { request: { session: string; cols: number; rows: number }; result: void };
   consoleDetach: { request: { session: string }; result: void };
+  /**
+   * A byte pipe to the VM's VNC display (RFB end to end between the viewer and qemu). A viewer that asks
+   * for an exclusive session makes qemu drop the others, so the newest viewer alone owns input.
+   */
+  displayAttach: { request: { vm: string }; result: { session: string } };
+  /** RFB bytes from the viewer, base64. */
+  displayInput: { request: { session: string; data: string }; result: void };
+  displayDetach: { request: { session: string }; result: void };
   audit: { request: void; result: AuditReport };
 }
 
@@ -246,6 +260,9 @@ export const CALL_NAMES = [
   'consoleInput',
   'consoleResize',
   'consoleDetach',
+  'displayAttach',
+  'displayInput',
+  'displayDetach',
   'audit',
 ] as const satisfies readonly CallName[];
 type MissingCall = Exclude<CallName, (typeof CALL_NAMES)[number]>;
@@ -298,6 +315,9 @@ export interface IpcEvents {
   /** data is base64: serial output is bytes, and may split a UTF-8 sequence. */
   consoleData: { session: string; data: string };
   consoleEnded: { session: string; vm: string; reason: string };
+  /** RFB bytes from qemu, base64. */
+  displayData: { session: string; data: string };
+  displayEnded: { session: string; reason: string };
   /**
    * Progress of applyRelabel on a tree, keyed by the request's vm and path. The helper labels a tree in
    * one walk, so `total` is 0 (unknown) until the last event, where it equals `done`.
@@ -309,7 +329,7 @@ export interface IpcEvents {
 
 export type EventName = keyof IpcEvents;
 
-export const EVENT_NAMES = ['vmStateChanged', 'consoleData', 'consoleEnded', 'relabelProgress', 'helperStatus', 'menuCommand'] as const satisfies readonly EventName[];
+export const EVENT_NAMES = ['vmStateChanged', 'consoleData', 'consoleEnded', 'displayData', 'displayEnded', 'relabelProgress', 'helperStatus', 'menuCommand'] as const satisfies readonly EventName[];
 type MissingEvent = Exclude<EventName, (typeof EVENT_NAMES)[number]>;
 const _allEventsListed: MissingEvent extends never ? true : never = true;
 void _allEventsListed;

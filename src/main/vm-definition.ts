@@ -90,8 +90,6 @@ export const VCPU_RANGE = { min: 1, max: 512 } as const;
 /** qemu runs unprivileged, so it can only listen on unprivileged host ports. */
 export const HOST_PORT_RANGE = { min: 1024, max: 65535 } as const;
 export const GUEST_PORT_RANGE = { min: 1, max: 65535 } as const;
-/** What a new VM gets when its creator says nothing (the create form and `svirt define`). */
-export const NEW_VM_DEFAULTS = { memoryMiB: 2048, vcpus: 2, network: { mode: 'user' } } as const satisfies Partial<VmDefinitionInput>;
 
 // PATH_MAX; the semantic check below decides what an acceptable path is.
 const pathSchema = { type: 'string', minLength: 1, maxLength: 4096 } as const;

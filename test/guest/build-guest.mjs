@@ -29,7 +29,7 @@ import { createGzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 
 // Bump when the recipe below changes what ends up in the files, so stale caches are rebuilt.
-const RECIPE = 'guest-v7';
+const RECIPE = 'guest-v8';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CACHE = path.join(HERE, 'cache');
 const OUT = path.join(CACHE, RECIPE);
@@ -166,6 +166,8 @@ while ! ls -l /proc/$(pidof acpid)/fd 2>/dev/null | grep -q input/event && [ $i 
 if [ -c /dev/tty1 ] && echo ${READY_MARKER} > /dev/tty1 2>/dev/null; then
   # Not cttyhack (it reopens the console, ttyS0): a new session's first open of tty1 makes it its controlling tty.
   setsid sh -c 'exec sh -i < /dev/tty1 > /dev/tty1 2>&1' &
+  # Opening tty2 allocates it, so Ctrl+Alt+F2 has a console to switch to (an empty one).
+  : > /dev/tty2
 fi
 echo ${READY_MARKER} > /dev/ttyS0
 # cttyhack gives the shell ttyS0 as controlling tty, so it is interactive with job control.

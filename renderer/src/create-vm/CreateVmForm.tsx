@@ -1,5 +1,5 @@
 import { useState, type FormEvent, type ReactNode } from 'react';
-import type { DiskClass, SeclabelDefinition, VmDefinitionInput } from '../../../src/main/ipc-contract';
+import { NEW_VM_DEFAULTS, type DiskClass, type SeclabelDefinition, type VmDefinitionInput } from '../../../src/main/ipc-contract';
 import { errorMessage, useApi } from '../api';
 import { Notice } from '../common/Notice';
 import { StaticLabelEditor, type StaticLabelDraft } from '../label-editor/StaticLabelEditor';
@@ -43,8 +43,14 @@ export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string
   const [kernel, setKernel] = useState('');
   const [initrd, setInitrd] = useState('');
   const [cmdline, setCmdline] = useState('');
-  const [memoryMiB, setMemoryMiB] = useState(2048);
-  const [vcpus, setVcpus] = useState(2);
+  const [memoryMiB, setMemoryMiB] = useState<number>(NEW_VM_DEFAULTS.memoryMiB);
+  const [memoryUnit, setMemoryUnit] = useState<'MiB' | 'GiB'>('MiB');
+  const [vcpus, setVcpus] = useState<number>(NEW_VM_DEFAULTS.vcpus);
+  const [firmware, setFirmware] = useState<'bios' | 'uefi'>('bios');
+  const [network, setNetwork] = useState<'user' | 'none'>(NEW_VM_DEFAULTS.network.mode);
+  // null: the default, a display for an installer ISO (installers are graphical) and none otherwise.
+  const [displayChoice, setDisplayChoice] = useState<boolean | null>(null);
+  const display = displayChoice ?? boot === 'iso';
   const [mode, setMode] = useState<Mode>('dynamic');
   const [staticDraft, setStaticDraft] = useState<StaticLabelDraft | null>(null);
   const [submitting, setSubmitting] = useState(false);
@@ -64,7 +70,13 @@ export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string
           : { kind: 'kernel', kernel: trimmed(kernel), ...(trimmed(initrd) ? { initrd: trimmed(initrd) } : {}), ...(cmdline.trim() ? { cmdline: cmdline.trim() } : {}) };
     const seclabel: SeclabelDefinition =
       mode === 'static' && staticDraft ? { mode: 'static', label: staticDraft.label, relabel: staticDraft.relabel } : mode === 'none' ? { mode: 'none' } : { mode: 'dynamic' };
-    return { name: name.trim(), memoryMiB, vcpus, boot: bootDefinition, disks, seclabel };
+    return {
+      name: name.trim(), memoryMiB, vcpus, boot: bootDefinition, disks, seclabel,
+      network: { mode: network },
+      // An empty nvram: the main process copies the variable store template into the VM's own file.
+      firmware: firmware === 'uefi' ? { kind: 'uefi', nvram: '' } : { kind: 'bios' },
+      display: display ? 'vnc' : 'none',
+    };
   };
 
   const submit = (event: FormEvent) => {
@@ -136,12 +148,46 @@ export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string
         </div>
 
         <div className="form__row">
-          <Field label="Memory (MiB)">
-            <input className="input" type="number" min={16} step={16} value={memoryMiB} onChange={(e) => setMemoryMiB(Number(e.target.value))} />
+          <Field label={`Memory (${memoryUnit})`}>
+            <input
+              className="input"
+              type="number"
+              min={memoryUnit === 'GiB' ? 0.25 : 16}
+              step={memoryUnit === 'GiB' ? 0.25 : 16}
+              value={memoryUnit === 'GiB' ? memoryMiB / 1024 : memoryMiB}
+              onChange={(e) => setMemoryMiB(Math.round(Number(e.target.value) * (memoryUnit === 'GiB' ? 1024 : 1)))}
+            />
+          </Field>
+          <Field label="Unit">
+            <select className="input" aria-label="Memory unit" value={memoryUnit} onChange={(e) => setMemoryUnit(e.target.value as 'MiB' | 'GiB')}>
+              <option value="GiB">GiB</option>
+              <option value="MiB">MiB</option>
+            </select>
           </Field>
           <Field label="vCPUs">
             <input className="input" type="number" min={1} max={512} value={vcpus} onChange={(e) => setVcpus(Number(e.target.value))} />
           </Field>
+        </div>
+
+        <div className="form__row">
+          <Field label="Firmware" help="UEFI VMs get their own variable store, labeled like their private disks.">
+            <select className="input" value={firmware} onChange={(e) => setFirmware(e.target.value as 'bios' | 'uefi')}>
+              <option value="bios">BIOS (SeaBIOS)</option>
+              <option value="uefi">UEFI (OVMF)</option>
+            </select>
+          </Field>
+          <Field label="Network" help="User-mode: the guest reaches out through qemu, nothing reaches in.">
+            <select className="input" value={network} onChange={(e) => setNetwork(e.target.value as 'user' | 'none')}>
+              <option value="user">User-mode (NAT)</option>
+              <option value="none">No network</option>
+            </select>
+          </Field>
+          <div className="field">
+            <span className="field__label">Display</span>
+            <label className="checkbox">
+              <input type="checkbox" checked={display} onChange={(e) => setDisplayChoice(e.target.checked)} /> Graphical display (VNC)
+            </label>
+          </div>
         </div>
 
         <fieldset className="choice-group">

@@ -16,9 +16,13 @@ import { VmActions } from './VmActions';
 // xterm.js is half the bundle; it loads when a console is first opened.
 const ConsoleView = lazy(() => import('../console/ConsoleView').then((module) => ({ default: module.ConsoleView })));
 
+// noVNC loads when a display is first opened, like xterm.js.
+const DisplayView = lazy(() => import('../display/DisplayView').then((module) => ({ default: module.DisplayView })));
+
 const TABS: readonly { id: VmTab; label: string }[] = [
   { id: 'overview', label: 'Overview' },
   { id: 'console', label: 'Console' },
+  { id: 'display', label: 'Display' },
   { id: 'seclabel', label: 'Security label' },
 ];
 
@@ -127,7 +131,7 @@ export function VmDetailsScreen({ name, tab, onTab, onBack, onDeleted }: VmDetai
           {details.error && <Notice tone="error">{details.error}</Notice>}
           {!vm.summary.confined && vm.summary.state !== 'stopped' && <UnconfinedWarning vm={vm.summary.name} reason={vm.summary.notConfinedReason} />}
           <div className="tabs" role="tablist" aria-label={`${name} views`}>
-            {TABS.map((t) => (
+            {TABS.filter((t) => t.id !== 'display' || vm.definition.display === 'vnc').map((t) => (
               <button
                 key={t.id}
                 type="button"
@@ -147,6 +151,11 @@ export function VmDetailsScreen({ name, tab, onTab, onBack, onDeleted }: VmDetai
             {tab === 'console' && (
               <Suspense fallback={<p className="empty">Loading the console…</p>}>
                 <ConsoleView vm={name} state={vm.summary.state} unconfinedReason={vm.summary.confined ? undefined : (vm.summary.notConfinedReason ?? 'no confining label')} />
+              </Suspense>
+            )}
+            {tab === 'display' && (
+              <Suspense fallback={<p className="empty">Loading the display…</p>}>
+                <DisplayView vm={name} state={vm.summary.state} />
               </Suspense>
             )}
             {tab === 'seclabel' && <SeclabelPanel key={JSON.stringify(vm.definition.seclabel)} details={vm} onSaved={details.reload} />}

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
+import path from 'node:path';
 import { connectConsole, type ConsoleViewer } from '../console/console-viewer';
 import type { SelinuxMode } from '../host-selinux';
 import { labelContentTree, labelFile, restoreContent, LabelConflictError } from '../labels/relabeler';
@@ -12,6 +14,7 @@ import type { HelperConfig } from './helper-config';
 import { ajv, HelperError } from './protocol';
 import { vmId, type VmControl, type VmLifecycle } from './vm-lifecycle';
 import { SNAPSHOT_NAME_PATTERN } from '../vm-definition';
+import { vncSocketPath } from '../qemu/launch';
 
 /**
  * The helper's verbs: each with a strict schema (checked before it runs) and a handler that calls the
@@ -56,6 +59,15 @@ export function createVerbs(deps: VerbDeps): VerbTable {
     const viewer = sessions.get(id);
     if (!viewer) throw new HelperError('not-found', `no console session ${id}`);
     return viewer;
+  };
+
+  // Display relays: a byte pipe between the requester and qemu's VNC socket, which only root and the qemu uid
+  // can reach. The VNC protocol itself runs end to end between the viewer (noVNC) and qemu.
+  const displays = new Map<string, net.Socket>();
+  const display = (id: string) => {
+    const socket = displays.get(id);
+    if (!socket) throw new HelperError('not-found', `no display session ${id}`);
+    return socket;
   };
 
   const verbs: Record<string, VerbHandler> = {
@@ -182,6 +194,44 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       properties: { session: SESSION, cols: { type: 'integer', minimum: 1, maximum: 10000 }, rows: { type: 'integer', minimum: 1, maximum: 10000 } },
     }, async (args) => {
       session(args.session).resize(args.cols, args.rows);
+      return null;
+    }),
+
+    displayAttach: verb<{ vm: string }>({ required: ['vm'], properties: { vm: VM_REF } }, async (args, context) => {
+      const record = await lifecycle.find(resolveVm(args.vm));
+      const definition = record.definition as { display?: string };
+      if (definition.display !== 'vnc') throw new HelperError('not-found', `VM ${record.id} has no display`);
+      const socketPath = vncSocketPath(lifecycle.displayDir(record.ownerUid, record.name));
+      const id = randomUUID();
+      const socket = net.connect(path.resolve(socketPath));
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', resolve);
+        socket.once('error', (err) => reject(new HelperError('failed', `display of ${record.id} is not available: ${err.message}`)));
+      });
+      // Data events wait for the attach response, so a client never sees bytes of a session it does not know yet.
+      socket.pause();
+      displays.set(id, socket);
+      socket.on('data', (data) => context.emit('display-data', { session: id, data: data.toString('base64') }));
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        displays.delete(id);
+        context.emit('display-end', { session: id, reason: 'closed' });
+      });
+      setImmediate(() => socket.resume());
+      return { session: id, vm: record.id };
+    }),
+
+    displayInput: verb<{ session: string; data: string }>({
+      required: ['session', 'data'],
+      properties: { session: SESSION, data: { type: 'string', maxLength: 256 * 1024, pattern: '^[A-Za-z0-9+/]*={0,2}$' } },
+    }, async (args) => {
+      display(args.session).write(Buffer.from(args.data, 'base64'));
+      return null;
+    }),
+
+    displayDetach: verb<{ session: string }>({ required: ['session'], properties: { session: SESSION } }, async (args) => {
+      display(args.session).destroy();
+      displays.delete(args.session);
       return null;
     }),
 
