@@ -91,11 +91,12 @@ export function RelabelDialog({ vm, resource, to, onClose, onApplied }: RelabelD
       {phase.kind === 'previewing' && <p className="muted">Working out which files change label…</p>}
       {phase.kind === 'error' && <Notice tone="error" title="Nothing was changed">{phase.message}</Notice>}
       {(phase.kind === 'confirm' || phase.kind === 'applying') && <ChangeList preview={phase.preview} />}
-      {phase.kind === 'applying' && (
-        <div className="progress">
-          <progress aria-label="Relabel progress" value={phase.done} max={Math.max(phase.total, 1)} />
+      {(phase.kind === 'confirm' || phase.kind === 'applying') && (
+        // One slot for both phases, so confirming swaps its text for the bar without moving anything.
+        <div className="progress" data-testid="relabel-status">
+          <progress aria-label="Relabel progress" value={phase.kind === 'applying' ? phase.done : 0} max={Math.max(phase.kind === 'applying' ? phase.total : phase.preview.count, 1)} />
           <span className="progress__text">
-            {phase.done} of {phase.total} files relabeled
+            {phase.kind === 'applying' ? `${phase.done} of ${phase.total} files relabeled` : 'Nothing changes until you confirm.'}
           </span>
         </div>
       )}

@@ -106,6 +106,18 @@ describe('VmDetailsScreen resources', () => {
     expect(getVmCalls).toBeGreaterThan(callsBefore);
   });
 
+  it('keeps the dialog still between confirm and progress: the progress slot is there from the start and stays the same element', async () => {
+    const apply = deferred<RelabelResult>();
+    renderDetails(createFakeApi({ getVm: async () => details(), previewRelabel: async () => treePreview, applyRelabel: () => apply.promise }));
+    await screen.findByTestId(`resource-${TREE}`);
+    fireEvent.click(within(screen.getByRole('group', { name: `Sharing of ${TREE}` })).getByRole('button', { name: 'Shared read-write' }));
+    const slot = await screen.findByTestId('relabel-status');
+    expect(slot.textContent).toContain('Nothing changes until you confirm');
+    fireEvent.click(screen.getByRole('button', { name: 'Relabel 3 files' }));
+    expect(screen.getByTestId('relabel-status')).toBe(slot);
+    expect(slot.textContent).toContain('0 of 3 files relabeled');
+  });
+
   it('changes nothing when the confirmation is cancelled', async () => {
     const api = createFakeApi({ getVm: async () => details(), previewRelabel: async () => ({ ...treePreview, to: 'private' }), applyRelabel: vi.fn() });
     renderDetails(api);
