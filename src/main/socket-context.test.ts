@@ -4,7 +4,7 @@ import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { listenUnixAt } from './socket-context';
+import { connectUnixLow, listenUnixAt, ownLowContext } from './socket-context';
 
 // A stand-in for /proc/thread-self/attr/sockcreate: a plain file, whose content at the moment listen()
 // runs is what the kernel would have used for the socket.
@@ -74,5 +74,52 @@ describe('listenUnixAt', () => {
     } finally {
       server.close();
     }
+  });
+});
+
+describe('connectUnixLow', () => {
+  let dir: string;
+  let attr: string;
+  let current: string;
+  let server: net.Server;
+  const socketPath = () => path.join(dir, 'vm.sock');
+
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'sockcreate-'));
+    attr = path.join(dir, 'sockcreate');
+    current = path.join(dir, 'current');
+    await writeFile(attr, '');
+    server = net.createServer((c) => c.end());
+    await new Promise<void>((resolve) => server.listen(socketPath(), resolve));
+  });
+
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function connectSeeing(options: { currentPath: string }): Promise<string[]> {
+    const seen: string[] = [];
+    const connect = net.connect;
+    vi.spyOn(net, 'connect').mockImplementation(((...args: unknown[]) => {
+      seen.push(readFileSync(attr, 'utf8'));
+      return (connect as (...a: unknown[]) => net.Socket)(...args);
+    }) as typeof net.connect);
+    const socket = connectUnixLow(socketPath(), { sockcreatePath: attr, ...options });
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    socket.destroy();
+    return seen;
+  }
+
+  it('connects from this process\'s own context lowered to s0, and clears the attribute right after', async () => {
+    await writeFile(current, 'unconfined_u:unconfined_r:svirt_manager_t:s0-s0:c0.c1023\0');
+    expect(await connectSeeing({ currentPath: current })).toEqual(['unconfined_u:unconfined_r:svirt_manager_t:s0']);
+    expect(readFileSync(attr, 'utf8')).toBe('');
+  });
+
+  it('is a plain connect where SELinux is off (no process context to read)', async () => {
+    expect(await connectSeeing({ currentPath: path.join(dir, 'no-selinux') })).toEqual(['']);
+    expect(ownLowContext(path.join(dir, 'no-selinux'))).toBeNull();
   });
 });

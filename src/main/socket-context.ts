@@ -24,7 +24,7 @@
  * Only where SELinux is enabled and the VM is confined: with `context` null nothing is written (the file
  * exists without SELinux but refuses writes).
  */
-import { closeSync, constants as fsc, openSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, openSync, readFileSync, writeSync } from 'node:fs';
 import net from 'node:net';
 
 export const SOCKCREATE_ATTR = '/proc/thread-self/attr/sockcreate';
@@ -96,4 +96,47 @@ export async function listenUnixAt(context: string | null, socketPath: string, o
     throw err;
   }
   return server;
+}
+
+/**
+ * This process's own context at the lowest level of its range (`u:r:t:s0` for `u:r:t:s0-s0:c0.c1023`), or
+ * null where SELinux is off or the context has no MLS field.
+ */
+export function ownLowContext(currentPath = '/proc/self/attr/current'): string | null {
+  let current: string;
+  try {
+    current = readFileSync(currentPath, 'utf8').replace(/\0+$/, '').trim();
+  } catch {
+    return null; // no SELinux in this kernel
+  }
+  const fields = current.split(':');
+  if (fields.length < 4) return null;
+  const low = (fields[3] as string).split('-')[0] as string;
+  return `${fields.slice(0, 3).join(':')}:${low}`;
+}
+
+/**
+ * A client connection to a VM's listening socket (QMP, serial), from a socket created at this process's
+ * own context lowered to s0.
+ *
+ * Why: the kernel gives qemu's end of an accepted connection the listening socket's type with the
+ * connecting socket's MLS range. From the helper's range that is `svirt_t:s0-s0:c0.c1023`, which qemu at
+ * `s0:cA,cB` may not read or write (the same MCS constraint as above). From s0 it is `svirt_t:s0`, which
+ * every VM level dominates; and the helper's own type is not MCS-constrained, so its socket at s0 may still
+ * connect to the VM's. (libvirt connects at the VM's own label instead; that needs connectto between
+ * svirt_t sockets, which refpolicy does not grant.) Created the same way as listenUnixAt's sockets: the
+ * attribute written, `net.connect` (which creates the socket before it returns) and the reset in one
+ * synchronous stretch of the main thread. Without SELinux it is a plain connect.
+ */
+export function connectUnixLow(socketPath: string, options: { onread?: net.OnReadOpts; sockcreatePath?: string; currentPath?: string } = {}): net.Socket {
+  const context = ownLowContext(options.currentPath);
+  const attribute = options.sockcreatePath ?? SOCKCREATE_ATTR;
+  const connectOptions = { path: socketPath, ...(options.onread ? { onread: options.onread } : {}) };
+  if (context === null) return net.connect(connectOptions);
+  writeAttribute(attribute, context);
+  try {
+    return net.connect(connectOptions);
+  } finally {
+    writeAttribute(attribute, '');
+  }
 }

@@ -21,6 +21,7 @@ import { lstat, chmod, rename, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_REPLAY_BYTES, DEFAULT_RING_BYTES, ScrollbackRing } from './scrollback-ring';
 import { BufferPool, pooledReads } from './buffer-pool';
+import { connectUnixLow } from '../socket-context';
 import {
   FrameDecoder,
   FRAME_HEADER_BYTES,
@@ -134,7 +135,8 @@ async function connectSerial(path: string, timeoutMs: number, onread: net.OnRead
 
 function connectOnce(path: string, onread?: net.OnReadOpts): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ path, ...(onread ? { onread } : {}) });
+    // At s0 where SELinux is on: qemu may use its end of the connection (socket-context.ts).
+    const socket = connectUnixLow(path, onread ? { onread } : {});
     socket.once('connect', () => {
       socket.off('error', reject);
       resolve(socket);

@@ -1,6 +1,7 @@
 // A small QMP (QEMU Machine Protocol) client: newline-delimited JSON over a unix socket.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
+import { connectUnixLow } from '../socket-context';
 
 export interface QmpGreeting {
   QMP: {
@@ -205,7 +206,8 @@ function openSocket(target: QmpTarget): Promise<net.Socket> {
   if (target instanceof net.Socket) return Promise.resolve(target);
   if (typeof target === 'number') return Promise.resolve(new net.Socket({ fd: target, readable: true, writable: true }));
   return new Promise((resolve, reject) => {
-    const s = net.connect(target);
+    // At s0 where SELinux is on: qemu may use its end of the connection (socket-context.ts).
+    const s = connectUnixLow(target);
     s.once('connect', () => {
       s.off('error', reject);
       resolve(s);
