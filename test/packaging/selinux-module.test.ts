@@ -58,8 +58,9 @@ describe('the SELinux policy module', () => {
     expect((await sesearch(policy, ['-A', '-s', 'svirt_manager_t', '-t', 'svirt_t', '-c', 'process', '-p', 'transition'])).length).toBeGreaterThan(0);
     expect(await sesearch(policy, ['-A', '-s', 'svirt_manager_t', '-c', 'process', '-p', 'execmem'])).toEqual([]);
 
-    // Every rule the module adds for the VM domain, exactly: what it inherits from the helper. Nothing
-    // on devices or on anyone else's files.
+    // Every rule the module adds for the VM domain, exactly: what it inherits from the helper, mapping
+    // the kernel it reads, and execmem for TCG under the module's boolean. Nothing on devices or on
+    // anyone else's files.
     const before = new Set(await sesearch(HOST_POLICY, ['-A', '-s', 'svirt_t']));
     const added = (await sesearch(policy, ['-A', '-s', 'svirt_t'])).filter((rule) => !before.has(rule)).sort();
     expect(added).toEqual([
@@ -67,6 +68,8 @@ describe('the SELinux policy module', () => {
       'allow svirt_t svirt_manager_t:fd use;',
       'allow svirt_t svirt_manager_t:process sigchld;',
       'allow svirt_t svirt_manager_var_lib_t:dir search;',
+      'allow svirt_t svirt_t:process execmem; [ svirt_manager_tcg_execmem ]:True',
+      'allow svirt_t virt_content_t:file { getattr ioctl lock map open read };',
       'allow virt_domain svirt_manager_t:fd use;',
       'allow virt_domain svirt_manager_t:fifo_file { append getattr ioctl lock open read write };',
       'allow virt_domain svirt_manager_t:process sigchld;',
