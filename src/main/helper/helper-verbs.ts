@@ -5,6 +5,7 @@ import { connectConsole, type ConsoleViewer } from '../console/console-viewer';
 import type { SelinuxMode } from '../host-selinux';
 import { labelContentTree, labelFile, restoreContent, LabelConflictError } from '../labels/relabeler';
 import { PathRefusedError } from '../labels/path-policy';
+import { connectUnixLow } from '../socket-context';
 import type { AccelChoice } from '../qemu/accel';
 import type { PolicyProfile } from '../../labeling/policy-profile';
 import { formatContext } from '../../labeling/context';
@@ -203,7 +204,8 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       if (definition.display !== 'vnc') throw new HelperError('not-found', `VM ${record.id} has no display`);
       const socketPath = vncSocketPath(lifecycle.displayDir(record.ownerUid, record.name));
       const id = randomUUID();
-      const socket = net.connect(path.resolve(socketPath));
+      // At s0 where SELinux is on: qemu may use its end of the connection (socket-context.ts).
+      const socket = connectUnixLow(path.resolve(socketPath));
       await new Promise<void>((resolve, reject) => {
         socket.once('connect', resolve);
         socket.once('error', (err) => reject(new HelperError('failed', `display of ${record.id} is not available: ${err.message}`)));
