@@ -202,7 +202,16 @@ async function startTwo() {
   const vms = {};
   for (const name of ['vma', 'vmb']) {
     const r = await svirt('start', name);
-    check(r.code === 0, `${name} starts without --allow-unconfined`);
+    if (!check(r.code === 0, `${name} starts without --allow-unconfined`)) {
+      // What the console keeper said (its log stays in the run directory).
+      let keeperLog = '(none)';
+      try {
+        keeperLog = fs.readFileSync(`${STATE}/run/0-${name}/console.log`, 'utf8').split('\n').slice(-10).join(' | ');
+      } catch {
+        // no log: the keeper never ran
+      }
+      say(`${name} keeper log: ${keeperLog}`);
+    }
   }
   const reg = registry();
   for (const rec of Object.values(reg.vms)) vms[rec.name] = rec;
