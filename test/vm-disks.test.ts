@@ -79,7 +79,8 @@ describe('qcow2 backing chains and running-VM control', () => {
     await helper.request('stop', { vm: 'chain', force: true });
     expect(await readLabel(overlay)).toBe(ORIGINAL_LABEL);
     expect(await readLabel(base)).toBe(ORIGINAL_LABEL);
-  });
+    // Two boots and a reset under TCG on a shared 2-core machine.
+  }, 600_000);
 
   it("refuses a backing file that belongs to another user, before labeling anything", async () => {
     // The requester is uid 1000 (as sudo would say); its overlay names a file of uid 65534's.
