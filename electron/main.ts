@@ -30,6 +30,15 @@ function createWindow(): BrowserWindow {
 }
 
 const services = createServices();
+// The one call that needs Electron itself: the native file picker for disk images.
+services.pickDiskFile = async () => {
+  const picked = await dialog.showOpenDialog({
+    title: 'Attach a disk image',
+    properties: ['openFile'],
+    filters: [{ name: 'Disk images', extensions: ['qcow2', 'img', 'raw'] }, { name: 'All files', extensions: ['*'] }],
+  });
+  return picked.canceled ? null : (picked.filePaths[0] ?? null);
+};
 
 void app.whenReady().then(async () => {
   installPermissionHandlers(session.defaultSession, APP_URL);

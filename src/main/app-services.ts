@@ -16,6 +16,7 @@ import { loadPolicyProfile, readPolicyFiles } from './selinux-files';
 import { checkVmName, type VmDefinition } from './vm-definition';
 import { probeDiskImage } from './vm-import';
 import { createNvram } from './qemu/firmware';
+import { parseDiskSize } from './disk-images';
 import { VmService, type ResourceLabel, type VmStatus } from './vm-service';
 import { defaultVmDirectory, VmStore } from './vm-store';
 import { PRODUCT_VERSION } from './version';
@@ -371,6 +372,38 @@ export function createServices(options: ServiceOptions = {}): Services {
       const matrix = await auditRunningVms(selinux, audited);
       const withLevels = await Promise.all(matrix.vms.map(async (v) => ({ ...v, processLevel: await mcsLevel(v.processLabel) })));
       return { ...matrix, vms: withLevels };
+    },
+
+    createDisk: ({ path: target, format, size }) => service.createDisk({ path: target, format, sizeBytes: parseDiskSize(size, 'Size') }),
+    // Outside Electron there is no native picker: the page offers its path field.
+    pickDiskFile: async () => null,
+    attachDisk: async ({ vm, path: image, class: diskClass }) => {
+      const definition = await store.get(vm);
+      const probed = await probeDiskImage(image);
+      const { version: _v, createdAt: _c, ...input } = definition;
+      return service.edit(vm, { ...input, disks: [...definition.disks, { path: probed.path, format: probed.format, class: diskClass, relabel: true }] });
+    },
+    detachDisk: async ({ vm, path: image }) => {
+      const definition = await store.get(vm);
+      if (!definition.disks.some((d) => d.path === image)) throw new Error(`${vm} has no disk ${image}`);
+      const { version: _v, createdAt: _c, ...input } = definition;
+      return service.edit(vm, { ...input, disks: definition.disks.filter((d) => d.path !== image) });
+    },
+    editVm: async ({ vm, name, memoryMiB, vcpus }) => {
+      const { version: _v, createdAt: _c, ...input } = await store.get(vm);
+      return service.edit(vm, { ...input, name, memoryMiB, vcpus });
+    },
+    controlVm: async ({ name, action }) => {
+      await service.control(name, action);
+      return summaryOf(name);
+    },
+    snapshot: async ({ vm, op, snapshot }) => {
+      const result = await service.snapshot(vm, op, snapshot);
+      return { vm, via: result.via, disks: result.disks.map((d) => ({ disk: d.disk, snapshots: d.snapshots.map((x) => ({ name: x.name, date: x.date })) })) };
+    },
+    cloneVm: async ({ name, newName }) => {
+      const result = await service.clone(name, newName);
+      return { name: result.definition.name, note: result.note };
     },
   };
 

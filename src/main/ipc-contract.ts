@@ -172,6 +172,40 @@ export interface StaticLabelVerdict {
 export const NEW_VM_DEFAULTS = { memoryMiB: 2048, vcpus: 2, network: { mode: 'user' } } as const satisfies Partial<VmDefinitionInput>;
 
 // ---------------------------------------------------------------------------------------------------
+// Disks, snapshots, changing a VM
+
+export interface CreateDiskRequest {
+  /** Absolute path of the new image; never overwritten. */
+  path: string;
+  format: 'qcow2' | 'raw';
+  /** As typed: `20G`, `512M`; binary units, a bare number is MiB. */
+  size: string;
+}
+
+export interface CreatedDisk {
+  path: string;
+  format: 'qcow2' | 'raw';
+  sizeBytes: number;
+}
+
+export type SnapshotOp = 'list' | 'take' | 'revert' | 'delete';
+
+export interface SnapshotInfo {
+  name: string;
+  /** ISO 8601. */
+  date: string;
+}
+
+export interface VmSnapshotList {
+  vm: string;
+  /** QMP while the VM runs, qemu-img (as the user) while it is stopped. */
+  via: 'qmp' | 'qemu-img';
+  disks: { disk: string; snapshots: SnapshotInfo[] }[];
+}
+
+export type VmControlAction = 'pause' | 'resume' | 'reboot';
+
+// ---------------------------------------------------------------------------------------------------
 // Console
 
 export interface ConsoleSession {
@@ -235,6 +269,19 @@ export interface IpcCalls {
   displayInput: { request: { session: string; data: string }; result: void };
   displayDetach: { request: { session: string }; result: void };
   audit: { request: void; result: AuditReport };
+  /** A new image, created as the user with qemu-img. */
+  createDisk: { request: CreateDiskRequest; result: CreatedDisk };
+  /** The native file picker (Electron); null when cancelled or where there is none (the page offers a path field). */
+  pickDiskFile: { request: void; result: string | null };
+  /** Attach an existing image to a stopped VM; its format is read from the image. */
+  attachDisk: { request: { vm: string; path: string; class: DiskClass }; result: VmDefinition };
+  detachDisk: { request: { vm: string; path: string }; result: VmDefinition };
+  /** Name, memory, vCPUs of a stopped VM (a new name renames it). */
+  editVm: { request: { vm: string; name: string; memoryMiB: number; vcpus: number }; result: VmDefinition };
+  controlVm: { request: VmRef & { action: VmControlAction }; result: VmSummary };
+  snapshot: { request: { vm: string; op: SnapshotOp; snapshot?: string }; result: VmSnapshotList };
+  /** A stopped VM copied as the user; `note` says when a static label became dynamic. */
+  cloneVm: { request: VmRef & { newName: string }; result: { name: string; note: string | null } };
 }
 
 export type CallName = keyof IpcCalls;
@@ -264,6 +311,14 @@ export const CALL_NAMES = [
   'displayInput',
   'displayDetach',
   'audit',
+  'createDisk',
+  'pickDiskFile',
+  'attachDisk',
+  'detachDisk',
+  'editVm',
+  'controlVm',
+  'snapshot',
+  'cloneVm',
 ] as const satisfies readonly CallName[];
 type MissingCall = Exclude<CallName, (typeof CALL_NAMES)[number]>;
 const _allCallsListed: MissingCall extends never ? true : never = true;

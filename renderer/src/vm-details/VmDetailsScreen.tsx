@@ -9,6 +9,7 @@ import { ContextText } from '../mcs/ContextText';
 import { McsChip } from '../mcs/McsChip';
 import type { VmTab } from '../navigation';
 import { formatMemory } from '../vms/VmList';
+import { DisksPanel } from './DisksPanel';
 import { ResourceTable } from './ResourceTable';
 import { SeclabelPanel } from './SeclabelPanel';
 import { VmActions } from './VmActions';
@@ -24,6 +25,7 @@ const TABS: readonly { id: VmTab; label: string }[] = [
   { id: 'console', label: 'Console' },
   { id: 'display', label: 'Display' },
   { id: 'seclabel', label: 'Security label' },
+  { id: 'disks', label: 'Disks & snapshots' },
 ];
 
 function bootText(details: VmDetails): string {
@@ -158,6 +160,7 @@ export function VmDetailsScreen({ name, tab, onTab, onBack, onDeleted }: VmDetai
                 <DisplayView vm={name} state={vm.summary.state} />
               </Suspense>
             )}
+            {tab === 'disks' && <DisksPanel key={vm.summary.name} details={vm} onChanged={details.reload} onRenamed={onBack} />}
             {tab === 'seclabel' && <SeclabelPanel key={JSON.stringify(vm.definition.seclabel)} details={vm} onSaved={details.reload} />}
           </div>
         </>
