@@ -1,17 +1,19 @@
 // The reliability soak: the same scenarios as test/reliability/*.test.ts at full size.
 //
-//   tsx bench/reliability-soak.ts [--cases 10000] [--kills 50] [--vms 20] [--lines 2000] [--seed N] [--only fuzz,crash,load]
+//   tsx bench/reliability-soak.ts [--cases 10000] [--kills 50] [--vms 20] [--lines 2000] [--hostile 2000] [--seed N]
+//                                 [--only fuzz,crash,load,hostile]
 //
 // (`npm run soak` builds the helper bundle first: dist/svirt-helper.js is what runs.) Runs as root, like the
 // tests: it sets real labels and starts qemu. Progress goes to stderr; the last line on stdout is one JSON
 // object:
 //   {"casesFuzzed", "crashes", "hangs", "sideEffects", "killIterations", "invariantViolations",
-//    "concurrentVms", "lostConsoleBytes"}
+//    "concurrentVms", "lostConsoleBytes", "hostileCases", "boundaryViolations"}
 // Goal: all zero but the counts. Details of anything non-zero go to stderr.
 
 import { parseArgs } from 'node:util';
 import { journalRace, lockRace, parallelVms } from '../test/reliability/support/concurrency-scenario';
 import { runCrashSoak } from '../test/reliability/support/crash-scenario';
+import { runHostile } from '../test/reliability/support/hostile-scenario';
 import { runProtocolFuzz } from '../test/reliability/support/protocol-fuzz-scenario';
 import { createTestHost } from '../test/support/helper-session';
 
@@ -21,8 +23,9 @@ const { values } = parseArgs({
     kills: { type: 'string', default: '50' },
     vms: { type: 'string', default: '20' },
     lines: { type: 'string', default: '2000' },
+    hostile: { type: 'string', default: '2000' },
     seed: { type: 'string', default: String(Date.now() % 1_000_000) },
-    only: { type: 'string', default: 'fuzz,crash,load' },
+    only: { type: 'string', default: 'fuzz,crash,load,hostile' },
   },
 });
 const seed = Number(values.seed);
@@ -43,6 +46,7 @@ const result = {
   casesFuzzed: 0, crashes: 0, hangs: 0, sideEffects: 0,
   killIterations: 0, invariantViolations: 0,
   concurrentVms: 0, lostConsoleBytes: 0,
+  hostileCases: 0, boundaryViolations: 0,
 };
 const extra: Record<string, unknown> = { seed };
 
@@ -91,6 +95,15 @@ if (only.has('load')) {
   } finally {
     await host.dispose();
   }
+}
+
+if (only.has('hostile')) {
+  const hostile = await runHostile(Number(values.hostile), seed, log);
+  result.hostileCases = hostile.hostileCases;
+  result.boundaryViolations = hostile.boundaryViolations;
+  extra.boundaryViolationsByKind = hostile.byKind;
+  extra.hostileShapes = hostile.shapes;
+  details('hostile', hostile.details);
 }
 
 extra.wallSeconds = Math.round((Date.now() - started) / 1000);
