@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, chown, mkdir, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,6 +57,26 @@ describe('svirt disk, snapshot, clone, edit, pause/resume/reboot', () => {
     expect((await svirtAs({ uid: 1000, cwd: dir }, 'disk', 'create', 'new.qcow2', '--size', '1M')).stderr).toMatch(/already exists/);
     // Not where the user may not write: qemu-img runs as the user, not as root.
     expect((await svirtAs({ uid: 1000, cwd: dir }, 'disk', 'create', '/etc/evil.qcow2', '--size', '1M')).stderr).toMatch(/cannot create \/etc\/evil\.qcow2: EACCES/);
+  });
+
+  it('clones a UEFI VM with its own copy of the variable store and makes a static label dynamic', async () => {
+    const nvram = await host.disk('uefi_VARS.fd');
+    const vms = path.join(host.dir, 'config', 'svirt-manager', 'vms');
+    await mkdir(vms, { recursive: true });
+    const definition = {
+      version: 1, name: 'uefi-vm', memoryMiB: 128, vcpus: 1, createdAt: new Date().toISOString(),
+      boot: { kind: 'kernel', kernel: host.kernel }, disks: [], firmware: { kind: 'uefi', nvram },
+      seclabel: { mode: 'static', label: 'system_u:system_r:svirt_t:s0:c1,c2', relabel: true },
+    };
+    await writeFile(path.join(vms, 'uefi-vm.json'), JSON.stringify(definition));
+    const cloned = await svirt('clone', 'uefi-vm', 'uefi-copy');
+    const copy = path.join(host.dir, 'uefi-copy_VARS.fd');
+    expect(cloned).toMatchObject({ code: 0, stdout: `cloned uefi-vm as uefi-copy; ${nvram} -> ${copy}\n` });
+    expect(cloned.stderr).toMatch(/note: uefi-vm has the static label system_u:system_r:svirt_t:s0:c1,c2; the clone is dynamic/);
+    const saved = JSON.parse(await readFile(path.join(vms, 'uefi-copy.json'), 'utf8')) as { firmware: unknown; seclabel: unknown };
+    expect(saved).toMatchObject({ firmware: { kind: 'uefi', nvram: copy }, seclabel: { mode: 'dynamic' } });
+    expect((await readFile(copy)).equals(await readFile(nvram))).toBe(true);
+    for (const vm of ['uefi-vm', 'uefi-copy']) expect((await svirt('undefine', vm)).code).toBe(0);
   });
 
   it('defines with a new disk, refuses another VM on the same private disk, snapshots, reverts, clones, controls and edits', async () => {

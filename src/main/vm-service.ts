@@ -211,8 +211,8 @@ export class VmService {
 
   /**
    * Clones a stopped VM: every private disk copied by this (the user's) process next to the original as
-   * `<clone>-<n>.<format>` unless `diskPaths` names the copies; shared and read-only disks are shared, not
-   * copied. A dynamic seclabel stays dynamic (a fresh pair at each start). A static label is not cloned
+   * `<clone>-<n>.<format>` unless `diskPaths` names the copies (a UEFI variable store as `<clone>_VARS.fd`
+   * beside the original's); shared and read-only disks are shared, not copied. A dynamic seclabel stays dynamic (a fresh pair at each start). A static label is not cloned
    * as-is, which would give two VMs one pair: the clone becomes dynamic, and the result says so.
    */
   async clone(source: string, target: string, diskPaths: readonly string[] = []): Promise<CloneResult> {
@@ -227,12 +227,19 @@ export class VmService {
       copied.push({ from: d.path, to });
       return { ...d, path: to };
     });
+    // A UEFI variable store is the VM's own writable file, like a private disk: the clone gets a copy.
+    let firmware = original.firmware;
+    if (firmware?.kind === 'uefi') {
+      const to = path.join(path.dirname(firmware.nvram), `${target}_VARS.fd`);
+      copied.push({ from: firmware.nvram, to });
+      firmware = { kind: 'uefi', nvram: to };
+    }
     const seclabel = original.seclabel.mode === 'static' ? { mode: 'dynamic' as const } : original.seclabel;
     const note = original.seclabel.mode === 'static'
       ? `${source} has the static label ${original.seclabel.label}; the clone is dynamic (a fresh pair at each start), since two VMs must not share a pair`
       : null;
     const { version: _v, createdAt: _c, ...rest } = original;
-    const input: VmDefinitionInput = { ...rest, name: target, disks, seclabel };
+    const input: VmDefinitionInput = { ...rest, name: target, disks, seclabel, ...(firmware === undefined ? {} : { firmware }) };
     // Validate (name free, disks free) before copying gigabytes.
     const { definitions } = await this.store.list();
     if (definitions.some((d) => d.name === target)) throw new DiskImageError(`a VM named "${target}" already exists`);
