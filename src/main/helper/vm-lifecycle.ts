@@ -73,6 +73,14 @@ export interface ReconcileReport {
 export type VmControl = 'pause' | 'resume' | 'reboot';
 const CONTROL_COMMAND: Record<VmControl, string> = { pause: 'stop', resume: 'cont', reboot: 'system_reset' };
 
+/** The files a starting VM's qemu gets, opened and checked by the helper. */
+interface VmFiles {
+  readonly disks: { spec: LaunchDisk; opened: OpenedTarget }[];
+  /** The UEFI variable store (the user's file like a disk). */
+  readonly nvram?: OpenedTarget;
+  close(): Promise<void>;
+}
+
 const CONSOLE_SOCKET = 'console.sock';
 const KEEPER_PID = 'console.pid';
 
@@ -323,6 +331,63 @@ export class VmLifecycle {
     return foreign;
   }
 
+  /**
+   * Opens every file the VM's qemu gets, as the launcher will hand it over: each must pass the relabel path
+   * rules (location, owner, no symlink) also when it is not relabeled (seclabel none, relabel=no), must be a
+   * regular file, and qemu gets exactly the checked inode (the launcher opens /proc/<pid>/fd of our handle).
+   * Opens are non-blocking, so a FIFO or a device cannot stall the helper.
+   */
+  private async openVmFiles(definition: VmDefinition, chains: readonly (BackingLayer[] | undefined)[]): Promise<VmFiles> {
+    const { boot } = definition;
+    // Boot order: the CD-ROM first, then the first disk (which boots alone once the ISO is detached).
+    const diskBoot = boot.kind === 'iso' ? 2 : boot.kind === 'disk' ? 1 : undefined;
+    const wanted: { field: string; spec: LaunchDisk }[] = [
+      ...definition.disks.map((d, i) => ({
+        field: `disks[${i}].path`,
+        spec: {
+          path: d.path, format: d.format, readonly: d.class === 'readonly', shared: d.class === 'shared',
+          ...(i === 0 && diskBoot !== undefined ? { bootIndex: diskBoot } : {}),
+          ...(chains[i] === undefined ? {} : { backing: chains[i] }),
+        },
+      })),
+      ...(boot.kind === 'iso' ? [{ field: 'boot.iso', spec: { path: boot.iso, format: 'raw' as const, readonly: true, cdrom: true, bootIndex: 1 } }] : []),
+    ];
+    const nvramPath = definition.firmware?.kind === 'uefi' ? definition.firmware.nvram : undefined;
+    let nvram: OpenedTarget | undefined;
+    const disks: VmFiles['disks'] = [];
+    const layers: OpenedTarget[] = [];
+    let closed: Promise<void> | undefined;
+    const close = () => (closed ??= Promise.all([...disks.map((d) => d.opened), ...layers, ...(nvram ? [nvram] : [])].map((o) => o.handle.close())).then(() => undefined));
+    const openChecked = (field: string, p: string) =>
+      openRelabelTarget(p, { config: this.deps.config.pathPolicy, requester: this.deps.requester, regularFileOnly: true }).catch((err: unknown) => {
+        throw err instanceof PathRefusedError ? new HelperError('refused', `${field}: ${err.message}`) : err;
+      });
+    try {
+      for (const { field, spec } of wanted) {
+        const opened = await openChecked(field, spec.path);
+        disks.push({ spec, opened });
+        if (spec.backing === undefined) continue;
+        const backing = [];
+        for (const l of spec.backing) {
+          const layer = await openChecked(`backing file of ${field}`, l.path);
+          layers.push(layer);
+          backing.push({ ...l, path: layer.fdPath });
+        }
+        disks[disks.length - 1] = { spec: { ...spec, backing }, opened };
+      }
+      if (nvramPath !== undefined) {
+        nvram = await openChecked('firmware.nvram', nvramPath);
+        await checkNvramSize(nvram.stat.size).catch((err: unknown) => {
+          throw new HelperError('bad-request', (err as Error).message);
+        });
+      }
+    } catch (err) {
+      await close();
+      throw err;
+    }
+    return { disks, ...(nvram ? { nvram } : {}), close };
+  }
+
   async start(definitionInput: unknown, options: StartOptions = {}): Promise<RunInfo> {
     let definition: VmDefinition;
     try {
@@ -337,6 +402,8 @@ export class VmLifecycle {
     const chains = await this.backingChains(definition);
     const spec = toVmSpec(definition, accel.accel, chains);
     const runDir = path.join(this.deps.store.runRoot, `${ownerUid}-${definition.name}`);
+    // Checked and opened before the host-wide lock is taken: nothing that could wait runs under it.
+    const files = await this.openVmFiles(definition, chains);
 
     return this.deps.store.transaction(async (tx) => {
       await this.reconcileLocked(tx);
@@ -388,42 +455,8 @@ export class VmLifecycle {
           faultPoint('mid-relabel');
         }
         const boot = definition.boot;
-        // Boot order: the CD-ROM first, then the first disk (which boots alone once the ISO is detached).
-        const diskBoot = boot.kind === 'iso' ? 2 : boot.kind === 'disk' ? 1 : undefined;
-        const disks: LaunchDisk[] = [
-          ...definition.disks.map((d, i) => ({
-            path: d.path, format: d.format, readonly: d.class === 'readonly', shared: d.class === 'shared',
-            ...(i === 0 && diskBoot !== undefined ? { bootIndex: diskBoot } : {}),
-            ...(chains[i] === undefined ? {} : { backing: chains[i] }),
-          })),
-          ...(boot.kind === 'iso' ? [{ path: boot.iso, format: 'raw' as const, readonly: true, cdrom: true, bootIndex: 1 }] : []),
-        ];
-        const nvram = definition.firmware?.kind === 'uefi' ? definition.firmware.nvram : undefined;
-        // The launcher opens disks as root for qemu: each must pass the relabel path rules (location, owner,
-        // no symlink, allowed devices) also when it is not relabeled (seclabel none, relabel=no), and qemu
-        // must get exactly the checked file, so the launcher opens it through /proc/<pid>/fd of our handle.
-        const checked: OpenedTarget[] = [];
-        const openChecked = async (p: string) => {
-          const opened = await openRelabelTarget(p, { config: this.deps.config.pathPolicy, requester: this.deps.requester });
-          checked.push(opened);
-          return opened.fdPath;
-        };
         let launched;
         try {
-          const launchDisks: LaunchDisk[] = [];
-          for (const d of disks) {
-            const fdPath = await openChecked(d.path);
-            const backing = d.backing === undefined ? undefined : await Promise.all(d.backing.map(async (l) => ({ ...l, path: await openChecked(l.path) })));
-            launchDisks.push({ ...d, path: fdPath, ...(backing === undefined ? {} : { backing }) });
-          }
-          // The variable store is the user's file like a disk, checked the same way and handed over by fd.
-          const nvramTarget = nvram === undefined ? undefined : await openRelabelTarget(nvram, { config: this.deps.config.pathPolicy, requester: this.deps.requester });
-          if (nvramTarget) {
-            checked.push(nvramTarget);
-            await checkNvramSize(nvramTarget.stat.size).catch((err: unknown) => {
-              throw new HelperError('bad-request', (err as Error).message);
-            });
-          }
           // The keeper (a Node process, the slowest part of a start) starts now, alongside qemu: it retries
           // qemu's serial socket until it appears, and qemu stays paused until the keeper is ready. Not
           // before the labels and disks passed: a refused start would wait out the keeper's 10 s connect
@@ -446,8 +479,8 @@ export class VmLifecycle {
             memoryMiB: definition.memoryMiB,
             cpus: definition.vcpus,
             ...(boot.kind === 'kernel' ? { kernel: boot.kernel, ...(boot.initrd ? { initrd: boot.initrd } : {}), ...(boot.cmdline ? { append: boot.cmdline } : {}) } : {}),
-            disks: launchDisks,
-            ...(nvramTarget ? { firmware: { code: OVMF_CODE, vars: nvramTarget.fdPath } } : {}),
+            disks: files.disks.map((d) => ({ ...d.spec, path: d.opened.fdPath })),
+            ...(files.nvram ? { firmware: { code: OVMF_CODE, vars: files.nvram.fdPath } } : {}),
             ...(definition.network?.mode === 'user' ? { network: { portForwards: (definition.network.portForwards ?? []).map((f) => ({ ...f })) } } : {}),
             ...(definition.display === 'vnc' ? { displayDir: this.displayDir(ownerUid, definition.name) } : {}),
             accelArgs: accel.args,
@@ -457,7 +490,8 @@ export class VmLifecycle {
             ...(confinable && plan.process.context ? this.selinuxLaunchLabels(plan, plan.process.context) : {}),
           });
         } finally {
-          await Promise.all(checked.map((c) => c.handle.close()));
+          // qemu holds its own copies now.
+          await files.close();
         }
         record.pid = launched.pid;
         record.pidStartTime = processStartTime(launched.pid) ?? null;
@@ -489,7 +523,7 @@ export class VmLifecycle {
         if (err instanceof HelperError || err instanceof PathRefusedError || err instanceof LabelConflictError) throw err;
         throw new HelperError('failed', `start of ${definition.name} failed: ${(err as Error).message}`);
       }
-    });
+    }).finally(() => files.close());
   }
 
   /**
@@ -499,7 +533,7 @@ export class VmLifecycle {
    */
   private async backingChains(definition: VmDefinition): Promise<(BackingLayer[] | undefined)[]> {
     const open = async (p: string) => {
-      const opened = await openRelabelTarget(p, { config: this.deps.config.pathPolicy, requester: this.deps.requester });
+      const opened = await openRelabelTarget(p, { config: this.deps.config.pathPolicy, requester: this.deps.requester, regularFileOnly: true });
       return { fdPath: opened.fdPath, dev: opened.stat.dev, ino: opened.stat.ino, close: () => opened.handle.close() };
     };
     try {

@@ -100,6 +100,11 @@ export interface OpenOptions {
   readonly requester: Requester;
   /** Directories are only accepted for tree relabels. */
   readonly allowDirectory?: boolean;
+  /**
+   * A file a VM uses (disk, ISO, kernel…): only a regular file. A FIFO or socket would make the launcher's
+   * open or qemu's reads wait on another process; block devices need rules of their own.
+   */
+  readonly regularFileOnly?: boolean;
 }
 
 /**
@@ -129,6 +134,11 @@ export async function openRelabelTarget(target: string, options: OpenOptions): P
     }
     const stat = await handle.stat();
     const kind = fileKind(stat);
+    if (options.regularFileOnly && kind !== 'file') {
+      throw new PathRefusedError(target, kind === 'block'
+        ? 'it is not a regular file but a block device (VMs are given regular files only)'
+        : `it is not a regular file (it is a ${kind}); VMs are given regular files only`);
+    }
     if (kind === 'directory' && !options.allowDirectory) throw new PathRefusedError(target, 'it is a directory (relabel a tree as shared or read-only content instead)');
     if (kind === 'char') throw new PathRefusedError(target, 'character devices are never given to VMs');
     if (kind === 'block' && !options.config.allowedBlockDevices.includes(target)) throw new PathRefusedError(target, 'block device not in the allowed list');

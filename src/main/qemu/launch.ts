@@ -389,6 +389,21 @@ export async function ensureQemuUser(name = DEFAULT_QEMU_USER): Promise<{ uid: n
   }
 }
 
+/**
+ * Opens a file qemu gets by fd: non-blocking, so a FIFO or device cannot make the launcher wait; anything
+ * but a regular file is refused. (qemu sets the status flags it wants on the fds it takes from an fd set.)
+ */
+async function openRegularFile(p: string, flags: number): Promise<fs.FileHandle> {
+  const handle = await fs.open(p, flags | fsc.O_NONBLOCK | fsc.O_NOCTTY);
+  try {
+    if (!(await handle.stat()).isFile()) throw new Error(`${p} is not a regular file`);
+    return handle;
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
 async function prepareRunDir(runDir: string): Promise<void> {
   await fs.mkdir(runDir, { recursive: true, mode: 0o700 });
   const st = await fs.lstat(runDir);
@@ -513,11 +528,11 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
     stdio[layout.serialFd] = listeningFd(serialServer);
     stdio[layout.qmpFd] = listeningFd(qmpServer);
     const openSlot = async (slot: FdSlot, file: string): Promise<void> => {
-      const ro = await fs.open(file, fsc.O_RDONLY);
+      const ro = await openRegularFile(file, fsc.O_RDONLY);
       toClose.push(ro);
       stdio[slot.roFd] = ro.fd;
       if (slot.rwFd !== undefined) {
-        const rw = await fs.open(file, fsc.O_RDWR);
+        const rw = await openRegularFile(file, fsc.O_RDWR);
         toClose.push(rw);
         stdio[slot.rwFd] = rw.fd;
       }
