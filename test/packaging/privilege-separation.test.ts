@@ -221,7 +221,7 @@ describe('the helper as pkexec starts it (the installed wrapper, in a private mo
       // None of this may reach a root Node: pkexec clears it, and the wrapper starts from an empty environment.
       NODE_OPTIONS: `--require ${evil}`, SVIRT_STATE_DIR: path.join(dir, 'user-chosen-state'), SVIRT_HELPER_CONFIG: path.join(dir, 'user-config.json'),
     };
-    await writeFile(env.SVIRT_HELPER_CONFIG, JSON.stringify({ pools: ['/home'] })); // would make every home a pool
+    await writeFile(env.SVIRT_HELPER_CONFIG, JSON.stringify({ pools: [{ path: '/home', groups: ['users'], shared: true }] })); // would make every home a pool
     const helper = startInstalled(env);
     try {
       await expect(helper.request('status')).resolves.toMatchObject({ selinux: expect.any(String) });

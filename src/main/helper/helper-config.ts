@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { parseCategoryRange, DEFAULT_CATEGORY_RANGE, type CategoryRange } from '../../labeling/policy-profile';
-import { DEFAULT_PATH_POLICY, type PathPolicyConfig, type Requester } from '../labels/path-policy';
+import { checkPathSyntax, DEFAULT_PATH_POLICY, type PathPolicyConfig, type Requester } from '../labels/path-policy';
 import { DEFAULT_STATE_DIR } from '../state/helper-state';
 import { ajv, describeAjvError } from './protocol';
 
@@ -25,8 +25,15 @@ export interface HelperConfig {
   readonly configPath: string;
 }
 
+interface PoolConfigFile {
+  path: string;
+  users?: string[];
+  groups?: string[];
+  shared?: boolean;
+}
+
 interface HelperConfigFile {
-  pools?: string[];
+  pools?: PoolConfigFile[];
   allowedBlockDevices?: string[];
   categoryRange?: string;
   qemuUser?: string;
@@ -38,7 +45,20 @@ const validateConfigFile = ajv.compile<HelperConfigFile>({
   type: 'object',
   additionalProperties: false,
   properties: {
-    pools: { type: 'array', items: { type: 'string', pattern: '^/' } },
+    pools: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['path'],
+        properties: {
+          path: { type: 'string', pattern: '^/' },
+          users: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9_.][A-Za-z0-9_.-]*[$]?$' } },
+          groups: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9_.][A-Za-z0-9_.-]*[$]?$' } },
+          shared: { type: 'boolean' },
+        },
+      },
+    },
     allowedBlockDevices: { type: 'array', items: { type: 'string', pattern: '^/dev/' } },
     categoryRange: { type: 'string' },
     qemuUser: { type: 'string', pattern: '^[a-z_][a-z0-9_-]*$' },
@@ -53,7 +73,19 @@ export async function loadHelperConfig(env: NodeJS.ProcessEnv = process.env): Pr
   let parsed: HelperConfigFile = {};
   try {
     const value: unknown = JSON.parse(await readFile(file, 'utf8'));
+    const pools = (value as { pools?: unknown } | null)?.pools;
+    const plain = Array.isArray(pools) ? pools.findIndex((p) => typeof p === 'string') : -1;
+    if (plain >= 0) {
+      throw new Error(`${file}: pools[${plain}] is a plain path; a pool is now {"path": …, "users": […], "groups": […], "shared": false} and names who may use it (see the README)`);
+    }
     if (!validateConfigFile(value)) throw new Error(`${file}: ${describeAjvError(validateConfigFile)}`);
+    for (const [i, pool] of (value.pools ?? []).entries()) {
+      try {
+        checkPathSyntax(pool.path);
+      } catch (err) {
+        throw new Error(`${file}: pools[${i}].path: ${(err as Error).message}`, { cause: err });
+      }
+    }
     parsed = value;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -61,7 +93,7 @@ export async function loadHelperConfig(env: NodeJS.ProcessEnv = process.env): Pr
   return {
     stateDir: (trustEnv && env.SVIRT_STATE_DIR) || DEFAULT_STATE_DIR,
     pathPolicy: {
-      pools: parsed.pools ?? DEFAULT_PATH_POLICY.pools,
+      pools: parsed.pools?.map((p) => ({ path: p.path.replace(/(.)\/+$/, '$1'), users: p.users ?? [], groups: p.groups ?? [], shared: p.shared ?? false })) ?? DEFAULT_PATH_POLICY.pools,
       allowedBlockDevices: parsed.allowedBlockDevices ?? DEFAULT_PATH_POLICY.allowedBlockDevices,
     },
     categoryRange: parsed.categoryRange ? parseCategoryRange(parsed.categoryRange) : DEFAULT_CATEGORY_RANGE,
@@ -72,12 +104,12 @@ export async function loadHelperConfig(env: NodeJS.ProcessEnv = process.env): Pr
   };
 }
 
-/** The home directory of a uid, from /etc/passwd. */
-async function homeOf(uid: number): Promise<string | undefined> {
+/** A uid's passwd entry (name, primary gid, home), from /etc/passwd. */
+async function passwdEntry(uid: number): Promise<{ name: string; gid: string; home: string } | undefined> {
   const passwd = await readFile('/etc/passwd', 'utf8').catch(() => '');
   for (const line of passwd.split('\n')) {
     const f = line.split(':');
-    if (f[2] === String(uid)) return f[5];
+    if (f[2] === String(uid)) return { name: f[0] ?? '', gid: f[3] ?? '', home: f[5] ?? '' };
   }
   return undefined;
 }
@@ -88,6 +120,18 @@ export class RequesterError extends Error {
     super(message);
     this.name = 'RequesterError';
   }
+}
+
+/** The names of a user's groups: the primary group (by gid) and every group listing the user, from /etc/group. */
+async function groupNamesOf(name: string, gid: string): Promise<string[]> {
+  const group = await readFile('/etc/group', 'utf8').catch(() => '');
+  const names: string[] = [];
+  for (const line of group.split('\n')) {
+    const [groupName, , groupGid, members] = line.split(':');
+    if (!groupName) continue;
+    if (groupGid === gid || (members ?? '').split(',').includes(name)) names.push(groupName);
+  }
+  return names;
 }
 
 /**
@@ -109,6 +153,7 @@ export async function resolveRequester(env: NodeJS.ProcessEnv = process.env, pro
   } else {
     throw new RequesterError('neither PKEXEC_UID nor SUDO_UID is set and this process is not root: refusing to guess whom to act for');
   }
-  const home = await homeOf(uid);
-  return home === undefined ? { uid } : { uid, home };
+  const entry = await passwdEntry(uid);
+  if (entry === undefined) return { uid };
+  return { uid, home: entry.home, name: entry.name, groups: await groupNamesOf(entry.name, entry.gid) };
 }

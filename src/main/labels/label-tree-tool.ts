@@ -101,9 +101,9 @@ export interface LabelTreeOptions {
   readonly logFd: number;
   readonly label: string;
   readonly uid: number;
-  /** Root asks, or the whole tree lies in an image pool: files of any owner may be labeled. */
+  /** Root asks, or the whole tree lies in a shared pool the requester may use: files of any owner may be labeled. */
   readonly anyOwner: boolean;
-  /** Pools inside the tree, relative to its root: their files may belong to anyone. */
+  /** Shared pools the requester may use inside the tree, relative to its root: their files may belong to anyone. */
   readonly poolsInside: readonly string[];
   /**
    * Originals of earlier relabels, kept instead of the label found now: lines "INO BIRTH HEX" (BIRTH

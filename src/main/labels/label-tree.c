@@ -352,7 +352,7 @@ static const char *label;
 static size_t label_len; /* with the trailing NUL, as libselinux writes it */
 static uid_t owner_uid;
 static bool any_owner;
-static char **pools; /* relative paths inside the tree whose files anyone may own */
+static char **pools; /* relative paths inside the tree whose files anyone may own (shared pools the requester may use) */
 static size_t n_pools;
 static dev_t root_dev;
 

@@ -2,16 +2,31 @@ import { constants, type Stats } from 'node:fs';
 import { open, readlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 
+/**
+ * An image pool an administrator configured (helper.json): a directory whose files its users may use even
+ * where the path rules would refuse them (under /var). Who may use it is said by user and group names; a
+ * file in it that another user owns stays that user's unless the pool is shared. There are no default
+ * pools: a directory other software keeps images in (/var/lib/libvirt/images) is nobody's to hand out.
+ */
+export interface ImagePool {
+  readonly path: string;
+  /** User names (or numeric uids) who may use the pool. */
+  readonly users: readonly string[];
+  /** Groups whose members (primary or supplementary) may use the pool. */
+  readonly groups: readonly string[];
+  /** Whether a file in it owned by one user may be used by every user of the pool. */
+  readonly shared: boolean;
+}
+
 /** Which files the root helper may relabel, and for whom. */
 export interface PathPolicyConfig {
-  /** Image pools: files under them may be relabeled whoever owns them, even under /var. */
-  readonly pools: readonly string[];
+  readonly pools: readonly ImagePool[];
   /** Block devices (e.g. /dev/sdb) that may be given to VMs; every other device node is refused. */
   readonly allowedBlockDevices: readonly string[];
 }
 
 export const DEFAULT_PATH_POLICY: PathPolicyConfig = {
-  pools: ['/var/lib/libvirt/images', '/var/lib/svirt-manager/images'],
+  pools: [],
   allowedBlockDevices: [],
 };
 
@@ -20,6 +35,21 @@ export interface Requester {
   readonly uid: number;
   /** The requester's home directory, refused as a relabel target itself. */
   readonly home?: string;
+  /** The requester's user name and the names of their groups (from /etc/passwd and /etc/group). */
+  readonly name?: string;
+  readonly groups?: readonly string[];
+}
+
+/** Whether the requester may use a pool: root, a listed user (by name or uid), or a member of a listed group. */
+export function mayUsePool(pool: ImagePool, requester: Requester): boolean {
+  if (requester.uid === 0) return true;
+  if (pool.users.includes(String(requester.uid)) || (requester.name !== undefined && pool.users.includes(requester.name))) return true;
+  return (requester.groups ?? []).some((g) => pool.groups.includes(g));
+}
+
+/** The pools the requester may use whose files of any owner they may use too. */
+export function sharedPoolsOf(config: PathPolicyConfig, requester: Requester): ImagePool[] {
+  return config.pools.filter((pool) => pool.shared && mayUsePool(pool, requester));
 }
 
 export class PathRefusedError extends Error {
@@ -57,7 +87,7 @@ export function checkPathLocation(target: string, config: PathPolicyConfig, requ
   const p = target.length > 1 ? target.replace(/\/+$/, '') : target;
   if (SYSTEM_DIRS.includes(p)) throw new PathRefusedError(target, `${p} itself is a system directory`);
   if (requester.home && p === requester.home.replace(/\/+$/, '')) throw new PathRefusedError(target, 'the home directory itself cannot be relabeled (files inside it can)');
-  const inPool = config.pools.some((pool) => isUnder(p, pool) && p !== pool);
+  const inPool = config.pools.some((pool) => isUnder(p, pool.path) && p !== pool.path && mayUsePool(pool, requester));
   if (inPool) return;
   if (config.allowedBlockDevices.includes(p)) return;
   const tree = SYSTEM_TREES.find((dir) => isUnder(p, dir));
@@ -67,12 +97,13 @@ export function checkPathLocation(target: string, config: PathPolicyConfig, requ
   }
 }
 
-/** A requester may relabel only their own files, but for files in an image pool (root: any file). */
+/** A requester may relabel only their own files, but for files in a shared pool they may use (root: any file). */
 export function checkOwner(target: string, ownerUid: number, config: PathPolicyConfig, requester: Requester): void {
-  const inPool = config.pools.some((pool) => isUnder(target, pool));
-  if (requester.uid !== 0 && ownerUid !== requester.uid && !inPool) {
-    throw new PathRefusedError(target, `it belongs to uid ${ownerUid}, not to the requesting user (uid ${requester.uid})`);
-  }
+  if (requester.uid === 0 || ownerUid === requester.uid) return;
+  if (sharedPoolsOf(config, requester).some((pool) => isUnder(target, pool.path))) return;
+  const pool = config.pools.find((p) => isUnder(target, p.path) && mayUsePool(p, requester));
+  const why = pool ? ` (the pool ${pool.path} is not shared)` : '';
+  throw new PathRefusedError(target, `it belongs to uid ${ownerUid}, not to the requesting user (uid ${requester.uid})${why}`);
 }
 
 export function fileKind(stat: Stats): 'file' | 'directory' | 'block' | 'char' | 'fifo' | 'socket' | 'symlink' | 'other' {

@@ -8,7 +8,7 @@ import { isProcessAlive, processStartTime } from '../state/state-lock';
 import { readLabelOfOpened, removeLabel, writeLabel } from './file-labels';
 import { entriesHeldBy, entriesUnder, recordOwner, TREE_LOG_NAME, treesTouching, type HolderKind, type JournalData, type JournalEntry, type TreeRecord, type TreeWalker } from './label-journal';
 import { labelHex, labelTree, restoreTree } from './label-tree-tool';
-import { checkPathSyntax, isUnder, openRelabelTarget, PathRefusedError, type OpenedTarget, type PathPolicyConfig, type Requester } from './path-policy';
+import { checkPathSyntax, isUnder, openRelabelTarget, PathRefusedError, sharedPoolsOf, type OpenedTarget, type PathPolicyConfig, type Requester } from './path-policy';
 
 /**
  * Applies labels to disk with the journal as the source of truth: the original label is journaled and
@@ -333,8 +333,9 @@ export async function labelContentTree(
       return {
         logName, absorbed, priors: Buffer.concat(priors), treeLogDir: ctx.treeLogDir,
         superseded: overlapping.filter(([, t]) => isUnder(t.root, root)).map(([name]) => name),
-        inPool: ctx.config.pools.some((pool) => isUnder(root, pool)),
-        poolsInside: ctx.config.pools.filter((pool) => pool !== root && isUnder(pool, root)).map((pool) => path.relative(root, pool)),
+        // Files of other owners only in shared pools the requester may use (the tool applies the same rule).
+        inPool: sharedPoolsOf(ctx.config, ctx.requester).some((pool) => isUnder(root, pool.path)),
+        poolsInside: sharedPoolsOf(ctx.config, ctx.requester).filter((pool) => pool.path !== root && isUnder(pool.path, root)).map((pool) => path.relative(root, pool.path)),
         uid: ctx.requester.uid,
       };
     });
