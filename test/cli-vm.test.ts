@@ -49,15 +49,16 @@ describe('svirt VM commands', () => {
     expect(refused.stderr).toMatch(/SELinux is disabled/);
 
     const started = await svirt('start', 'cli-vm', '--allow-unconfined');
-    expect(started.stdout).toMatch(/^started cli-vm: pid \d+, system_u:system_r:svirt_t:s0:c\d+[,.]c\d+ \(not confined: SELinux disabled\)/);
+    expect(started.stdout).toMatch(/^started cli-vm: pid \d+, system_u:system_r:svirt_t:s0:c\d+[,.]c\d+, unconfined-disabled \(not confined: SELinux disabled\)/);
 
     expect((await svirt('console', 'cli-vm', '--expect', GUEST_READY_MARKER, '--timeout', '60')).code).toBe(0);
     const answer = await svirt('console', 'cli-vm', '--send', 'echo $((6*7))', '--expect', '^42\\r?$', '--timeout', '30');
     expect(answer.code).toBe(0);
     expect((await svirt('console', 'cli-vm', '--send', 'true', '--expect', '^never-printed$', '--timeout', '2')).code).toBe(1);
 
-    const running = JSON.parse((await svirt('list', '--json')).stdout) as { state: string; level: string; processLabel: string }[];
-    expect(running[0]?.state).toBe('running');
+    const running = JSON.parse((await svirt('list', '--json')).stdout) as { state: string; level: string; processLabel: string; confinement: string; confined: boolean }[];
+    expect(running[0]).toMatchObject({ state: 'running', confinement: 'unconfined-disabled', confined: false });
+    expect((await svirt('list')).stdout).toMatch(/^cli-vm\s+running\s.*\sunconfined-disabled$/m);
     const labels = JSON.parse((await svirt('labels', 'cli-vm', '--json')).stdout) as { path: string; expectedLabel: string; actualLabel: string; match: boolean }[];
     const diskRow = labels.find((l) => l.path === disk);
     expect(diskRow).toMatchObject({ expectedLabel: `system_u:object_r:svirt_image_t:${running[0]?.level}`, match: true });

@@ -58,6 +58,7 @@ describe('helper VM lifecycle', () => {
     expect(vmA.level).not.toBe(vmB.level);
     expect(vmA.processLabel).toBe(`system_u:system_r:svirt_t:${vmA.level}`);
     expect(vmA.confined).toBe(false);
+    expect(vmA.confinement).toBe('unconfined-disabled');
     expect(vmA.notConfinedReason).toBe('not confined: SELinux disabled');
 
     expect(await readLabel(privA!)).toBe(`system_u:object_r:svirt_image_t:${vmA.level}`);

@@ -92,4 +92,12 @@ describe('audit matrix on the reference policy', () => {
     await memo(vms[1]!.processLabel!, image('s0:c2,c3'), 'file', ['read']);
     expect(memo.questions()).toBe(1);
   });
+
+  it('reports a permissive host once, not each VM that runs in its label there as unconfined', async () => {
+    const a = { ...vm('a', 's0:c1,c2', [], false), confinement: 'permissive' as const };
+    const b = { ...vm('b', 's0:c3,c4', [], false), confinement: 'unconfined-none' as const };
+    const report = await buildAuditMatrix('permissive', [a, b], oracle);
+    expect(report.problems.map((p) => [p.kind, p.vm ?? null])).toEqual([['selinux-permissive', null], ['unconfined-vm', 'b']]);
+    expect(report.vms.map((v) => v.confinement)).toEqual(['permissive', 'unconfined-none']);
+  });
 });

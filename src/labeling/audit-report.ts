@@ -3,6 +3,7 @@
  * Pure: the caller passes the VMs, the labels found on disk, and an access oracle (the kernel through
  * libselinux when SELinux is on, the offline policy evaluator otherwise), and renders the answer.
  */
+import type { Confinement } from './confinement';
 import { compareLevels, formatRange, parseContext } from './context';
 
 export type AccessLevel = 'read' | 'write' | 'none';
@@ -25,6 +26,8 @@ export interface AuditedVm {
   /** The qemu process label (or the label it would have had, when SELinux is off). */
   readonly processLabel: string | null;
   readonly confined: boolean;
+  /** How qemu is held, when known: a permissive VM runs in its label (the host-wide problem says it is not enforced). */
+  readonly confinement?: Confinement;
   readonly notConfinedReason: string | null;
   readonly resources: readonly AuditedResource[];
 }
@@ -53,7 +56,7 @@ export interface AuditProblem {
 }
 
 export interface AuditMatrix {
-  vms: { name: string; processLabel: string }[];
+  vms: { name: string; processLabel: string; confinement?: Confinement }[];
   resources: { path: string; label: string | null; usedBy: string[] }[];
   cells: AuditCell[];
   problems: AuditProblem[];
@@ -136,9 +139,11 @@ export async function buildAuditMatrix(mode: 'enforcing' | 'permissive' | 'disab
   const resources = new Map<string, { path: string; label: string | null; usedBy: string[]; resource: AuditedResource }>();
   for (const vm of running) {
     // With SELinux off every VM is unconfined and the selinux-disabled problem says so once; a VM is
-    // listed on its own only when it would run unconfined anyway (no pair: seclabel none).
+    // listed on its own only when it would run unconfined anyway (no pair: seclabel none). On a
+    // permissive host the selinux-permissive problem covers the VMs that run in their labels.
     const coveredByHost = mode === 'disabled' && pairOfLabel(vm.processLabel) !== null;
-    if (!vm.confined && !coveredByHost) problems.push({ kind: 'unconfined-vm', severity: 'critical', vm: vm.name, message: `${vm.name}: ${vm.notConfinedReason ?? 'not confined'}` });
+    const unconfined = vm.confinement === undefined ? !vm.confined : vm.confinement === 'unconfined-disabled' || vm.confinement === 'unconfined-none';
+    if (unconfined && !coveredByHost) problems.push({ kind: 'unconfined-vm', severity: 'critical', vm: vm.name, message: `${vm.name}: ${vm.notConfinedReason ?? 'not confined'}` });
     for (const r of vm.resources) {
       const entry = resources.get(r.path) ?? { path: r.path, label: r.actualLabel, usedBy: [], resource: r };
       entry.usedBy.push(vm.name);
@@ -188,7 +193,7 @@ export async function buildAuditMatrix(mode: 'enforcing' | 'permissive' | 'disab
   }
 
   return {
-    vms: rows.map((vm) => ({ name: vm.name, processLabel: vm.processLabel })),
+    vms: rows.map((vm) => ({ name: vm.name, processLabel: vm.processLabel, ...(vm.confinement ? { confinement: vm.confinement } : {}) })),
     resources: [...resources.values()].map(({ path, label, usedBy }) => ({ path, label, usedBy })),
     cells,
     problems,

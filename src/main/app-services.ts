@@ -1,5 +1,6 @@
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
+import { confinementOf, NOT_CONFINED_REASON } from '../labeling/confinement';
 import { formatContext, formatRange, parseContext } from '../labeling/context';
 import { EMPTY_TRANSLATION_TABLE, parseSetrans, type TranslationTable } from '../labeling/setrans';
 import { checkStaticLabel, type LevelInUse } from '../labeling/static-label-check';
@@ -122,13 +123,14 @@ export function createServices(options: ServiceOptions = {}): Services {
     return { level, name: name === level ? null : name };
   };
 
-  const mode = memo(selinuxMode);
-  /** A stopped VM is described as it would start: unconfined with seclabel none, or on a host without SELinux. */
-  const wouldBeConfined = async (vm: VmStatus): Promise<{ confined: boolean; notConfinedReason: string | null }> => {
-    if (vm.state !== 'stopped') return { confined: vm.confined, notConfinedReason: vm.notConfinedReason };
-    if (vm.seclabel.mode === 'none') return { confined: false, notConfinedReason: 'seclabel none: runs unconfined' };
-    if ((await mode()) === 'disabled') return { confined: false, notConfinedReason: 'not confined: SELinux disabled' };
-    return { confined: true, notConfinedReason: null };
+  // Read at each use (a file read): the mode can change under a running app (setenforce).
+  const mode = () => selinuxMode();
+  /** A running VM as the helper reports it; a stopped one as it would start on this host now. */
+  const confinementNow = async (vm: VmStatus): Promise<Pick<VmSummary, 'confinement' | 'confined' | 'notConfinedReason'>> => {
+    if (vm.state !== 'stopped' && vm.confinement !== null) return { confinement: vm.confinement, confined: vm.confined, notConfinedReason: vm.notConfinedReason };
+    const selinux = await mode();
+    const confinement = confinementOf({ mode: selinux, seclabelMode: vm.seclabel.mode, inLabel: selinux !== 'disabled' });
+    return { confinement, confined: confinement === 'confined', notConfinedReason: NOT_CONFINED_REASON[confinement] };
   };
 
   const toSummary = async (vm: VmStatus): Promise<VmSummary> => {
@@ -137,7 +139,7 @@ export function createServices(options: ServiceOptions = {}): Services {
     return {
       name: vm.name,
       state: vm.state,
-      ...(await wouldBeConfined(vm)),
+      ...(await confinementNow(vm)),
       processLabel,
       imageLabel: vm.imageLabel,
       processLevel: await mcsLevel(processLabel),
@@ -364,6 +366,7 @@ export function createServices(options: ServiceOptions = {}): Services {
         name: vm.name,
         processLabel: vm.processLabel,
         confined: vm.confined,
+        ...(vm.confinement ? { confinement: vm.confinement } : {}),
         notConfinedReason: vm.notConfinedReason,
         resources: (await service.labels(vm.name)).map((l) => ({
           path: l.path, class: l.class, expectedLabel: l.expectedLabel, actualLabel: l.actualLabel, tclass: 'file',

@@ -1,21 +1,33 @@
-import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { parseContext } from '../labeling/context';
 import type { InUseEntry } from '../labeling/mcs-allocator';
 
-const run = promisify(execFile);
-
 export type SelinuxMode = 'enforcing' | 'permissive' | 'disabled';
 
-/** The kernel's SELinux mode, from libselinux's own `getenforce` (Disabled when the tool is missing). */
-export async function selinuxMode(): Promise<SelinuxMode> {
+export const SELINUXFS = '/sys/fs/selinux';
+
+/**
+ * The kernel's SELinux mode now, from selinuxfs's `enforce` (what getenforce reads): cheap enough to ask at
+ * every report, so a host switched with setenforce is described as it is. Disabled when selinuxfs is absent.
+ */
+export async function selinuxMode(selinuxfs: string = SELINUXFS): Promise<SelinuxMode> {
+  let enforce: string;
   try {
-    const { stdout } = await run('getenforce', []);
-    const mode = stdout.trim().toLowerCase();
-    return mode === 'enforcing' || mode === 'permissive' ? mode : 'disabled';
+    enforce = (await readFile(join(selinuxfs, 'enforce'), 'utf8')).trim();
   } catch {
     return 'disabled';
+  }
+  return enforce === '1' ? 'enforcing' : enforce === '0' ? 'permissive' : 'disabled';
+}
+
+/** A process's SELinux context (/proc/PID/attr/current, without the kernel's trailing NUL); null when unreadable. */
+export async function processLabel(pid: number, procRoot = '/proc'): Promise<string | null> {
+  try {
+    const label = (await readFile(join(procRoot, String(pid), 'attr', 'current'), 'utf8')).replace(/\0+$/, '').trim();
+    return label === '' ? null : label;
+  } catch {
+    return null;
   }
 }
 

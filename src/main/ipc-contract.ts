@@ -6,12 +6,13 @@
  * Only type imports here: the sandboxed preload bundles this module and must not pull in Node code.
  */
 import type { AccessLevel, AuditCell, AuditMatrix, AuditProblem, AuditProblemKind, Severity } from '../labeling/audit-report';
+import type { Confinement } from '../labeling/confinement';
 import type { SelinuxMode } from './host-selinux';
 import type { HelperLaunch } from './helper-client';
 import type { DiskClass, SeclabelDefinition, VmDefinition, VmDefinitionInput } from './vm-definition';
 import type { VmState } from './vm-service';
 
-export type { AccessLevel, AuditCell, AuditProblem, AuditProblemKind, DiskClass, SeclabelDefinition, SelinuxMode, Severity, VmDefinition, VmDefinitionInput, VmState };
+export type { AccessLevel, AuditCell, AuditProblem, AuditProblemKind, Confinement, DiskClass, SeclabelDefinition, SelinuxMode, Severity, VmDefinition, VmDefinitionInput, VmState };
 
 export interface AppInfo {
   name: string;
@@ -67,9 +68,14 @@ export interface McsLevel {
 export interface VmSummary {
   name: string;
   state: VmState;
-  /** True when qemu runs (or would run) in a confined domain with an MCS pair. */
+  /**
+   * How qemu is held (running) or would be held (stopped, on this host now): confined, permissive (labels
+   * applied, not enforced), unconfined-disabled, unconfined-none. One vocabulary with the helper and the CLI.
+   */
+  confinement: Confinement;
+  /** confinement === 'confined': SELinux enforces and qemu runs (or would run) in its label. */
   confined: boolean;
-  /** Why not (seclabel none, SELinux disabled …); null when confined. */
+  /** Why not confined (permissive, SELinux disabled, seclabel none); null when confined. */
   notConfinedReason: string | null;
   /** The live qemu context while running; the static label when stopped; null for a stopped dynamic VM. */
   processLabel: string | null;

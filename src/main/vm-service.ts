@@ -21,6 +21,8 @@ export type VmState = 'stopped' | RunInfo['state'];
 /** A defined VM with what the helper reports while it runs (null/false while stopped). */
 export interface VmStatus extends Pick<RunInfo, 'name' | 'pid' | 'processLabel' | 'imageLabel' | 'level' | 'confined' | 'notConfinedReason'> {
   state: VmState;
+  /** How the running qemu is held (the helper's word); null while stopped. */
+  confinement: RunInfo['confinement'] | null;
   vcpus: number;
   memoryMiB: number;
   seclabel: VmDefinition['seclabel'];
@@ -91,6 +93,7 @@ export class VmService {
         processLabel: run?.processLabel ?? null,
         imageLabel: run?.imageLabel ?? null,
         level: run?.level ?? null,
+        confinement: run?.confinement ?? null,
         confined: run?.confined ?? false,
         notConfinedReason: run ? run.notConfinedReason : 'not running',
         vcpus: def.vcpus,

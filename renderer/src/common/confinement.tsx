@@ -8,9 +8,9 @@ import type { SelinuxMode, VmSummary } from '../../../src/main/ipc-contract';
  */
 export type ConfinementState = 'confined' | 'permissive' | 'unconfined';
 
-export function confinementOf(vm: Pick<VmSummary, 'confined'>, mode: SelinuxMode | null | undefined): ConfinementState {
-  if (!vm.confined || mode === 'disabled') return 'unconfined';
-  return mode === 'permissive' ? 'permissive' : 'confined';
+/** The helper's word for the VM (confined, permissive, unconfined-disabled, unconfined-none), for the screens. */
+export function confinementOf(vm: Pick<VmSummary, 'confinement'>): ConfinementState {
+  return vm.confinement === 'confined' || vm.confinement === 'permissive' ? vm.confinement : 'unconfined';
 }
 
 export const CONFINEMENT_TEXT: Record<ConfinementState, string> = {

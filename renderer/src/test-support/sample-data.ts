@@ -14,8 +14,11 @@ import type { FakeApi } from './fake-api';
 /** Builders and a small believable host for component tests and renderer previews. */
 
 export function vmSummary(overrides: Partial<VmSummary> & { name: string }): VmSummary {
+  // A builder told only `confined: false` means a VM without a label: seclabel none, or SELinux off.
+  const unconfined = overrides.seclabel?.mode === 'none' ? 'unconfined-none' : 'unconfined-disabled';
   return {
     state: 'stopped',
+    confinement: overrides.confined === false ? unconfined : 'confined',
     confined: true,
     notConfinedReason: null,
     processLabel: null,

@@ -1,6 +1,7 @@
 import { useState } from 'react';
 import type { VmSummary } from '../../../src/main/ipc-contract';
 import { errorMessage, useApi, useSvirtEvent } from '../api';
+import { confinementOf } from '../common/confinement';
 import { Dialog } from '../common/Dialog';
 import { Notice } from '../common/Notice';
 
@@ -24,7 +25,7 @@ export function VmActions({ vm, onChanged, onDeleted }: { vm: VmSummary; onChang
   const stopped = vm.state === 'stopped';
   const canStart = !busy && stopped;
   const canShutDown = !busy && vm.state === 'running';
-  const onStart = () => (vm.confined ? start(false) : setConfirm('start-unconfined'));
+  const onStart = () => (confinementOf(vm) === 'unconfined' ? setConfirm('start-unconfined') : start(false));
   const onShutDown = () => run(() => api.shutdownVm({ name: vm.name }));
   // The menu's Start and Shut down (and their shortcuts) are these buttons, confirmation included.
   useSvirtEvent('menuCommand', ({ command }) => {

@@ -1,7 +1,7 @@
 import { lazy, Suspense } from 'react';
 import type { VmDetails } from '../../../src/main/ipc-contract';
 import { useApi, useSvirtEvent } from '../api';
-import { UnconfinedWarning } from '../common/confinement';
+import { CONFINEMENT_TEXT, confinementOf, UnconfinedWarning } from '../common/confinement';
 import { Notice } from '../common/Notice';
 import { StateBadge } from '../common/StateBadge';
 import { useAsync } from '../common/use-async';
@@ -53,12 +53,17 @@ function Overview({ details, reload }: { details: VmDetails; reload: () => void 
     <>
       <section className="card" aria-label="Confinement">
         <h2 className="card__title">Confinement</h2>
-        {!summary.confined && summary.state === 'stopped' && (
+        {confinementOf(summary) === 'unconfined' && summary.state === 'stopped' && (
           <Notice tone="warning" title="Will run unconfined">
             {summary.notConfinedReason ?? 'qemu runs without an sVirt label.'}
           </Notice>
         )}
         <dl className="facts">
+          <dt>{summary.state === 'stopped' ? 'At start' : 'Now'}</dt>
+          <dd data-testid="confinement-state">
+            {CONFINEMENT_TEXT[confinementOf(summary)]}
+            {summary.notConfinedReason && <span className="facts__exact">{summary.notConfinedReason}</span>}
+          </dd>
           <dt>Process</dt>
           <dd className="label-cell">
             <McsChip level={summary.processLevel?.level ?? null} name={summary.processLevel?.name} />
@@ -131,7 +136,7 @@ export function VmDetailsScreen({ name, tab, onTab, onBack, onDeleted }: VmDetai
             />
           </header>
           {details.error && <Notice tone="error">{details.error}</Notice>}
-          {!vm.summary.confined && vm.summary.state !== 'stopped' && <UnconfinedWarning vm={vm.summary.name} reason={vm.summary.notConfinedReason} />}
+          {confinementOf(vm.summary) === 'unconfined' && vm.summary.state !== 'stopped' && <UnconfinedWarning vm={vm.summary.name} reason={vm.summary.notConfinedReason} />}
           <div className="tabs" role="tablist" aria-label={`${name} views`}>
             {TABS.filter((t) => t.id !== 'display' || vm.definition.display === 'vnc').map((t) => (
               <button
@@ -152,7 +157,7 @@ export function VmDetailsScreen({ name, tab, onTab, onBack, onDeleted }: VmDetai
             {tab === 'overview' && <Overview details={vm} reload={details.reload} />}
             {tab === 'console' && (
               <Suspense fallback={<p className="empty">Loading the console…</p>}>
-                <ConsoleView vm={name} state={vm.summary.state} unconfinedReason={vm.summary.confined ? undefined : (vm.summary.notConfinedReason ?? 'no confining label')} />
+                <ConsoleView vm={name} state={vm.summary.state} unconfinedReason={confinementOf(vm.summary) === 'unconfined' ? (vm.summary.notConfinedReason ?? 'no confining label') : undefined} />
               </Suspense>
             )}
             {tab === 'display' && (

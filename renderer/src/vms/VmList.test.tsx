@@ -112,7 +112,7 @@ describe('VmList confinement', () => {
   const unconfined = vmSummary({ name: 'legacy', state: 'running', confined: false, notConfinedReason: 'not confined: SELinux disabled', processLabel: 'system_u:system_r:svirt_t:s0:c1,c2', processLevel: { level: 's0:c1,c2', name: null } });
 
   it('gives an unconfined VM the strongest warning and never a coloured pair chip', () => {
-    render(<VmList vms={[unconfined, confinedVm('web', 's0:c3,c4')]} onOpen={vi.fn()} selinuxMode="enforcing" />);
+    render(<VmList vms={[unconfined, confinedVm('web', 's0:c3,c4')]} onOpen={vi.fn()} />);
     expect(row('legacy').className).toContain('row--danger');
     const cell = within(row('legacy')).getByTestId('confinement');
     expect(cell.textContent).toContain('⚠ Unconfined');
@@ -123,11 +123,13 @@ describe('VmList confinement', () => {
     expect(processChip('web').dataset.colour).toMatch(/^#/);
   });
 
-  it('calls no VM confined on a host with SELinux off, and a permissive one only logged', () => {
-    render(<VmList vms={[confinedVm('web', 's0:c3,c4')]} onOpen={vi.fn()} selinuxMode="disabled" />);
+  it('says what the helper reports: unconfined on a host with SELinux off, only logged on a permissive one', () => {
+    const off = { confinement: 'unconfined-disabled', confined: false, notConfinedReason: 'not confined: SELinux disabled' } as const;
+    render(<VmList vms={[confinedVm('web', 's0:c3,c4', off)]} onOpen={vi.fn()} />);
     expect(within(row('web')).getByTestId('confinement').textContent).toContain('Unconfined');
     cleanup();
-    render(<VmList vms={[confinedVm('web', 's0:c3,c4')]} onOpen={vi.fn()} selinuxMode="permissive" />);
+    const permissive = { confinement: 'permissive', confined: false, notConfinedReason: 'labels applied, not enforced: SELinux is permissive' } as const;
+    render(<VmList vms={[confinedVm('web', 's0:c3,c4', permissive)]} onOpen={vi.fn()} />);
     expect(within(row('web')).getByTestId('confinement').textContent).toBe('Permissive: logged, not enforced');
   });
 });

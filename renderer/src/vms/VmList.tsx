@@ -1,5 +1,5 @@
 import { useMemo, useState } from 'react';
-import type { SelinuxMode, VmState, VmSummary } from '../../../src/main/ipc-contract';
+import type { VmState, VmSummary } from '../../../src/main/ipc-contract';
 import { CONFINEMENT_TEXT, confinementOf } from '../common/confinement';
 import { StateBadge } from '../common/StateBadge';
 import { ContextText } from '../mcs/ContextText';
@@ -13,7 +13,7 @@ export function formatMemory(mib: number): string {
 }
 
 /** The VM table: who runs, whether confined, with which pair; conflicts between pairs are outlined. */
-export function VmList({ vms, onOpen, selinuxMode }: { vms: readonly VmSummary[]; onOpen: (name: string) => void; selinuxMode?: SelinuxMode | null }) {
+export function VmList({ vms, onOpen }: { vms: readonly VmSummary[]; onOpen: (name: string) => void }) {
   const [nameFilter, setNameFilter] = useState('');
   const [stateFilter, setStateFilter] = useState<VmState | 'all'>('all');
   // Conflicts are found over every VM, not the filtered ones: a hidden VM can still hold the same pair.
@@ -69,7 +69,7 @@ export function VmList({ vms, onOpen, selinuxMode }: { vms: readonly VmSummary[]
               const conflict = conflicts.get(vm.name);
               const sharedWarning = conflict && conflict.sharesPairWith.length > 0 ? `same MCS pair as ${conflict.sharesPairWith.join(', ')}` : null;
               const imageWarning = conflict?.imagePairDiffers ? `image pair differs from the VM's ${vm.processLevel?.level ?? ''}` : null;
-              const confinement = confinementOf(vm, selinuxMode);
+              const confinement = confinementOf(vm);
               const unconfined = confinement === 'unconfined';
               const rowClass = unconfined ? 'row--danger' : sharedWarning || imageWarning ? 'row--warning' : undefined;
               return (

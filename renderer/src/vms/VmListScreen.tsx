@@ -10,7 +10,7 @@ export function VmListScreen({ onOpen, onCreate }: { onOpen: (name: string) => v
   const host = useAsync(() => api.hostStatus(), [api]);
   useSvirtEvent('vmStateChanged', vms.reload);
   const mode = host.data?.selinux.mode ?? null;
-  const unconfined = mode === null ? 0 : (vms.data ?? []).filter((vm) => confinementOf(vm, mode) === 'unconfined').length;
+  const unconfined = mode === null ? 0 : (vms.data ?? []).filter((vm) => confinementOf(vm) === 'unconfined').length;
 
   return (
     <div className="screen">
@@ -26,7 +26,7 @@ export function VmListScreen({ onOpen, onCreate }: { onOpen: (name: string) => v
         </button>
       </header>
       {vms.error && <Notice tone="error" title="Could not list the VMs">{vms.error}</Notice>}
-      {vms.data ? <VmList vms={vms.data} onOpen={onOpen} selinuxMode={mode} /> : !vms.error && <p className="empty">Loading…</p>}
+      {vms.data ? <VmList vms={vms.data} onOpen={onOpen} /> : !vms.error && <p className="empty">Loading…</p>}
     </div>
   );
 }

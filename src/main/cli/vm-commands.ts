@@ -149,15 +149,14 @@ export function registerVmCommands(program: Command): void {
 
   program
     .command('list')
-    .description('list VMs: state, qemu pid, process label, image label, confined or not')
+    .description('list VMs: state, qemu pid, process label, image label, and how qemu is held: confined, permissive (labels applied, not enforced), unconfined-disabled or unconfined-none')
     .option('--json', 'JSON output')
     .action((opts: { json?: boolean }) => withSession(async ({ service }) => {
       const { vms, problems } = await service.list();
       for (const p of problems) process.stderr.write(`svirt: skipped ${p.file}: ${p.message}\n`);
-      const rows = [['NAME', 'STATE', 'PID', 'PROCESS LABEL', 'IMAGE LABEL', 'CONFINED']];
+      const rows = [['NAME', 'STATE', 'PID', 'PROCESS LABEL', 'IMAGE LABEL', 'CONFINEMENT']];
       for (const vm of vms) {
-        rows.push([vm.name, vm.state, vm.pid === null ? '-' : String(vm.pid), vm.processLabel ?? '-', vm.imageLabel ?? '-',
-          vm.confined ? 'yes' : `no${vm.state === 'stopped' ? '' : ` (${vm.notConfinedReason ?? ''})`}`]);
+        rows.push([vm.name, vm.state, vm.pid === null ? '-' : String(vm.pid), vm.processLabel ?? '-', vm.imageLabel ?? '-', vm.confinement ?? '-']);
       }
       printJsonOrTable(opts.json, vms, rows);
     }));
@@ -169,7 +168,7 @@ export function registerVmCommands(program: Command): void {
     .option('--allow-unconfined', 'run qemu even where it cannot be confined (SELinux disabled); files are labeled anyway')
     .action((name: string, opts: { allowUnconfined?: boolean }) => withSession(async ({ service }) => {
       const vm = await service.start(name, { allowUnconfined: Boolean(opts.allowUnconfined) });
-      process.stdout.write(`started ${vm.name}: pid ${vm.pid}, ${vm.processLabel ?? 'unconfined'}${vm.confined ? '' : ` (${vm.notConfinedReason})`}\n`);
+      process.stdout.write(`started ${vm.name}: pid ${vm.pid}, ${vm.processLabel ?? 'no label'}, ${vm.confinement}${vm.notConfinedReason ? ` (${vm.notConfinedReason})` : ''}\n`);
     }));
 
   program

@@ -31,7 +31,8 @@ async function runHelper(): Promise<number> {
   const profile = await loadPolicyProfile(undefined, config.categoryRange);
   const store = new HelperStateStore(config.stateDir);
   await store.init();
-  const selinux = memo(selinuxMode);
+  // Read at each use (a file read): a host switched with setenforce is reported as it is now.
+  const selinux = () => selinuxMode();
   const accel = memo(() => probeAccelerator());
   // seinfo takes seconds: asked on the first start only, not by sessions that never start a VM.
   const vmTypes = memo(() => loadVmTypeSets(profile));

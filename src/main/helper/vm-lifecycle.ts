@@ -2,12 +2,13 @@ import { randomInt } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { formatLevel, formatRange, parseContext, parseRange, type Level } from '../../labeling/context';
+import { confinementOf, NOT_CONFINED_REASON, processLabelProblem, type Confinement } from '../../labeling/confinement';
 import { imageLabelFor, planStart, type StartPlan } from '../../labeling/label-planner';
 import { McsAllocator, type InUseEntry } from '../../labeling/mcs-allocator';
 import type { PolicyProfile } from '../../labeling/policy-profile';
 import { isReservableStaticLabel, seclabelProblems, type ForeignLevel, type VmTypeSets } from '../../labeling/seclabel-rules';
 import { startConsoleKeeperProcess } from '../console/keeper-process';
-import { liveProcessLevels, type SelinuxMode } from '../host-selinux';
+import { liveProcessLevels, processLabel, type SelinuxMode } from '../host-selinux';
 import { clearDeadWalkers, labelFile, LabelConflictError, removeOrphanTreeLogs, restoreHolder, type RelabelContext, type RelabelTransact } from '../labels/relabeler';
 import { openRelabelTarget, PathRefusedError, type OpenedTarget, type Requester } from '../labels/path-policy';
 import type { AccelChoice } from '../qemu/accel';
@@ -37,7 +38,11 @@ export interface RunInfo {
   processLabel: string | null;
   imageLabel: string | null;
   level: string | null;
+  /** How qemu is held now (see labeling/confinement.ts). */
+  confinement: Confinement;
+  /** confinement === 'confined': the kernel enforces and qemu runs in its label. */
   confined: boolean;
+  /** Why not confined (permissive, disabled, seclabel none); null when confined. */
   notConfinedReason: string | null;
   accel: 'kvm' | 'tcg';
   startedAt: string;
@@ -92,12 +97,15 @@ function keeperEnvironment(): NodeJS.ProcessEnv {
   return { PATH: rest.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...(rest.ELECTRON_RUN_AS_NODE ? { ELECTRON_RUN_AS_NODE: rest.ELECTRON_RUN_AS_NODE } : {}) };
 }
 
-export function runInfo(record: RunRecord): RunInfo {
+/** A record as reported, with its confinement under the kernel's mode now. */
+export function runInfo(record: RunRecord, mode: SelinuxMode): RunInfo {
+  const seclabelMode = (record.definition as unknown as VmDefinition).seclabel.mode;
+  const confinement = confinementOf({ mode, seclabelMode, inLabel: record.confined });
   return {
     id: record.id, name: record.name, ownerUid: record.ownerUid, state: record.phase, pid: record.pid,
-    processLabel: record.processLabel, imageLabel: record.imageLabel, level: record.level, confined: record.confined,
-    notConfinedReason: record.notConfinedReason, accel: record.accel, startedAt: record.startedAt, runDir: record.runDir,
-    seclabelMode: (record.definition as unknown as VmDefinition).seclabel.mode,
+    processLabel: record.processLabel, imageLabel: record.imageLabel, level: record.level,
+    confinement, confined: confinement === 'confined', notConfinedReason: NOT_CONFINED_REASON[confinement],
+    accel: record.accel, startedAt: record.startedAt, runDir: record.runDir, seclabelMode,
   };
 }
 
@@ -245,11 +253,11 @@ export class VmLifecycle {
   /** The requester's running VMs (root sees every user's). */
   async list(): Promise<RunInfo[]> {
     if (await this.anyEnded()) await this.reconcile();
-    const registry = await this.deps.store.readRegistry();
+    const [registry, mode] = await Promise.all([this.deps.store.readRegistry(), this.deps.selinux()]);
     const { uid } = this.deps.requester;
     return Object.values(registry.vms)
       .filter((record) => uid === 0 || record.ownerUid === uid)
-      .map(runInfo)
+      .map((record) => runInfo(record, mode))
       .sort((a, b) => a.id.localeCompare(b.id));
   }
 
@@ -435,8 +443,9 @@ export class VmLifecycle {
         pid: null, pidStartTime: null, keeperPid: null, keeperStartTime: null, runDir,
         level: level ? formatLevel(level) : null,
         processLabel: plan.process.context, imageLabel: plan.imageLabel,
+        // Whether qemu is to run in its label; checked against the kernel once it runs.
         confined: plan.process.confined && confinable,
-        notConfinedReason: !plan.process.confined ? 'seclabel none: runs unconfined' : confinable ? null : 'not confined: SELinux disabled',
+        notConfinedReason: !plan.process.confined ? NOT_CONFINED_REASON['unconfined-none'] : confinable ? null : NOT_CONFINED_REASON['unconfined-disabled'],
         accel: accel.accel, definition: definition as unknown as Record<string, unknown>, startedAt: new Date().toISOString(),
       };
       tx.registry.vms[id] = record;
@@ -497,6 +506,12 @@ export class VmLifecycle {
         record.pidStartTime = processStartTime(launched.pid) ?? null;
         await tx.persist();
         faultPoint('after-exec');
+        if (record.confined && plan.process.context) {
+          // qemu has exec'd (it answered QMP): the kernel says which domain it runs in. Anything but its own
+          // label is not left running; the catch below kills it, restores the labels and frees the pair.
+          const problem = processLabelProblem(plan.process.context, await processLabel(launched.pid));
+          if (problem) throw new Error(`${problem}; it was stopped, its labels restored and its pair freed`);
+        }
         const keeper = await keeperStarting;
         record.keeperPid = keeper.pid;
         record.keeperStartTime = processStartTime(keeper.pid) ?? null;
@@ -509,7 +524,7 @@ export class VmLifecycle {
           await qmp.close();
         }
         record.phase = 'running';
-        return runInfo(record);
+        return runInfo(record, mode);
       } catch (err) {
         if (record.pid !== null && alive(record.pid, record.pidStartTime)) signal(record.pid, 'SIGKILL');
         record.pid = null;

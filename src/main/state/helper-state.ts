@@ -32,6 +32,7 @@ export interface RunRecord {
   level: string | null;
   processLabel: string | null;
   imageLabel: string | null;
+  /** qemu runs (while starting: is to run) in its SELinux label; the reported confinement adds the mode. */
   confined: boolean;
   notConfinedReason: string | null;
   accel: 'kvm' | 'tcg';
