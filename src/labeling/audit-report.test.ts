@@ -100,4 +100,11 @@ describe('audit matrix on the reference policy', () => {
     expect(report.problems.map((p) => [p.kind, p.vm ?? null])).toEqual([['selinux-permissive', null], ['unconfined-vm', 'b']]);
     expect(report.vms.map((v) => v.confinement)).toEqual(['permissive', 'unconfined-none']);
   });
+
+  it('shows a check the oracle could not answer as an error, not as "none"', async () => {
+    const a = vm('a', 's0:c1,c2', [res('/a.img', 'private', image('s0:c1,c2'), image('s0:c1,c2'))]);
+    const failing: AccessOracle = async () => ({ decision: 'error', reason: 'the kernel did not answer' });
+    const report = await buildAuditMatrix('enforcing', [a], failing);
+    expect(report.cells).toEqual([{ vm: 'a', path: '/a.img', access: 'error', reason: 'the kernel did not answer' }]);
+  });
 });

@@ -6,7 +6,8 @@
 import type { Confinement } from './confinement';
 import { compareLevels, formatRange, parseContext } from './context';
 
-export type AccessLevel = 'read' | 'write' | 'none';
+/** `error`: the oracle could not answer (e.g. the kernel refused the question); never read as a denial. */
+export type AccessLevel = 'read' | 'write' | 'none' | 'error';
 export type AuditProblemKind = 'selinux-disabled' | 'selinux-permissive' | 'unconfined-vm' | 'duplicate-pair' | 'unintended-sharing' | 'label-drift';
 export type Severity = 'critical' | 'warning' | 'info';
 
@@ -33,7 +34,8 @@ export interface AuditedVm {
 }
 
 export interface AccessVerdict {
-  readonly decision: 'allowed' | 'denied' | 'unknown';
+  /** `error`: the question could not be asked or answered (a distinct result, not a denial). */
+  readonly decision: 'allowed' | 'denied' | 'unknown' | 'error';
   readonly reason: string;
 }
 
@@ -109,6 +111,8 @@ async function accessOf(oracle: AccessOracle, vm: AuditedVm & { processLabel: st
   const write = await oracle(vm.processLabel, resource.actualLabel, resource.tclass, WRITE_PERMS);
   if (write.decision === 'allowed') return cell('write', write.reason);
   const read = await oracle(vm.processLabel, resource.actualLabel, resource.tclass, READ_PERMS);
+  const failed = [read, write].find((v) => v.decision === 'error');
+  if (failed) return cell('error', failed.reason);
   if (read.decision === 'allowed') return cell('read', `read only: ${write.reason}`);
   const unknown = [write, read].find((v) => v.decision === 'unknown');
   return cell('none', unknown ? `unknown: ${unknown.reason}` : read.reason);
@@ -175,7 +179,7 @@ export async function buildAuditMatrix(mode: 'enforcing' | 'permissive' | 'disab
   for (const entry of resources.values()) {
     const owners = running.filter((vm) => vm.resources.some((r) => r.path === entry.path && r.class === 'private')).map((vm) => vm.name);
     if (owners.length === 0) continue;
-    const reaching = cells.filter((c) => c.path === entry.path && c.access !== 'none').map((c) => c.vm);
+    const reaching = cells.filter((c) => c.path === entry.path && (c.access === 'read' || c.access === 'write')).map((c) => c.vm);
     const intruders = reaching.filter((name) => name !== owners[0]);
     // A VM that holds the owner's pair reaches its images by that pair: the duplicate-pair problem
     // names those images, rather than a second critical item restating it.

@@ -4,7 +4,7 @@ import { confinementOf, NOT_CONFINED_REASON } from '../labeling/confinement';
 import { formatContext, formatRange, parseContext } from '../labeling/context';
 import { EMPTY_TRANSLATION_TABLE, parseSetrans, type TranslationTable } from '../labeling/setrans';
 import { checkStaticLabel, type LevelInUse } from '../labeling/static-label-check';
-import { auditRunningVms } from './audit-service';
+import { auditedVms, auditRunningVms } from './audit-service';
 import { HelperClient, resolveHelperLaunch, type HelperLaunch } from './helper-client';
 import type { RunInfo } from './helper/vm-lifecycle';
 import { selinuxMode } from './host-selinux';
@@ -360,18 +360,7 @@ export function createServices(options: ServiceOptions = {}): Services {
     },
 
     audit: async (): Promise<AuditReport> => {
-      const [{ vms }, selinux] = await Promise.all([service.list(), mode()]);
-      const running = vms.filter((vm) => vm.state !== 'stopped');
-      const audited = await Promise.all(running.map(async (vm) => ({
-        name: vm.name,
-        processLabel: vm.processLabel,
-        confined: vm.confined,
-        ...(vm.confinement ? { confinement: vm.confinement } : {}),
-        notConfinedReason: vm.notConfinedReason,
-        resources: (await service.labels(vm.name)).map((l) => ({
-          path: l.path, class: l.class, expectedLabel: l.expectedLabel, actualLabel: l.actualLabel, tclass: 'file',
-        })),
-      })));
+      const [audited, selinux] = await Promise.all([auditedVms(service), mode()]);
       const matrix = await auditRunningVms(selinux, audited);
       const withLevels = await Promise.all(matrix.vms.map(async (v) => ({ ...v, processLevel: await mcsLevel(v.processLabel) })));
       return { ...matrix, vms: withLevels };

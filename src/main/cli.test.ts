@@ -21,4 +21,10 @@ describe('svirt CLI', () => {
   it('exits 2 on an unknown command', async () => {
     await expect(run(process.execPath, ['bin/svirt.js', 'frobnicate'])).rejects.toMatchObject({ code: 2 });
   });
+
+  it('refuses audit --compare-offline on a kernel without SELinux, naming the flag (exit 2)', async () => {
+    await expect(run(process.execPath, ['bin/svirt.js', 'audit', '--compare-offline'])).rejects.toMatchObject({
+      code: 2, stderr: expect.stringMatching(/--compare-offline needs a kernel with SELinux on/),
+    });
+  });
 });

@@ -4,6 +4,7 @@ import { CliError, EXIT } from './cli/exit-codes';
 import { registerContextCommand } from './cli/context-command';
 import { registerPlanCommand } from './cli/plan-command';
 import { registerAccessCommand } from './cli/access-command';
+import { registerAuditCommand } from './cli/audit-command';
 import { registerVmCommands } from './cli/vm-commands';
 
 /**
@@ -27,6 +28,7 @@ export function buildCli(): Command {
   registerPlanCommand(program);
   registerAccessCommand(program);
   registerVmCommands(program);
+  registerAuditCommand(program);
 
   return program;
 }

@@ -10,7 +10,7 @@ import { PathText } from '../common/PathText';
 
 const SOURCE_TEXT = { kernel: 'Answered by the kernel', evaluator: 'Answered by the policy evaluator' } as const;
 const SEVERITY_ORDER: Record<Severity, number> = { critical: 0, warning: 1, info: 2 };
-const ACCESS_TEXT: Record<AccessLevel, string> = { write: 'write', read: 'read', none: 'none' };
+const ACCESS_TEXT: Record<AccessLevel, string> = { write: 'write', read: 'read', none: 'none', error: 'error' };
 
 const baseName = (path: string) => path.split('/').pop() || path;
 
@@ -100,7 +100,7 @@ function Matrix({ report }: { report: AuditReport }) {
                 const access = cell?.access ?? 'none';
                 // Access to another VM's private image (a label with a pair) is what sVirt exists to prevent;
                 // shared images at s0 are meant for every VM.
-                const unintended = access !== 'none' && !r.usedBy.includes(vm.name) && pairOf(levelOfContext(r.label)) !== null;
+                const unintended = (access === 'read' || access === 'write') && !r.usedBy.includes(vm.name) && pairOf(levelOfContext(r.label)) !== null;
                 const reason = cell?.reason ?? 'not evaluated';
                 // A button, so the rule behind the cell is one Tab and Enter away, not on hover only.
                 return (

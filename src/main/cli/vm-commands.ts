@@ -30,7 +30,7 @@ class CliSession {
   }
 }
 
-async function withSession<T>(fn: (session: CliSession) => Promise<T>): Promise<T> {
+export async function withSession<T>(fn: (session: CliSession) => Promise<T>): Promise<T> {
   const session = new CliSession();
   try {
     return await fn(session);
