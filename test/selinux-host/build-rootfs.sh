@@ -10,7 +10,8 @@ set -euo pipefail
 out=$1
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d "${out}.work.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# --one-file-system: an interrupted mmdebstrap may leave /proc mounted in the chroot.
+trap 'rm -rf --one-file-system "$work"' EXIT
 root=$work/root
 pkgs=$(grep -v '^#' "$here/rootfs-packages.txt" | grep -v '^$' | paste -sd, -)
 mmdebstrap --variant=minbase --include="$pkgs" \
