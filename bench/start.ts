@@ -43,7 +43,8 @@ import { emptyJournal } from '../src/main/labels/label-journal';
 import { DEFAULT_PATH_POLICY } from '../src/main/labels/path-policy';
 import { labelFile, restoreHolder, type RelabelContext } from '../src/main/labels/relabeler';
 import { TCG_ARGS, KVM_CANDIDATES } from '../src/main/qemu/accel';
-import { buildQemuArgv, ensureQemuUser, type LaunchSpec } from '../src/main/qemu/launch';
+import { buildQemuArgv, type LaunchSpec } from '../src/main/qemu/launch';
+import { allocateVmId, DEFAULT_VM_ID_RANGE } from '../src/main/state/vm-ids';
 import { writeFileAtomic } from '../src/main/state/atomic-file';
 import { connectUnix, GUEST_READY_MARKER } from '../test/support/guest';
 import { createTestHost, type TestHost } from '../test/support/helper-session';
@@ -118,6 +119,7 @@ function launchSpec(host: TestHost, diskPath: string, runDir: string): LaunchSpe
     name: VM_NAME, runDir, memoryMiB: MEMORY_MIB, cpus: 1,
     kernel: host.kernel, initrd: host.initrd, append: host.append,
     disks: [{ path: diskPath, format: 'raw', readonly: false, shared: false }],
+    uid: DEFAULT_VM_ID_RANGE.first, gid: DEFAULT_VM_ID_RANGE.first,
   };
 }
 
@@ -278,7 +280,7 @@ async function replicaPrepare(host: TestHost, workDir: string): Promise<Record<s
     journal, persist: () => writeFileAtomic(journalPath, JSON.stringify(journal)), config: DEFAULT_PATH_POLICY,
     requester: { uid: 0 }, isRunning: () => false, treeLogDir: path.join(workDir, 'replica-trees'),
   };
-  const times: Record<string, number[]> = { labelDiskMs: [], labelKernelAndInitrdMs: [], restoreMs: [], ensureQemuUserMs: [], kernelReadableChecksMs: [] };
+  const times: Record<string, number[]> = { labelDiskMs: [], labelKernelAndInitrdMs: [], restoreMs: [], allocateVmIdMs: [] };
   for (let i = 0; i < 5; i++) {
     let t = wallNow();
     await labelFile(ctx, 'replica', 'private', disk, `system_u:object_r:svirt_image_t:s0:c${i + 1},c${i + 100}`);
@@ -291,11 +293,8 @@ async function replicaPrepare(host: TestHost, workDir: string): Promise<Record<s
     await restoreHolder(ctx, 'replica');
     times.restoreMs?.push(wallNow() - t);
     t = wallNow();
-    const { uid, gid } = await ensureQemuUser();
-    times.ensureQemuUserMs?.push(wallNow() - t);
-    t = wallNow();
-    for (const p of [host.kernel, host.initrd]) await run('test', ['-f', p, '-a', '-r', p], { uid, gid });
-    times.kernelReadableChecksMs?.push(wallNow() - t);
+    await allocateVmId(DEFAULT_VM_ID_RANGE, []);
+    times.allocateVmIdMs?.push(wallNow() - t);
   }
   return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, r1(median(v))]));
 }

@@ -1,10 +1,12 @@
-import { execFileSync } from 'node:child_process';
-import { chown } from 'node:fs/promises';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chown, copyFile, mkdir, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../src/main/helper-client';
 import type { RunInfo } from '../src/main/helper/vm-lifecycle';
-import { createTestHost, type TestHost } from './support/helper-session';
+import { DEFAULT_VM_ID_RANGE } from '../src/main/state/vm-ids';
+import { GUEST_READY_MARKER } from './support/guest';
+import { ConsoleTap, createTestHost, type TestHost } from './support/helper-session';
 
 // The helper as a boundary between local users (issue 12): real helpers acting for two uids, real qemu.
 const OTHER_UID = 4242;
@@ -52,5 +54,97 @@ describe('helper boundary between users', () => {
     const rootResult = await within(rootStart, 60_000);
     expect(rootResult !== 'pending' && 'value' in rootResult ? rootResult.value.name : rootResult).toBe('beside-fifo');
     await root.request('forceOff', { vm: 'beside-fifo' });
+  });
+});
+
+/** Real, effective, saved and fs uids and gids of a process. */
+async function ids(pid: number): Promise<{ uids: number[]; gids: number[] }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) => (new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(status)?.[1] ?? '').split(/\s+/).map(Number);
+  return { uids: field('Uid'), gids: field('Gid') };
+}
+
+/** The one uid (= gid) a VM's qemu runs as, checked to be one of the configured range. */
+async function vmUid(pid: number): Promise<number> {
+  const { uids, gids } = await ids(pid);
+  expect(new Set([...uids, ...gids]).size).toBe(1);
+  const uid = uids[0] as number;
+  expect(uid).toBeGreaterThanOrEqual(DEFAULT_VM_ID_RANGE.first);
+  expect(uid).toBeLessThanOrEqual(DEFAULT_VM_ID_RANGE.last);
+  return uid;
+}
+
+/** Boot files and a disk owned by the other user, as that user's own would be. */
+async function otherUsersFiles(name: string): Promise<{ boot: object; disk: string }> {
+  const boot = { kind: 'kernel', kernel: path.join(host.dir, `${name}-vmlinuz`), initrd: path.join(host.dir, `${name}-initrd.gz`), cmdline: host.append };
+  await copyFile(host.kernel, boot.kernel);
+  await copyFile(host.initrd, boot.initrd);
+  const img = await host.disk(`${name}.img`);
+  for (const p of [boot.kernel, boot.initrd, img]) await chown(p, OTHER_UID, OTHER_UID);
+  return { boot, disk: img };
+}
+
+async function waitGone(pid: number): Promise<void> {
+  for (let i = 0; i < 200 && (await readFile(`/proc/${pid}/status`, 'utf8').then((s) => !/^State:\s+Z/m.test(s), () => false)); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('each VM runs as its own uid', () => {
+  it('runs two VMs as two uids of the range, and one VM\'s uid cannot open the other\'s disk through /proc/PID/fd', async () => {
+    const rootDisk = await host.disk('uid-root.img');
+    const theirs = await otherUsersFiles('uid-other');
+    const a = await root.request<RunInfo>('start', { definition: definition('uid-a', [disk(rootDisk, 'private')]), allowUnconfined: true });
+    const b = await other.request<RunInfo>('start', { definition: definition('uid-b', [disk(theirs.disk, 'private')], theirs.boot), allowUnconfined: true });
+    const [uidA, uidB] = [await vmUid(a.pid!), await vmUid(b.pid!)];
+    expect(uidA).not.toBe(uidB);
+    // A private disk belongs to its VM's uid while it runs.
+    expect((await stat(rootDisk)).uid).toBe(uidA);
+    expect((await stat(theirs.disk)).uid).toBe(uidB);
+
+    // B's qemu holds B's disk open; A's uid (a process of its own, as a compromised qemu would be) cannot reach it.
+    const fds = await readdir(`/proc/${b.pid}/fd`);
+    const links = await Promise.all(fds.map((fd) => readlink(`/proc/${b.pid}/fd/${fd}`).catch(() => '')));
+    const diskFd = fds.find((_, i) => links[i] === theirs.disk);
+    expect(diskFd).toBeDefined();
+    const asA = spawnSync('head', ['-c', '16', `/proc/${b.pid}/fd/${diskFd}`], { uid: uidA, gid: uidA, encoding: 'utf8' });
+    expect({ status: asA.status, stderr: asA.stderr }).toMatchObject({ status: 1, stderr: expect.stringMatching(/Permission denied/) });
+
+    await Promise.all([root.request('forceOff', { vm: 'uid-a' }), other.request('forceOff', { vm: 'uid-b' })]);
+    expect((await stat(rootDisk)).uid).toBe(0);
+    expect((await stat(theirs.disk)).uid).toBe(OTHER_UID);
+  });
+
+  it('boots a kernel and initrd whose paths hold commas', async () => {
+    const dir = path.join(host.dir, 'boot,files');
+    await mkdir(dir);
+    const boot = { kind: 'kernel', kernel: path.join(dir, 'vmlinuz,1'), initrd: path.join(dir, 'initrd,1.gz'), cmdline: host.append };
+    await copyFile(host.kernel, boot.kernel);
+    await copyFile(host.initrd, boot.initrd);
+    await root.request<RunInfo>('start', { definition: definition('comma-boot', [], boot), allowUnconfined: true });
+    const tap = await ConsoleTap.attach(root, 'comma-boot');
+    await tap.waitFor(new RegExp(GUEST_READY_MARKER), 120_000);
+    await root.request('forceOff', { vm: 'comma-boot' });
+  });
+
+  it('after a helper crash and a dead qemu, reconcile gives the disk its owner back and frees the VM\'s uid', async () => {
+    const theirs = await otherUsersFiles('crash');
+    const vm = await other.request<RunInfo>('start', { definition: definition('crashed', [disk(theirs.disk, 'private')], theirs.boot), allowUnconfined: true });
+    const uid = await vmUid(vm.pid!);
+    expect((await stat(theirs.disk)).uid).toBe(uid);
+    other.kill('SIGKILL');
+    await other.exited;
+    process.kill(vm.pid!, 'SIGKILL');
+    await waitGone(vm.pid!);
+
+    other = host.startHelper({ SUDO_UID: String(OTHER_UID) });
+    expect(await other.request('list')).toEqual([]);
+    expect((await stat(theirs.disk)).uid).toBe(OTHER_UID);
+    const registry = JSON.parse(await readFile(path.join(host.stateDir, 'registry.json'), 'utf8')) as { vms: Record<string, { qemuUid?: number }> };
+    expect(Object.values(registry.vms).map((r) => r.qemuUid)).not.toContain(uid);
+    // The id is free again: the next VM gets it.
+    const again = await other.request<RunInfo>('start', { definition: definition('crashed', [disk(theirs.disk, 'private')], theirs.boot), allowUnconfined: true });
+    expect(await vmUid(again.pid!)).toBe(uid);
+    await other.request('forceOff', { vm: 'crashed' });
   });
 });

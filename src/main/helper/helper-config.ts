@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parseCategoryRange, DEFAULT_CATEGORY_RANGE, type CategoryRange } from '../../labeling/policy-profile';
 import { checkPathSyntax, DEFAULT_PATH_POLICY, type PathPolicyConfig, type Requester } from '../labels/path-policy';
 import { DEFAULT_STATE_DIR } from '../state/helper-state';
+import { checkIdRangeFree, DEFAULT_VM_ID_RANGE, parseIdRange, type IdRange } from '../state/vm-ids';
 import { ajv, describeAjvError } from './protocol';
 
 /**
@@ -15,8 +16,8 @@ export interface HelperConfig {
   readonly stateDir: string;
   readonly pathPolicy: PathPolicyConfig;
   readonly categoryRange: CategoryRange;
-  /** The unprivileged account qemu runs as (created on first use). */
-  readonly qemuUser: string;
+  /** The uids/gids given to running VMs, one each (see state/vm-ids.ts). */
+  readonly vmIdRange: IdRange;
   /** Seconds an ACPI shutdown may take before the VM is forced off. */
   readonly shutdownTimeoutSeconds: number;
   /** Whether requesters may start VMs with `seclabel none` (qemu unconfined, in the helper's domain). */
@@ -36,7 +37,9 @@ interface HelperConfigFile {
   pools?: PoolConfigFile[];
   allowedBlockDevices?: string[];
   categoryRange?: string;
+  /** Ignored: qemu no longer runs as one shared account (each VM gets an id from vmIdRange). */
   qemuUser?: string;
+  vmIdRange?: string;
   shutdownTimeoutSeconds?: number;
   allowSeclabelNone?: boolean;
 }
@@ -62,6 +65,7 @@ const validateConfigFile = ajv.compile<HelperConfigFile>({
     allowedBlockDevices: { type: 'array', items: { type: 'string', pattern: '^/dev/' } },
     categoryRange: { type: 'string' },
     qemuUser: { type: 'string', pattern: '^[a-z_][a-z0-9_-]*$' },
+    vmIdRange: { type: 'string' },
     shutdownTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 3600 },
     allowSeclabelNone: { type: 'boolean' },
   },
@@ -90,6 +94,13 @@ export async function loadHelperConfig(env: NodeJS.ProcessEnv = process.env): Pr
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
+  let vmIdRange = DEFAULT_VM_ID_RANGE;
+  try {
+    if (parsed.vmIdRange !== undefined) vmIdRange = parseIdRange(parsed.vmIdRange);
+    await checkIdRangeFree(vmIdRange);
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`, { cause: err });
+  }
   return {
     stateDir: (trustEnv && env.SVIRT_STATE_DIR) || DEFAULT_STATE_DIR,
     pathPolicy: {
@@ -97,7 +108,7 @@ export async function loadHelperConfig(env: NodeJS.ProcessEnv = process.env): Pr
       allowedBlockDevices: parsed.allowedBlockDevices ?? DEFAULT_PATH_POLICY.allowedBlockDevices,
     },
     categoryRange: parsed.categoryRange ? parseCategoryRange(parsed.categoryRange) : DEFAULT_CATEGORY_RANGE,
-    qemuUser: parsed.qemuUser ?? 'svirt-qemu',
+    vmIdRange,
     shutdownTimeoutSeconds: parsed.shutdownTimeoutSeconds ?? 60,
     allowSeclabelNone: parsed.allowSeclabelNone ?? false,
     configPath: file,

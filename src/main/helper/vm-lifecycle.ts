@@ -1,5 +1,6 @@
-import { randomInt } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { randomInt, randomUUID } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { copyFile, mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { formatLevel, formatRange, parseContext, parseRange, type Level } from '../../labeling/context';
 import { confinementOf, NOT_CONFINED_REASON, processLabelProblem, type Confinement } from '../../labeling/confinement';
@@ -9,6 +10,7 @@ import type { PolicyProfile } from '../../labeling/policy-profile';
 import { isReservableStaticLabel, seclabelProblems, type ForeignLevel, type VmTypeSets } from '../../labeling/seclabel-rules';
 import { startConsoleKeeperProcess } from '../console/keeper-process';
 import { liveProcessLevels, processLabel, type SelinuxMode } from '../host-selinux';
+import { readLabelOfOpened, writeLabel } from '../labels/file-labels';
 import { clearDeadWalkers, labelFile, LabelConflictError, removeOrphanTreeLogs, restoreHolder, type RelabelContext, type RelabelTransact } from '../labels/relabeler';
 import { openRelabelTarget, PathRefusedError, type OpenedTarget, type Requester } from '../labels/path-policy';
 import type { AccelChoice } from '../qemu/accel';
@@ -17,6 +19,7 @@ import { BackingChainError, readBackingChain, type BackingLayer } from '../qemu/
 import { diskNodeName, launchQemu, qemuRunPaths, readQemuPid, type DiskSpec as LaunchDisk } from '../qemu/launch';
 import { QmpClient } from '../qemu/qmp';
 import { processStartTime } from '../state/state-lock';
+import { allocateVmId } from '../state/vm-ids';
 import type { HelperStateStore, RunRecord, StateTransaction } from '../state/helper-state';
 import { parseVmDefinition, toVmSpec, type VmDefinition } from '../vm-definition';
 import type { HelperConfig } from './helper-config';
@@ -83,7 +86,31 @@ interface VmFiles {
   readonly disks: { spec: LaunchDisk; opened: OpenedTarget }[];
   /** The UEFI variable store (the user's file like a disk). */
   readonly nvram?: OpenedTarget;
+  /** Hands the private boot file copies to the VM's uid (and image label); their paths for the launcher. */
+  bootCopiesFor(uid: number, label: string | null): Promise<{ kernel?: string; initrd?: string }>;
   close(): Promise<void>;
+}
+
+/** A kernel or initrd larger than this is refused (it is copied for each start). */
+const MAX_BOOT_FILE_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * A private copy of a checked boot file, for one VM: qemu reopens its kernel and initrd as /proc/self/fd/N,
+ * which checks the file's permissions against the VM's uid. Handing over the user's file would need it
+ * chowned or world-readable; a copy owned by the VM's uid alone (mode 0400, the VM's image label) needs
+ * neither, cannot change under qemu, and no other VM can read it. It is unlinked at once: only the fd holds it.
+ */
+async function privateCopy(source: OpenedTarget, dir: string, field: string): Promise<FileHandle> {
+  if (source.stat.size > MAX_BOOT_FILE_BYTES) throw new HelperError('refused', `${field}: ${source.path} is larger than ${MAX_BOOT_FILE_BYTES >> 20} MiB`);
+  const copyPath = path.join(dir, `.boot-${randomUUID()}`);
+  await copyFile(source.fdPath, copyPath, fsConstants.COPYFILE_EXCL);
+  try {
+    const copy = await open(copyPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    await copy.chmod(0o400);
+    return copy;
+  } finally {
+    await rm(copyPath, { force: true });
+  }
 }
 
 const CONSOLE_SOCKET = 'console.sock';
@@ -364,8 +391,11 @@ export class VmLifecycle {
     let nvram: OpenedTarget | undefined;
     const disks: VmFiles['disks'] = [];
     const layers: OpenedTarget[] = [];
+    const copies: { kernel?: FileHandle; initrd?: FileHandle } = {};
+    const sourceLabels: { kernel?: string | null; initrd?: string | null } = {};
+    const handles = (): FileHandle[] => [...[...disks.map((d) => d.opened), ...layers, ...(nvram ? [nvram] : [])].map((o) => o.handle), ...Object.values(copies)];
     let closed: Promise<void> | undefined;
-    const close = () => (closed ??= Promise.all([...disks.map((d) => d.opened), ...layers, ...(nvram ? [nvram] : [])].map((o) => o.handle.close())).then(() => undefined));
+    const close = () => (closed ??= Promise.all(handles().map((h) => h.close())).then(() => undefined));
     const openChecked = (field: string, p: string) =>
       openRelabelTarget(p, { config: this.deps.config.pathPolicy, requester: this.deps.requester, regularFileOnly: true }).catch((err: unknown) => {
         throw err instanceof PathRefusedError ? new HelperError('refused', `${field}: ${err.message}`) : err;
@@ -389,11 +419,35 @@ export class VmLifecycle {
           throw new HelperError('bad-request', (err as Error).message);
         });
       }
+      if (boot.kind === 'kernel') {
+        for (const [what, p] of [['kernel', boot.kernel], ['initrd', boot.initrd]] as const) {
+          if (p === undefined) continue;
+          const source = await openChecked(`boot.${what}`, p);
+          try {
+            sourceLabels[what] = await readLabelOfOpened(source.fdPath);
+            copies[what] = await privateCopy(source, this.deps.store.runRoot, `boot.${what}`);
+          } finally {
+            await source.handle.close();
+          }
+        }
+      }
     } catch (err) {
       await close();
       throw err;
     }
-    return { disks, ...(nvram ? { nvram } : {}), close };
+    const bootCopiesFor = async (uid: number, label: string | null) => {
+      const out: { kernel?: string; initrd?: string } = {};
+      for (const [what, copy] of Object.entries(copies) as ['kernel' | 'initrd', FileHandle][]) {
+        await copy.chown(uid, uid);
+        const fdPath = `/proc/${process.pid}/fd/${copy.fd}`;
+        // Without an image label of its own (static without relabel, none), the copy reads as the original did.
+        const wanted = label ?? sourceLabels[what] ?? null;
+        if (wanted !== null) await writeLabel(fdPath, wanted);
+        out[what] = fdPath;
+      }
+      return out;
+    };
+    return { disks, ...(nvram ? { nvram } : {}), bootCopiesFor, close };
   }
 
   async start(definitionInput: unknown, options: StartOptions = {}): Promise<RunInfo> {
@@ -437,6 +491,12 @@ export class VmLifecycle {
         allocator.release(id);
         throw new HelperError('refused', `not confined: SELinux is disabled on this host, so qemu would run unconfined; start with allowUnconfined to run it anyway (its files are labeled either way)`);
       }
+      const range = this.deps.config.vmIdRange;
+      const qemuUid = await allocateVmId(range, Object.values(tx.registry.vms).flatMap((r) => (r.qemuUid === undefined ? [] : [r.qemuUid])));
+      if (qemuUid === undefined) {
+        allocator.release(id);
+        throw new HelperError('refused', `no free VM uid left in vmIdRange ${range.first}-${range.last}: every one runs a VM`);
+      }
       const record: RunRecord = {
         id, name: definition.name, ownerUid, phase: 'starting',
         helperPid: process.pid, helperStartTime: this.helperStartTime,
@@ -446,7 +506,7 @@ export class VmLifecycle {
         // Whether qemu is to run in its label; checked against the kernel once it runs.
         confined: plan.process.confined && confinable,
         notConfinedReason: !plan.process.confined ? NOT_CONFINED_REASON['unconfined-none'] : confinable ? null : NOT_CONFINED_REASON['unconfined-disabled'],
-        accel: accel.accel, definition: definition as unknown as Record<string, unknown>, startedAt: new Date().toISOString(),
+        accel: accel.accel, qemuUid, definition: definition as unknown as Record<string, unknown>, startedAt: new Date().toISOString(),
       };
       tx.registry.vms[id] = record;
       tx.registry.mcs = allocator.toJSON();
@@ -460,7 +520,11 @@ export class VmLifecycle {
         for (const action of plan.actions) {
           if (action.label === null) continue;
           const kind = action.remember || action.class === 'private' ? 'private' : action.class === 'shared' ? 'shared' : 'readonly';
-          await labelFile(ctx, id, kind, action.path, action.label);
+          // A private disk belongs to the VM's uid while it runs (journaled, given back at stop): qemu gets fds
+          // either way, but no other VM's uid (nor the user's, meanwhile) may open it by name. Shared and
+          // read-only files keep their owners: several VMs use them, through the fds the helper opened.
+          const own = action.resource === 'disk' && action.class === 'private' ? { uid: qemuUid, gid: qemuUid } : undefined;
+          await labelFile(ctx, id, kind, action.path, action.label, own);
           faultPoint('mid-relabel');
         }
         const boot = definition.boot;
@@ -487,13 +551,15 @@ export class VmLifecycle {
             runDir,
             memoryMiB: definition.memoryMiB,
             cpus: definition.vcpus,
-            ...(boot.kind === 'kernel' ? { kernel: boot.kernel, ...(boot.initrd ? { initrd: boot.initrd } : {}), ...(boot.cmdline ? { append: boot.cmdline } : {}) } : {}),
+            ...(boot.kind === 'kernel' && boot.cmdline ? { append: boot.cmdline } : {}),
             disks: files.disks.map((d) => ({ ...d.spec, path: d.opened.fdPath })),
             ...(files.nvram ? { firmware: { code: OVMF_CODE, vars: files.nvram.fdPath } } : {}),
             ...(definition.network?.mode === 'user' ? { network: { portForwards: (definition.network.portForwards ?? []).map((f) => ({ ...f })) } } : {}),
             ...(definition.display === 'vnc' ? { displayDir: this.displayDir(ownerUid, definition.name) } : {}),
             accelArgs: accel.args,
-            user: this.deps.config.qemuUser,
+            uid: qemuUid,
+            gid: qemuUid,
+            ...(await files.bootCopiesFor(qemuUid, plan.imageLabel)),
             // Paused until the console keeper holds the serial port, so not one byte of boot output is lost.
             paused: true,
             ...(confinable && plan.process.context ? this.selinuxLaunchLabels(plan, plan.process.context) : {}),

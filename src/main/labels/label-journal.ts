@@ -18,6 +18,8 @@ export interface JournalEntry {
   /** A VM id for private files; the relabeled root path for shared/read-only content trees. */
   holder: string;
   at: string;
+  /** The owner before a VM's own uid took the file over for its run (private disks); absent when not changed. */
+  owner?: { uid: number; gid: number };
 }
 
 /**
@@ -71,6 +73,10 @@ const entrySchema = {
     kind: { type: 'string', enum: ['private', 'shared', 'readonly'] },
     holder: { type: 'string', minLength: 1 },
     at: { type: 'string' },
+    owner: {
+      type: 'object', additionalProperties: false, required: ['uid', 'gid'],
+      properties: { uid: { type: 'integer', minimum: 0 }, gid: { type: 'integer', minimum: 0 } },
+    },
   },
 } as const;
 

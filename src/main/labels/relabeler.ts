@@ -86,8 +86,13 @@ function conflictFor(ctx: RelabelContext, entry: JournalEntry | undefined, holde
   return undefined;
 }
 
-/** Labels one file (a private image, a char device, kernel…) for `holder`; returns the label set. */
-export async function labelFile(ctx: RelabelContext, holder: string, kind: HolderKind, target: string, label: string): Promise<JournalEntry> {
+/**
+ * Labels one file (a private image, a char device, kernel…) for `holder`; returns the label set. With
+ * `owner`, the file is also handed to that uid/gid (a VM's own) and its owner journaled with its label.
+ */
+export async function labelFile(
+  ctx: RelabelContext, holder: string, kind: HolderKind, target: string, label: string, owner?: { uid: number; gid: number },
+): Promise<JournalEntry> {
   assertValidLabel(label);
   const opened = await openRelabelTarget(target, { config: ctx.config, requester: ctx.requester });
   try {
@@ -97,11 +102,14 @@ export async function labelFile(ctx: RelabelContext, holder: string, kind: Holde
     if (conflict) throw new LabelConflictError(conflict);
     const sameInode = existing && existing.dev === opened.stat.dev && existing.ino === opened.stat.ino;
     const original = sameInode ? existing.original : await readLabelOfOpened(opened.fdPath);
+    const originalOwner = sameInode && existing.owner ? existing.owner : { uid: opened.stat.uid, gid: opened.stat.gid };
     const entry: JournalEntry = {
       path: target, dev: opened.stat.dev, ino: opened.stat.ino, original, applied: label, kind, holder, at: new Date().toISOString(),
+      ...(owner ? { owner: originalOwner } : {}),
     };
     ctx.journal.entries[target] = entry;
     await ctx.persist();
+    if (owner) await opened.handle.chown(owner.uid, owner.gid);
     await writeLabel(opened.fdPath, label);
     const now = await readLabelOfOpened(opened.fdPath);
     if (now !== label) throw new Error(`label of ${target} reads back as ${now ?? '(none)'} instead of ${label}`);
@@ -128,6 +136,7 @@ async function restoreEntries(ctx: RelabelContext, entries: readonly JournalEntr
         if (opened.stat.dev !== entry.dev || opened.stat.ino !== entry.ino) {
           skipped.push({ path: entry.path, reason: 'the file was replaced since it was labeled' });
         } else {
+          if (entry.owner) await opened.handle.chown(entry.owner.uid, entry.owner.gid);
           if (entry.original === null) await removeLabel(opened.fdPath);
           else await writeLabel(opened.fdPath, entry.original);
           restored++;

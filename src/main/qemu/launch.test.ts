@@ -8,12 +8,13 @@ import { GUEST_APPEND, GUEST_READY_MARKER, SerialConsole, testGuest } from '../.
 import { probeAccelerator } from './accel';
 import { SANDBOX_ARG, buildQemuArgv, fdLayout, launchQemu, qemuRunPaths, readQemuPid, validateLaunchSpec, type LaunchSpec, type LaunchedQemu } from './launch';
 import { readLabel } from '../labels/file-labels';
+import { DEFAULT_VM_ID_RANGE } from '../state/vm-ids';
 import { QmpClient } from './qmp';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../../..');
 
-const base: LaunchSpec = { name: 'vm1', runDir: '/run/svirt/vm1', memoryMiB: 256, cpus: 2 };
+const base: LaunchSpec = { name: 'vm1', runDir: '/run/svirt/vm1', memoryMiB: 256, cpus: 2, uid: 61184, gid: 61184 };
 
 describe('buildQemuArgv (pure)', () => {
   it('builds the confined argv: sandbox, sockets by fd, disks as fd sets, direct kernel boot', () => {
@@ -46,8 +47,9 @@ describe('buildQemuArgv (pure)', () => {
       '-add-fd', 'fd=7,set=2,opaque=ro:/img/b,,c.qcow2',
       '-drive', 'file=/dev/fdset/2,format=qcow2,if=none,id=drive2,readonly=on',
       '-device', 'virtio-blk-pci,drive=drive2',
-      '-kernel', '/k/vmlinuz',
-      '-initrd', '/k/initrd.gz',
+      // qemu reopens its own fds: no path of the user's (with its commas) reaches a loader.
+      '-kernel', '/proc/self/fd/8',
+      '-initrd', '/proc/self/fd/9',
       '-append', 'console=ttyS0 panic=-1',
     ]);
     expect(SANDBOX_ARG).toBe('on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
@@ -146,7 +148,9 @@ describe('buildQemuArgv (pure)', () => {
       { kernel: '/k', append: 'a\nb' },
       { disks: [{ path: 'disk.raw' }] },
       { machine: 'q35,accel=kvm' },
-      { user: 'root;x' },
+      { uid: 0 },
+      { gid: 0 },
+      { uid: 1.5 },
       { network: { portForwards: [{ hostPort: 80, guestPort: 80 }] } },
       { network: { portForwards: [{ hostPort: 8080, guestPort: 0 }] } },
       { network: { portForwards: [{ hostPort: 8080, guestPort: 1 }, { hostPort: 8080, guestPort: 2 }] } },
@@ -197,7 +201,7 @@ describe.skipIf(!isRoot)('launchQemu (real qemu; needs root to switch uid)', () 
     const [guest, accel] = await Promise.all([testGuest(), probeAccelerator()]);
     accelArgs = accel.args;
     dir = await mkdtemp(path.join(os.tmpdir(), 'svirt-launch-'));
-    // qemu opens -kernel/-initrd itself as the qemu user: give it copies it can reach wherever the checkout lives.
+    // qemu reopens -kernel/-initrd as /proc/self/fd/N: they must be readable by its uid (world-readable here).
     await chmod(dir, 0o711);
     bootDir = path.join(dir, 'boot');
     await mkdir(bootDir, { mode: 0o755 });
@@ -233,6 +237,8 @@ describe.skipIf(!isRoot)('launchQemu (real qemu; needs root to switch uid)', () 
       initrd: path.join(bootDir, 'initrd.gz'),
       append: GUEST_APPEND,
       accelArgs,
+      uid: DEFAULT_VM_ID_RANGE.last,
+      gid: DEFAULT_VM_ID_RANGE.last,
       ...extra,
     };
   }
@@ -336,9 +342,10 @@ describe.skipIf(!isRoot)('launchQemu (real qemu; needs root to switch uid)', () 
     expect(await readFile(logFile, 'utf8')).toMatch(/no-such-machine/);
   });
 
-  it('refuses a kernel the qemu user cannot read', async () => {
+  it('refuses a kernel the VM\'s uid cannot read (qemu reopens it by /proc/self/fd)', async () => {
     const hidden = path.join(diskDir, 'vmlinuz');
     await copyFile(path.join(bootDir, 'vmlinuz'), hidden);
-    await expect(launchQemu(spec('hidden', { kernel: hidden }))).rejects.toThrow(/not a file readable by the qemu user/);
+    await chmod(hidden, 0o600);
+    await expect(launchQemu(spec('hidden', { kernel: hidden }))).rejects.toThrow(/is not readable by the VM's uid/);
   });
 });

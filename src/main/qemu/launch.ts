@@ -4,8 +4,13 @@
 //   - everything it must open is handed over as a file descriptor: the serial and QMP listening sockets (created
 //     here, as root) and each disk (an fd set with a read-only fd, plus a read-write fd unless the disk is read-only),
 //     so the qemu user needs no access to the images or the run directory;
-//   - -kernel/-initrd are still opened by qemu by path (qemu 7.2 fopen()s them: /dev/fdset is not understood there and
-//     /proc/self/fd/N re-checks permissions), so they must be readable by the qemu user; launchQemu checks that.
+//   - -kernel/-initrd are opened by the launcher too and inherited; qemu 7.2 open()s them by path (no /dev/fdset
+//     there), so it is given /proc/self/fd/N. That path also carries no comma for a loader to split, but reopening
+//     it checks permissions against qemu's uid: the file must be readable by that uid (the helper hands over a
+//     private copy owned by the VM's uid); launchQemu checks that;
+//   - each VM runs as its own uid and gid (the caller allocates them), so no qemu can reach another's /proc/PID/fd.
+//     With KVM, /dev/kvm (root:kvm 0660) is reached through the kvm group as a supplementary group: spawn() drops
+//     supplementary groups, so qemu is started through setpriv(1), which sets uid, gid and groups and execs it.
 //
 // How another process reaches a running VM later (the run directory is root-owned, mode 0700):
 //   <runDir>/qmp.sock     QMP (unix stream socket; qemu accepts one client at a time, a new one after it leaves)
@@ -29,9 +34,9 @@
 // The socket files are the listening sockets qemu holds: they work as long as qemu runs; qemu does not remove them
 // (it never knew their paths), so a later launch into the same run directory replaces them.
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { constants as fsc, readFileSync, renameSync } from 'node:fs';
+import { constants as fsc, readFileSync, renameSync, type Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import type net from 'node:net';
 import path from 'node:path';
@@ -40,7 +45,6 @@ import { listenUnixAt } from '../socket-context';
 import { probeAccelerator } from './accel';
 import { QmpClient } from './qmp';
 
-export const DEFAULT_QEMU_USER = 'svirt-qemu';
 export const SANDBOX_ARG = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
 
 export interface DiskSpec {
@@ -89,7 +93,7 @@ export interface LaunchSpec {
   runDir: string;
   memoryMiB: number;
   cpus: number;
-  /** Direct kernel boot: absolute paths, readable by the qemu user. */
+  /** Direct kernel boot: absolute paths, opened by the launcher; the files must be readable by `uid` (qemu reopens them). */
   kernel?: string;
   initrd?: string;
   append?: string;
@@ -109,8 +113,9 @@ export interface LaunchSpec {
   machine?: string;
   /** Accelerator arguments (default: probeAccelerator()'s choice). */
   accelArgs?: readonly string[];
-  /** Unprivileged account qemu runs as (default svirt-qemu; created with useradd --system if missing). */
-  user?: string;
+  /** The VM's own unprivileged uid and gid qemu runs as (no passwd entry needed). */
+  uid: number;
+  gid: number;
   /** qemu binary (default qemu-system-x86_64 on PATH). */
   qemu?: string;
   /** Start with the vCPUs stopped (-S): lets a caller attach to the serial socket before the guest prints. */
@@ -162,6 +167,9 @@ export interface FdLayout {
   disks: (FdSlot & { backing?: FdSlot[] })[];
   /** UEFI code (read-only) and variable store (read-write), after the disks. */
   firmware?: { code: FdSlot; vars: FdSlot };
+  /** The kernel and initrd, when given, after everything else (qemu opens /proc/self/fd/N). */
+  kernelFd?: number;
+  initrdFd?: number;
   /** Highest child fd used. */
   maxFd: number;
 }
@@ -173,7 +181,6 @@ export interface FdSlot {
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const USER_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
 const CONTEXT_RE = /^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+(:[A-Za-z0-9:.,-]+)?$/;
 
 export function qemuRunPaths(runDir: string): QemuRunPaths {
@@ -219,14 +226,16 @@ export function validateLaunchSpec(spec: LaunchSpec): void {
     if (p !== undefined && !path.isAbsolute(p)) throw new Error(`firmware and display paths must be absolute: ${p}`);
   }
   if (spec.machine !== undefined && !/^[A-Za-z0-9._-]+$/.test(spec.machine)) throw new Error(`invalid machine ${spec.machine}`);
-  if (spec.user !== undefined && !USER_RE.test(spec.user)) throw new Error(`invalid user name ${spec.user}`);
+  for (const [what, id] of [['uid', spec.uid], ['gid', spec.gid]] as const) {
+    if (!Number.isInteger(id) || id <= 0 || id >= 0xffffffff) throw new Error(`invalid ${what} ${id}: qemu never runs as root`);
+  }
   for (const context of [spec.execContext, spec.socketContext, spec.logLabel]) {
     if (context !== undefined && !CONTEXT_RE.test(context)) throw new Error(`invalid SELinux context ${context}`);
   }
 }
 
 /** Which child fd carries what. Pure. */
-export function fdLayout(spec: Pick<LaunchSpec, 'disks' | 'firmware'>): FdLayout {
+export function fdLayout(spec: Pick<LaunchSpec, 'disks' | 'firmware' | 'kernel' | 'initrd'>): FdLayout {
   let next = 5;
   let fdSet = 1;
   const slot = (readonly: boolean): FdSlot => {
@@ -239,7 +248,12 @@ export function fdLayout(spec: Pick<LaunchSpec, 'disks' | 'firmware'>): FdLayout
   (spec.disks ?? []).forEach((d, i) => {
     if (d.backing !== undefined) (disks[i] as FdLayout['disks'][number]).backing = d.backing.map(() => slot(true));
   });
-  return { serialFd: 3, qmpFd: 4, disks, ...(firmware ? { firmware } : {}), maxFd: next - 1 };
+  const kernelFd = spec.kernel === undefined ? undefined : next++;
+  const initrdFd = spec.initrd === undefined ? undefined : next++;
+  return {
+    serialFd: 3, qmpFd: 4, disks, ...(firmware ? { firmware } : {}),
+    ...(kernelFd === undefined ? {} : { kernelFd }), ...(initrdFd === undefined ? {} : { initrdFd }), maxFd: next - 1,
+  };
 }
 
 /** The -add-fd arguments of one fd set; qemu picks the fd whose access mode matches how it opens the file. */
@@ -347,46 +361,28 @@ export function buildQemuArgv(spec: LaunchSpec, accelArgs: readonly string[]): s
     argv.push('-device', 'VGA', '-device', 'qemu-xhci,id=usb', '-device', 'usb-tablet,bus=usb.0');
     argv.push('-vnc', `unix:${optValue(vncSocketPath(spec.displayDir))}`);
   }
-  if (spec.kernel !== undefined) argv.push('-kernel', spec.kernel);
-  if (spec.initrd !== undefined) argv.push('-initrd', spec.initrd);
+  if (fds.kernelFd !== undefined) argv.push('-kernel', `/proc/self/fd/${fds.kernelFd}`);
+  if (fds.initrdFd !== undefined) argv.push('-initrd', `/proc/self/fd/${fds.initrdFd}`);
   if (spec.append !== undefined) argv.push('-append', spec.append);
   if (spec.paused) argv.push('-S');
   return argv;
 }
 
-function execFileP(cmd: string, args: string[], opts: { uid?: number; gid?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { ...opts, timeout: 30_000 }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') reject(err);
-      else resolve({ code: err ? Number(err.code) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
-
-async function lookupUser(name: string): Promise<{ uid: number; gid: number } | undefined> {
-  const r = await execFileP('getent', ['passwd', name]);
-  if (r.code !== 0) return undefined;
-  const f = r.stdout.trim().split(':');
-  const uid = Number(f[2]);
-  const gid = Number(f[3]);
-  if (!Number.isInteger(uid) || !Number.isInteger(gid)) throw new Error(`unreadable passwd entry for ${name}`);
-  return { uid, gid };
-}
-
-/** uid/gid of the qemu account, creating it as a system user without home or shell if it does not exist. */
-export async function ensureQemuUser(name = DEFAULT_QEMU_USER): Promise<{ uid: number; gid: number }> {
-  if (!USER_RE.test(name)) throw new Error(`invalid user name ${name}`);
-  for (let attempt = 0; ; attempt++) {
-    const found = await lookupUser(name);
-    if (found) {
-      if (found.uid === 0 || found.gid === 0) throw new Error(`qemu user ${name} has uid/gid 0`);
-      return found;
-    }
-    const r = await execFileP('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', '--user-group', name]);
-    // 9: created meanwhile by someone else; 10: /etc/passwd locked by a concurrent useradd. Both: look again.
-    if (r.code !== 0 && r.code !== 9 && !(r.code === 10 && attempt < 20)) throw new Error(`useradd ${name} failed (${r.code}): ${r.stderr.trim()}`);
-    if (r.code === 10) await new Promise((res) => setTimeout(res, 100));
+/** The gid of a group, read from /etc/group (no process spawned). */
+async function groupId(name: string): Promise<number | undefined> {
+  const text = await fs.readFile('/etc/group', 'utf8').catch(() => '');
+  for (const line of text.split('\n')) {
+    const [groupName, , gid] = line.split(':');
+    if (groupName === name && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
   }
+  return undefined;
+}
+
+/** Whether uid/gid may read a file, by its mode bits (what the kernel checks when qemu reopens /proc/self/fd/N). */
+function readableBy(st: Stats, uid: number, gid: number): boolean {
+  if (st.uid === uid) return (st.mode & 0o400) !== 0;
+  if (st.gid === gid) return (st.mode & 0o040) !== 0;
+  return (st.mode & 0o004) !== 0;
 }
 
 /**
@@ -477,23 +473,14 @@ async function inheritableFds(): Promise<number[]> {
 export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
   validateLaunchSpec(spec);
   const qemuBin = spec.qemu ?? 'qemu-system-x86_64';
-  const qemuUser = await ensureQemuUser(spec.user ?? DEFAULT_QEMU_USER);
-  const { uid } = qemuUser;
-  let { gid } = qemuUser;
+  const { uid, gid } = spec;
   const accelArgs = [...(spec.accelArgs ?? (await probeAccelerator({ qemu: qemuBin })).args)];
+  let kvmGid: number | undefined;
   if (accelArgs.includes('kvm')) {
-    // spawn() drops supplementary groups, so membership in the kvm group does not help the qemu user:
-    // with KVM, qemu runs with the kvm group as its primary group instead (as /dev/kvm is root:kvm 0660).
-    const kvmGroup = await execFileP('getent', ['group', 'kvm']);
-    const kvmGid = Number(kvmGroup.stdout.split(':')[2]);
-    if (kvmGroup.code === 0 && Number.isInteger(kvmGid) && kvmGid > 0) gid = kvmGid;
-    const r = await execFileP('test', ['-r', '/dev/kvm', '-a', '-w', '/dev/kvm'], { uid, gid });
-    if (r.code !== 0) throw new Error(`/dev/kvm is not read-writable by uid ${uid} gid ${gid}: use TCG or give that gid access`);
-  }
-  for (const p of [spec.kernel, spec.initrd]) {
-    if (p === undefined) continue;
-    const r = await execFileP('test', ['-f', p, '-a', '-r', p], { uid, gid });
-    if (r.code !== 0) throw new Error(`${p} is not a file readable by the qemu user (uid ${uid}); qemu opens -kernel/-initrd itself`);
+    // /dev/kvm is root:kvm 0660 and qemu opens it by name: the VM's uid gets the kvm group as its one
+    // supplementary group (its primary group stays the VM's own).
+    kvmGid = await groupId('kvm');
+    if (kvmGid === undefined || kvmGid === 0) throw new Error('KVM needs a kvm group owning /dev/kvm: use TCG or create it');
   }
 
   await prepareRunDir(spec.runDir);
@@ -551,6 +538,13 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
       await openSlot(layout.firmware.code, spec.firmware.code);
       await openSlot(layout.firmware.vars, spec.firmware.vars);
     }
+    for (const [what, p, fd] of [['kernel', spec.kernel, layout.kernelFd], ['initrd', spec.initrd, layout.initrdFd]] as const) {
+      if (p === undefined || fd === undefined) continue;
+      const h = await openRegularFile(p, fsc.O_RDONLY);
+      toClose.push(h);
+      if (!readableBy(await h.stat(), uid, gid)) throw new Error(`${what} ${p} is not readable by the VM's uid ${uid}: qemu reopens it as /proc/self/fd/${fd}`);
+      stdio[fd] = h.fd;
+    }
 
     // Whatever this process inherited without close-on-exec (node opens its own fds with it) would leak into
     // qemu: those slots get /dev/null instead.
@@ -563,9 +557,12 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
 
     // runcon sets the exec context and execs qemu in place: same pid, same fds.
     const [command, args] = spec.execContext === undefined ? [qemuBin, argv] : ['runcon', [spec.execContext, qemuBin, ...argv]];
-    child = spawn(command, args, {
-      uid,
-      gid,
+    // setpriv likewise: it sets uid, gid and the kvm group, then execs; without KVM, spawn sets uid and gid itself.
+    const [finalCommand, finalArgs] = kvmGid === undefined
+      ? [command, args]
+      : ['setpriv', [`--reuid=${uid}`, `--regid=${gid}`, `--groups=${kvmGid}`, '--', command, ...args]];
+    child = spawn(finalCommand, finalArgs, {
+      ...(kvmGid === undefined ? { uid, gid } : {}),
       // Own session and process group: no controlling terminal, untouched by signals to the launcher's group.
       detached: true,
       stdio,

@@ -36,6 +36,8 @@ export interface RunRecord {
   confined: boolean;
   notConfinedReason: string | null;
   accel: 'kvm' | 'tcg';
+  /** The VM's own uid and gid (one number), from the configured range; freed with the record. */
+  qemuUid?: number;
   /** The VM definition as started (validated), so labels can be restored by any later helper. */
   definition: Record<string, unknown>;
   startedAt: string;
@@ -62,6 +64,7 @@ const runRecordSchema = {
     pid: nullableInt, pidStartTime: nullableString, keeperPid: nullableInt, keeperStartTime: nullableString,
     runDir: { type: 'string' }, level: nullableString, processLabel: nullableString, imageLabel: nullableString,
     confined: { type: 'boolean' }, notConfinedReason: nullableString, accel: { type: 'string', enum: ['kvm', 'tcg'] },
+    qemuUid: { type: 'integer', minimum: 1 },
     definition: { type: 'object' }, startedAt: { type: 'string' },
   },
 } as const;
