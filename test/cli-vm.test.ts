@@ -69,14 +69,19 @@ describe('svirt VM commands', () => {
     expect(await readLabel(disk)).toBe(ORIGINAL_LABEL);
     expect((await svirt('undefine', 'cli-vm')).code).toBe(0);
     expect(JSON.parse((await svirt('list', '--json')).stdout)).toEqual([]);
+    expect((await svirt('list')).stdout).toMatch(/^no VMs yet: define one with `svirt define/);
   });
 
   it('relabels shared content and restores it', async () => {
     const file = await host.disk('content.img');
-    expect((await svirt('relabel', file, '--readonly')).code).toBe(0);
+    const labeled = await svirt('relabel', file, '--readonly');
+    expect(labeled.code).toBe(0);
+    expect(labeled.stdout).toMatch(new RegExp(`^labeled 1 file under ${file} as read-only VM content`));
     expect(await readLabel(file)).toBe('system_u:object_r:virt_content_t:s0');
-    expect((await svirt('relabel', file, '--restore')).code).toBe(0);
+    const restored = await svirt('relabel', file, '--restore', '--json');
+    expect(JSON.parse(restored.stdout)).toMatchObject({ restored: 1 });
     expect(await readLabel(file)).toBe(ORIGINAL_LABEL);
+    expect((await svirt('relabel', file, '--restore')).stdout).toMatch(/^nothing to restore under /);
     const refused = await svirt('relabel', '/etc/passwd', '--shared');
     expect(refused.stderr).toMatch(/refusing "\/etc\/passwd": it lies under the system directory \/etc/);
   });

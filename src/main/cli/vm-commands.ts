@@ -10,6 +10,7 @@ import { VmService } from '../vm-service';
 import { defaultVmDirectory, VmStore } from '../vm-store';
 import { runConsole } from './console-command';
 import { CliError, EXIT } from './exit-codes';
+import { describeRelabel } from './relabel-summary';
 import { textTable } from './text-table';
 
 /**
@@ -158,6 +159,10 @@ export function registerVmCommands(program: Command): void {
       for (const vm of vms) {
         rows.push([vm.name, vm.state, vm.pid === null ? '-' : String(vm.pid), vm.processLabel ?? '-', vm.imageLabel ?? '-', vm.confinement ?? '-']);
       }
+      if (vms.length === 0 && !opts.json) {
+        process.stdout.write('no VMs yet: define one with `svirt define --name NAME --kernel FILE --disk FILE` (see `svirt define --help`), or `svirt import-xml domain.xml`\n');
+        return;
+      }
       printJsonOrTable(opts.json, vms, rows);
     }));
 
@@ -213,7 +218,8 @@ export function registerVmCommands(program: Command): void {
     .addOption(new Option('--shared', 'shared read/write image (svirt_image_t:s0)').conflicts(['readonly', 'restore']))
     .addOption(new Option('--readonly', 'shared read-only content (virt_content_t:s0)').conflicts(['restore']))
     .option('--restore', 'put back the labels it had before')
-    .action((path: string, opts: { shared?: boolean; readonly?: boolean; restore?: boolean }) => withSession(async (session) => {
+    .option('--json', 'print the helper\'s result as JSON instead of a sentence')
+    .action((path: string, opts: { shared?: boolean; readonly?: boolean; restore?: boolean; json?: boolean }) => withSession(async (session) => {
       const mode = opts.shared ? 'shared' : opts.readonly ? 'readonly' : opts.restore ? 'restore' : undefined;
       if (!mode) throw new CliError('say --shared, --readonly or --restore');
       session.helper().on('event', (event: string, data: { done: number; total: number }) => {
@@ -221,7 +227,7 @@ export function registerVmCommands(program: Command): void {
       });
       const result = await session.service.relabel(path, mode);
       if (process.stderr.isTTY) process.stderr.write('\n');
-      process.stdout.write(`${JSON.stringify(result)}\n`);
+      process.stdout.write(opts.json ? `${JSON.stringify(result)}\n` : `${describeRelabel(path, mode, result)}\n`);
     }));
 
   program
