@@ -1,16 +1,14 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServices, type Services } from '../../src/main/app-services';
 import { readLabel } from '../../src/main/labels/file-labels';
-import { bridgeServices } from '../support/browser-bridge';
+import { openAppInBrowser, type AppInBrowser } from '../support/app-in-browser';
 import { GUEST_READY_MARKER } from '../support/guest';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
-import { serveRenderer } from '../support/serve-renderer';
 
 // The renderer in Debian's Chromium, driving the real src/main services (real helper, real qemu, real
 // labels) through the IPC contract: what Electron would do, without the Electron binary.
@@ -20,12 +18,10 @@ const VM = 'e2e-vm';
 
 let host: TestHost;
 let services: Services;
-let server: Awaited<ReturnType<typeof serveRenderer>>;
-let profileDir: string;
-let browser: BrowserContext;
+let app: AppInBrowser;
 let page: Page;
 let disk: string;
-const pageErrors: string[] = [];
+let pageErrors: string[] = [];
 
 const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `e2e-app-${name}.png`) });
 const nav = (label: string) => page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: label }).click();
@@ -42,26 +38,15 @@ beforeAll(async () => {
   host = await createTestHost();
   disk = await host.disk('e2e.img');
   services = createServices({ vmDirectory: path.join(host.dir, 'vms'), helperEnv: host.env });
-  server = await serveRenderer();
-  profileDir = await mkdtemp(path.join(tmpdir(), 'svirt-chromium-'));
-  browser = await chromium.launchPersistentContext(profileDir, {
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1360, height: 900 },
-  });
-  page = await browser.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  await bridgeServices(page, services);
-  await page.goto(server.url);
+  app = await openAppInBrowser(services);
+  ({ page, pageErrors } = app);
 });
 
 afterAll(async () => {
   await services?.forceOffVm({ name: VM }).catch(() => undefined);
   await services?.dispose?.();
-  await browser?.close();
-  await server?.close();
+  await app?.close();
   await host?.dispose();
-  if (profileDir) await rm(profileDir, { recursive: true, force: true });
 });
 
 describe('the app in a real browser against the real core', () => {

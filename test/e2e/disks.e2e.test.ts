@@ -1,14 +1,12 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServices, type Services } from '../../src/main/app-services';
-import { bridgeServices } from '../support/browser-bridge';
+import { openAppInBrowser, type AppInBrowser } from '../support/app-in-browser';
 import { createTestHost, type TestHost } from '../support/helper-session';
-import { serveRenderer } from '../support/serve-renderer';
 
 // The Disks & snapshots screen in Debian's Chromium against the real services: a disk created with
 // qemu-img through the page, attached, shown in the label table, and a snapshot taken and listed.
@@ -18,11 +16,9 @@ const VM = 'disks-vm';
 
 let host: TestHost;
 let services: Services;
-let server: Awaited<ReturnType<typeof serveRenderer>>;
-let profileDir: string;
-let browser: BrowserContext;
+let app: AppInBrowser;
 let page: Page;
-const pageErrors: string[] = [];
+let pageErrors: string[] = [];
 
 beforeAll(async () => {
   await mkdir(SHOTS, { recursive: true });
@@ -32,25 +28,14 @@ beforeAll(async () => {
     name: VM, memoryMiB: 128, vcpus: 1, disks: [], seclabel: { mode: 'dynamic' },
     boot: { kind: 'kernel', kernel: host.kernel, initrd: host.initrd, cmdline: host.append },
   });
-  server = await serveRenderer();
-  profileDir = await mkdtemp(path.join(tmpdir(), 'svirt-chromium-'));
-  browser = await chromium.launchPersistentContext(profileDir, {
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1360, height: 900 },
-  });
-  page = await browser.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  await bridgeServices(page, services);
-  await page.goto(server.url);
+  app = await openAppInBrowser(services);
+  ({ page, pageErrors } = app);
 });
 
 afterAll(async () => {
   await services?.dispose?.();
-  await browser?.close();
-  await server?.close();
+  await app?.close();
   await host?.dispose();
-  if (profileDir) await rm(profileDir, { recursive: true, force: true });
 });
 
 describe('the Disks & snapshots screen', () => {

@@ -1,14 +1,12 @@
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServices, type Services } from '../../src/main/app-services';
 import { readLabel, writeLabel } from '../../src/main/labels/file-labels';
-import { bridgeServices } from '../support/browser-bridge';
+import { openAppInBrowser, type AppInBrowser } from '../support/app-in-browser';
 import { GUEST_READY_MARKER } from '../support/guest';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
-import { serveRenderer } from '../support/serve-renderer';
 import { testIso } from '../support/test-iso';
 
 // An installer ISO through the app in Chromium against the real core: the create form, a CD-ROM boot, and
@@ -18,13 +16,11 @@ const VM = 'iso-vm';
 
 let host: TestHost;
 let services: Services;
-let server: Awaited<ReturnType<typeof serveRenderer>>;
-let profileDir: string;
-let browser: BrowserContext;
+let app: AppInBrowser;
 let page: Page;
 let iso: string;
 let serial = '';
-const pageErrors: string[] = [];
+let pageErrors: string[] = [];
 
 const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
 const canvas = () => page.getByTestId('display-screen').locator('canvas');
@@ -65,26 +61,15 @@ beforeAll(async () => {
   services.onEvent(({ event, payload }) => {
     if (event === 'consoleData') serial += Buffer.from((payload as { data: string }).data, 'base64').toString('latin1');
   });
-  server = await serveRenderer();
-  profileDir = await mkdtemp(path.join(tmpdir(), 'svirt-chromium-'));
-  browser = await chromium.launchPersistentContext(profileDir, {
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1360, height: 900 },
-  });
-  page = await browser.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  await bridgeServices(page, services);
-  await page.goto(server.url);
+  app = await openAppInBrowser(services);
+  ({ page, pageErrors } = app);
 }, 300_000);
 
 afterAll(async () => {
   await services?.forceOffVm({ name: VM }).catch(() => undefined);
   await services?.dispose?.();
-  await browser?.close();
-  await server?.close();
+  await app?.close();
   await host?.dispose();
-  if (profileDir) await rm(profileDir, { recursive: true, force: true });
 });
 
 describe('a VM installed from an ISO, on its graphical display', () => {
