@@ -2,11 +2,9 @@ import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { runHostile } from './support/hostile-scenario';
 
-// The soak's hostile-user phase, small, beside a CPU hog: the boundary holds on a busy host too.
-// Harm to the other user (her files, journal records, VM, helper) must never happen. Refusals still owed
-// by the helper (labels checked only in the UI, FIFO disks that hang a start, `list` showing every user's
-// VMs: issue 12 items 1, 4 and 8) are counted by the soak's boundaryViolations; once they are fixed this
-// test asserts result.boundaryViolations === 0.
+// The soak's hostile-user phase, small, beside a CPU hog: the boundary holds on a busy host too. Every
+// hostile request is refused (no VM outside the VM domains or at the other user's pair, no hang, no other
+// user's VM in the list), and the other user's files, journal records, VM and helper are untouched.
 const HARM = /^(other user's|journal)/;
 
 describe('hostile user', () => {
@@ -17,6 +15,8 @@ describe('hostile user', () => {
       expect(result.hostileCases).toBe(16);
       expect(Object.keys(result.shapes).length).toBeGreaterThan(5);
       expect(result.details.filter((d) => HARM.test(d))).toEqual([]);
+      expect(result.details).toEqual([]);
+      expect(result.boundaryViolations).toBe(0);
     } finally {
       for (const hog of hogs) hog.kill('SIGKILL');
     }
