@@ -121,8 +121,8 @@ describe('installing from an ISO', () => {
 
     await helper.request('forceOff', { vm: 'bios-iso' });
     expect(await readLabel(disk)).toBe(ORIGINAL_LABEL);
-    // Read-only content keeps its label after stop, as libvirt leaves it (other VMs may be reading it).
-    expect(await readLabel(iso)).toBe(CONTENT_LABEL);
+    // The installer ISO is the VM's boot medium, like a kernel: its original label is back after stop.
+    expect(await readLabel(iso)).toBe(ORIGINAL_LABEL);
     await expect(stat(vncDir)).rejects.toThrow(/ENOENT/);
   }, 300_000);
 

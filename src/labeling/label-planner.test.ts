@@ -80,7 +80,7 @@ describe('dynamic seclabel (the default)', () => {
   it.each([
     ['/var/lib/images/root.qcow2', 'disk', 'private', IMAGE, true],
     ['/srv/cluster/shared.raw', 'disk', 'shared', SHARED, false],
-    ['/srv/iso/install.iso', 'disk', 'readonly', CONTENT, false],
+    ['/srv/iso/install.iso', 'disk', 'readonly', CONTENT, true],
     ['/boot/guest/vmlinuz', 'kernel', 'content', CONTENT, true],
     ['/boot/guest/initrd.gz', 'initrd', 'content', CONTENT, true],
     ['/boot/guest/board.dtb', 'dtb', 'content', CONTENT, true],
@@ -389,18 +389,26 @@ describe('planStop', () => {
     expect(stop.restores.map((r) => r.path)).toEqual([
       '/run/guest/console.sock', '/dev/ttyS1', '/run/guest/pipe0', '/var/log/guest/serial.log',
       '/boot/guest/board.dtb', '/boot/guest/initrd.gz', '/boot/guest/vmlinuz',
-      '/var/lib/images/root.qcow2',
+      '/srv/iso/install.iso', '/var/lib/images/root.qcow2',
     ]);
     expect(stop.restores.every((r) => r.op === 'restore-remembered')).toBe(true);
-    // Shared and read-only disks stay as they are: other VMs may still use them.
-    expect(stop.restores.some((r) => r.path === '/srv/cluster/shared.raw' || r.path === '/srv/iso/install.iso')).toBe(false);
+    // A shared disk stays as it is: other VMs may still use it.
+    expect(stop.restores.some((r) => r.path === '/srv/cluster/shared.raw')).toBe(false);
+  });
+
+  it('restores an installer ISO on a CD-ROM, and leaves a read-only data disk as it is', () => {
+    const spec = vm({ disks: [{ path: '/srv/iso/install.iso', class: 'readonly', device: 'cdrom' }, { path: '/srv/data.img', class: 'readonly' }] });
+    const start = planStart(spec, debian, PAIR);
+    expect(byPath(start, '/srv/iso/install.iso')).toMatchObject({ label: CONTENT, remember: true });
+    expect(byPath(start, '/srv/data.img')).toMatchObject({ label: CONTENT, remember: false });
+    expect(planStop(spec, start).restores.map((r) => r.path)).toEqual(['/srv/iso/install.iso']);
   });
 
   it('releases nothing for static labels, and restores nothing when nothing was relabeled', () => {
     const label = 'system_u:system_r:svirt_t:s0:c100,c200';
     const relabeled = { ...everything, seclabel: { mode: 'static', label, relabel: true } } as const;
     expect(planStop(relabeled, planStart(relabeled, debian))).toMatchObject({ releaseRange: null });
-    expect(planStop(relabeled, planStart(relabeled, debian)).restores).toHaveLength(8);
+    expect(planStop(relabeled, planStart(relabeled, debian)).restores).toHaveLength(9);
     const fixed = { ...everything, seclabel: { mode: 'static', label, relabel: false } } as const;
     expect(planStop(fixed, planStart(fixed, debian))).toEqual({ vm: 'guest', restores: [], releaseRange: null });
     const none = { ...everything, seclabel: { mode: 'none' } } as const;

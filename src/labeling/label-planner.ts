@@ -240,8 +240,10 @@ function diskAction(disk: DiskSpec, index: number, vm: VmLabels, profile: Policy
   }
   if (vm.imageLabel === null) return { ...base, label: null, remember: false, reason: vm.noRelabelReason ?? 'not relabeled' };
   if (!isRelabeled(disk)) return { ...base, label: null, remember: false, reason: "the disk's seclabel says relabel=no: left alone" };
-  // Shared and read-only disks may be in use by other VMs at stop, so they are never restored (libvirt).
-  const remember = disk.class === 'private';
+  // Shared and read-only disks may be in use by other VMs at stop, so they are never restored (libvirt). An
+  // installer ISO on a CD-ROM is the VM's boot medium like a kernel: its original label comes back at stop.
+  const cdrom = disk.device === 'cdrom';
+  const remember = disk.class === 'private' || cdrom;
   if (disk.label !== undefined) {
     const label = formatContext(parseLabel(`${device} label`, disk.label));
     return { ...base, label, remember, reason: "custom label from the disk's seclabel" };
@@ -252,7 +254,9 @@ function diskAction(disk: DiskSpec, index: number, vm: VmLabels, profile: Policy
     case 'shared':
       return { ...base, label: formatContext(profile.imageContext), remember, reason: 'shareable disk: image type at the shared level, never restored' };
     case 'readonly':
-      return { ...base, label: formatContext(profile.contentContext), remember, reason: 'read-only disk: shared content label, never restored' };
+      return cdrom
+        ? { ...base, label: formatContext(profile.contentContext), remember, reason: 'CD-ROM: read-only content label, restored at stop' }
+        : { ...base, label: formatContext(profile.contentContext), remember, reason: 'read-only disk: shared content label, never restored' };
   }
 }
 
