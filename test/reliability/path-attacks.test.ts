@@ -66,7 +66,12 @@ async function file(p: string, uid: number, label: string | null = ORIGINAL_LABE
 
 beforeAll(async () => {
   // seclabel none is allowed here, so that its starts meet the path rules (label-boundary.test covers the setting).
-  host = await createTestHost({ allowSeclabelNone: true });
+  // /var/lib/libvirt/images is a pool the requester may use, shared: files another user (root) owns in it may
+  // be relabeled by her; nothing outside it may.
+  host = await createTestHost({
+    allowSeclabelNone: true,
+    pools: [{ path: '/var/lib/libvirt/images', users: [String(REQUESTER_UID)], groups: [], shared: true }],
+  });
   root = host.startHelper(helperEnv(0));
   user = host.startHelper(helperEnv(REQUESTER_UID));
   attack = path.join(host.dir, 'attack');
@@ -162,12 +167,12 @@ describe('path attacks through relabel and start', () => {
     }
     const watched = [block, char];
     for (const helper of [root, user]) {
-      await expectRefused(watched, () => relabel(helper, block, 'shared'), /block device not in the allowed list|device without a reader/);
+      await expectRefused(watched, () => relabel(helper, block, 'shared'), /block device not in the allowed list|device without a reader|not a regular file but a block device/);
       await expectRefused(watched, () => relabel(helper, char, 'shared'), /character devices are never given to VMs/);
     }
     for (const variant of ['private', 'relabel-off'] as const) {
-      await expectRefused(watched, () => startWith(block, variant), /block device not in the allowed list|device without a reader/);
-      await expectRefused(watched, () => startWith(char, variant), /character devices/);
+      await expectRefused(watched, () => startWith(block, variant), /block device not in the allowed list|device without a reader|not a regular file but a block device/);
+      await expectRefused(watched, () => startWith(char, variant), /character devices|not a regular file but a character device/);
     }
     // A tree with device nodes in it: they are skipped, never labeled.
     const tree = path.join(attack, 'dev-tree');
@@ -198,7 +203,7 @@ describe('path attacks through relabel and start', () => {
     for (const p of ['/etc/hostname', '/dev/null', '/usr/bin/env']) {
       await expectRefused(['/etc/hostname', '/dev/null'], () => startWith(p, 'relabel-off', root), /system directory/);
     }
-    // The default pool /var/lib/libvirt/images: a file in it may be relabeled, the pool itself may not.
+    // The configured pool /var/lib/libvirt/images: a file in it may be relabeled, the pool itself may not.
     const pool = '/var/lib/libvirt/images';
     for (const dir of ['/var/lib/libvirt', pool]) {
       if (!(await stat(dir).then(() => true, () => false))) {

@@ -166,9 +166,8 @@ export async function openRelabelTarget(target: string, options: OpenOptions): P
     const stat = await handle.stat();
     const kind = fileKind(stat);
     if (options.regularFileOnly && kind !== 'file') {
-      throw new PathRefusedError(target, kind === 'block'
-        ? 'it is not a regular file but a block device (VMs are given regular files only)'
-        : `it is not a regular file (it is a ${kind}); VMs are given regular files only`);
+      const what = { block: 'a block device', char: 'a character device', directory: 'a directory', fifo: 'a FIFO', socket: 'a socket', symlink: 'a symbolic link', other: 'a special file' }[kind];
+      throw new PathRefusedError(target, `it is not a regular file but ${what} (VMs are given regular files only)`);
     }
     if (kind === 'directory' && !options.allowDirectory) throw new PathRefusedError(target, 'it is a directory (relabel a tree as shared or read-only content instead)');
     if (kind === 'char') throw new PathRefusedError(target, 'character devices are never given to VMs');

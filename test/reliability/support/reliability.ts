@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -106,6 +106,23 @@ export interface FoundProcess {
 }
 
 /** Live processes whose argv mentions `marker` (a test's private dir) and match `kind`. */
+/** Whether a process has a file open whose path contains `marker` (read through /proc/PID/fd, as root). */
+function holdsFileUnder(pid: number, marker: string): boolean {
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return false; // exited meanwhile
+  }
+  return fds.some((fd) => {
+    try {
+      return readlinkSync(`/proc/${pid}/fd/${fd}`).includes(marker);
+    } catch {
+      return false;
+    }
+  });
+}
+
 export function findProcesses(marker: string, kind: 'qemu' | 'keeper'): FoundProcess[] {
   const found: FoundProcess[] = [];
   for (const name of readdirSync('/proc')) {
@@ -113,8 +130,10 @@ export function findProcesses(marker: string, kind: 'qemu' | 'keeper'): FoundPro
     const pid = Number(name);
     if (pid === process.pid) continue;
     const argv = cmdline(pid);
-    if (!argv || !argv.some((a) => a.includes(marker))) continue;
+    if (!argv) continue;
     const isQemu = argv.some((a) => /(^|\/)qemu-system-/.test(a));
+    // qemu gets every file as an fd, so its command line names none of them: it is found by what it holds.
+    if (!argv.some((a) => a.includes(marker)) && !(isQemu && holdsFileUnder(pid, marker))) continue;
     const isKeeper = argv.includes('--console-keeper');
     if ((kind === 'qemu' && isQemu) || (kind === 'keeper' && isKeeper)) found.push({ pid, argv });
   }
