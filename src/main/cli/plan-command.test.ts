@@ -66,7 +66,7 @@ describe('svirt plan --json', () => {
     expect(JSON.parse(run.stdout)).toEqual([
       { path: '/var/lib/libvirt/images/fedora40.qcow2', label: 'system_u:object_r:svirt_image_t:s0:c5,c10', remember: true },
       { path: '/srv/cluster/quorum.raw', label: 'system_u:object_r:svirt_image_t:s0', remember: false },
-      { path: '/var/lib/libvirt/images/Fedora-Workstation-Live-x86_64-40.iso', label: 'system_u:object_r:virt_content_t:s0', remember: false },
+      { path: '/var/lib/libvirt/images/Fedora-Workstation-Live-x86_64-40.iso', label: 'system_u:object_r:virt_content_t:s0', remember: true },
     ]);
   });
 
