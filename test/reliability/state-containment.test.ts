@@ -1,41 +1,28 @@
-import { execFile } from 'node:child_process';
-import { chown, copyFile, link, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chown, copyFile, link, mkdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../../src/main/helper-client';
 import type { RunInfo } from '../../src/main/helper/vm-lifecycle';
 import type { JournalData } from '../../src/main/labels/label-journal';
-import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
-import { helperEnv, OTHER_UID, REQUESTER_UID, snapshotFiles, vmDefinition } from './support/reliability';
+import { ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
+import { OTHER_UID, REQUESTER_UID, snapshotFiles, vmDefinition } from './support/reliability';
+import { openTwoUsers, ownedFile, type TwoUsers } from './support/two-users';
 
 // One user's relabel/restore steps on their own files must never leave state that stops another user's
 // helper: the reconcile every helper runs first is total.
-const execFileP = promisify(execFile);
 const SHARED_LABEL = 'system_u:object_r:svirt_image_t:s0';
 
+let users: TwoUsers;
 let host: TestHost;
 let mallory: HelperClient;
 let alice: HelperClient;
 
-async function owned(p: string, uid: number, label: string | null): Promise<string> {
-  await writeFile(p, Buffer.alloc(64 * 1024));
-  await chown(p, uid, uid);
-  if (label !== null) await execFileP('setfattr', ['-h', '-n', 'security.selinux', '-v', label, p]);
-  return p;
-}
-
 beforeAll(async () => {
-  host = await createTestHost();
-  mallory = host.startHelper(helperEnv(REQUESTER_UID));
-  alice = host.startHelper(helperEnv(OTHER_UID));
+  users = await openTwoUsers();
+  ({ host, mallory, alice } = users);
 });
 afterAll(async () => {
-  for (const helper of [mallory, alice]) {
-    const running = await helper.request<RunInfo[]>('list').catch(() => []);
-    for (const vm of running) await helper.request('forceOff', { vm: vm.id }).catch(() => undefined);
-  }
-  await host.dispose();
+  await users?.close();
 });
 
 describe('one user\'s state cannot stop another user\'s helper', () => {
@@ -43,11 +30,11 @@ describe('one user\'s state cannot stop another user\'s helper', () => {
     const home = path.join(host.dir, 'mallory');
     await mkdir(home);
     await chown(home, REQUESTER_UID, REQUESTER_UID);
-    const kernel = await owned(path.join(home, 'vmlinuz'), REQUESTER_UID, ORIGINAL_LABEL);
-    const initrd = await owned(path.join(home, 'initrd.gz'), REQUESTER_UID, ORIGINAL_LABEL);
+    const kernel = await ownedFile(path.join(home, 'vmlinuz'), REQUESTER_UID, ORIGINAL_LABEL);
+    const initrd = await ownedFile(path.join(home, 'initrd.gz'), REQUESTER_UID, ORIGINAL_LABEL);
     await copyFile(host.kernel, kernel);
     await copyFile(host.initrd, initrd);
-    const disk = await owned(path.join(home, 'disk.img'), REQUESTER_UID, ORIGINAL_LABEL);
+    const disk = await ownedFile(path.join(home, 'disk.img'), REQUESTER_UID, ORIGINAL_LABEL);
     const vm = await mallory.request<RunInfo>('start', {
       definition: vmDefinition({ kernel, initrd, append: host.append }, 'crafted', [{ path: disk, class: 'private' }]),
       allowUnconfined: true,
@@ -57,7 +44,7 @@ describe('one user\'s state cannot stop another user\'s helper', () => {
     const tree = path.join(home, 'tree');
     await mkdir(tree);
     await chown(tree, REQUESTER_UID, REQUESTER_UID);
-    const inner = await owned(path.join(tree, 'bare.img'), REQUESTER_UID, null);
+    const inner = await ownedFile(path.join(tree, 'bare.img'), REQUESTER_UID, null);
     const outer = path.join(home, 'bare-link.img');
     await link(inner, outer);
     await mallory.request('relabel', { path: tree, mode: 'shared' });
@@ -72,7 +59,7 @@ describe('one user\'s state cannot stop another user\'s helper', () => {
 
     // Another user's helper still works.
     const mine = path.join(host.dir, 'alice.img');
-    await owned(mine, OTHER_UID, ORIGINAL_LABEL);
+    await ownedFile(mine, OTHER_UID, ORIGINAL_LABEL);
     await alice.request('relabel', { path: mine, mode: 'shared' });
     expect((await snapshotFiles([mine])).get(mine)?.label).toBe(SHARED_LABEL);
     const journal = JSON.parse(await readFile(path.join(host.stateDir, 'journal.json'), 'utf8')) as JournalData;

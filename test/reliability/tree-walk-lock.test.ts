@@ -1,13 +1,14 @@
 import { execFile } from 'node:child_process';
-import { chown, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../../src/main/helper-client';
 import type { RunInfo } from '../../src/main/helper/vm-lifecycle';
-import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
+import type { TestHost } from '../support/helper-session';
 import type { JournalData } from '../../src/main/labels/label-journal';
 import { helperEnv, OTHER_UID, REQUESTER_UID, snapshotFiles, vmDefinition } from './support/reliability';
+import { openTwoUsers, ownedFile, userHome, type TwoUsers } from './support/two-users';
 
 // A tree walk holds the host-wide state lock only to record its intent and its result: another user's
 // start goes through while it walks. The walk is frozen (SIGSTOP) as it starts, so "while it walks" does not
@@ -15,28 +16,10 @@ import { helperEnv, OTHER_UID, REQUESTER_UID, snapshotFiles, vmDefinition } from
 const execFileP = promisify(execFile);
 const FILES = 20_000;
 
+let users: TwoUsers;
 let host: TestHost;
 let mallory: HelperClient;
 let alice: HelperClient;
-
-async function owned(p: string, uid: number): Promise<string> {
-  await writeFile(p, Buffer.alloc(64 * 1024));
-  await chown(p, uid, uid);
-  await execFileP('setfattr', ['-h', '-n', 'security.selinux', '-v', ORIGINAL_LABEL, p]);
-  return p;
-}
-
-/** A home for `uid` with its own kernel, initrd and disk (a start gets them checked as the user's). */
-async function home(name: string, uid: number): Promise<{ dir: string; kernel: string; initrd: string; append: string; disk: string }> {
-  const dir = path.join(host.dir, name);
-  await mkdir(dir);
-  await chown(dir, uid, uid);
-  const kernel = await owned(path.join(dir, 'vmlinuz'), uid);
-  const initrd = await owned(path.join(dir, 'initrd.gz'), uid);
-  await copyFile(host.kernel, kernel);
-  await copyFile(host.initrd, initrd);
-  return { dir, kernel, initrd, append: host.append, disk: await owned(path.join(dir, 'disk.img'), uid) };
-}
 
 /** The label tool a helper runs (its child, by command name), as soon as it appears. */
 async function labelToolOf(helper: HelperClient): Promise<number> {
@@ -61,17 +44,18 @@ async function fileTree(tree: string, uid: number): Promise<string> {
   return tree;
 }
 
+/** A user's home with its own kernel, initrd and disk. */
+async function home(name: string, uid: number): Promise<{ dir: string; kernel: string; initrd: string; append: string; disk: string }> {
+  const h = await userHome(host, name, uid);
+  return { ...h, disk: await ownedFile(path.join(h.dir, 'disk.img'), uid) };
+}
+
 beforeAll(async () => {
-  host = await createTestHost();
-  mallory = host.startHelper(helperEnv(REQUESTER_UID));
-  alice = host.startHelper(helperEnv(OTHER_UID));
+  users = await openTwoUsers();
+  ({ host, mallory, alice } = users);
 });
 afterAll(async () => {
-  for (const helper of [mallory, alice]) {
-    const running = await helper.request<RunInfo[]>('list').catch(() => []);
-    for (const vm of running) await helper.request('forceOff', { vm: vm.id }).catch(() => undefined);
-  }
-  await host.dispose();
+  await users?.close();
 });
 
 describe('tree walks and the state lock', () => {
@@ -79,7 +63,7 @@ describe('tree walks and the state lock', () => {
     const m = await home('mallory', REQUESTER_UID);
     const a = await home('alice', OTHER_UID);
     const tree = await fileTree(path.join(m.dir, 'tree'), REQUESTER_UID);
-    const inTree = await owned(path.join(tree, 'd0', 'disk.img'), REQUESTER_UID);
+    const inTree = await ownedFile(path.join(tree, 'd0', 'disk.img'), REQUESTER_UID);
 
     let walked = false;
     const relabel = mallory.request<{ labeled: number }>('relabel', { path: tree, mode: 'shared' }).finally(() => { walked = true; });

@@ -1,12 +1,13 @@
 import { execFile } from 'node:child_process';
-import { chmod, chown, copyFile, link, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, chown, link, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { HelperClient } from '../../../src/main/helper-client';
 import type { RunInfo } from '../../../src/main/helper/vm-lifecycle';
 import { HelperStateStore } from '../../../src/main/state/helper-state';
 import { processStartTime } from '../../../src/main/state/state-lock';
-import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../../support/helper-session';
+import { createTestHost, ORIGINAL_LABEL } from '../../support/helper-session';
+import { ownedFile, userHome } from './two-users';
 import { seededUnit } from '../../support/seeded-random';
 import { diffSnapshots, helperEnv, OTHER_UID, REQUESTER_UID, snapshotFiles, vmDefinition, type FileSnapshot } from './reliability';
 
@@ -31,24 +32,6 @@ export interface HostileResult {
   details: string[];
 }
 
-async function owned(p: string, uid: number, label: string | null = ORIGINAL_LABEL): Promise<string> {
-  await writeFile(p, Buffer.alloc(64 * 1024));
-  await chown(p, uid, uid);
-  if (label !== null) await execFileP('setfattr', ['-h', '-n', 'security.selinux', '-v', label, p]);
-  return p;
-}
-
-async function userHome(host: TestHost, name: string, uid: number) {
-  const dir = path.join(host.dir, name);
-  await mkdir(dir);
-  await chown(dir, uid, uid);
-  const kernel = await owned(path.join(dir, 'vmlinuz'), uid);
-  const initrd = await owned(path.join(dir, 'initrd.gz'), uid);
-  await copyFile(host.kernel, kernel);
-  await copyFile(host.initrd, initrd);
-  return { dir, kernel, initrd, append: host.append };
-}
-
 function withTimeout<T>(work: Promise<T>): Promise<T | 'timeout'> {
   return Promise.race([work, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), REQUEST_TIMEOUT_MS).unref())]);
 }
@@ -70,8 +53,8 @@ export async function runHostile(cases: number, seed: number, log: (line: string
     let mallory = host.startHelper(helperEnv(REQUESTER_UID));
     const a = await userHome(host, 'alice', OTHER_UID);
     const m = await userHome(host, 'mallory', REQUESTER_UID);
-    const aliceDisk = await owned(path.join(a.dir, 'disk.img'), OTHER_UID);
-    const aliceSecret = await owned(path.join(a.dir, 'secret.img'), OTHER_UID, 'system_u:object_r:svirt_image_t:s0');
+    const aliceDisk = await ownedFile(path.join(a.dir, 'disk.img'), OTHER_UID);
+    const aliceSecret = await ownedFile(path.join(a.dir, 'secret.img'), OTHER_UID, 'system_u:object_r:svirt_image_t:s0');
     await chmod(aliceSecret, 0o666);
     const aliceVm = await alice.request<RunInfo>('start', {
       definition: vmDefinition(a, 'alice-vm', [{ path: aliceDisk, class: 'private' }]), allowUnconfined: true,
@@ -83,10 +66,10 @@ export async function runHostile(cases: number, seed: number, log: (line: string
     const aliceFiles: FileSnapshot = await snapshotFiles(watched);
 
     // Mallory's own material: files, a small tree, a FIFO, links to alice's file.
-    const own = await owned(path.join(m.dir, 'own.img'), REQUESTER_UID);
+    const own = await ownedFile(path.join(m.dir, 'own.img'), REQUESTER_UID);
     const tree = path.join(m.dir, 'tree');
     await mkdir(path.join(tree, 'sub'), { recursive: true });
-    for (const n of ['a', 'b', 'sub/c']) await owned(path.join(tree, n), REQUESTER_UID, n === 'b' ? null : ORIGINAL_LABEL);
+    for (const n of ['a', 'b', 'sub/c']) await ownedFile(path.join(tree, n), REQUESTER_UID, n === 'b' ? null : ORIGINAL_LABEL);
     await execFileP('chown', ['-R', `${REQUESTER_UID}:${REQUESTER_UID}`, tree]);
     const fifo = path.join(m.dir, 'disk.fifo');
     await execFileP('mkfifo', [fifo]);
