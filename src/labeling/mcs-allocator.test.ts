@@ -343,6 +343,18 @@ describe('persistence', () => {
     expect(McsAllocator.fromJSON(JSON.parse(saved)).pairOf('a')).toEqual(allocator.pairOf('a'));
   });
 
+  it('lists the owners of a saved state without building it, and nothing for what fromJSON would refuse', () => {
+    const allocator = new McsAllocator({ range: range(0, 9), random: seededInt(8) });
+    allocator.allocate('b');
+    allocator.allocate('a');
+    expect(McsAllocator.savedOwners(allocator.toJSON())).toEqual(['a', 'b']);
+    expect(McsAllocator.savedOwners(JSON.parse(JSON.stringify(allocator)))).toEqual(['a', 'b']);
+    expect(McsAllocator.savedOwners(new McsAllocator({ range: range(0, 9) }).toJSON())).toEqual([]);
+    for (const bad of [null, undefined, '{}', [], { holds: {} }, { holds: [null] }, { holds: [{ owner: 5 }] }]) {
+      expect(McsAllocator.savedOwners(bad)).toBeUndefined();
+    }
+  });
+
   it.each([
     ['{', /not JSON/],
     [[], /expected an object/],

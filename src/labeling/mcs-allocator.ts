@@ -82,7 +82,10 @@ class FreePairs {
     this.tree = new Int32Array(size + 1);
     this.topStep = size === 0 ? 0 : 2 ** Math.floor(Math.log2(size));
     this.free = size;
-    this.rebuild();
+    // Every pair starts free, so each tree node counts its whole span (i & -i): no rebuild needed. The
+    // helper builds an allocator for each request, so construction must stay a fill, not a walk.
+    const tree = this.tree;
+    for (let i = 1; i <= size; i++) tree[i] = i & -i;
   }
 
   get freeCount(): number {
@@ -157,18 +160,22 @@ class FreePairs {
 
 /**
  * Who holds which pair. V8 Maps slow down badly under delete/insert churn once they hold a few hundred
- * thousand entries (rehashing in O(n) every few hundred operations), so the pair side is a flat array
- * and a release leaves a tombstone in the owner map, swept once tombstones outnumber live holds.
+ * thousand entries (rehashing in O(n) every few hundred operations), so the pair side is a flat typed
+ * array of owner slots (0: free; a zero-filled allocation, so an allocator is cheap to build, which the
+ * helper does for every request) and a release leaves a tombstone in the owner map, swept once
+ * tombstones outnumber live holds.
  */
 class Holds {
-  private readonly ownerByPair: string[] = [];
+  private readonly slotByPair: Int32Array;
+  /** Owner names by slot - 1; freed slots are reused. */
+  private readonly owners: string[] = [];
+  private readonly freeSlots: number[] = [];
   private pairByOwner = new Map<string, number>();
   private live = 0;
   private tombstones = 0;
 
   constructor(pairCount: number) {
-    // Pushed one by one so V8 keeps a packed array ('' marks a free pair; owners are never empty).
-    for (let i = 0; i < pairCount; i++) this.ownerByPair.push('');
+    this.slotByPair = new Int32Array(pairCount);
   }
 
   get size(): number {
@@ -181,20 +188,30 @@ class Holds {
   }
 
   ownerOf(pair: number): string | undefined {
-    const owner = this.ownerByPair[pair];
-    return owner === '' ? undefined : owner;
+    const slot = this.slotByPair[pair];
+    return slot === undefined || slot === 0 ? undefined : this.owners[slot - 1];
   }
 
   add(owner: string, pair: number): void {
     if (this.pairByOwner.get(owner) === -1) this.tombstones--;
     this.pairByOwner.set(owner, pair);
-    this.ownerByPair[pair] = owner;
+    let slot = this.freeSlots.pop();
+    if (slot === undefined) {
+      this.owners.push(owner);
+      slot = this.owners.length;
+    } else {
+      this.owners[slot - 1] = owner;
+    }
+    this.slotByPair[pair] = slot;
     this.live++;
   }
 
   remove(pair: number): void {
-    const owner = this.ownerByPair[pair] as string;
-    this.ownerByPair[pair] = '';
+    const slot = this.slotByPair[pair] as number;
+    const owner = this.owners[slot - 1] as string;
+    this.slotByPair[pair] = 0;
+    this.owners[slot - 1] = '';
+    this.freeSlots.push(slot);
     this.pairByOwner.set(owner, -1);
     this.live--;
     this.tombstones++;
@@ -421,6 +438,17 @@ export class McsAllocator {
       }
     });
     return allocator;
+  }
+
+  /**
+   * The owners a saved state lists, read without building an allocator (which costs a pass over every pair
+   * of the range); undefined when `saved` does not have a saved state's shape (fromJSON says what is wrong).
+   */
+  static savedOwners(saved: unknown): string[] | undefined {
+    const holds = typeof saved === 'object' && saved !== null ? (saved as { holds?: unknown }).holds : undefined;
+    if (!Array.isArray(holds)) return undefined;
+    const owners = holds.map((hold: unknown) => (typeof hold === 'object' && hold !== null ? (hold as { owner?: unknown }).owner : undefined));
+    return owners.every((owner): owner is string => typeof owner === 'string') ? owners : undefined;
   }
 
   // Pairs are numbered column by column of the upper triangle: local categories i < j give

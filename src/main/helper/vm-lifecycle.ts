@@ -213,7 +213,10 @@ export class VmLifecycle {
   }
 
   private async reconcileLocked(tx: StateTransaction): Promise<ReconcileReport> {
-    const allocator = this.allocator(tx);
+    // Every request reconciles, and building the allocator walks every pair of the range: it is built only
+    // when a pair goes back.
+    let built: McsAllocator | undefined;
+    const allocator = () => (built ??= this.allocator(tx));
     const report: ReconcileReport = { cleanedUp: [], restoredFiles: 0 };
     // Every helper runs this before any change: one record or holder that cannot be cleaned up is
     // reported and left for the next round, never allowed to fail another user's request.
@@ -227,7 +230,7 @@ export class VmLifecycle {
     for (const record of Object.values(tx.registry.vms)) {
       if (this.isLive(record)) continue;
       await contained(`clean-up of ${record.id}`, async () => {
-        report.restoredFiles += await this.cleanUp(tx, record, allocator);
+        report.restoredFiles += await this.cleanUp(tx, record, allocator());
         report.cleanedUp.push(record.id);
       });
     }
@@ -243,10 +246,14 @@ export class VmLifecycle {
     await contained('orphan tree logs', async () => { await removeOrphanTreeLogs(this.relabelContext(tx, { uid: 0 })); });
     clearDeadWalkers(this.relabelContext(tx, { uid: 0 }));
     // Pairs held by owners that no longer run (e.g. a crash after allocation) go back to the pool.
-    for (const hold of allocator.toJSON().holds) {
-      if (!tx.registry.vms[hold.owner]) allocator.release(hold.owner);
+    const owners = McsAllocator.savedOwners(tx.registry.mcs);
+    if (built !== undefined || owners === undefined || owners.some((owner) => !tx.registry.vms[owner])) {
+      const pool = allocator();
+      for (const hold of pool.toJSON().holds) {
+        if (!tx.registry.vms[hold.owner]) pool.release(hold.owner);
+      }
+      tx.registry.mcs = pool.toJSON();
     }
-    tx.registry.mcs = allocator.toJSON();
     return report;
   }
 
