@@ -98,11 +98,16 @@ if (only.has('load')) {
 }
 
 if (only.has('hostile')) {
+  const hostileStarted = Date.now();
   const hostile = await runHostile(Number(values.hostile), seed, log);
+  const hostileSeconds = (Date.now() - hostileStarted) / 1000;
+  log(`hostile: ${hostile.hostileCases} cases in ${hostileSeconds.toFixed(0)} s (${(hostile.hostileCases / hostileSeconds).toFixed(1)} cases/s)`);
   result.hostileCases = hostile.hostileCases;
   result.boundaryViolations = hostile.boundaryViolations;
   extra.boundaryViolationsByKind = hostile.byKind;
   extra.hostileShapes = hostile.shapes;
+  extra.hostileSeconds = Math.round(hostileSeconds);
+  extra.legitimateStartsFailed = hostile.legitimateStartsFailed;
   details('hostile', hostile.details);
 }
 

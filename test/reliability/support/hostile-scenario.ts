@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
-import { chmod, chown, link, mkdir } from 'node:fs/promises';
+import { chmod, chown, link, lstat, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { HelperClient } from '../../../src/main/helper-client';
 import type { RunInfo } from '../../../src/main/helper/vm-lifecycle';
+import { QmpClient } from '../../../src/main/qemu/qmp';
 import { HelperStateStore } from '../../../src/main/state/helper-state';
 import { processStartTime } from '../../../src/main/state/state-lock';
 import { createTestHost, ORIGINAL_LABEL } from '../../support/helper-session';
@@ -20,13 +21,25 @@ import { diffSnapshots, helperEnv, OTHER_UID, REQUESTER_UID, snapshotFiles, vmDe
  * parses and holds nothing of alice's that alice did not ask for; alice's VM still runs and her helper
  * answers; mallory never holds a VM with a label outside the VM domains or at alice's pair; mallory's
  * `list` does not show alice's VM. Each broken invariant is one boundary violation, counted by kind.
+ * A few cases are legitimate starts of mallory's own VM, so that the checks of her running VMs see real
+ * ones (and another VM's labels come and go beside alice's).
+ *
+ * A case costs what its requests cost, not what its checks cost: both helpers stay up for the whole phase;
+ * alice's VM is checked through its pid and its QMP socket; and her files' labels are read again (one
+ * getfattr for all of them) whenever an inode's ctime moved, which every label, owner or mode change does
+ * (setxattr, chown and chmod all set it), and at every FULL_CHECK_EVERY-th case regardless.
  */
 const execFileP = promisify(execFile);
 const REQUEST_TIMEOUT_MS = 30_000;
+const FULL_CHECK_EVERY = 50;
+/** The share of cases that start a real VM of mallory's own (each costs a qemu start and stop). */
+const LEGIT_START_SHARE = 0.01;
 
 export interface HostileResult {
   hostileCases: number;
   boundaryViolations: number;
+  /** Mallory's legitimate starts that failed: not a boundary violation, but the checks of her VMs then saw none. */
+  legitimateStartsFailed: number;
   byKind: Record<string, number>;
   shapes: Record<string, number>;
   details: string[];
@@ -38,11 +51,35 @@ function withTimeout<T>(work: Promise<T>): Promise<T | 'timeout'> {
 
 type Outcome = { ok: true; value: unknown } | { ok: false; code: string; message: string } | 'timeout';
 
+/** Inode and ctime of each path ('gone' if missing): any change of label, owner, mode or content moves it. */
+async function inodeStamps(paths: readonly string[]): Promise<Map<string, string>> {
+  const stamps = new Map<string, string>();
+  for (const p of paths) {
+    const st = await lstat(p, { bigint: true }).catch(() => undefined);
+    stamps.set(p, st ? `${st.ino}:${st.ctimeNs}` : 'gone');
+  }
+  return stamps;
+}
+
+/** Whether a VM answers on its QMP socket and says it runs. */
+async function qmpRunning(socket: string): Promise<string | true> {
+  let qmp: QmpClient | undefined;
+  try {
+    qmp = await QmpClient.connect(socket, { timeoutMs: REQUEST_TIMEOUT_MS });
+    const status = await qmp.execute<{ status: string; running: boolean }>('query-status');
+    return status.running ? true : `status ${status.status}`;
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    await qmp?.close().catch(() => undefined);
+  }
+}
+
 export async function runHostile(cases: number, seed: number, log: (line: string) => void = () => {}): Promise<HostileResult> {
   const random = seededUnit(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
   const host = await createTestHost();
-  const result: HostileResult = { hostileCases: 0, boundaryViolations: 0, byKind: {}, shapes: {}, details: [] };
+  const result: HostileResult = { hostileCases: 0, boundaryViolations: 0, legitimateStartsFailed: 0, byKind: {}, shapes: {}, details: [] };
   const violation = (kind: string, detail: string) => {
     result.boundaryViolations++;
     result.byKind[kind] = (result.byKind[kind] ?? 0) + 1;
@@ -64,6 +101,10 @@ export async function runHostile(cases: number, seed: number, log: (line: string
     const alicePidStart = processStartTime(alicePid);
     const watched = [a.dir, a.kernel, a.initrd, aliceDisk, aliceSecret];
     const aliceFiles: FileSnapshot = await snapshotFiles(watched);
+    let aliceStamps = await inodeStamps(watched);
+    const aliceQmp = path.join(host.stateDir, 'run', `${OTHER_UID}-alice-vm`, 'qmp.sock');
+    const aliceQmpState = await qmpRunning(aliceQmp);
+    if (aliceQmpState !== true) throw new Error(`alice's VM does not answer on ${aliceQmp}: ${aliceQmpState}`);
 
     // Mallory's own material: files, a small tree, a FIFO, links to alice's file.
     const own = await ownedFile(path.join(m.dir, 'own.img'), REQUESTER_UID);
@@ -98,10 +139,13 @@ export async function runHostile(cases: number, seed: number, log: (line: string
       list: () => [mallory, 'list', {}],
     };
     const names = Object.keys(shapes);
+    // Drawn apart from the hostile shapes, so that their mix stays uniform.
+    const legitStart = (): [HelperClient, string, Record<string, unknown>] =>
+      [mallory, 'start', { definition: vmDefinition(m, 'own-vm', [{ path: own, class: 'private' }]), allowUnconfined: true }];
 
     for (let i = 0; i < cases; i++) {
-      const shape = pick(names);
-      const [client, verb, args] = (shapes[shape] as () => [HelperClient, string, Record<string, unknown>])();
+      const shape = random() < LEGIT_START_SHARE ? 'start own VM' : pick(names);
+      const [client, verb, args] = shape === 'start own VM' ? legitStart() : (shapes[shape] as () => [HelperClient, string, Record<string, unknown>])();
       result.shapes[shape] = (result.shapes[shape] ?? 0) + 1;
       const outcome: Outcome = await withTimeout(client.request(verb, args).then(
         (value) => ({ ok: true as const, value }),
@@ -113,6 +157,11 @@ export async function runHostile(cases: number, seed: number, log: (line: string
         // A helper stuck (e.g. in open() of a FIFO) is ended and replaced, so the phase goes on.
         mallory.kill('SIGKILL');
         mallory = host.startHelper(helperEnv(REQUESTER_UID));
+      } else if (shape === 'start own VM') {
+        if (!outcome.ok) {
+          result.legitimateStartsFailed++;
+          if (result.details.length < 50) result.details.push(`legitimate start failed: ${outcome.code}: ${outcome.message}`);
+        }
       } else if (verb === 'start' && outcome.ok) {
         violation(`accepted: ${shape}`, JSON.stringify(args).slice(0, 200));
       } else if (verb === 'relabel' && outcome.ok && shape !== 'relabel own tree or file' && shape !== 'restore missing path') {
@@ -128,12 +177,22 @@ export async function runHostile(cases: number, seed: number, log: (line: string
         await withTimeout(mallory.request('forceOff', { vm: vm.id }).catch(() => undefined));
       }
       // Alice's side.
-      const changed = diffSnapshots(aliceFiles, await snapshotFiles(watched));
-      if (changed.length > 0) violation('other user\'s files changed', `${shape}: ${changed.join('; ')}`);
-      for (const p of changed.length > 0 ? watched : []) aliceFiles.set(p, (await snapshotFiles([p])).get(p) as never);
+      const stamps = await inodeStamps(watched);
+      if (watched.some((p) => stamps.get(p) !== aliceStamps.get(p)) || (i + 1) % FULL_CHECK_EVERY === 0 || i === cases - 1) {
+        const now = await snapshotFiles(watched);
+        const changed = diffSnapshots(aliceFiles, now);
+        if (changed.length > 0) violation('other user\'s files changed', `${shape}: ${changed.join('; ')}`);
+        for (const [p, state] of now) aliceFiles.set(p, state);
+        aliceStamps = stamps;
+      }
       if (processStartTime(alicePid) !== alicePidStart) violation('other user\'s VM died', shape);
+      else {
+        const qmpState = await qmpRunning(aliceQmp);
+        if (qmpState !== true) violation('other user\'s VM stopped answering', `${shape}: ${qmpState}`);
+      }
       const aliceList = await withTimeout(alice.request<RunInfo[]>('list').catch((err: Error) => err));
       if (aliceList === 'timeout' || aliceList instanceof Error) violation('other user\'s helper fails', `${shape}: ${aliceList === 'timeout' ? 'timeout' : aliceList.message}`);
+      else if (!aliceList.some((vm) => vm.id === aliceVm.id)) violation('other user\'s helper lost her VM', `${shape}: ${aliceList.map((vm) => vm.id).join(', ')}`);
       try {
         const { journal } = await new HelperStateStore(host.stateDir).read();
         const foreign = [...Object.keys(journal.entries), ...Object.values(journal.trees ?? {}).map((t) => t.root)]
