@@ -33,8 +33,17 @@ interface PoolConfigFile {
   shared?: boolean;
 }
 
+interface DeviceConfigFile {
+  device?: string;
+  volumeGroup?: string;
+  users?: string[];
+  groups?: string[];
+}
+
 interface HelperConfigFile {
   pools?: PoolConfigFile[];
+  devices?: DeviceConfigFile[];
+  /** The old setting: refused with a pointer to `devices` (it named paths and nobody in particular). */
   allowedBlockDevices?: string[];
   categoryRange?: string;
   /** Ignored: qemu no longer runs as one shared account (each VM gets an id from vmIdRange). */
@@ -43,6 +52,8 @@ interface HelperConfigFile {
   shutdownTimeoutSeconds?: number;
   allowSeclabelNone?: boolean;
 }
+
+const NAME_LIST = { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9_.][A-Za-z0-9_.-]*[$]?$' } } as const;
 
 const validateConfigFile = ajv.compile<HelperConfigFile>({
   type: 'object',
@@ -56,13 +67,27 @@ const validateConfigFile = ajv.compile<HelperConfigFile>({
         required: ['path'],
         properties: {
           path: { type: 'string', pattern: '^/' },
-          users: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9_.][A-Za-z0-9_.-]*[$]?$' } },
-          groups: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9_.][A-Za-z0-9_.-]*[$]?$' } },
+          users: NAME_LIST,
+          groups: NAME_LIST,
           shared: { type: 'boolean' },
         },
       },
     },
-    allowedBlockDevices: { type: 'array', items: { type: 'string', pattern: '^/dev/' } },
+    devices: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          device: { type: 'string', pattern: '^/dev/' },
+          // LVM's own rule for VG names.
+          volumeGroup: { type: 'string', pattern: '^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$', maxLength: 127 },
+          users: NAME_LIST,
+          groups: NAME_LIST,
+        },
+      },
+    },
+    allowedBlockDevices: { type: 'array', items: { type: 'string' } },
     categoryRange: { type: 'string' },
     qemuUser: { type: 'string', pattern: '^[a-z_][a-z0-9_-]*$' },
     vmIdRange: { type: 'string' },
@@ -83,6 +108,19 @@ export async function loadHelperConfig(env: NodeJS.ProcessEnv = process.env): Pr
       throw new Error(`${file}: pools[${plain}] is a plain path; a pool is now {"path": …, "users": […], "groups": […], "shared": false} and names who may use it (see the README)`);
     }
     if (!validateConfigFile(value)) throw new Error(`${file}: ${describeAjvError(validateConfigFile)}`);
+    if (value.allowedBlockDevices !== undefined) {
+      throw new Error(`${file}: allowedBlockDevices is replaced by devices, which names who may use each device: [{"device": "/dev/sdb", "users": […], "groups": […]}] or [{"volumeGroup": "vg0", …}] (see the README)`);
+    }
+    for (const [i, grant] of (value.devices ?? []).entries()) {
+      if ((grant.device === undefined) === (grant.volumeGroup === undefined)) {
+        throw new Error(`${file}: devices[${i}] names one "device" or one "volumeGroup"`);
+      }
+      try {
+        if (grant.device !== undefined) checkPathSyntax(grant.device);
+      } catch (err) {
+        throw new Error(`${file}: devices[${i}].device: ${(err as Error).message}`, { cause: err });
+      }
+    }
     for (const [i, pool] of (value.pools ?? []).entries()) {
       try {
         checkPathSyntax(pool.path);
@@ -105,7 +143,7 @@ export async function loadHelperConfig(env: NodeJS.ProcessEnv = process.env): Pr
     stateDir: (trustEnv && env.SVIRT_STATE_DIR) || DEFAULT_STATE_DIR,
     pathPolicy: {
       pools: parsed.pools?.map((p) => ({ path: p.path.replace(/(.)\/+$/, '$1'), users: p.users ?? [], groups: p.groups ?? [], shared: p.shared ?? false })) ?? DEFAULT_PATH_POLICY.pools,
-      allowedBlockDevices: parsed.allowedBlockDevices ?? DEFAULT_PATH_POLICY.allowedBlockDevices,
+      devices: parsed.devices?.map((d) => ({ ...(d.device ? { device: d.device } : { volumeGroup: d.volumeGroup }), users: d.users ?? [], groups: d.groups ?? [] })) ?? DEFAULT_PATH_POLICY.devices,
     },
     categoryRange: parsed.categoryRange ? parseCategoryRange(parsed.categoryRange) : DEFAULT_CATEGORY_RANGE,
     vmIdRange,

@@ -12,7 +12,8 @@ import { startConsoleKeeperProcess } from '../console/keeper-process';
 import { liveProcessLevels, processLabel, type SelinuxMode } from '../host-selinux';
 import { readLabelOfOpened, writeLabel } from '../labels/file-labels';
 import { clearDeadWalkers, labelFile, LabelConflictError, removeOrphanTreeLogs, restoreHolder, type RelabelContext, type RelabelTransact } from '../labels/relabeler';
-import { openRelabelTarget, PathRefusedError, type OpenedTarget, type Requester } from '../labels/path-policy';
+import { claimDevice, deviceUseProblems, openBlockDevice, type OpenedDevice } from '../labels/block-devices';
+import { isUnder, openRelabelTarget, PathRefusedError, type OpenedTarget, type Requester } from '../labels/path-policy';
 import type { AccelChoice } from '../qemu/accel';
 import { checkNvramSize, OVMF_CODE } from '../qemu/firmware';
 import { BackingChainError, readBackingChain, type BackingLayer } from '../qemu/backing-chain';
@@ -84,6 +85,8 @@ const CONTROL_COMMAND: Record<VmControl, string> = { pause: 'stop', resume: 'con
 /** The files a starting VM's qemu gets, opened and checked by the helper. */
 interface VmFiles {
   readonly disks: { spec: LaunchDisk; opened: OpenedTarget }[];
+  /** A block device disk's name in the definition → the node that is labeled and journaled. */
+  readonly deviceNodes: ReadonlyMap<string, string>;
   /** The UEFI variable store (the user's file like a disk). */
   readonly nvram?: OpenedTarget;
   /** Hands the private boot file copies to the VM's uid (and image label); their paths for the launcher. */
@@ -145,6 +148,11 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
+/** What a restore left alone (a file replaced, a device node udev made anew), for the administrator's log. */
+function logSkipped(holder: string, skipped: readonly { path: string; reason: string }[]): void {
+  for (const s of skipped) process.stderr.write(`svirt-helper: restore of ${holder}: ${s.path} not restored: ${s.reason}\n`);
+}
+
 const alive = (pid: number | null, startTime: string | null): boolean =>
   pid !== null && startTime !== null && processStartTime(pid) === startTime;
 
@@ -204,6 +212,7 @@ export class VmLifecycle {
     }
     if (record.keeperPid !== null && alive(record.keeperPid, record.keeperStartTime)) signal(record.keeperPid, 'SIGTERM');
     const restored = await restoreHolder(this.relabelContext(tx, { uid: 0 }), record.id);
+    logSkipped(record.id, restored.skipped);
     allocator.release(record.id);
     delete tx.registry.vms[record.id];
     tx.registry.mcs = allocator.toJSON();
@@ -240,7 +249,9 @@ export class VmLifecycle {
     );
     for (const holder of orphanHolders) {
       await contained(`restore of ${holder}`, async () => {
-        report.restoredFiles += (await restoreHolder(this.relabelContext(tx, { uid: 0 }), holder)).restored;
+        const restored = await restoreHolder(this.relabelContext(tx, { uid: 0 }), holder);
+        logSkipped(holder, restored.skipped);
+        report.restoredFiles += restored.restored;
       });
     }
     await contained('orphan tree logs', async () => { await removeOrphanTreeLogs(this.relabelContext(tx, { uid: 0 })); });
@@ -400,15 +411,33 @@ export class VmLifecycle {
     const layers: OpenedTarget[] = [];
     const copies: { kernel?: FileHandle; initrd?: FileHandle } = {};
     const sourceLabels: { kernel?: string | null; initrd?: string | null } = {};
-    const handles = (): FileHandle[] => [...[...disks.map((d) => d.opened), ...layers, ...(nvram ? [nvram] : [])].map((o) => o.handle), ...Object.values(copies)];
+    const claims: FileHandle[] = [];
+    const deviceNodes = new Map<string, string>();
+    const handles = (): FileHandle[] => [...[...disks.map((d) => d.opened), ...layers, ...(nvram ? [nvram] : [])].map((o) => o.handle), ...Object.values(copies), ...claims];
     let closed: Promise<void> | undefined;
     const close = () => (closed ??= Promise.all(handles().map((h) => h.close())).then(() => undefined));
     const openChecked = (field: string, p: string) =>
       openRelabelTarget(p, { config: this.deps.config.pathPolicy, requester: this.deps.requester, regularFileOnly: true }).catch((err: unknown) => {
         throw err instanceof PathRefusedError ? new HelperError('refused', `${field}: ${err.message}`) : err;
       });
+    const openDevice = async (field: string, spec: LaunchDisk): Promise<void> => {
+      const opened = await this.openDiskDevice(field, spec);
+      disks.push({ spec, opened });
+      deviceNodes.set(spec.path, opened.path);
+      const claim = await this.claimDiskDevice(field, opened, !spec.readonly && !spec.shared);
+      if (claim) {
+        claims.push(claim);
+        disks[disks.length - 1] = { spec: { ...spec, blockDevice: true, heldRwFd: claim.fd }, opened };
+      } else {
+        disks[disks.length - 1] = { spec: { ...spec, blockDevice: true }, opened };
+      }
+    };
     try {
       for (const { field, spec } of wanted) {
+        if (!spec.cdrom && isUnder(spec.path, '/dev')) {
+          await openDevice(field, spec);
+          continue;
+        }
         const opened = await openChecked(field, spec.path);
         disks.push({ spec, opened });
         if (spec.backing === undefined) continue;
@@ -454,7 +483,45 @@ export class VmLifecycle {
       }
       return out;
     };
-    return { disks, ...(nvram ? { nvram } : {}), bootCopiesFor, close };
+    return { disks, deviceNodes, ...(nvram ? { nvram } : {}), bootCopiesFor, close };
+  }
+
+  /** A block device disk, opened and checked on its fd: allowed for the requester, raw, and unused by the host. */
+  private async openDiskDevice(field: string, spec: LaunchDisk): Promise<OpenedDevice> {
+    const refuse = (err: unknown) => (err instanceof PathRefusedError ? new HelperError('refused', `${field}: ${err.message}`) : err);
+    if (spec.format === 'qcow2') throw new HelperError('refused', `${field}: ${spec.path} is a block device: it is given to a VM as a raw disk (format raw)`);
+    const opened = await openBlockDevice(spec.path, { config: this.deps.config.pathPolicy, requester: this.deps.requester }).catch((err: unknown) => {
+      throw refuse(err);
+    });
+    try {
+      const problems = await deviceUseProblems(opened);
+      if (problems.length > 0) throw new HelperError('refused', `${field}: refusing ${JSON.stringify(spec.path)} (${opened.path}, ${opened.majMin}): ${problems.join('; ')}; nothing was changed`);
+      return opened;
+    } catch (err) {
+      await opened.handle.close();
+      throw refuse(err);
+    }
+  }
+
+  /**
+   * The exclusive claim on a device (see claimDevice): kept and handed to qemu for a private disk, a probe
+   * for a shared or read-only one. Refused while anything else holds the device: another VM's private
+   * claim is named from the journal.
+   */
+  private async claimDiskDevice(field: string, opened: OpenedDevice, writable: boolean): Promise<FileHandle | undefined> {
+    let claim: FileHandle;
+    try {
+      claim = await claimDevice(opened, writable);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EBUSY') throw err instanceof PathRefusedError ? new HelperError('refused', `${field}: ${err.message}`) : err;
+      const { registry, journal } = await this.deps.store.read();
+      const entry = journal.entries[opened.path];
+      const holder = entry && entry.kind === 'private' && registry.vms[entry.holder] ? ` by VM ${entry.holder}, privately` : ' by the kernel or another program (a mount, swap, device-mapper, another VM)';
+      throw new HelperError('refused', `${field}: refusing ${JSON.stringify(opened.path)} (${opened.majMin}): it is in use${holder}; nothing was changed`);
+    }
+    if (writable) return claim;
+    await claim.close();
+    return undefined;
   }
 
   async start(definitionInput: unknown, options: StartOptions = {}): Promise<RunInfo> {
@@ -531,7 +598,7 @@ export class VmLifecycle {
           // either way, but no other VM's uid (nor the user's, meanwhile) may open it by name. Shared and
           // read-only files keep their owners: several VMs use them, through the fds the helper opened.
           const own = action.resource === 'disk' && action.class === 'private' ? { uid: qemuUid, gid: qemuUid } : undefined;
-          await labelFile(ctx, id, kind, action.path, action.label, own);
+          await labelFile(ctx, id, kind, files.deviceNodes.get(action.path) ?? action.path, action.label, own);
           faultPoint('mid-relabel');
         }
         const boot = definition.boot;
@@ -625,7 +692,8 @@ export class VmLifecycle {
       return { fdPath: opened.fdPath, dev: opened.stat.dev, ino: opened.stat.ino, close: () => opened.handle.close() };
     };
     try {
-      return await Promise.all(definition.disks.map((d) => (d.format === 'qcow2' ? readBackingChain(d.path, open) : undefined)));
+      // A block device is a raw disk (openVmFiles refuses a qcow2 one): no chain is read from it.
+      return await Promise.all(definition.disks.map((d) => (d.format === 'qcow2' && !isUnder(d.path, '/dev') ? readBackingChain(d.path, open) : undefined)));
     } catch (err) {
       if (err instanceof PathRefusedError) throw new HelperError('refused', `backing chain of ${definition.name}: ${err.message}`);
       if (err instanceof BackingChainError) throw new HelperError('bad-request', err.message);

@@ -30,7 +30,7 @@ afterEach(async () => {
 
 const config = (pools: Partial<ImagePool>[]): PathPolicyConfig => ({
   pools: pools.map((p) => ({ path: pool, users: [], groups: [], shared: false, ...p })),
-  allowedBlockDevices: [],
+  devices: [],
 });
 
 async function image(dir: string, name: string, owner: number, mode = 0o600): Promise<string> {

@@ -18,16 +18,27 @@ export interface ImagePool {
   readonly shared: boolean;
 }
 
+/**
+ * Block devices an administrator lets users hand to VMs (helper.json `devices`): one device (any name of
+ * it: /dev/sdb, /dev/vg0/lv1, /dev/disk/by-id/…, matched by device number when asked) or every logical
+ * volume of one LVM volume group. Like pools, nothing is allowed by default: a device node is the host's.
+ */
+export interface DeviceGrant {
+  readonly device?: string;
+  readonly volumeGroup?: string;
+  readonly users: readonly string[];
+  readonly groups: readonly string[];
+}
+
 /** Which files the root helper may relabel, and for whom. */
 export interface PathPolicyConfig {
   readonly pools: readonly ImagePool[];
-  /** Block devices (e.g. /dev/sdb) that may be given to VMs; every other device node is refused. */
-  readonly allowedBlockDevices: readonly string[];
+  readonly devices: readonly DeviceGrant[];
 }
 
 export const DEFAULT_PATH_POLICY: PathPolicyConfig = {
   pools: [],
-  allowedBlockDevices: [],
+  devices: [],
 };
 
 /** The user a request acts for: their files only, their home directory never as a whole. */
@@ -40,8 +51,8 @@ export interface Requester {
   readonly groups?: readonly string[];
 }
 
-/** Whether the requester may use a pool: root, a listed user (by name or uid), or a member of a listed group. */
-export function mayUsePool(pool: ImagePool, requester: Requester): boolean {
+/** Whether the requester may use a pool or device: root, a listed user (by name or uid), or a member of a listed group. */
+export function mayUsePool(pool: Pick<ImagePool, 'users' | 'groups'>, requester: Requester): boolean {
   if (requester.uid === 0) return true;
   if (pool.users.includes(String(requester.uid)) || (requester.name !== undefined && pool.users.includes(requester.name))) return true;
   return (requester.groups ?? []).some((g) => pool.groups.includes(g));
@@ -89,10 +100,9 @@ export function checkPathLocation(target: string, config: PathPolicyConfig, requ
   if (requester.home && p === requester.home.replace(/\/+$/, '')) throw new PathRefusedError(target, 'the home directory itself cannot be relabeled (files inside it can)');
   const inPool = config.pools.some((pool) => isUnder(p, pool.path) && p !== pool.path && mayUsePool(pool, requester));
   if (inPool) return;
-  if (config.allowedBlockDevices.includes(p)) return;
   const tree = SYSTEM_TREES.find((dir) => isUnder(p, dir));
   if (tree) {
-    const hint = tree === '/var' ? ' (outside the configured image pools)' : tree === '/dev' ? ' (not an allowed block device)' : '';
+    const hint = tree === '/var' ? ' (outside the configured image pools)' : tree === '/dev' ? ' (a block device must be allowed in helper.json\'s devices)' : '';
     throw new PathRefusedError(target, `it lies under the system directory ${tree}${hint}`);
   }
 }
@@ -171,7 +181,8 @@ export async function openRelabelTarget(target: string, options: OpenOptions): P
     }
     if (kind === 'directory' && !options.allowDirectory) throw new PathRefusedError(target, 'it is a directory (relabel a tree as shared or read-only content instead)');
     if (kind === 'char') throw new PathRefusedError(target, 'character devices are never given to VMs');
-    if (kind === 'block' && !options.config.allowedBlockDevices.includes(target)) throw new PathRefusedError(target, 'block device not in the allowed list');
+    // Block devices are opened by block-devices.ts, from /dev only; a node made elsewhere is never one.
+    if (kind === 'block') throw new PathRefusedError(target, 'block device not in the allowed list');
     if (kind === 'other') throw new PathRefusedError(target, 'unsupported file type');
     checkOwner(target, stat.uid, options.config, options.requester);
     return { path: target, handle, stat, fdPath };

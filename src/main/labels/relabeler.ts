@@ -8,6 +8,7 @@ import { isProcessAlive, processStartTime } from '../state/state-lock';
 import { readLabelOfOpened, removeLabel, writeLabel } from './file-labels';
 import { entriesHeldBy, entriesUnder, recordOwner, TREE_LOG_NAME, treesTouching, type HolderKind, type JournalData, type JournalEntry, type TreeRecord, type TreeWalker } from './label-journal';
 import { labelHex, labelTree, restoreTree } from './label-tree-tool';
+import { openLabelTarget } from './block-devices';
 import { checkPathSyntax, isUnder, openRelabelTarget, PathRefusedError, sharedPoolsOf, type OpenedTarget, type PathPolicyConfig, type Requester } from './path-policy';
 
 /**
@@ -94,7 +95,7 @@ export async function labelFile(
   ctx: RelabelContext, holder: string, kind: HolderKind, target: string, label: string, owner?: { uid: number; gid: number },
 ): Promise<JournalEntry> {
   assertValidLabel(label);
-  const opened = await openRelabelTarget(target, { config: ctx.config, requester: ctx.requester });
+  const opened = await openLabelTarget(target, { config: ctx.config, requester: ctx.requester });
   try {
     refuseBusy(ctx, target, false);
     const existing = ctx.journal.entries[target];
@@ -131,10 +132,13 @@ async function restoreEntries(ctx: RelabelContext, entries: readonly JournalEntr
   const skipped: { path: string; reason: string }[] = [];
   for (const entry of entries) {
     try {
-      const opened = await openRelabelTarget(entry.path, { config: ctx.config, requester: { uid: 0 }, allowDirectory: true });
+      const opened = await openLabelTarget(entry.path, { config: ctx.config, requester: { uid: 0 }, allowDirectory: true });
       try {
         if (opened.stat.dev !== entry.dev || opened.stat.ino !== entry.ino) {
-          skipped.push({ path: entry.path, reason: 'the file was replaced since it was labeled' });
+          // udev makes a device node anew (reboot, vgchange, a re-plugged disk) with its default label: the
+          // new node is left as it is, never given the old node's original.
+          const device = opened.stat.isBlockDevice();
+          skipped.push({ path: entry.path, reason: device ? 'the device node was recreated since it was labeled (it carries its default label already)' : 'the file was replaced since it was labeled' });
         } else {
           if (entry.owner) await opened.handle.chown(entry.owner.uid, entry.owner.gid);
           if (entry.original === null) await removeLabel(opened.fdPath);

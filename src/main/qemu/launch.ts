@@ -65,6 +65,14 @@ export interface DiskSpec {
    * set: qemu never opens the backing file named in the image's header itself.
    */
   backing?: BackingLayer[];
+  /** A host block device (qemu's host_device driver); the path is still opened by the launcher. */
+  blockDevice?: boolean;
+  /**
+   * An fd this process holds open read-write on the block device, handed to qemu as the disk's read-write
+   * fd instead of a reopen: it carries an exclusive claim (O_EXCL), which a reopen would be refused, and
+   * qemu keeps the claim for the VM's life.
+   */
+  heldRwFd?: number;
 }
 
 export interface BackingLayer {
@@ -344,7 +352,9 @@ export function buildQemuArgv(spec: LaunchSpec, accelArgs: readonly string[]): s
     }
     const readonly = `readonly=${d.readonly || d.cdrom ? 'on' : 'off'}`;
     const drive = `drive${f.fdSet}`;
-    argv.push('-drive', `file=/dev/fdset/${f.fdSet},format=${d.format ?? 'raw'},if=none,id=${drive},${readonly}${d.cdrom ? ',media=cdrom' : ''}`);
+    // qemu's default 'file' driver refuses a device; host_device takes it (and asks it its size itself).
+    const file = d.blockDevice ? `file.driver=host_device,file.filename=/dev/fdset/${f.fdSet}` : `file=/dev/fdset/${f.fdSet}`;
+    argv.push('-drive', `${file},format=${d.format ?? 'raw'},if=none,id=${drive},${readonly}${d.cdrom ? ',media=cdrom' : ''}`);
     const boot = d.bootIndex === undefined ? '' : `,bootindex=${d.bootIndex}`;
     // qemu locks images against a second writer; a shareable disk needs the device to say share-rw.
     const device = d.cdrom ? `ide-cd,drive=${drive}` : `virtio-blk-pci,drive=${drive}${d.shared ? ',share-rw=on' : ''}`;
@@ -389,10 +399,12 @@ function readableBy(st: Stats, uid: number, gid: number): boolean {
  * Opens a file qemu gets by fd: non-blocking, so a FIFO or device cannot make the launcher wait; anything
  * but a regular file is refused. (qemu sets the status flags it wants on the fds it takes from an fd set.)
  */
-async function openRegularFile(p: string, flags: number): Promise<fs.FileHandle> {
-  const handle = await fs.open(p, flags | fsc.O_NONBLOCK | fsc.O_NOCTTY);
+async function openRegularFile(p: string, flags: number, blockDevice = false): Promise<fs.FileHandle> {
+  // A device is opened blocking: qemu uses the fd as it is, and O_NONBLOCK on a device fd may fail its I/O.
+  const handle = await fs.open(p, flags | (blockDevice ? 0 : fsc.O_NONBLOCK) | fsc.O_NOCTTY);
   try {
-    if (!(await handle.stat()).isFile()) throw new Error(`${p} is not a regular file`);
+    const st = await handle.stat();
+    if (blockDevice ? !st.isBlockDevice() : !st.isFile()) throw new Error(`${p} is not a ${blockDevice ? 'block device' : 'regular file'}`);
     return handle;
   } catch (err) {
     await handle.close();
@@ -514,12 +526,14 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
     const stdio: (number | 'ignore')[] = ['ignore', log.fd, log.fd];
     stdio[layout.serialFd] = listeningFd(serialServer);
     stdio[layout.qmpFd] = listeningFd(qmpServer);
-    const openSlot = async (slot: FdSlot, file: string): Promise<void> => {
-      const ro = await openRegularFile(file, fsc.O_RDONLY);
+    const openSlot = async (slot: FdSlot, file: string, device?: Pick<DiskSpec, 'blockDevice' | 'heldRwFd'>): Promise<void> => {
+      const ro = await openRegularFile(file, fsc.O_RDONLY, device?.blockDevice);
       toClose.push(ro);
       stdio[slot.roFd] = ro.fd;
-      if (slot.rwFd !== undefined) {
-        const rw = await openRegularFile(file, fsc.O_RDWR);
+      if (slot.rwFd !== undefined && device?.heldRwFd !== undefined) {
+        stdio[slot.rwFd] = device.heldRwFd;
+      } else if (slot.rwFd !== undefined) {
+        const rw = await openRegularFile(file, fsc.O_RDWR, device?.blockDevice);
         toClose.push(rw);
         stdio[slot.rwFd] = rw.fd;
       }
@@ -527,7 +541,7 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
     for (const [i, d] of (spec.disks ?? []).entries()) {
       const f = layout.disks[i];
       if (!f) throw new Error('fd layout out of step with disks');
-      await openSlot(f, d.path);
+      await openSlot(f, d.path, d);
       for (const [k, layer] of (d.backing ?? []).entries()) {
         const slot = f.backing?.[k];
         if (!slot) throw new Error('fd layout out of step with backing layers');

@@ -1,0 +1,218 @@
+import { execFile } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { mkdtemp, readFile, realpath, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HelperClient } from '../src/main/helper-client';
+import type { RunInfo } from '../src/main/helper/vm-lifecycle';
+import { majMinOf, openBlockDevice } from '../src/main/labels/block-devices';
+import { readLabel } from '../src/main/labels/file-labels';
+import type { PathPolicyConfig } from '../src/main/labels/path-policy';
+import { createDeviceBed, FIXED_DISK_LABEL, nodeOwner, type DeviceBed } from './support/device-bed';
+import { GUEST_READY_MARKER } from './support/guest';
+import { ConsoleTap, createTestHost, type TestHost } from './support/helper-session';
+import { helperEnv, REQUESTER_UID } from './reliability/support/reliability';
+
+// Block-device disks on real devices (issue 15): loop devices over sparse files, LVM on a loop device
+// (LVs only where the kernel has device-mapper), a real helper and real qemu.
+const execFileP = promisify(execFile);
+const SHARED = 'system_u:object_r:svirt_image_t:s0';
+
+let dir: string;
+let bed: DeviceBed;
+let host: TestHost;
+let root: HelperClient;
+/** The devices granted to REQUESTER_UID in helper.json. */
+let granted: string;
+let notGranted: string;
+
+const definition = (name: string, disks: { path: string; class: 'private' | 'shared' | 'readonly' }[]) => ({
+  version: 1, name, memoryMiB: 128, vcpus: 1, createdAt: new Date().toISOString(),
+  boot: { kind: 'kernel', kernel: host.kernel, initrd: host.initrd, cmdline: host.append },
+  disks: disks.map((d) => ({ ...d, format: 'raw', relabel: true })), seclabel: { mode: 'dynamic' },
+});
+
+const state = async (device: string) => ({ label: await readLabel(device), ...(await nodeOwner(device)) });
+const registry = async () => JSON.parse(await readFile(path.join(host.stateDir, 'registry.json'), 'utf8').catch(() => '{"vms":{}}')) as { vms: Record<string, unknown> };
+
+/** Asks `helper` to start a VM on `device` and expects the refusal `message`, with the device untouched and no VM recorded. */
+async function expectRefusedStart(helper: HelperClient, name: string, device: string, message: RegExp, cls: 'private' | 'shared' = 'private'): Promise<void> {
+  const before = await state(device);
+  await expect(helper.request('start', { definition: definition(name, [{ path: device, class: cls }]), allowUnconfined: true })).rejects.toThrow(message);
+  expect(await state(device)).toEqual(before);
+  expect(Object.keys((await registry()).vms)).not.toContain(`0/${name}`);
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'svirt-blockdev-'));
+  bed = await createDeviceBed(dir);
+  granted = await bed.loop();
+  notGranted = await bed.loop();
+  host = await createTestHost({ devices: [{ device: granted, users: [String(REQUESTER_UID)] }] });
+  root = host.startHelper(helperEnv(0));
+});
+afterAll(async () => {
+  const running = await root?.request<RunInfo[]>('list').catch(() => []) ?? [];
+  for (const vm of running) await root.request('forceOff', { vm: vm.id }).catch(() => undefined);
+  await host?.dispose();
+  await bed?.dispose();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('opening a block device', () => {
+  const policy = (): PathPolicyConfig => ({ pools: [], devices: [{ device: granted, users: [String(REQUESTER_UID)], groups: [] }] });
+  const requester = { uid: REQUESTER_UID };
+
+  it('checks the opened fd, so a node swapped between the look and the open is caught: the race was live and nothing is opened', async () => {
+    const mounted = await bed.loop();
+    await bed.mount(mounted);
+    const node = `/dev/${bed.tag}-race`;
+    bed.madeUnderDev(node);
+    const mknod = (of: string) => execFileP('mknod', [node, 'b', ...majMinOf(statSync(of).rdev).split(':')]);
+    await mknod(granted);
+    // The name is the granted device when looked at; the hook swaps it for the mounted one before the open.
+    let swapped = false;
+    const attempt = openBlockDevice(node, {
+      config: policy(), requester,
+      hooks: {
+        beforeOpen: async () => {
+          await rm(node);
+          await mknod(mounted);
+          swapped = true;
+        },
+      },
+    });
+    await expect(attempt).rejects.toThrow(/changed while it was being opened \(looked at 7:\d+, opened 7:\d+\)/);
+    expect(swapped).toBe(true);
+    // Without the hook the same name (now the mounted device) is refused for what it is.
+    await expect(openBlockDevice(node, { config: policy(), requester })).rejects.toThrow(/not allowed for this user/);
+  });
+
+  it('follows a /dev/mapper link only to its own device-mapper node', async () => {
+    const link = `/dev/mapper/${bed.tag}-evil`;
+    bed.madeUnderDev(link);
+    await symlink(`../${path.basename(granted)}`, link);
+    await expect(openBlockDevice(link, { config: policy(), requester: { uid: 0 } })).rejects.toThrow(`it points to ${granted}, not to its device-mapper node`);
+    // A link that is neither LVM's nor device-mapper's is not followed at all.
+    const other = `/dev/${bed.tag}-link`;
+    bed.madeUnderDev(other);
+    await symlink(path.basename(granted), other);
+    await expect(openBlockDevice(other, { config: policy(), requester: { uid: 0 } })).rejects.toThrow(/it is a symbolic link \(only \/dev\/VG\/LV and \/dev\/mapper\/NAME links are followed\)/);
+  });
+
+  it('allows a device only to the users helper.json names for it (root: any)', async () => {
+    const opened = await openBlockDevice(granted, { config: policy(), requester });
+    expect(opened.path).toBe(granted);
+    await opened.handle.close();
+    await expect(openBlockDevice(notGranted, { config: policy(), requester })).rejects.toThrow(/is not allowed for this user: an administrator lists it/);
+    await expect(openBlockDevice(granted, { config: policy(), requester: { uid: REQUESTER_UID + 1 } })).rejects.toThrow(/not allowed for this user/);
+    await expect(openBlockDevice(granted, { config: { pools: [], devices: [] }, requester })).rejects.toThrow(/not allowed for this user/);
+    const byRoot = await openBlockDevice(notGranted, { config: { pools: [], devices: [] }, requester: { uid: 0 } });
+    await byRoot.handle.close();
+  });
+});
+
+describe('refusals, each with nothing changed', () => {
+  it('refuses a device not in the user\'s allowed list', async () => {
+    const user = host.startHelper(helperEnv(REQUESTER_UID));
+    try {
+      await expectRefusedStart(user, 'not-granted', notGranted, /disks\[0\]\.path: refusing ".*": block device 7:\d+ is not allowed for this user/);
+    } finally {
+      await user.close();
+    }
+  });
+
+  it('refuses a mounted loop device', async () => {
+    const device = await bed.loop();
+    const point = await bed.mount(device);
+    await expectRefusedStart(root, 'mounted', device, new RegExp(`it holds the filesystem mounted on ${point}; nothing was changed`));
+  });
+
+  it('refuses an active swap device', async () => {
+    const device = await bed.loop();
+    await bed.swapOn(device);
+    await expectRefusedStart(root, 'swap', device, /it holds active swap/);
+  });
+
+  it('refuses an LVM physical volume (and, with device-mapper, one whose LVs are active), shared or private', async () => {
+    const device = await bed.loop(32);
+    const { lvs } = await bed.volumeGroup(device, bed.deviceMapper ? ['busy'] : []);
+    await expectRefusedStart(root, 'pv', device, /it is an LVM physical volume/);
+    await expectRefusedStart(root, 'pv-shared', device, /it is an LVM physical volume/, 'shared');
+    if (lvs.length > 0) await expectRefusedStart(root, 'pv-active', device, /it is in use by \/dev\/dm-\d+/);
+  });
+
+  it('refuses a device anywhere below a mounted filesystem: a loop device over it is mounted', async () => {
+    const lower = await bed.loop();
+    const upper = await bed.loop(0, lower);
+    const point = await bed.mount(upper);
+    await expectRefusedStart(root, 'below-mount', lower, new RegExp(`it lies below the filesystem mounted on ${point} \\(through ${path.basename(upper)}\\)`));
+  });
+
+  it('refuses the host\'s own root disk', async () => {
+    const rootDev = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')).find((f) => f[4] === '/')?.[2];
+    expect(rootDev).toMatch(/^[1-9]\d*:\d+$/);
+    const node = `/dev/${path.basename(await realpath(`/sys/dev/block/${rootDev}`))}`;
+    // Where the host lets root open its disk the walk names it; where it does not (a sandboxed VM's virtio
+    // disk is EPERM even for root), the open itself refuses.
+    await expectRefusedStart(root, 'host-root', node, /it holds the host's root filesystem \(\/\)|refusing "\/dev\/\w+": EPERM/);
+  });
+
+  it('refuses a symbolic link in /dev/mapper that points elsewhere than its device-mapper node', async () => {
+    const link = `/dev/mapper/${bed.tag}-start`;
+    bed.madeUnderDev(link);
+    await symlink(`../${path.basename(granted)}`, link);
+    const before = await state(granted);
+    await expectRefusedStart(root, 'mapper-link', link, /not to its device-mapper node/);
+    // The node it points at stays untouched too.
+    expect(await state(granted)).toEqual(before);
+  });
+});
+
+describe('VMs on block devices', () => {
+  it('runs two VMs each on its own device and a third device shared by both: each private node carries its VM\'s pair and uid, the shared one svirt_image_t:s0, the guest\'s bytes land on the device, another VM is refused it, and stop restores label and owner', async () => {
+    // LVs where device-mapper exists, else loop devices: the same code path (an opened block device).
+    let a: string;
+    let b: string;
+    if (bed.deviceMapper) {
+      const { lvs } = await bed.volumeGroup(await bed.loop(64), ['lv1', 'lv2']);
+      [a, b] = lvs as [string, string];
+    } else {
+      [a, b] = [await bed.loop(), await bed.loop()];
+    }
+    const shared = await bed.loop();
+    const before = { a: await state(a), b: await state(b), shared: await state(shared) };
+    expect(before.a.label).toBe(FIXED_DISK_LABEL);
+
+    const vmA = await root.request<RunInfo>('start', { definition: definition('bd-a', [{ path: a, class: 'private' }, { path: shared, class: 'shared' }]), allowUnconfined: true });
+    const vmB = await root.request<RunInfo>('start', { definition: definition('bd-b', [{ path: b, class: 'private' }, { path: shared, class: 'shared' }]), allowUnconfined: true });
+    const nodeOf = (p: string) => realpath(p);
+    expect(await readLabel(await nodeOf(a))).toBe(`system_u:object_r:svirt_image_t:${vmA.level}`);
+    expect(await readLabel(await nodeOf(b))).toBe(`system_u:object_r:svirt_image_t:${vmB.level}`);
+    expect(vmA.level).not.toBe(vmB.level);
+    expect(await readLabel(shared)).toBe(SHARED);
+    const qemuUidOf = async (pid: number | null) => Number(/^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    expect((await nodeOwner(a)).uid).toBe(await qemuUidOf(vmA.pid));
+    expect((await nodeOwner(b)).uid).toBe(await qemuUidOf(vmB.pid));
+    expect((await nodeOwner(shared)).uid).toBe(before.shared.uid);
+
+    // Another VM asking for A's device privately: refused, A's node keeps A's pair.
+    await expectRefusedStart(root, 'bd-thief', a, /in use by VM 0\/bd-a, privately|already in use by VM 0\/bd-a/);
+    expect(await readLabel(await nodeOf(a))).toBe(`system_u:object_r:svirt_image_t:${vmA.level}`);
+
+    for (const [vm, marker] of [['bd-a', 'SVIRT-BD-A-WROTE'], ['bd-b', 'SVIRT-BD-B-WROTE']] as const) {
+      const tap = await ConsoleTap.attach(root, vm);
+      await tap.waitFor(new RegExp(GUEST_READY_MARKER), 120_000);
+      await tap.run(`echo ${marker} > /dev/vda && sync && echo done-$((6*7))`, /done-42/, 60_000);
+    }
+    await root.request('stop', { vm: 'bd-a', force: true });
+    await root.request('stop', { vm: 'bd-b', force: true });
+
+    expect((await readFile(a)).subarray(0, 16).toString()).toBe('SVIRT-BD-A-WROTE');
+    expect((await readFile(b)).subarray(0, 16).toString()).toBe('SVIRT-BD-B-WROTE');
+    expect(await state(a)).toEqual(before.a);
+    expect(await state(b)).toEqual(before.b);
+  }, 300_000);
+});
