@@ -216,3 +216,52 @@ describe('VMs on block devices', () => {
     expect(await state(b)).toEqual(before.b);
   }, 300_000);
 });
+
+describe('crashes and recreated nodes', () => {
+  const journal = async () => JSON.parse(await readFile(path.join(host.stateDir, 'journal.json'), 'utf8')) as { entries: Record<string, { applied: string; owner?: unknown }> };
+
+  it('restores a device\'s label and owner when the helper was killed after labeling it and before qemu ran', async () => {
+    const device = await bed.loop();
+    const before = await state(device);
+    const doomed = host.startHelper(helperEnv(0, 'mid-relabel'));
+    await expect(doomed.request('start', { definition: definition('bd-crash', [{ path: device, class: 'private' }]), allowUnconfined: true })).rejects.toThrow(/exited|signal|closed/);
+    // Killed with the device labeled for the VM and given to its uid: the journal holds the original.
+    expect((await readLabel(device))?.startsWith('system_u:object_r:svirt_image_t:s0:c')).toBe(true);
+    expect((await nodeOwner(device)).uid).not.toBe(before.uid);
+    expect((await journal()).entries[device]?.owner).toEqual({ uid: before.uid, gid: before.gid });
+
+    const next = host.startHelper(helperEnv(0));
+    try {
+      await next.request('list');
+      expect(await state(device)).toEqual(before);
+      expect((await journal()).entries[device]).toBeUndefined();
+    } finally {
+      await next.close();
+    }
+  });
+
+  it('leaves alone a node that udev made anew since it was labeled (a reboot, vgchange): it keeps its default label, the old entry goes', async () => {
+    const device = await bed.loop();
+    const node = `/dev/${bed.tag}-udev`;
+    bed.madeUnderDev(node);
+    const mknod = () => execFileP('mknod', ['-m', '0660', node, 'b', ...majMinOf(statSync(device).rdev).split(':')]);
+    await mknod();
+    await execFileP('setfattr', ['-n', 'security.selinux', '-v', FIXED_DISK_LABEL, node]);
+    const doomed = host.startHelper(helperEnv(0, 'mid-relabel'));
+    await expect(doomed.request('start', { definition: definition('bd-udev', [{ path: node, class: 'private' }]), allowUnconfined: true })).rejects.toThrow(/exited|signal|closed/);
+    expect((await journal()).entries[node]).toBeDefined();
+    // udev's way: the node goes and a new one comes, with the default label (here: none) and owner.
+    await rm(node);
+    await mknod();
+    const fresh = await state(node);
+    const next = host.startHelper(helperEnv(0));
+    try {
+      await next.request('list');
+      expect(await state(node)).toEqual(fresh);
+      expect((await journal()).entries[node]).toBeUndefined();
+    } finally {
+      await next.close();
+    }
+  });
+});
+

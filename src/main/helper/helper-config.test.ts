@@ -38,4 +38,27 @@ describe('helper.json', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('allows no block device until the administrator lists one, by device or volume group, with who may use it', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'svirt-config-'));
+    try {
+      const file = path.join(dir, 'helper.json');
+      const load = async (value: unknown) => {
+        await writeFile(file, JSON.stringify(value));
+        return loadHelperConfig({ SVIRT_HELPER_CONFIG: file });
+      };
+      expect((await load({})).pathPolicy.devices).toEqual([]);
+      expect((await load({ devices: [{ device: '/dev/vg0/lv1', users: ['alice'] }, { volumeGroup: 'vms', groups: ['svirt'] }] })).pathPolicy.devices).toEqual([
+        { device: '/dev/vg0/lv1', users: ['alice'], groups: [] },
+        { volumeGroup: 'vms', users: [], groups: ['svirt'] },
+      ]);
+      await expect(load({ devices: [{ device: '/dev/sdb', volumeGroup: 'vg0' }] })).rejects.toThrow('devices[0] names one "device" or one "volumeGroup"');
+      await expect(load({ devices: [{ users: ['alice'] }] })).rejects.toThrow('devices[0] names one "device" or one "volumeGroup"');
+      await expect(load({ devices: [{ device: '/etc/shadow' }] })).rejects.toThrow(/devices\/0\/device must match pattern/);
+      await expect(load({ devices: [{ device: '/dev/../etc/shadow' }] })).rejects.toThrow(/devices\[0\]\.device: .*"\." or "\.\." segments/);
+      await expect(load({ allowedBlockDevices: ['/dev/sdb'] })).rejects.toThrow(/allowedBlockDevices is replaced by devices/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
