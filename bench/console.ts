@@ -1,8 +1,9 @@
-// Console keeper throughput: guest output read straight from a serial-like unix socket ("raw") versus
-// read through a console keeper process (source → keeper → viewer), with the same bytes.
+// Console keeper throughput: guest output read straight from a serial line ("raw") versus read through a
+// console keeper process (source → keeper → viewer), with the same bytes.
 // The source stands in for qemu's serial chardev and, like qemu, is a process of its own (this file run
-// with --serve-source): a unix socket server writing N MiB as fast as its reader takes them. Every MiB
-// block is checked against its expected SHA-256.
+// with --serve-source): it holds a serial line (the FIFO pair of src/main/console/serial-line.ts) as qemu
+// does and writes N MiB into it as fast as its reader takes them. Every MiB block is checked against its
+// expected SHA-256.
 //
 //   tsx bench/console.ts [--mib N] [--rounds R] [--ring BYTES]
 //
@@ -16,7 +17,6 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -24,7 +24,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connectConsole } from '../src/main/console/console-viewer';
 import { startConsoleKeeperProcess } from '../src/main/console/keeper-process';
+import { openSerialLine } from '../src/main/console/serial-line';
 import { DEFAULT_RING_BYTES } from '../src/main/console/scrollback-ring';
+import { holdSerialLine } from '../test/support/qemu-serial-stand-in';
 
 const BLOCK_BYTES = 1024 * 1024;
 const WRITE_BYTES = 64 * 1024;
@@ -122,14 +124,11 @@ class StreamCheck {
   }
 }
 
-/** Source mode: serve one client on the socket, pour the blocks when told on stdin, then exit. */
-async function serveSource(socketPath: string): Promise<void> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
-  process.stdout.write('listening\n');
-  const [socket] = (await once(server, 'connection')) as [net.Socket];
+/** Source mode: hold a serial line in `dir`, say where it is, pour the blocks when told on stdin, then exit. */
+async function serveSource(dir: string): Promise<void> {
+  const { line, fromGuest: socket, toGuest } = await holdSerialLine(dir);
   socket.on('error', () => {});
-  process.stdout.write('connected\n');
+  process.stdout.write(`line ${line}\n`);
   await once(process.stdin, 'data');
   // Two block buffers, reused once the socket has written them: a fresh 1 MiB buffer per block would
   // cost the stand-in more CPU (page faults) than qemu spends, and on 2 cores that CPU is taken from the
@@ -150,19 +149,17 @@ async function serveSource(socketPath: string): Promise<void> {
   }
   socket.end();
   await once(socket, 'close');
-  server.close();
+  toGuest.destroy();
 }
 
-/** The qemu stand-in as its own process: `connected` once a client is in, `pour()` starts the flood. */
-async function serialSource(socketPath: string): Promise<{ connected: Promise<void>; pour(): Promise<void>; close(): Promise<void> }> {
-  const child = spawn(process.execPath, [...process.execArgv, SELF, '--serve-source', socketPath, '--mib', String(blocks)], { stdio: ['pipe', 'pipe', 'inherit'] });
+/** The qemu stand-in as its own process, holding a line in `dir`: `pour()` starts the flood. */
+async function serialSource(dir: string): Promise<{ line: string; pour(): Promise<void>; close(): Promise<void> }> {
+  const child = spawn(process.execPath, [...process.execArgv, SELF, '--serve-source', dir, '--mib', String(blocks)], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout });
-  const said = (word: string) => new Promise<void>((resolve) => lines.on('line', (line) => line === word && resolve()));
-  const connected = said('connected');
-  await said('listening');
+  const line = await new Promise<string>((resolve) => lines.on('line', (text) => text.startsWith('line ') && resolve(text.slice('line '.length))));
   const exited = once(child, 'exit').then(() => undefined);
   return {
-    connected,
+    line,
     async pour() {
       child.stdin.write('pour\n');
       await exited;
@@ -187,10 +184,9 @@ interface Run {
 }
 
 async function rawRun(dir: string): Promise<Run> {
-  const source = await serialSource(path.join(dir, 'raw-serial.sock'));
-  const reader = net.connect({ path: path.join(dir, 'raw-serial.sock') });
-  await once(reader, 'connect');
-  await source.connected;
+  const source = await serialSource(path.join(dir, 'raw'));
+  const { fromGuest: reader, toGuest } = await openSerialLine(source.line);
+  toGuest.destroy();
   const check = new StreamCheck();
   reader.on('data', (chunk: Buffer) => check.add(chunk));
   const poured = source.pour();
@@ -204,19 +200,17 @@ async function rawRun(dir: string): Promise<Run> {
 }
 
 async function keeperRun(dir: string, round: number): Promise<Run> {
-  const serialPath = path.join(dir, `keeper-serial-${round}.sock`);
   const viewerPath = path.join(dir, `console-${round}.sock`);
-  const source = await serialSource(serialPath);
+  const source = await serialSource(path.join(dir, `keeper-${round}`));
   const keeper = await startConsoleKeeperProcess({
     command: process.execPath,
     argsPrefix: [HELPER_BUNDLE],
-    serialSocketPath: serialPath,
+    serialPath: source.line,
     viewerSocketPath: viewerPath,
     pidFile: path.join(dir, `keeper-${round}.pid`),
     logFile: path.join(dir, 'keeper.log'),
     ringBytes,
   });
-  await source.connected;
   const viewer = connectConsole(viewerPath);
   const check = new StreamCheck();
   // The keeper's own CPU time over the timed part: a figure the other processes' scheduling does not blur.

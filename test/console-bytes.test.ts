@@ -99,11 +99,13 @@ describe('console bytes from a real guest', () => {
     expect(userspace).toBeGreaterThan(0);
     const printed = matchRecords(tap.output.slice(0, ready), lines);
     expect(printed).toBeGreaterThan(userspace);
+    console.log(`boot: ${ready} bytes, ${printed} of the guest's ${lines.length} console records, identical from byte 0`);
 
     // Burst: every numbered line once, whole, in order.
     const seen = [...burst.matchAll(/\[\s*\d+\.\d+\] burst-(\d+)-(\S*)\r\n/g)];
     const broken = seen.filter((m) => m[2] !== BURST_TEXT).map((m) => m[0]);
     expect(broken).toEqual([]);
     expect(seen.map((m) => Number(m[1]))).toEqual(Array.from({ length: BURST_LINES }, (_, i) => i));
+    console.log(`burst: ${seen.length} of ${BURST_LINES} lines whole, ${burst.length} bytes`);
   });
 });

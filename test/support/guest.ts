@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { openSerialLine } from '../../src/main/console/serial-line';
 
 export interface TestGuest {
   /** Debian kernel (bzImage); boot with -append 'console=ttyS0 panic=-1'. */
@@ -72,14 +73,16 @@ export async function connectUnix(socketPath: string, timeoutMs = 10_000, retryM
   }
 }
 
-/** The guest's serial line over a socket: keeps all output, waits for patterns, types lines. */
+/** The guest's serial line (a socket, or the product's FIFO pair): keeps all output, waits for patterns, types lines. */
 export class SerialConsole {
   private text = '';
   private closed = false;
   private readonly waiters = new Set<() => void>();
 
-  constructor(readonly socket: net.Socket) {
+  /** `socket` carries the output, and the input too unless `input` is given. */
+  constructor(readonly socket: net.Socket, private readonly input: net.Socket = socket) {
     socket.setEncoding('latin1');
+    input.on('error', () => {});
     socket.on('data', (d: string) => {
       this.text += d;
       for (const w of this.waiters) w();
@@ -93,6 +96,12 @@ export class SerialConsole {
 
   static async connect(socketPath: string, timeoutMs?: number): Promise<SerialConsole> {
     return new SerialConsole(await connectUnix(socketPath, timeoutMs));
+  }
+
+  /** Opens a VM's serial line as the console keeper does (src/main/console/serial-line.ts). */
+  static async open(line: string, timeoutMs?: number): Promise<SerialConsole> {
+    const { fromGuest, toGuest } = await openSerialLine(line, timeoutMs === undefined ? {} : { timeoutMs });
+    return new SerialConsole(fromGuest, toGuest);
   }
 
   /** Everything received so far. */
@@ -134,7 +143,7 @@ export class SerialConsole {
   /** Types a command line; resolves with the output offset from which its effects appear. */
   send(line: string): number {
     const mark = this.text.length;
-    this.socket.write(line.endsWith('\n') ? line : `${line}\n`);
+    this.input.write(line.endsWith('\n') ? line : `${line}\n`);
     return mark;
   }
 
@@ -150,5 +159,6 @@ export class SerialConsole {
 
   close(): void {
     this.socket.destroy();
+    this.input.destroy();
   }
 }

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { connectConsole, startConsoleKeeper, type ConsoleKeeper, type ConsoleKeeperOptions, type ConsoleViewer, type ViewerEnd } from './console-keeper';
 import { FrameDecoder, FrameType, encodeFrame, encodeJsonFrame, parseBye, type Bye } from './console-protocol';
 import { keeperArguments, parseKeeperArguments, readPidFile } from './keeper-process';
+import { createSerialLine } from './serial-line';
+import { holdSerialLine } from '../../../test/support/qemu-serial-stand-in';
 import { GUEST_APPEND, GUEST_READY_MARKER, testGuest } from '../../../test/support/guest';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -28,38 +30,37 @@ async function privateDir(): Promise<string> {
   return dir;
 }
 
-/** Stands in for qemu's serial chardev: a unix socket server taking one client. */
+/** Stands in for qemu's serial line: holds both FIFOs read-write, as qemu's pipe chardev does. */
 class FakeSerial {
   readonly input: Buffer[] = [];
-  readonly connected: Promise<net.Socket>;
-  private constructor(readonly server: net.Server) {
-    this.connected = once(server, 'connection').then(([socket]) => {
-      const client = socket as net.Socket;
-      client.on('data', (chunk: Buffer) => this.input.push(chunk));
-      client.on('error', () => {});
-      return client;
-    });
+  private constructor(readonly line: string, private readonly fromGuest: net.Socket, private readonly toGuest: net.Socket) {
+    toGuest.on('data', (chunk: Buffer) => this.input.push(chunk));
+    for (const socket of [fromGuest, toGuest]) socket.on('error', () => {});
   }
 
-  static async listen(socketPath: string): Promise<FakeSerial> {
-    const server = net.createServer();
-    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
-    return new FakeSerial(server);
+  /** Makes the line in `dir` (at `dir`/serial/ttyS0) and holds it. */
+  static async open(dir: string): Promise<FakeSerial> {
+    const { line, fromGuest, toGuest } = await holdSerialLine(dir);
+    return new FakeSerial(line, fromGuest, toGuest);
   }
 
-  /** Writes and waits until the keeper has taken it (qemu-like: it blocks only on a full socket). */
+  /** Writes and waits until the pipe has taken it (qemu-like: it blocks only on a full pipe). */
   async send(bytes: Buffer | string): Promise<void> {
-    const client = await this.connected;
-    if (!client.write(bytes)) await once(client, 'drain');
+    if (!this.fromGuest.write(bytes)) await once(this.fromGuest, 'drain');
   }
 
   inputText(): string {
     return Buffer.concat(this.input).toString();
   }
 
+  /** qemu exits: both its ends close, once what it wrote is in the pipe. */
   async close(): Promise<void> {
-    (await this.connected).end();
-    await new Promise((resolve) => this.server.close(resolve));
+    if (!this.fromGuest.destroyed) {
+      const closed = once(this.fromGuest, 'close');
+      this.fromGuest.end();
+      await closed;
+    }
+    this.toGuest.destroy();
   }
 }
 
@@ -123,14 +124,13 @@ function viewerOf(socketPath: string, resumeFrom: number | null = null): Console
 
 async function keeperWithFakeSerial(options: Partial<ConsoleKeeperOptions> = {}): Promise<{ keeper: ConsoleKeeper; serial: FakeSerial; viewerPath: string; dir: string }> {
   const dir = await privateDir();
-  const serial = await FakeSerial.listen(path.join(dir, 'serial.sock'));
+  const serial = await FakeSerial.open(dir);
   const viewerPath = path.join(dir, 'console.sock');
-  const keeper = await startConsoleKeeper({ serialSocketPath: path.join(dir, 'serial.sock'), viewerSocketPath: viewerPath, ...options });
+  const keeper = await startConsoleKeeper({ serialPath: serial.line, viewerSocketPath: viewerPath, ...options });
   cleanups.push(async () => {
     await keeper.stop();
     await serial.close().catch(() => {});
   });
-  await serial.connected;
   return { keeper, serial, viewerPath, dir };
 }
 
@@ -367,43 +367,47 @@ describe('console keeper with a stand-in serial port', () => {
 
   it('creates its socket with mode 0600, replaces a stale one, and refuses to run twice', async () => {
     const dir = await privateDir();
-    const serialPath = path.join(dir, 'serial.sock');
-    await FakeSerial.listen(serialPath).then((serial) => cleanups.push(() => serial.close().catch(() => {})));
+    const serial = await FakeSerial.open(dir);
+    cleanups.push(() => serial.close().catch(() => {}));
+    const serialPath = serial.line;
     const viewerPath = path.join(dir, 'console.sock');
     // A socket file nobody listens on, as a SIGKILLed keeper leaves behind.
     const dying = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(viewerPath)}, () => process.kill(process.pid, 'SIGKILL'))`]);
     await once(dying, 'exit');
     expect((await stat(viewerPath)).isSocket()).toBe(true);
 
-    const keeper = await startConsoleKeeper({ serialSocketPath: serialPath, viewerSocketPath: viewerPath });
+    const keeper = await startConsoleKeeper({ serialPath, viewerSocketPath: viewerPath });
     cleanups.push(() => void keeper.stop());
     expect((await stat(viewerPath)).mode & 0o777).toBe(0o600);
-    await expect(startConsoleKeeper({ serialSocketPath: serialPath, viewerSocketPath: viewerPath, connectTimeoutMs: 200 })).rejects.toThrow(/already serving|serial socket/);
+    await expect(startConsoleKeeper({ serialPath, viewerSocketPath: viewerPath, connectTimeoutMs: 200 })).rejects.toThrow(/already serving|serial line/);
 
     const notASocket = path.join(dir, 'plain');
     await writeFile(notASocket, '');
-    await expect(startConsoleKeeper({ serialSocketPath: serialPath, viewerSocketPath: notASocket, connectTimeoutMs: 200 })).rejects.toThrow();
+    await expect(startConsoleKeeper({ serialPath, viewerSocketPath: notASocket, connectTimeoutMs: 200 })).rejects.toThrow();
   });
 
-  it('waits for the serial socket to appear', async () => {
+  it('waits for the serial line to appear and for qemu to open it', async () => {
     const dir = await privateDir();
-    const serialPath = path.join(dir, 'serial.sock');
-    const starting = startConsoleKeeper({ serialSocketPath: serialPath, viewerSocketPath: path.join(dir, 'console.sock') });
+    const starting = startConsoleKeeper({ serialPath: path.join(dir, 'serial', 'ttyS0'), viewerSocketPath: path.join(dir, 'console.sock') });
     await sleep(300);
-    const serial = await FakeSerial.listen(serialPath);
+    const serial = await FakeSerial.open(dir);
     const keeper = await starting;
     cleanups.push(async () => {
       await keeper.stop();
       await serial.close().catch(() => {});
     });
-    await serial.connected;
-    await expect(startConsoleKeeper({ serialSocketPath: path.join(dir, 'never.sock'), viewerSocketPath: path.join(dir, 'other.sock'), connectTimeoutMs: 200 })).rejects.toThrow(/ENOENT/);
+    await expect(startConsoleKeeper({ serialPath: path.join(dir, 'never', 'ttyS0'), viewerSocketPath: path.join(dir, 'other.sock'), connectTimeoutMs: 200 })).rejects.toThrow(/ENOENT/);
+    // A line nobody holds (qemu not started yet, or failed): the keeper waits, then gives up.
+    const unheld = path.join(dir, 'unheld');
+    await mkdir(unheld);
+    const line = await createSerialLine(path.join(unheld, 'serial'), { uid: process.getuid!(), gid: process.getgid!() });
+    await expect(startConsoleKeeper({ serialPath: line, viewerSocketPath: path.join(dir, 'third.sock'), connectTimeoutMs: 300 })).rejects.toThrow(/did not open it/);
   });
 
   it('builds and parses the keeper command line', () => {
-    const argv = keeperArguments({ command: 'node', argsPrefix: ['/usr/libexec/svirt-helper.js'], serialSocketPath: '/run/s', viewerSocketPath: '/run/v', pidFile: '/run/p', ringBytes: 2048 });
+    const argv = keeperArguments({ command: 'node', argsPrefix: ['/usr/libexec/svirt-helper.js'], serialPath: '/run/s', viewerSocketPath: '/run/v', pidFile: '/run/p', ringBytes: 2048 });
     expect(argv).toEqual(['/usr/libexec/svirt-helper.js', '--console-keeper', '--serial', '/run/s', '--viewer', '/run/v', '--pid-file', '/run/p', '--ring', '2048']);
-    expect(parseKeeperArguments(argv.slice(1))).toEqual({ serialSocketPath: '/run/s', viewerSocketPath: '/run/v', pidFile: '/run/p', ringBytes: 2048 });
+    expect(parseKeeperArguments(argv.slice(1))).toEqual({ serialPath: '/run/s', viewerSocketPath: '/run/v', pidFile: '/run/p', ringBytes: 2048 });
     expect(() => parseKeeperArguments(['--serial', 'relative', '--viewer', '/v', '--pid-file', '/p'])).toThrow(/absolute/);
     expect(() => parseKeeperArguments(['--serial', '/s', '--viewer', '/v', '--pid-file', '/p', '--ring', '1e6'])).toThrow(/--ring/);
     expect(() => parseKeeperArguments(['--serial', '/s', '--bogus', 'x'])).toThrow(/unknown/);
@@ -455,14 +459,14 @@ describe('console keeper with qemu booting the test guest', () => {
   beforeAll(async () => {
     const guest = await testGuest();
     dir = await mkdtemp(path.join(os.tmpdir(), 'svirt-console-qemu-'));
-    const serialPath = path.join(dir, 'serial.sock');
+    const serialPath = await createSerialLine(path.join(dir, 'serial'), { uid: 0, gid: 0 });
     qmpPath = path.join(dir, 'qmp.sock');
     viewerPath = path.join(dir, 'console.sock');
     pidFile = path.join(dir, 'keeper.pid');
     qemu = spawn('qemu-system-x86_64', [
       '-accel', 'tcg', '-m', '256', '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
       '-kernel', guest.kernel, '-initrd', guest.initrd, '-append', GUEST_APPEND,
-      '-chardev', `socket,id=ser0,path=${serialPath},server=on,wait=off`, '-serial', 'chardev:ser0',
+      '-chardev', `pipe,id=ser0,path=${serialPath}`, '-serial', 'chardev:ser0',
       '-qmp', `unix:${qmpPath},server=on,wait=off`,
     ], { stdio: ['ignore', 'ignore', 'inherit'] });
 
@@ -475,7 +479,7 @@ describe('console keeper with qemu booting the test guest', () => {
     const keeperOptions = {
       command: process.execPath,
       argsPrefix: ['--import', 'tsx', KEEPER_ENTRY],
-      serialSocketPath: serialPath,
+      serialPath,
       viewerSocketPath: viewerPath,
       pidFile,
       logFile: path.join(dir, 'keeper.log'),

@@ -1,10 +1,10 @@
 // The console keeper: the one process that holds a VM's serial connection.
 //
-// qemu's socket chardev serves a single client, several helpers may want the console at once, and any
-// of them may be killed. So one keeper per VM connects to qemu's serial socket, keeps every byte of
+// qemu's serial line has a single reader, several helpers may want the console at once, and any of them
+// may be killed. So one keeper per VM opens qemu's serial line (serial-line.ts), keeps every byte of
 // output in a scrollback ring (so output produced while nobody watches is still there), and serves any
 // number of viewers on its own unix socket (wire format: console-protocol.ts). It exits once qemu's
-// serial side closes (the VM ended) and the viewers have been sent what was left.
+// side of the line closes (the VM ended) and the viewers have been sent what was left.
 //
 // Flow control: a viewer is a cursor into the ring, fed from it whenever its socket can take more, so
 // a slow viewer costs no memory beyond the ring. qemu's serial port must not be held back for long: a
@@ -18,10 +18,10 @@
 
 import net from 'node:net';
 import { lstat, chmod, rename, unlink } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_REPLAY_BYTES, DEFAULT_RING_BYTES, ScrollbackRing } from './scrollback-ring';
 import { BufferPool, pooledReads } from './buffer-pool';
 import { connectUnixLow } from '../socket-context';
+import { openSerialLine } from './serial-line';
 import {
   FrameDecoder,
   FRAME_HEADER_BYTES,
@@ -42,15 +42,15 @@ export { connectConsole, type ConsoleViewer, type ConnectConsoleOptions, type Vi
 export { startConsoleKeeperProcess, type KeeperProcessOptions, type KeeperProcess } from './keeper-process';
 
 export interface ConsoleKeeperOptions {
-  /** qemu's serial chardev socket (server=on). */
-  serialSocketPath: string;
+  /** qemu's serial line: its pipe chardev's path (serial-line.ts). */
+  serialPath: string;
   /** Where viewers connect; created with mode 0600 (its directory is expected to be root-only too). */
   viewerSocketPath: string;
   /** Output kept for viewers that are behind or resume. Default DEFAULT_RING_BYTES (8 MiB). */
   ringBytes?: number;
   /** How much of it a viewer attaching afresh (no resume offset) is replayed. Default DEFAULT_REPLAY_BYTES (1 MiB). */
   replayBytes?: number;
-  /** How long to keep retrying while qemu's serial socket does not exist or refuses yet. Default 10 s. */
+  /** How long to wait while qemu's serial line does not exist or qemu has not opened it yet. Default 10 s. */
   connectTimeoutMs?: number;
   /** A viewer this far behind is disconnected as too slow. Default and maximum: ringBytes. */
   maxViewerLagBytes?: number;
@@ -85,7 +85,6 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
 const DEFAULT_END_FLUSH_TIMEOUT_MS = 5_000;
 const DEFAULT_SLOW_VIEWER_GRACE_MS = 500;
-const CONNECT_RETRY_MS = 25;
 /** Node-side write buffer per viewer before write() says "wait": one largest frame. */
 const VIEWER_HIGH_WATER_MARK = 1024 * 1024;
 /**
@@ -118,25 +117,9 @@ export async function runConsoleKeeper(options: ConsoleKeeperOptions): Promise<K
   return (await startConsoleKeeper(options)).ended;
 }
 
-async function connectSerial(path: string, timeoutMs: number, onread: net.OnReadOpts): Promise<net.Socket> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await connectOnce(path, onread);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      // qemu creates and then listens on the socket shortly after it starts; until then these are expected.
-      const notYet = code === 'ENOENT' || code === 'ECONNREFUSED';
-      if (!notYet || Date.now() >= deadline) throw new Error(`cannot connect to serial socket ${path}: ${(error as Error).message}`, { cause: error });
-      await sleep(CONNECT_RETRY_MS);
-    }
-  }
-}
-
-function connectOnce(path: string, onread?: net.OnReadOpts): Promise<net.Socket> {
+function connectOnce(path: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    // At s0 where SELinux is on: qemu may use its end of the connection (socket-context.ts).
-    const socket = connectUnixLow(path, onread ? { onread } : {});
+    const socket = connectUnixLow(path);
     socket.once('connect', () => {
       socket.off('error', reject);
       resolve(socket);
@@ -166,7 +149,10 @@ interface Viewer {
 class Keeper implements ConsoleKeeper {
   readonly ended: Promise<KeeperEnd>;
   readonly #ring: ScrollbackRing;
-  #serial!: net.Socket;
+  /** The guest's output, read into the ring. */
+  #fromGuest!: net.Socket;
+  /** Viewers' input to the guest. */
+  #toGuest!: net.Socket;
   readonly #options: ConsoleKeeperOptions;
   readonly #maxLag: number;
   readonly #buffers: BufferPool;
@@ -201,21 +187,25 @@ class Keeper implements ConsoleKeeper {
   }
 
   async connectSerial(): Promise<void> {
-    const { serialSocketPath, connectTimeoutMs } = this.#options;
+    const { serialPath, connectTimeoutMs } = this.#options;
     const onread = pooledReads(this.#buffers, (chunk, owner) => this.#onOutput(chunk, owner), FRAME_HEADER_BYTES);
-    const serial = await connectSerial(serialSocketPath, connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, onread);
-    this.#serial = serial;
-    serial.on('drain', () => this.#resumeInput());
-    serial.on('error', (error) => this.#log(`serial socket error: ${error.message}`));
+    const line = await openSerialLine(serialPath, { timeoutMs: connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, onread });
+    this.#fromGuest = line.fromGuest;
+    this.#toGuest = line.toGuest;
+    this.#toGuest.on('drain', () => this.#resumeInput());
+    this.#toGuest.on('error', (error) => this.#log(`serial input error: ${error.message}`));
+    this.#fromGuest.on('error', (error) => this.#log(`serial output error: ${error.message}`));
     // 'close' follows 'end' and 'error' alike: either way qemu's side is gone and nothing more will come.
-    serial.on('close', () => {
+    this.#fromGuest.on('close', () => {
       this.#serialClosed = true;
+      this.#toGuest.destroy();
       if (this.#server) this.#finish('vm-ended');
     });
   }
 
   disconnectSerial(): void {
-    this.#serial.destroy();
+    this.#fromGuest.destroy();
+    this.#toGuest.destroy();
   }
 
   get viewerCount(): number {
@@ -398,8 +388,8 @@ class Keeper implements ConsoleKeeper {
     const holdBack = oldestLag !== Number.POSITIVE_INFINITY && this.#finishing === null;
     if (holdBack !== this.#serialPaused) {
       this.#serialPaused = holdBack;
-      if (holdBack) this.#serial.pause();
-      else this.#serial.resume();
+      if (holdBack) this.#fromGuest.pause();
+      else this.#fromGuest.resume();
     }
     if (this.#graceTimer) clearTimeout(this.#graceTimer);
     this.#graceTimer = holdBack ? setTimeout(() => this.#cutOffLaggards(), Math.max(0, oldestLag + this.#graceMs - now)) : null;
@@ -418,7 +408,7 @@ class Keeper implements ConsoleKeeper {
 
   #forwardInput(viewer: Viewer, bytes: Buffer): void {
     if (this.#finishing !== null || bytes.length === 0) return;
-    if (!this.#serial.write(bytes)) {
+    if (!this.#toGuest.write(bytes)) {
       // The guest reads its serial port slowly: stop reading from the typing viewer, not from qemu.
       viewer.socket.pause();
       this.#inputPaused.add(viewer);
@@ -471,7 +461,7 @@ class Keeper implements ConsoleKeeper {
     if (this.#finishing !== null) return;
     this.#finishing = reason;
     this.#log(`finishing (${reason}) after ${this.#ring.totalWritten} bytes of output`);
-    if (reason === 'keeper-stopped') this.#serial.destroy();
+    if (reason === 'keeper-stopped') this.disconnectSerial();
     // No more output will come: whoever is behind now has the flush time, not the grace, to catch up.
     this.#reviewFlow();
     void this.#closeServer();

@@ -35,7 +35,7 @@ async function main(argv: readonly string[]): Promise<number> {
   // Detached, it has no terminal; a stray hangup must not end the console.
   process.on('SIGHUP', () => {});
   await writePidFile(args.pidFile);
-  log(`pid ${process.pid}, serial ${args.serialSocketPath}`);
+  log(`pid ${process.pid}, serial ${args.serialPath}`);
   const end = await keeper.ended;
   await removePidFile(args.pidFile);
   log(`exiting: ${end.reason}, ${end.totalBytes} bytes of output`);

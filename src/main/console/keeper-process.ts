@@ -13,14 +13,15 @@ export interface KeeperProcessOptions {
    * or ['--import', 'tsx', 'src/main/console/keeper-main.ts']. `--console-keeper` and the options follow.
    */
   argsPrefix: readonly string[];
-  serialSocketPath: string;
+  /** qemu's serial line (serial-line.ts). */
+  serialPath: string;
   viewerSocketPath: string;
   /** The keeper writes its pid here once it serves viewers, and removes it when it ends. */
   pidFile: string;
   ringBytes?: number;
   /** Appends the keeper's stdout and stderr here; without it they go nowhere. */
   logFile?: string;
-  /** How long to wait for the keeper to serve viewers. Default 15 s (it retries qemu's socket for 10 s). */
+  /** How long to wait for the keeper to serve viewers. Default 15 s (it waits for qemu's serial line for 10 s). */
   readyTimeoutMs?: number;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
@@ -38,7 +39,7 @@ const READY_POLL_MS = 25;
 
 /** What keeper-main needs, as parsed from its command line. */
 export interface KeeperArguments {
-  serialSocketPath: string;
+  serialPath: string;
   viewerSocketPath: string;
   pidFile: string;
   ringBytes?: number;
@@ -49,7 +50,7 @@ export function keeperArguments(options: KeeperProcessOptions): string[] {
   return [
     ...options.argsPrefix,
     '--console-keeper',
-    '--serial', options.serialSocketPath,
+    '--serial', options.serialPath,
     '--viewer', options.viewerSocketPath,
     '--pid-file', options.pidFile,
     ...(options.ringBytes === undefined ? [] : ['--ring', String(options.ringBytes)]),
@@ -78,7 +79,7 @@ export function parseKeeperArguments(argv: readonly string[]): KeeperArguments {
   const ringBytes = ring === undefined ? undefined : Number(ring);
   if (ringBytes !== undefined && (!/^\d+$/.test(ring ?? '') || !Number.isSafeInteger(ringBytes) || ringBytes < 1)) throw new Error(`--ring needs a positive byte count, got ${ring}`);
   return {
-    serialSocketPath: required('--serial'),
+    serialPath: required('--serial'),
     viewerSocketPath: required('--viewer'),
     pidFile: required('--pid-file'),
     ...(ringBytes === undefined ? {} : { ringBytes }),

@@ -604,15 +604,15 @@ export class VmLifecycle {
         const boot = definition.boot;
         let launched;
         try {
-          // The keeper (a Node process, the slowest part of a start) starts now, alongside qemu: it retries
-          // qemu's serial socket until it appears, and qemu stays paused until the keeper is ready. Not
+          // The keeper (a Node process, the slowest part of a start) starts now, alongside qemu: it waits for
+          // qemu's serial line to appear and be opened, and qemu stays paused until the keeper is ready. Not
           // before the labels and disks passed: a refused start would wait out the keeper's 10 s connect
           // timeout, and a helper dying mid-relabel would leave a keeper nobody recorded.
           await mkdir(runDir, { recursive: true, mode: 0o700 });
           keeperStarting = startConsoleKeeperProcess({
             command: this.deps.keeperCommand.command,
             argsPrefix: this.deps.keeperCommand.argsPrefix,
-            serialSocketPath: qemuRunPaths(runDir).serialSocket,
+            serialPath: qemuRunPaths(runDir).serialLine,
             viewerSocketPath: path.join(runDir, CONSOLE_SOCKET),
             pidFile: path.join(runDir, KEEPER_PID),
             logFile: path.join(runDir, 'console.log'),

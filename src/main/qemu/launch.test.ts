@@ -35,7 +35,7 @@ describe('buildQemuArgv (pure)', () => {
       '-smp', '2',
       '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
       '-msg', 'timestamp=on',
-      '-chardev', 'socket,id=serial0,fd=3,server=on,wait=off',
+      '-chardev', 'pipe,id=serial0,path=/proc/self/fd/3/ttyS0',
       '-serial', 'chardev:serial0',
       '-chardev', 'socket,id=qmp0,fd=4,server=on,wait=off',
       '-mon', 'chardev=qmp0,mode=control',
@@ -164,7 +164,8 @@ describe('buildQemuArgv (pure)', () => {
   it('names the run files', () => {
     expect(qemuRunPaths('/run/x')).toEqual({
       qmpSocket: '/run/x/qmp.sock',
-      serialSocket: '/run/x/serial.sock',
+      serialDir: '/run/x/serial',
+      serialLine: '/run/x/serial/ttyS0',
       pidFile: '/run/x/qemu.pid',
       logFile: '/run/x/qemu.log',
     });
@@ -287,11 +288,14 @@ describe.skipIf(!isRoot)('launchQemu (real qemu; needs root to switch uid)', () 
     const rd = await stat(s.runDir);
     expect({ uid: rd.uid, mode: rd.mode & 0o777 }).toEqual({ uid: 0, mode: 0o700 });
     expect(readQemuPid(s.runDir)).toBe(launched.pid);
-    expect((await stat(launched.serialSocketPath)).isSocket()).toBe(true);
+    // The serial line: the VM uid's directory and FIFOs, inside the root-only run dir.
+    const lineDir = await stat(path.dirname(launched.serialPath));
+    expect({ uid: lineDir.uid, mode: lineDir.mode & 0o777 }).toEqual({ uid: launched.uid, mode: 0o700 });
+    for (const end of ['in', 'out']) expect((await stat(`${launched.serialPath}.${end}`)).isFIFO()).toBe(true);
     expect((await stat(launched.qmpSocketPath)).isSocket()).toBe(true);
 
-    // Another process (this one) reaches it by the socket paths. Paused, so nothing printed is missed.
-    const serial = await SerialConsole.connect(launched.serialSocketPath);
+    // Another process (this one) reaches it by the socket and line paths. Paused, so nothing printed is missed.
+    const serial = await SerialConsole.open(launched.serialPath);
     const qmp = await QmpClient.connect(launched.qmpSocketPath);
     try {
       expect(await qmp.execute('query-status')).toMatchObject({ status: 'prelaunch', running: false });

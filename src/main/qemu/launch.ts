@@ -1,8 +1,8 @@
 // Starts qemu confined the way that works on these machines (libvirt's way, see svirt-facts "qemu confinement"):
 //   - qemu is spawned directly as an unprivileged uid/gid, in its own session (no -runas, no -daemonize: with the
 //     full -sandbox both get qemu killed by SIGSYS, because the filter is installed before privileges drop);
-//   - everything it must open is handed over as a file descriptor: the serial and QMP listening sockets (created
-//     here, as root) and each disk (an fd set with a read-only fd, plus a read-write fd unless the disk is read-only),
+//   - everything it must open is handed over as a file descriptor: the QMP listening socket (created here, as
+//     root), the serial line's directory (console/serial-line.ts: qemu opens its two FIFOs through that fd) and each disk (an fd set with a read-only fd, plus a read-write fd unless the disk is read-only),
 //     so the qemu user needs no access to the images or the run directory;
 //   - -kernel/-initrd are opened by the launcher too and inherited; qemu 7.2 open()s them by path (no /dev/fdset
 //     there), so it is given /proc/self/fd/N. That path also carries no comma for a loader to split, but reopening
@@ -14,15 +14,17 @@
 //
 // How another process reaches a running VM later (the run directory is root-owned, mode 0700):
 //   <runDir>/qmp.sock     QMP (unix stream socket; qemu accepts one client at a time, a new one after it leaves)
-//   <runDir>/serial.sock  the guest's ttyS0 (one client at a time; output while nobody is connected is dropped)
+//   <runDir>/serial/      the guest's ttyS0: FIFOs ttyS0.out (its output) and ttyS0.in (its input), one reader at a
+//                         time (see console/serial-line.ts; output waits in the pipe while nobody reads)
 //   <runDir>/qemu.pid     qemu's pid, written by the launcher (qemu itself cannot write into the run directory)
 //   <runDir>/qemu.log     qemu's stdout/stderr
 //   <displayDir>/vnc.sock the VNC display, when the VM has one (see displayDir below for why qemu creates it)
 //
 // On an SELinux host qemu execs into the VM's label (runcon), and at that exec the kernel gives it a null file in
 // place of every inherited fd its domain may not use. So what it inherits is made usable by the VM's domain:
-//   - the serial and QMP sockets are created at the VM's own context (socket-context.ts: the MCS constraint on
+//   - the QMP socket is created at the VM's own context (socket-context.ts: the MCS constraint on
 //     unix_stream_socket refuses a VM sockets made at the helper's range, whatever the allow rules say);
+//   - the serial line's directory and FIFOs get the VM's own image label, like qemu.log;
 //   - qemu.log gets the VM's own image label (svirt_image_t at the VM's pair) before it is handed over: svirt_t may
 //     append to svirt_image_t, and MCS keeps each VM to its own log. A file rather than a pipe, because a pipe needs
 //     a reader for qemu's whole life, and the helper that starts a VM does not live that long;
@@ -31,7 +33,7 @@
 // Nothing here sets no-new-privileges before that exec (neither Debian's nor Fedora's policy has an nnp_transition
 // into svirt_t, so the exec would be refused): spawn() does not set it, and qemu's own -sandbox sets it only after,
 // in the VM's domain.
-// The socket files are the listening sockets qemu holds: they work as long as qemu runs; qemu does not remove them
+// The QMP socket file is the listening socket qemu holds: they work as long as qemu runs; qemu does not remove them
 // (it never knew their paths), so a later launch into the same run directory replaces them.
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -41,6 +43,7 @@ import * as fs from 'node:fs/promises';
 import type net from 'node:net';
 import path from 'node:path';
 import { writeLabel } from '../labels/file-labels';
+import { createSerialLine, SERIAL_LINE_NAME } from '../console/serial-line';
 import { listenUnixAt } from '../socket-context';
 import { probeAccelerator } from './accel';
 import { QmpClient } from './qmp';
@@ -126,16 +129,16 @@ export interface LaunchSpec {
   gid: number;
   /** qemu binary (default qemu-system-x86_64 on PATH). */
   qemu?: string;
-  /** Start with the vCPUs stopped (-S): lets a caller attach to the serial socket before the guest prints. */
+  /** Start with the vCPUs stopped (-S): lets a caller attach to the serial line before the guest prints. */
   paused?: boolean;
   /** How long to wait for qemu's QMP greeting before calling the start failed (default 15 s). */
   startTimeoutMs?: number;
   /** SELinux context to exec qemu in (`runcon CTX qemu …`): the VM's svirt_t label on an SELinux host. */
   execContext?: string;
-  /** SELinux context the serial and QMP sockets are created at (the VM's label); only where SELinux is enabled. */
+  /** SELinux context the QMP socket is created at (the VM's label); only where SELinux is enabled. */
   socketContext?: string;
   /**
-   * SELinux label qemu.log gets before qemu inherits it (the VM's image label); only where SELinux is enabled.
+   * SELinux label qemu.log and the serial line get before qemu inherits them (the VM's image label); only where SELinux is enabled.
    * The display directory gets it too: svirt_t may create sock_files in svirt_image_t directories, and the VNC
    * socket it creates there carries the VM's pair.
    */
@@ -144,7 +147,10 @@ export interface LaunchSpec {
 
 export interface QemuRunPaths {
   qmpSocket: string;
-  serialSocket: string;
+  /** The serial line's directory. */
+  serialDir: string;
+  /** The serial line (serial-line.ts): its FIFOs are this path plus .in and .out. */
+  serialLine: string;
   pidFile: string;
   logFile: string;
 }
@@ -156,7 +162,8 @@ export interface LaunchedQemu {
   gid: number;
   runDir: string;
   qmpSocketPath: string;
-  serialSocketPath: string;
+  /** The serial line (console/serial-line.ts). */
+  serialPath: string;
   pidFile: string;
   logFile: string;
   /** The VNC socket, when the VM has a display. */
@@ -167,7 +174,7 @@ export interface LaunchedQemu {
   accelArgs: string[];
 }
 
-/** The child-side fd numbers: 0-2 are stdio, 3 serial, 4 QMP, then each disk's fds. */
+/** The child-side fd numbers: 0-2 are stdio, 3 the serial line's directory, 4 QMP, then each disk's fds. */
 export interface FdLayout {
   serialFd: number;
   qmpFd: number;
@@ -194,7 +201,8 @@ const CONTEXT_RE = /^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+(:[A-Za-z0-9
 export function qemuRunPaths(runDir: string): QemuRunPaths {
   return {
     qmpSocket: path.join(runDir, 'qmp.sock'),
-    serialSocket: path.join(runDir, 'serial.sock'),
+    serialDir: path.join(runDir, 'serial'),
+    serialLine: path.join(runDir, 'serial', SERIAL_LINE_NAME),
     pidFile: path.join(runDir, 'qemu.pid'),
     logFile: path.join(runDir, 'qemu.log'),
   };
@@ -331,7 +339,8 @@ export function buildQemuArgv(spec: LaunchSpec, accelArgs: readonly string[]): s
     '-smp', String(spec.cpus),
     '-sandbox', SANDBOX_ARG,
     '-msg', 'timestamp=on',
-    '-chardev', `socket,id=serial0,fd=${fds.serialFd},server=on,wait=off`,
+    // The pipe chardev opens <path>.in and <path>.out read-write: the FIFOs in the directory of fd serialFd.
+    '-chardev', `pipe,id=serial0,path=/proc/self/fd/${fds.serialFd}/${SERIAL_LINE_NAME}`,
     '-serial', 'chardev:serial0',
     '-chardev', `socket,id=qmp0,fd=${fds.qmpFd},server=on,wait=off`,
     '-mon', 'chardev=qmp0,mode=control',
@@ -499,22 +508,24 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
   const paths = qemuRunPaths(spec.runDir);
   const running = readQemuPid(spec.runDir);
   if (running !== undefined) throw new Error(`${spec.name}: qemu ${running} from ${paths.pidFile} is still running`);
-  for (const p of [paths.qmpSocket, paths.serialSocket, paths.pidFile]) await fs.rm(p, { force: true });
+  for (const p of [paths.qmpSocket, paths.serialDir, paths.pidFile]) await fs.rm(p, { recursive: true, force: true });
   if (spec.displayDir !== undefined) await prepareDisplayDir(spec.displayDir, uid, gid, spec.logLabel);
 
   const argv = buildQemuArgv(spec, accelArgs);
   const layout = fdLayout(spec);
   const tag = `${process.pid}-${Date.now().toString(36)}`;
-  const tmpSerial = `${paths.serialSocket}.${tag}`;
+  const tmpSerial = `${paths.serialDir}.${tag}`;
   const tmpQmp = `${paths.qmpSocket}.${tag}`;
 
   const toClose: fs.FileHandle[] = [];
   const servers: net.Server[] = [];
   let child: ChildProcess;
   try {
-    // Nobody knows the temporary names, so the launcher's own accept loop never takes a connection meant for qemu.
-    const serialServer = await listenUnixAt(spec.socketContext ?? null, tmpSerial);
-    servers.push(serialServer);
+    // Under a temporary name until qemu holds it: a keeper waiting for the line opens only one qemu has.
+    await createSerialLine(tmpSerial, { uid, gid }, spec.logLabel);
+    const serialDir = await fs.open(tmpSerial, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+    toClose.push(serialDir);
+    // Nobody knows the temporary name, so the launcher's own accept loop never takes a connection meant for qemu.
     const qmpServer = await listenUnixAt(spec.socketContext ?? null, tmpQmp);
     servers.push(qmpServer);
     const log = await fs.open(paths.logFile, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_APPEND, 0o600);
@@ -524,7 +535,7 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
     await log.write(`${new Date().toISOString()} launch ${qemuBin} ${argv.join(' ')}\n`);
 
     const stdio: (number | 'ignore')[] = ['ignore', log.fd, log.fd];
-    stdio[layout.serialFd] = listeningFd(serialServer);
+    stdio[layout.serialFd] = serialDir.fd;
     stdio[layout.qmpFd] = listeningFd(qmpServer);
     const openSlot = async (slot: FdSlot, file: string, device?: Pick<DiskSpec, 'blockDevice' | 'heldRwFd'>): Promise<void> => {
       const ro = await openRegularFile(file, fsc.O_RDONLY, device?.blockDevice);
@@ -584,16 +595,16 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
       env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
     });
     // spawn() has forked and exec'd by now, so qemu holds its own copies. In this same tick (no accept can run in
-    // between) the sockets take their public names, and closing the servers (which unlinks the temporary names)
-    // leaves qemu the only process listening on them.
+    // between) the socket and the serial line take their public names, and closing the server (which unlinks the
+    // temporary name) leaves qemu the only process listening on it.
     if (child.pid !== undefined) {
-      renameSync(tmpSerial, paths.serialSocket);
+      renameSync(tmpSerial, paths.serialDir);
       renameSync(tmpQmp, paths.qmpSocket);
     }
   } finally {
     for (const s of servers) s.close();
     await Promise.all(toClose.map((h) => h.close()));
-    await fs.rm(tmpSerial, { force: true });
+    await fs.rm(tmpSerial, { recursive: true, force: true });
     await fs.rm(tmpQmp, { force: true });
   }
 
@@ -641,7 +652,7 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
     gid,
     runDir: spec.runDir,
     qmpSocketPath: paths.qmpSocket,
-    serialSocketPath: paths.serialSocket,
+    serialPath: paths.serialLine,
     pidFile: paths.pidFile,
     logFile: paths.logFile,
     ...(spec.displayDir === undefined ? {} : { vncSocketPath: vncSocketPath(spec.displayDir) }),
