@@ -203,7 +203,7 @@ function bareArgv(launcherArgv: readonly string[], diskPath: string, serialPath:
       i++;
       continue;
     }
-    if (arg === '-chardev' && value?.startsWith('socket,id=serial0,fd=')) {
+    if (arg === '-chardev' && value?.startsWith('pipe,id=serial0,')) {
       out.push(arg, `socket,id=serial0,path=${serialPath},server=on,wait=on`);
       i++;
       continue;
