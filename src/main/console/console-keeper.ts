@@ -165,7 +165,7 @@ class Keeper implements ConsoleKeeper {
   #serverClosed: Promise<void> | null = null;
   #serialClosed = false;
   #finishing: KeeperEnd['reason'] | null = null;
-  /** Viewers whose input waits for qemu's serial socket to drain. */
+  /** Viewers whose input waits for qemu's serial line to drain. */
   readonly #inputPaused = new Set<Viewer>();
   #lastSize: WindowSize | null = null;
   #nextViewerNumber = 1;
