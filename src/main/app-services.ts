@@ -1,4 +1,4 @@
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { confinementOf, NOT_CONFINED_REASON } from '../labeling/confinement';
 import { formatContext, formatRange, parseContext } from '../labeling/context';
@@ -14,9 +14,9 @@ import type {
 } from './ipc-contract';
 import { readLabels } from './labels/file-labels';
 import { loadPolicyProfile, readPolicyFiles } from './selinux-files';
-import { checkVmName, type VmDefinition } from './vm-definition';
+import type { VmDefinition } from './vm-definition';
+import { checkPortForwards, FORM_CHANGE_FIELDS, readableIso } from './vm-changes';
 import { probeDiskImage } from './vm-import';
-import { createNvram } from './qemu/firmware';
 import { parseDiskSize } from './disk-images';
 import { VmService, type ResourceLabel, type VmStatus } from './vm-service';
 import { defaultVmDirectory, VmStore } from './vm-store';
@@ -152,13 +152,6 @@ export function createServices(options: ServiceOptions = {}): Services {
   };
 
   /** A UEFI VM's own variable store, copied from the template beside its definition, as the user. */
-  const newNvram = async (name: string): Promise<string> => {
-    const file = path.join(store.directory, `${checkVmName(name)}.nvram.fd`);
-    await mkdir(store.directory, { recursive: true, mode: 0o700 });
-    await createNvram(file);
-    return file;
-  };
-
   const summaryOf = async (name: string): Promise<VmSummary> => {
     const found = (await service.list()).vms.find((vm) => vm.name === name);
     if (!found) throw new Error(`no VM named ${name}`);
@@ -260,8 +253,8 @@ export function createServices(options: ServiceOptions = {}): Services {
     defineVm: async (input) => {
       // The image's format is what qemu-img reads in it, never what a form said (qemu would misread the disk).
       const disks = await Promise.all(input.disks.map(async (d) => ({ ...d, ...(await probeDiskImage(d.path)) })));
-      const firmware = input.firmware?.kind === 'uefi' && input.firmware.nvram === '' ? { kind: 'uefi' as const, nvram: await newNvram(input.name) } : input.firmware;
-      return store.define({ ...input, disks, ...(firmware ? { firmware } : {}) });
+      if (input.network?.mode === 'user') checkPortForwards(input.network.portForwards ?? [], FORM_CHANGE_FIELDS.portForwards);
+      return service.define({ ...input, disks }, FORM_CHANGE_FIELDS);
     },
     deleteVm: ({ name }) => service.undefine(name),
 
@@ -370,20 +363,14 @@ export function createServices(options: ServiceOptions = {}): Services {
     // Outside Electron there is no native picker: the page offers its path field.
     pickDiskFile: async () => null,
     attachDisk: async ({ vm, path: image, class: diskClass }) => {
-      const definition = await store.get(vm);
       const probed = await probeDiskImage(image);
-      const { version: _v, createdAt: _c, ...input } = definition;
-      return service.edit(vm, { ...input, disks: [...definition.disks, { path: probed.path, format: probed.format, class: diskClass, relabel: true }] });
+      return service.edit(vm, { addDisks: [{ path: probed.path, format: probed.format, class: diskClass, relabel: true }] }, FORM_CHANGE_FIELDS);
     },
-    detachDisk: async ({ vm, path: image }) => {
-      const definition = await store.get(vm);
-      if (!definition.disks.some((d) => d.path === image)) throw new Error(`${vm} has no disk ${image}`);
-      const { version: _v, createdAt: _c, ...input } = definition;
-      return service.edit(vm, { ...input, disks: definition.disks.filter((d) => d.path !== image) });
-    },
-    editVm: async ({ vm, name, memoryMiB, vcpus }) => {
-      const { version: _v, createdAt: _c, ...input } = await store.get(vm);
-      return service.edit(vm, { ...input, name, memoryMiB, vcpus });
+    detachDisk: ({ vm, path: image }) => service.edit(vm, { removeDisks: [image] }, FORM_CHANGE_FIELDS),
+    editVm: async ({ vm, iso, ...changes }) => {
+      // The ISO is the user's file: stored as the file itself, checked now rather than at the next start.
+      const isoPath = iso === undefined || iso === null ? iso : await readableIso(iso, FORM_CHANGE_FIELDS.iso);
+      return service.edit(vm, { ...changes, ...(isoPath === undefined ? {} : { iso: isoPath }) }, FORM_CHANGE_FIELDS);
     },
     controlVm: async ({ name, action }) => {
       await service.control(name, action);

@@ -9,10 +9,10 @@ import type { AccessLevel, AuditCell, AuditMatrix, AuditProblem, AuditProblemKin
 import type { Confinement } from '../labeling/confinement';
 import type { SelinuxMode } from './host-selinux';
 import type { HelperLaunch } from './helper-client';
-import type { DiskClass, SeclabelDefinition, VmDefinition, VmDefinitionInput } from './vm-definition';
+import type { DiskClass, PortForward, SeclabelDefinition, VmDefinition, VmDefinitionInput } from './vm-definition';
 import type { VmState } from './vm-service';
 
-export type { AccessLevel, AuditCell, AuditProblem, AuditProblemKind, Confinement, DiskClass, SeclabelDefinition, SelinuxMode, Severity, VmDefinition, VmDefinitionInput, VmState };
+export type { AccessLevel, AuditCell, AuditProblem, AuditProblemKind, Confinement, DiskClass, PortForward, SeclabelDefinition, SelinuxMode, Severity, VmDefinition, VmDefinitionInput, VmState };
 
 export interface AppInfo {
   name: string;
@@ -211,6 +211,21 @@ export interface VmSnapshotList {
 
 export type VmControlAction = 'pause' | 'resume' | 'reboot';
 
+/** The edit form of a stopped VM; an absent field is left as it is. */
+export interface VmEdit {
+  vm: string;
+  name: string;
+  memoryMiB: number;
+  vcpus: number;
+  /** A path attaches (or replaces) the installer ISO; null detaches it. */
+  iso?: string | null;
+  network?: 'user' | 'none';
+  /** The whole new list (host loopback port → guest port). */
+  portForwards?: PortForward[];
+  display?: boolean;
+  firmware?: 'bios' | 'uefi';
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Console
 
@@ -282,8 +297,8 @@ export interface IpcCalls {
   /** Attach an existing image to a stopped VM; its format is read from the image. */
   attachDisk: { request: { vm: string; path: string; class: DiskClass }; result: VmDefinition };
   detachDisk: { request: { vm: string; path: string }; result: VmDefinition };
-  /** Name, memory, vCPUs of a stopped VM (a new name renames it). */
-  editVm: { request: { vm: string; name: string; memoryMiB: number; vcpus: number }; result: VmDefinition };
+  /** Name, memory, vCPUs, boot media, network, display and firmware of a stopped VM (a new name renames it). */
+  editVm: { request: VmEdit; result: VmDefinition };
   controlVm: { request: VmRef & { action: VmControlAction }; result: VmSummary };
   snapshot: { request: { vm: string; op: SnapshotOp; snapshot?: string }; result: VmSnapshotList };
   /** A stopped VM copied as the user; `note` says when a static label became dynamic. */

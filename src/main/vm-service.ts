@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { link, mkdir, rename, rm, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { parseLevel } from '../labeling/context';
 import { planStart, type LabelAction, type PlanClass, type PlanResource } from '../labeling/label-planner';
@@ -8,7 +8,9 @@ import type { RunInfo } from './helper/vm-lifecycle';
 import { readLabels } from './labels/file-labels';
 import { createDiskImage, copyDiskImage, DiskImageError, imageSnapshot, listImageSnapshots, snapshotsFromInfo, type CreateDiskOptions, type DiskSnapshot } from './disk-images';
 import { openLayerAsUser, readBackingChain, type BackingLayer } from './qemu/backing-chain';
-import { SNAPSHOT_NAME_PATTERN, toVmSpec, type VmDefinition, type VmDefinitionInput } from './vm-definition';
+import { createNvram } from './qemu/firmware';
+import { applyVmChanges, VmChangeError, type ChangeFields, type VmChanges } from './vm-changes';
+import { checkVmName, SNAPSHOT_NAME_PATTERN, toVmSpec, type VmDefinition, type VmDefinitionInput } from './vm-definition';
 import type { VmStore } from './vm-store';
 
 /**
@@ -105,13 +107,47 @@ export class VmService {
     return { vms, problems };
   }
 
-  define(input: VmDefinitionInput): Promise<VmDefinition> {
-    return this.store.define(input);
+  /** Where a VM's own UEFI variable store goes: beside its definition, named after it. */
+  nvramPathFor(name: string): string {
+    return path.join(this.store.directory, `${checkVmName(name)}.nvram.fd`);
   }
 
+  /** A fresh variable store for `name`, copied from the template by this (the user's) process. */
+  private async newNvram(name: string, field: string): Promise<string> {
+    const file = this.nvramPathFor(name);
+    await mkdir(this.store.directory, { recursive: true, mode: 0o700 });
+    await createNvram(file).catch((err: NodeJS.ErrnoException) => {
+      throw new VmChangeError(err.code === 'EEXIST'
+        ? `${field}: ${file} already exists; a variable store of another VM is never reused (move it away, or remove it if it is a leftover)`
+        : `${field}: cannot create the UEFI variable store ${file}: ${err.message}`);
+    });
+    return file;
+  }
+
+  /** Saves with a store created for a UEFI definition that asks for one (an empty nvram), removed again if saving fails. */
+  private async withNewNvram(input: VmDefinitionInput, field: string, save: (input: VmDefinitionInput) => Promise<VmDefinition>): Promise<VmDefinition> {
+    if (input.firmware?.kind !== 'uefi' || input.firmware.nvram !== '') return save(input);
+    const nvram = await this.newNvram(input.name, field);
+    try {
+      return await save({ ...input, firmware: { kind: 'uefi', nvram } });
+    } catch (err) {
+      await rm(nvram, { force: true });
+      throw err;
+    }
+  }
+
+  /** `firmware: { kind: 'uefi', nvram: '' }` gets the VM its own variable store. */
+  define(input: VmDefinitionInput, fields: Pick<ChangeFields, 'firmware'> = { firmware: 'firmware' }): Promise<VmDefinition> {
+    return this.withNewNvram(input, fields.firmware, (ready) => this.store.define(ready));
+  }
+
+  /** Deletes a stopped VM's definition and its variable store (its own file, unlike its disks, which are kept). */
   async undefine(name: string): Promise<void> {
     if ((await this.running()).has(name)) throw new Error(`VM ${name} is running; stop it first`);
+    // A definition that cannot be read can still be removed; it just has no known variable store.
+    const definition = await this.store.get(name).catch(() => undefined);
     await this.store.remove(name);
+    if (definition?.firmware?.kind === 'uefi') await rm(definition.firmware.nvram, { force: true });
   }
 
   /** Static labels of the user's other VMs: reserved so no dynamic pair can reach them. */
@@ -259,9 +295,39 @@ export class VmService {
     }
   }
 
-  /** Replaces a stopped VM's definition (a rename moves its file); refused while it runs. */
-  async edit(name: string, input: VmDefinitionInput): Promise<VmDefinition> {
+  /**
+   * Changes a stopped VM (refused while it runs); errors name `fields`, the user's words. A rename moves
+   * its definition and the variable store named after it; a switch to UEFI creates a store, a switch to
+   * BIOS deletes it once the new definition is saved. Bad input changes nothing.
+   */
+  async edit(name: string, changes: VmChanges, fields: ChangeFields): Promise<VmDefinition> {
     if ((await this.running()).has(name)) throw new DiskImageError(`VM ${name} is running: stop it to edit it`);
-    return this.store.update(name, input);
+    const current = await this.store.get(name);
+    let input = applyVmChanges(current, changes, fields);
+    const oldNvram = current.firmware?.kind === 'uefi' ? current.firmware.nvram : undefined;
+    let moved: { from: string; to: string } | undefined;
+    if (input.firmware?.kind === 'uefi' && oldNvram !== undefined && input.name !== name && oldNvram === this.nvramPathFor(name)) {
+      moved = { from: oldNvram, to: this.nvramPathFor(input.name) };
+      input = { ...input, firmware: { kind: 'uefi', nvram: moved.to } };
+    }
+    const saved = await this.withNewNvram(input, `${fields.firmware} uefi`, async (ready) => {
+      if (moved) await renameNoReplace(moved.from, moved.to, fields.firmware);
+      try {
+        return await this.store.update(name, ready);
+      } catch (err) {
+        if (moved) await rename(moved.to, moved.from).catch(() => undefined);
+        throw err;
+      }
+    });
+    if (oldNvram !== undefined && saved.firmware?.kind !== 'uefi') await rm(oldNvram, { force: true });
+    return saved;
   }
+}
+
+/** Moves a variable store, never over another file (rename(2) would replace it). */
+async function renameNoReplace(from: string, to: string, field: string): Promise<void> {
+  await link(from, to).catch((err: NodeJS.ErrnoException) => {
+    throw new VmChangeError(`${field}: cannot move the variable store to ${to}: ${err.code === 'EEXIST' ? 'a file of that name exists' : err.message}`);
+  });
+  await unlink(from);
 }

@@ -4,6 +4,8 @@ import { Argument, Command, Option } from 'commander';
 import { HelperClient, resolveHelperLaunch } from '../helper-client';
 import { loadPolicyProfile } from '../selinux-files';
 import { DISK_FORMATS, checkVmName, type DiskDefinition, type SeclabelDefinition, type VmDefinitionInput } from '../vm-definition';
+import { checkPortForwards, CLI_CHANGE_FIELDS, parsePortForward, readableIso, type VmChanges } from '../vm-changes';
+import { NEW_VM_DEFAULTS } from '../ipc-contract';
 import { createDiskImage, defaultImageDirectory, DiskImageError, parseDiskSize } from '../disk-images';
 import { importLibvirtXml, probeDiskImage } from '../vm-import';
 import { VmService } from '../vm-service';
@@ -96,6 +98,21 @@ function cliValue<T>(parse: () => T): T {
   }
 }
 
+interface DefineOptions {
+  name: string; kernel?: string; initrd?: string; append?: string; iso?: string; disk: string[]; diskSize?: string; memory: number; vcpus: number;
+  firmware: 'bios' | 'uefi'; network: 'user' | 'none'; forward: string[]; display?: boolean; seclabel: string;
+}
+
+interface EditOptions {
+  name?: string; memory?: number; vcpus?: number; addDisk: string[]; removeDisk: string[];
+  iso?: string | false; network?: 'user' | 'none'; forward: string[]; forwards: boolean; display?: boolean; firmware?: 'bios' | 'uefi';
+}
+
+/** `--iso`: relative to the current directory, checked now rather than at the next start. */
+function cliIso(text: string): Promise<string> {
+  return readableIso(nodePath.resolve(text), '--iso').catch((e: Error) => { throw new CliError(e.message); });
+}
+
 function printJsonOrTable(json: boolean | undefined, value: unknown, rows: string[][]): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${textTable(rows)}\n`);
 }
@@ -103,32 +120,51 @@ function printJsonOrTable(json: boolean | undefined, value: unknown, rows: strin
 export function registerVmCommands(program: Command): void {
   program
     .command('define')
-    .description('define a VM that boots a kernel and initrd, with disks and a security label')
-    .requiredOption('--name <name>', 'VM name (letters, digits, . _ -)')
-    .requiredOption('--kernel <path>', 'kernel image')
-    .option('--initrd <path>', 'initial ramdisk')
-    .option('--append <cmdline>', 'kernel command line')
-    .option('--disk <path[:shared|:readonly]>', 'a disk; repeat for more (private unless :shared or :readonly)', collect, [] as string[])
+    .description('define a VM that boots a kernel, an installer ISO or its first disk, with disks, network, display, firmware and a security label')
+    .requiredOption('--name <name>', '(required) VM name (letters, digits, . _ -)')
+    .option('--kernel <path>', 'boot this kernel directly (one of --kernel, --iso or --disk is required)')
+    .option('--initrd <path>', 'initial ramdisk (with --kernel)')
+    .option('--append <cmdline>', 'kernel command line (with --kernel)')
+    .addOption(new Option('--iso <file>', 'boot an installer ISO from a CD-ROM, then the disks; gets a display unless --no-display').conflicts('kernel'))
+    .option('--disk <path[:shared|:readonly]>', 'a disk; repeat for more (private unless :shared or :readonly); without --kernel or --iso the first one boots', collect, [] as string[])
     .option('--disk-size <size>', 'also create a new qcow2 disk of this size (20G, 512M) in ~/.local/share/svirt-manager/images')
     .option('--memory <MiB>', 'memory in MiB', positiveInt('--memory'), 512)
     .option('--vcpus <n>', 'virtual CPUs', positiveInt('--vcpus'), 1)
+    .addOption(new Option('--firmware <kind>', 'bios: SeaBIOS; uefi: OVMF with a variable store of its own').choices(['bios', 'uefi']).default('bios'))
+    .addOption(new Option('--network <mode>', 'user: user-mode networking (NAT); none: no network card').choices(['user', 'none']).default(NEW_VM_DEFAULTS.network.mode))
+    .option('--forward <HOST:GUEST>', 'forward a host loopback port (1024-65535) to a guest TCP port; repeat for more', collect, [] as string[])
+    .option('--display', 'a graphical display (VNC); the default with --iso')
+    .option('--no-display', 'serial console only; the default without --iso')
     .option('--seclabel <mode>', 'dynamic | none | static:LABEL[:norelabel]', 'dynamic')
-    .action(async (opts: { name: string; kernel: string; initrd?: string; append?: string; disk: string[]; diskSize?: string; memory: number; vcpus: number; seclabel: string }) => {
+    .action((opts: DefineOptions) => withSession(async ({ service }) => {
+      const forwards = opts.forward.map((f) => cliValue(() => parsePortForward(f, '--forward')));
+      cliValue(() => checkPortForwards(forwards, '--forward'));
+      if (forwards.length > 0 && opts.network === 'none') throw new CliError('--forward needs user-mode networking, not --network none');
+      if (opts.kernel === undefined && (opts.initrd !== undefined || opts.append !== undefined)) throw new CliError('--initrd and --append go with --kernel');
       const disks = await probeDiskOptions(opts.disk);
+      if (opts.kernel === undefined && opts.iso === undefined && disks.length === 0) {
+        throw new CliError('nothing to boot: give --kernel FILE, --iso FILE or --disk FILE');
+      }
+      const iso = opts.iso === undefined ? undefined : await cliIso(opts.iso);
       const seclabel = parseSeclabelOption(opts.seclabel);
       if (opts.diskSize !== undefined) disks.push(await createVmDisk(opts.name, opts.diskSize));
+      const boot: VmDefinitionInput['boot'] = opts.kernel !== undefined
+        ? { kind: 'kernel', kernel: opts.kernel, ...(opts.initrd ? { initrd: opts.initrd } : {}), ...(opts.append ? { cmdline: opts.append } : {}) }
+        : iso !== undefined ? { kind: 'iso', iso } : { kind: 'disk' };
       const input: VmDefinitionInput = {
         name: opts.name,
         memoryMiB: opts.memory,
         vcpus: opts.vcpus,
-        boot: { kind: 'kernel', kernel: opts.kernel, ...(opts.initrd ? { initrd: opts.initrd } : {}), ...(opts.append ? { cmdline: opts.append } : {}) },
+        boot,
         disks,
         seclabel,
+        network: opts.network === 'none' ? { mode: 'none' } : { mode: 'user', ...(forwards.length === 0 ? {} : { portForwards: forwards }) },
+        firmware: opts.firmware === 'uefi' ? { kind: 'uefi', nvram: '' } : { kind: 'bios' },
+        display: (opts.display ?? iso !== undefined) ? 'vnc' : 'none',
       };
-      const store = new VmStore(defaultVmDirectory());
-      const saved = await store.define(input).catch((e: Error) => { throw new CliError(e.message); });
+      const saved = await service.define(input, CLI_CHANGE_FIELDS).catch((e: Error) => { throw new CliError(e.message); });
       process.stdout.write(`defined ${saved.name}\n`);
-    });
+    }));
 
   program
     .command('import-xml')
@@ -305,27 +341,38 @@ export function registerVmCommands(program: Command): void {
 
   program
     .command('edit')
-    .description('change a stopped VM: name, memory, vCPUs, disks (attach/detach)')
+    .description('change a stopped VM: name, memory, vCPUs, disks, installer ISO, network and port forwards, display, firmware')
     .argument('<name>')
     .option('--name <new>', 'rename it')
     .option('--memory <MiB>', 'memory in MiB', positiveInt('--memory'))
     .option('--vcpus <n>', 'virtual CPUs', positiveInt('--vcpus'))
     .option('--add-disk <path[:shared|:readonly]>', 'attach an existing image; repeat for more', collect, [] as string[])
     .option('--remove-disk <path>', 'detach an image (the file is kept); repeat for more', collect, [] as string[])
-    .action((name: string, opts: { name?: string; memory?: number; vcpus?: number; addDisk: string[]; removeDisk: string[] }) => withSession(async ({ service }) => {
+    .option('--iso <file>', 'attach an installer ISO as a CD-ROM, booted before the disks (replaces one attached before)')
+    .option('--no-iso', 'detach the installer ISO; the VM boots from its first disk')
+    .addOption(new Option('--network <mode>', 'user: user-mode networking (NAT); none: no network card').choices(['user', 'none']))
+    .option('--forward <HOST:GUEST>', 'add a forward from a host loopback port (1024-65535) to a guest TCP port; repeat for more', collect, [] as string[])
+    .option('--no-forwards', 'drop the port forwards it has (with --forward: replace them)')
+    .option('--display', 'give it a graphical display (VNC)')
+    .option('--no-display', 'serial console only')
+    .addOption(new Option('--firmware <kind>', 'bios: SeaBIOS; uefi: OVMF with its own variable store (bios deletes the store)').choices(['bios', 'uefi']))
+    .action((name: string, opts: EditOptions) => withSession(async ({ service }) => {
       const current = await service.store.get(name);
-      const removed = opts.removeDisk.map((p) => nodePath.resolve(p));
-      for (const p of removed) if (!current.disks.some((d) => d.path === p)) throw new CliError(`--remove-disk ${p}: ${name} has no such disk`);
-      const added = await probeDiskOptions(opts.addDisk);
-      const { version: _v, createdAt: _c, ...rest } = current;
-      const input: VmDefinitionInput = {
-        ...rest,
+      const added = opts.forward.map((f) => cliValue(() => parsePortForward(f, '--forward')));
+      const kept = opts.forwards === false || current.network?.mode !== 'user' ? [] : current.network.portForwards ?? [];
+      const changes: VmChanges = {
         ...(opts.name === undefined ? {} : { name: opts.name }),
         ...(opts.memory === undefined ? {} : { memoryMiB: opts.memory }),
         ...(opts.vcpus === undefined ? {} : { vcpus: opts.vcpus }),
-        disks: [...current.disks.filter((d) => !removed.includes(d.path)), ...added],
+        removeDisks: opts.removeDisk.map((p) => nodePath.resolve(p)),
+        addDisks: await probeDiskOptions(opts.addDisk),
+        ...(opts.iso === undefined ? {} : { iso: opts.iso === false ? null : await cliIso(opts.iso) }),
+        ...(opts.network === undefined ? {} : { network: opts.network }),
+        ...(added.length === 0 && opts.forwards !== false ? {} : { portForwards: [...kept, ...added] }),
+        ...(opts.display === undefined ? {} : { display: opts.display }),
+        ...(opts.firmware === undefined ? {} : { firmware: opts.firmware }),
       };
-      const saved = await service.edit(name, input).catch((e: Error) => { throw new CliError(e.message); });
+      const saved = await service.edit(name, changes, CLI_CHANGE_FIELDS).catch((e: Error) => { throw new CliError(e.message); });
       process.stdout.write(`edited ${saved.name}\n`);
     }));
 }
