@@ -122,6 +122,29 @@ describe('App', () => {
     expect(created).toMatchObject({ memoryMiB: 1536, network: { mode: 'none' }, firmware: { kind: 'uefi', nvram: '' }, display: 'none' });
   });
 
+  it('creates a VM with port forwards from the host loopback to the guest, only with user-mode networking', async () => {
+    let created: unknown = null;
+    renderApp({
+      defineVm: async (input) => {
+        created = input;
+        return { ...input, version: 1, createdAt: '2025-01-01T00:00:00.000Z' };
+      },
+    });
+    fireEvent.click(within(screen.getByRole('navigation', { name: 'Main' })).getByRole('button', { name: 'New VM' }));
+    const form = await screen.findByRole('form', { name: 'New VM' });
+    fireEvent.change(within(form).getByRole('textbox', { name: 'Name' }), { target: { value: 'srv' } });
+    fireEvent.change(within(form).getByRole('textbox', { name: /Disk image/ }), { target: { value: '/images/srv.qcow2' } });
+    fireEvent.click(within(form).getByRole('button', { name: 'Add a port forward' }));
+    fireEvent.change(within(form).getByRole('spinbutton', { name: 'Host port 1' }), { target: { value: '2222' } });
+    fireEvent.change(within(form).getByRole('spinbutton', { name: 'Guest port 1' }), { target: { value: '22' } });
+    fireEvent.change(within(form).getByRole('combobox', { name: /^Network/ }), { target: { value: 'none' } });
+    expect(within(form).queryByRole('group', { name: 'Port forwards' })).toBeNull();
+    fireEvent.change(within(form).getByRole('combobox', { name: /^Network/ }), { target: { value: 'user' } });
+    fireEvent.submit(form);
+    await waitFor(() => expect(created).not.toBeNull());
+    expect(created).toMatchObject({ network: { mode: 'user', portForwards: [{ hostPort: 2222, guestPort: 22 }] } });
+  });
+
   it('does not say the VMs are confined when SELinux is off, in the sidebar or the list', async () => {
     renderApp({ hostStatus: async () => ({ ...sampleHost, selinux: { mode: 'disabled', policyType: null } }) });
     await screen.findByTestId('vm-row-web');

@@ -2,6 +2,7 @@ import { useState, type FormEvent, type ReactNode } from 'react';
 import { NEW_VM_DEFAULTS, type DiskClass, type SeclabelDefinition, type VmDefinitionInput } from '../../../src/main/ipc-contract';
 import { errorMessage, useApi } from '../api';
 import { Notice } from '../common/Notice';
+import { forwardsOf, PortForwardsField, type ForwardDraft } from '../common/PortForwardsField';
 import { StaticLabelEditor, type StaticLabelDraft } from '../label-editor/StaticLabelEditor';
 
 type BootChoice = 'disk' | 'iso' | 'kernel';
@@ -48,6 +49,7 @@ export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string
   const [vcpus, setVcpus] = useState<number>(NEW_VM_DEFAULTS.vcpus);
   const [firmware, setFirmware] = useState<'bios' | 'uefi'>('bios');
   const [network, setNetwork] = useState<'user' | 'none'>(NEW_VM_DEFAULTS.network.mode);
+  const [forwards, setForwards] = useState<ForwardDraft[]>([]);
   // null: the default, a display for an installer ISO (installers are graphical) and none otherwise.
   const [displayChoice, setDisplayChoice] = useState<boolean | null>(null);
   const display = displayChoice ?? boot === 'iso';
@@ -72,7 +74,7 @@ export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string
       mode === 'static' && staticDraft ? { mode: 'static', label: staticDraft.label, relabel: staticDraft.relabel } : mode === 'none' ? { mode: 'none' } : { mode: 'dynamic' };
     return {
       name: name.trim(), memoryMiB, vcpus, boot: bootDefinition, disks, seclabel,
-      network: { mode: network },
+      network: network === 'user' && forwardsOf(forwards).length > 0 ? { mode: 'user', portForwards: forwardsOf(forwards) } : { mode: network },
       // An empty nvram: the main process copies the variable store template into the VM's own file.
       firmware: firmware === 'uefi' ? { kind: 'uefi', nvram: '' } : { kind: 'bios' },
       display: display ? 'vnc' : 'none',
@@ -189,6 +191,8 @@ export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string
             </label>
           </div>
         </div>
+
+        {network === 'user' && <PortForwardsField value={forwards} onChange={setForwards} />}
 
         <fieldset className="choice-group">
           <legend>Security label</legend>

@@ -3,6 +3,7 @@ import type { DiskClass, VmControlAction, VmDetails } from '../../../src/main/ip
 import { errorMessage, useApi } from '../api';
 import { Notice } from '../common/Notice';
 import { useAsync } from '../common/use-async';
+import { EditVmForm } from './EditVmForm';
 
 function Field({ label, children }: { label: string; children: ReactNode }) {
   return (
@@ -32,9 +33,6 @@ export function DisksPanel({ details, onChanged, onRenamed }: { details: VmDetai
   const [newFormat, setNewFormat] = useState<'qcow2' | 'raw'>('qcow2');
   const [snapName, setSnapName] = useState('');
   const [cloneName, setCloneName] = useState('');
-  const [name, setName] = useState(vm);
-  const [memory, setMemory] = useState(String(details.definition.memoryMiB));
-  const [vcpus, setVcpus] = useState(String(details.definition.vcpus));
   const snapshots = useAsync(() => api.snapshot({ vm, op: 'list' }), [api, vm, details.summary.state]);
   const hasQcow2 = details.definition.disks.some((d) => d.format === 'qcow2' && d.class !== 'readonly');
 
@@ -173,25 +171,7 @@ export function DisksPanel({ details, onChanged, onRenamed }: { details: VmDetai
 
       <section className="card" aria-label="Machine settings">
         <h2 className="card__title">Machine</h2>
-        <form className="form__row" onSubmit={(e) => {
-          e.preventDefault();
-          setBusy(true);
-          setError(null);
-          api.editVm({ vm, name, memoryMiB: Number(memory), vcpus: Number(vcpus) })
-            .then((saved) => (saved.name === vm ? onChanged() : onRenamed()), (err: unknown) => setError(errorMessage(err)))
-            .finally(() => setBusy(false));
-        }}>
-          <Field label="Name">
-            <input className="input" value={name} onChange={(e) => setName(e.target.value)} required pattern="[A-Za-z0-9][A-Za-z0-9._\-]*" maxLength={64} />
-          </Field>
-          <Field label="Memory (MiB)">
-            <input className="input" type="number" min={16} value={memory} onChange={(e) => setMemory(e.target.value)} required />
-          </Field>
-          <Field label="vCPUs">
-            <input className="input" type="number" min={1} max={512} value={vcpus} onChange={(e) => setVcpus(e.target.value)} required />
-          </Field>
-          <button type="submit" className="button" disabled={busy || !stopped}>Save</button>
-        </form>
+        <EditVmForm key={JSON.stringify(details.definition)} details={details} onChanged={onChanged} onRenamed={onRenamed} />
         <form className="form__row" onSubmit={(e) => {
           e.preventDefault();
           run(() => api.cloneVm({ name: vm, newName: cloneName }), (cloned) => `cloned as ${cloned.name}${cloned.note ? ` (${cloned.note})` : ''}`);
