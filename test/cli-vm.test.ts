@@ -70,7 +70,8 @@ describe('svirt VM commands', () => {
     expect((await svirt('undefine', 'cli-vm')).code).toBe(0);
     expect(JSON.parse((await svirt('list', '--json')).stdout)).toEqual([]);
     expect((await svirt('list')).stdout).toMatch(/^no VMs yet: define one with `svirt define/);
-  });
+    // About twenty svirt runs, each with its own helper, and a boot under TCG on a shared machine.
+  }, 300_000);
 
   it('relabels shared content and restores it', async () => {
     const file = await host.disk('content.img');
