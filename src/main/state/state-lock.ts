@@ -13,12 +13,17 @@ export interface LockOwner {
   startTime: string;
 }
 
-/** The kernel's start time of a process (field 22 of /proc/PID/stat), or undefined if it is gone. */
+/**
+ * The kernel's start time of a process (field 22 of /proc/PID/stat), or undefined if it is gone. A zombie
+ * (state Z, or X while it is reaped) has exited: it holds no files and runs nothing, only its parent has
+ * not collected it yet, so it counts as gone.
+ */
 export function processStartTime(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may hold spaces and parentheses: split after its closing paren.
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (rest[0] === 'Z' || rest[0] === 'X') return undefined;
     return rest[19];
   } catch {
     return undefined;
