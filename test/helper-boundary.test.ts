@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../src/main/helper-client';
 import type { RunInfo } from '../src/main/helper/vm-lifecycle';
+import { OVMF_VARS_TEMPLATE } from '../src/main/qemu/firmware';
 import { DEFAULT_VM_ID_RANGE } from '../src/main/state/vm-ids';
 import { GUEST_READY_MARKER } from './support/guest';
 import { ConsoleTap, createTestHost, type TestHost } from './support/helper-session';
@@ -114,6 +115,16 @@ describe('each VM runs as its own uid', () => {
     await Promise.all([root.request('forceOff', { vm: 'uid-a' }), other.request('forceOff', { vm: 'uid-b' })]);
     expect((await stat(rootDisk)).uid).toBe(0);
     expect((await stat(theirs.disk)).uid).toBe(OTHER_UID);
+  });
+
+  it('gives the UEFI variable store, which qemu writes, to the VM\'s uid while it runs and back to its owner at stop', async () => {
+    const nvram = await host.disk('uid-nvram.fd');
+    await copyFile(OVMF_VARS_TEMPLATE, nvram);
+    await chown(nvram, OTHER_UID, OTHER_UID);
+    const vm = await root.request<RunInfo>('start', { definition: { ...definition('uid-uefi', []), firmware: { kind: 'uefi', nvram } }, allowUnconfined: true });
+    expect((await stat(nvram)).uid).toBe(await vmUid(vm.pid!));
+    await root.request('forceOff', { vm: 'uid-uefi' });
+    expect((await stat(nvram)).uid).toBe(OTHER_UID);
   });
 
   it('boots a kernel and initrd whose paths hold commas', async () => {

@@ -594,10 +594,11 @@ export class VmLifecycle {
         for (const action of plan.actions) {
           if (action.label === null) continue;
           const kind = action.remember || action.class === 'private' ? 'private' : action.class === 'shared' ? 'shared' : 'readonly';
-          // A private disk belongs to the VM's uid while it runs (journaled, given back at stop): qemu gets fds
-          // either way, but no other VM's uid (nor the user's, meanwhile) may open it by name. Shared and
-          // read-only files keep their owners: several VMs use them, through the fds the helper opened.
-          const own = action.resource === 'disk' && action.class === 'private' ? { uid: qemuUid, gid: qemuUid } : undefined;
+          // A private disk, and the UEFI variable store qemu writes, belong to the VM's uid while it runs
+          // (journaled, given back at stop): qemu gets fds either way, but no other VM's uid (nor the user's,
+          // meanwhile) may open them by name. Shared and read-only files keep their owners: several VMs use
+          // them, through the fds the helper opened.
+          const own = (action.resource === 'disk' || action.resource === 'nvram') && action.class === 'private' ? { uid: qemuUid, gid: qemuUid } : undefined;
           await labelFile(ctx, id, kind, files.deviceNodes.get(action.path) ?? action.path, action.label, own);
           faultPoint('mid-relabel');
         }
