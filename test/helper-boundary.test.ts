@@ -85,7 +85,7 @@ async function otherUsersFiles(name: string): Promise<{ boot: object; disk: stri
   return { boot, disk: img };
 }
 
-/** Until the pid is gone and reaped: the helper counts a zombie whose start time still matches as alive. */
+/** Until the pid is gone and reaped (not only a zombie). */
 async function waitGone(pid: number): Promise<void> {
   for (let i = 0; i < 400 && (await readFile(`/proc/${pid}/status`, 'utf8').then(() => true, () => false)); i++) {
     await new Promise((r) => setTimeout(r, 50));
