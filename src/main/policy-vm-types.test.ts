@@ -1,3 +1,6 @@
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildPolicyProfile } from '../labeling/policy-profile';
 import { loadVmTypeSets } from './policy-vm-types';
@@ -27,5 +30,28 @@ describe('VM types of a real policy', () => {
     const missing = await loadVmTypeSets(profile('system_u:system_r:svirt_t:s0\n'), { policyPath: '/nonexistent/policy.33' });
     expect([...missing.domainTypes]).toEqual(['svirt_t']);
     expect(missing.note).toMatch(/seinfo could not read \/nonexistent\/policy.33; only the types of virtual_domain_context/);
+  });
+
+  it("keeps seinfo's answer for the same policy file, and asks again once the file changes", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'svirt-vmtypes-'));
+    try {
+      const policyPath = path.join(dir, 'policy.33');
+      copyFileSync('/etc/selinux/default/policy/policy.33', policyPath);
+      const cacheFile = path.join(dir, 'policy-vm-types.json');
+      const p = profile('system_u:system_r:svirt_t:s0\n');
+      const first = await loadVmTypeSets(p, { policyPath, cacheFile });
+      // Tamper with the cache: if the next answer comes from it, the extra domain shows.
+      const cached = JSON.parse(readFileSync(cacheFile, 'utf8')) as { policy: string; attributes: [string, string[]][] };
+      for (const [, members] of cached.attributes) if (members.includes('svirt_t')) members.push('from_the_cache_t');
+      writeFileSync(cacheFile, JSON.stringify(cached));
+      const second = await loadVmTypeSets(p, { policyPath, cacheFile });
+      expect([...second.domainTypes].sort()).toEqual([...first.domainTypes, 'from_the_cache_t'].sort());
+      // A new policy file (semodule writes one) is read again.
+      utimesSync(policyPath, new Date(), new Date(Date.now() + 5000));
+      const third = await loadVmTypeSets(p, { policyPath, cacheFile });
+      expect([...third.domainTypes].sort()).toEqual([...first.domainTypes].sort());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

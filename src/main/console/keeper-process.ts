@@ -21,7 +21,12 @@ export interface KeeperProcessOptions {
   ringBytes?: number;
   /** Appends the keeper's stdout and stderr here; without it they go nowhere. */
   logFile?: string;
-  /** How long to wait for the keeper to serve viewers. Default 15 s (it waits for qemu's serial line for 10 s). */
+  /**
+   * How long to wait for a keeper that is alive but does not serve viewers yet. Default 3 minutes: the
+   * keeper bounds its own wait for qemu's serial line (10 s) and exits when that fails, so the wait normally
+   * ends with readiness or the keeper's exit; the cap only catches a wedged keeper. A short timer killed
+   * keepers that were progressing: Node's start alone takes 15 s and more with --jitless under TCG.
+   */
   readyTimeoutMs?: number;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
@@ -34,7 +39,7 @@ export interface KeeperProcess {
   pid: number;
 }
 
-const DEFAULT_READY_TIMEOUT_MS = 15_000;
+const DEFAULT_READY_TIMEOUT_MS = 180_000;
 const READY_POLL_MS = 25;
 
 /** What keeper-main needs, as parsed from its command line. */
@@ -122,7 +127,7 @@ export async function startConsoleKeeperProcess(options: KeeperProcessOptions): 
     }
     if (Date.now() >= deadline) {
       if (child.pid !== undefined) child.kill('SIGTERM');
-      throw new Error(`console keeper did not serve ${options.viewerSocketPath} within the timeout`);
+      throw new Error(`console keeper did not serve ${options.viewerSocketPath} within ${Math.round((options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS) / 1000)} s${options.logFile ? `; see ${options.logFile}` : ''}`);
     }
     await sleep(READY_POLL_MS);
   }

@@ -1,7 +1,7 @@
 // The root helper program (dist/svirt-helper.js; installed as /usr/libexec/svirt-manager/svirt-helper).
 // Started once per app session through pkexec; speaks JSON Lines on stdin/stdout until stdin closes.
 // With --console-keeper as its first argument it runs a VM's console keeper instead (see console/).
-export {};
+import * as path from 'node:path';
 
 const RECONCILE_INTERVAL_MS = 1000;
 
@@ -34,8 +34,9 @@ async function runHelper(): Promise<number> {
   // Read at each use (a file read): a host switched with setenforce is reported as it is now.
   const selinux = () => selinuxMode();
   const accel = memo(() => probeAccelerator());
-  // seinfo takes seconds: asked on the first start only, not by sessions that never start a VM.
-  const vmTypes = memo(() => loadVmTypeSets(profile));
+  // seinfo takes seconds: asked on the first start only, not by sessions that never start a VM, and
+  // remembered for the same policy file across sessions.
+  const vmTypes = memo(() => loadVmTypeSets(profile, { cacheFile: path.join(config.stateDir, 'policy-vm-types.json') }));
   const script = process.argv[1];
   if (!script) throw new Error('cannot tell the helper script path');
   const lifecycle = new VmLifecycle({
