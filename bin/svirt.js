@@ -1,18 +1,9 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --jitless --no-expose-wasm
 // Stable bin entry (present before the first build, so npm can link it); the CLI itself is bundled into dist/.
-import { spawnSync } from 'node:child_process';
+// --jitless: Debian's policy denies execmem (V8's JIT) to a desktop user's unconfined_t, which kills a JIT
+// Node as soon as it compiles; a CLI is no slower without it (the offline evaluator measured the same).
+// --no-expose-wasm: said outright, so Node does not warn that --jitless turns WebAssembly off.
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { jitDeniedBySelinux } from './jit-policy.js';
-
-// Where the policy denies this domain execmem (Debian's unconfined_t), V8's JIT would be refused (a
-// crash when enforcing, a denial logged when permissive): run the CLI again without it.
-if (!process.execArgv.includes('--jitless') && jitDeniedBySelinux()) {
-  // --no-expose-wasm: said outright, so node does not warn that --jitless turns WebAssembly off.
-  const again = spawnSync(process.execPath, [...process.execArgv, '--jitless', '--no-expose-wasm', fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
-  if (again.signal) process.kill(process.pid, again.signal);
-  process.exit(again.status ?? 1);
-}
 
 const cli = new URL('../dist/cli.js', import.meta.url);
 if (!existsSync(cli)) {
