@@ -265,3 +265,53 @@ describe('crashes and recreated nodes', () => {
   });
 });
 
+describe('the CLI and the device list', () => {
+  const svirt = async (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
+    try {
+      const { stdout, stderr } = await execFileP(process.execPath, [path.resolve('bin/svirt.js'), ...args], {
+        env: { ...host.env, SUDO_UID: '0', XDG_CONFIG_HOME: path.join(dir, 'config'), XDG_DATA_HOME: path.join(dir, 'data') }, timeout: 120_000,
+      });
+      return { code: 0, stdout, stderr };
+    } catch (err) {
+      const e = err as { code?: number; stdout?: string; stderr?: string };
+      return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+    }
+  };
+
+  it('defines a VM on --disk /dev/… as given, and refuses a device the host uses with the start\'s own message, naming the flag', async () => {
+    const free = await bed.loop();
+    const defined = await svirt('define', '--name', 'cli-dev', '--kernel', host.kernel, '--initrd', host.initrd, '--disk', `${free}:shared`);
+    expect(defined).toMatchObject({ code: 0, stdout: 'defined cli-dev\n' });
+    const stored = JSON.parse(await readFile(path.join(dir, 'config', 'svirt-manager', 'vms', 'cli-dev.json'), 'utf8')) as { disks?: unknown[] };
+    expect(stored.disks).toEqual([{ path: free, format: 'raw', class: 'shared', relabel: true }]);
+
+    const mounted = await bed.loop();
+    const point = await bed.mount(mounted);
+    const before = await state(mounted);
+    const refused = await svirt('define', '--name', 'cli-mounted', '--kernel', host.kernel, '--disk', mounted);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain(`--disk ${mounted}: path: refusing "${mounted}" (${mounted}, ${majMinOf(statSync(mounted).rdev)}): it holds the filesystem mounted on ${point}; nothing was changed`);
+    expect(await state(mounted)).toEqual(before);
+    const link = `/dev/mapper/${bed.tag}-cli`;
+    bed.madeUnderDev(link);
+    await symlink(`../${path.basename(free)}`, link);
+    expect((await svirt('define', '--name', 'cli-link', '--kernel', host.kernel, '--disk', link)).stderr).toContain(`--disk ${link}: path: refusing "${link}": it points to ${free}, not to its device-mapper node`);
+  });
+
+  it('lists the devices a user may use, with size, content and whether the host uses them; nothing for a user nobody granted one', async () => {
+    const user = host.startHelper(helperEnv(REQUESTER_UID));
+    const stranger = host.startHelper(helperEnv(REQUESTER_UID + 1));
+    try {
+      const listed = await user.request<{ path: string; sizeBytes: number; inUse: string[] }[]>('listDevices');
+      expect(listed.map((d) => d.path)).toEqual([granted]);
+      expect(listed[0]).toMatchObject({ sizeBytes: 16 * 1024 * 1024, inUse: [] });
+      expect(await stranger.request('listDevices')).toEqual([]);
+      const all = await root.request<{ path: string; inUse: string[] }[]>('listDevices');
+      expect(all.map((d) => d.path)).toContain(notGranted);
+    } finally {
+      await user.close();
+      await stranger.close();
+    }
+  });
+});
+

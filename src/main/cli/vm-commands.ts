@@ -69,11 +69,20 @@ const positiveInt = (name: string) => (value: string) => {
   return Number(value);
 };
 
-/** `--disk` values: relative paths are the user's, resolved against the current directory. */
-async function probeDiskOptions(texts: readonly string[]): Promise<DiskDefinition[]> {
+/**
+ * `--disk` values: relative paths are the user's, resolved against the current directory. A block device
+ * (under /dev) is root's to open: the helper checks it as a start would (allowed for this user, unused by
+ * the host), and the name stays as given (/dev/VG/LV outlives the dm-N it points to now).
+ */
+async function probeDiskOptions(texts: readonly string[], flag: string, helper: () => HelperClient): Promise<DiskDefinition[]> {
   return Promise.all(texts.map(async (text) => {
     const { path, class: cls } = parseDiskOption(text);
-    const probed = await probeDiskImage(nodePath.resolve(path)).catch((e: Error) => { throw new CliError(`--disk ${text}: ${e.message}`); });
+    const absolute = nodePath.resolve(path);
+    if (absolute.startsWith('/dev/')) {
+      await helper().request('checkDevice', { path: absolute, class: cls }).catch((e: Error) => { throw new CliError(`${flag} ${text}: ${e.message}`); });
+      return { path: absolute, format: 'raw' as const, class: cls, relabel: true };
+    }
+    const probed = await probeDiskImage(absolute).catch((e: Error) => { throw new CliError(`${flag} ${text}: ${e.message}`); });
     return { path: probed.path, format: probed.format, class: cls, relabel: true };
   }));
 }
@@ -136,12 +145,13 @@ export function registerVmCommands(program: Command): void {
     .option('--display', 'a graphical display (VNC); the default with --iso')
     .option('--no-display', 'serial console only; the default without --iso')
     .option('--seclabel <mode>', 'dynamic | none | static:LABEL[:norelabel]', 'dynamic')
-    .action((opts: DefineOptions) => withSession(async ({ service }) => {
+    .action((opts: DefineOptions) => withSession(async (session) => {
+      const { service } = session;
       const forwards = opts.forward.map((f) => cliValue(() => parsePortForward(f, '--forward')));
       cliValue(() => checkPortForwards(forwards, '--forward'));
       if (forwards.length > 0 && opts.network === 'none') throw new CliError('--forward needs user-mode networking, not --network none');
       if (opts.kernel === undefined && (opts.initrd !== undefined || opts.append !== undefined)) throw new CliError('--initrd and --append go with --kernel');
-      const disks = await probeDiskOptions(opts.disk);
+      const disks = await probeDiskOptions(opts.disk, '--disk', () => session.helper());
       if (opts.kernel === undefined && opts.iso === undefined && disks.length === 0) {
         throw new CliError('nothing to boot: give --kernel FILE, --iso FILE or --disk FILE');
       }
@@ -356,7 +366,8 @@ export function registerVmCommands(program: Command): void {
     .option('--display', 'give it a graphical display (VNC)')
     .option('--no-display', 'serial console only')
     .addOption(new Option('--firmware <kind>', 'bios: SeaBIOS; uefi: OVMF with its own variable store (bios deletes the store)').choices(['bios', 'uefi']))
-    .action((name: string, opts: EditOptions) => withSession(async ({ service }) => {
+    .action((name: string, opts: EditOptions) => withSession(async (session) => {
+      const { service } = session;
       const current = await service.store.get(name);
       const added = opts.forward.map((f) => cliValue(() => parsePortForward(f, '--forward')));
       const kept = opts.forwards === false || current.network?.mode !== 'user' ? [] : current.network.portForwards ?? [];
@@ -365,7 +376,7 @@ export function registerVmCommands(program: Command): void {
         ...(opts.memory === undefined ? {} : { memoryMiB: opts.memory }),
         ...(opts.vcpus === undefined ? {} : { vcpus: opts.vcpus }),
         removeDisks: opts.removeDisk.map((p) => nodePath.resolve(p)),
-        addDisks: await probeDiskOptions(opts.addDisk),
+        addDisks: await probeDiskOptions(opts.addDisk, '--add-disk', () => session.helper()),
         ...(opts.iso === undefined ? {} : { iso: opts.iso === false ? null : await cliIso(opts.iso) }),
         ...(opts.network === undefined ? {} : { network: opts.network }),
         ...(added.length === 0 && opts.forwards !== false ? {} : { portForwards: [...kept, ...added] }),

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { connectConsole, type ConsoleViewer } from '../console/console-viewer';
 import type { SelinuxMode } from '../host-selinux';
 import { labelContentTree, labelFile, restoreContent, LabelConflictError } from '../labels/relabeler';
-import { PathRefusedError } from '../labels/path-policy';
+import { listDeviceChoices } from '../labels/block-devices';
+import { PathRefusedError, type Requester } from '../labels/path-policy';
 import { connectUnixLow } from '../socket-context';
 import type { AccelChoice } from '../qemu/accel';
 import type { PolicyProfile } from '../../labeling/policy-profile';
@@ -25,7 +26,7 @@ export interface VerbDeps {
   readonly lifecycle: VmLifecycle;
   readonly config: HelperConfig;
   readonly profile: PolicyProfile;
-  readonly requester: { uid: number; home?: string };
+  readonly requester: Requester;
   readonly selinux: () => Promise<SelinuxMode>;
   readonly accel: () => Promise<AccelChoice>;
 }
@@ -148,6 +149,13 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       const label = formatContext({ ...base, range: { low, high: low } });
       return labelContentTree(lifecycle.relabelTransact(), args.path, args.mode, label, onProgress);
     })),
+
+    checkDevice: verb<{ path: string; class?: 'private' | 'shared' | 'readonly' }>({
+      required: ['path'],
+      properties: { path: PATH, class: { type: 'string', enum: ['private', 'shared', 'readonly'] } },
+    }, (args) => lifecycle.checkDevice(args.path, args.class ?? 'private', 'path')),
+
+    listDevices: verb<Record<string, never>>({ properties: {} }, () => listDeviceChoices(deps.config.pathPolicy, deps.requester)),
 
     consoleAttach: verb<{ vm: string; resumeFrom?: number | null }>({
       required: ['vm'],

@@ -12,7 +12,7 @@ import { startConsoleKeeperProcess } from '../console/keeper-process';
 import { liveProcessLevels, processLabel, type SelinuxMode } from '../host-selinux';
 import { readLabelOfOpened, writeLabel } from '../labels/file-labels';
 import { clearDeadWalkers, labelFile, LabelConflictError, removeOrphanTreeLogs, restoreHolder, type RelabelContext, type RelabelTransact } from '../labels/relabeler';
-import { claimDevice, deviceUseProblems, openBlockDevice, type OpenedDevice } from '../labels/block-devices';
+import { claimDevice, deviceSize, deviceUseProblems, openBlockDevice, probeSignature, type OpenedDevice } from '../labels/block-devices';
 import { isUnder, openRelabelTarget, PathRefusedError, type OpenedTarget, type Requester } from '../labels/path-policy';
 import type { AccelChoice } from '../qemu/accel';
 import { checkNvramSize, OVMF_CODE } from '../qemu/firmware';
@@ -484,6 +484,23 @@ export class VmLifecycle {
       return out;
     };
     return { disks, deviceNodes, ...(nvram ? { nvram } : {}), bootCopiesFor, close };
+  }
+
+  /**
+   * What `start` would say about a block device as a disk of class `cls`, without changing anything: for the
+   * CLI's `--disk /dev/…` and the app's picker, with the start's own refusals.
+   */
+  async checkDevice(devicePath: string, cls: 'private' | 'shared' | 'readonly', field: string): Promise<{ path: string; node: string; majMin: string; sizeBytes: number; content: string | null }> {
+    const spec: LaunchDisk = { path: devicePath, format: 'raw', readonly: cls === 'readonly', shared: cls === 'shared' };
+    const opened = await this.openDiskDevice(field, spec);
+    try {
+      // A probe only (read-only, closed at once) whatever the class: the VM's start claims it for real.
+      await this.claimDiskDevice(field, opened, false);
+      const signature = await probeSignature(opened.fdPath);
+      return { path: devicePath, node: opened.path, majMin: opened.majMin, sizeBytes: await deviceSize(opened.majMin), content: signature.TYPE ?? null };
+    } finally {
+      await opened.handle.close();
+    }
   }
 
   /** A block device disk, opened and checked on its fd: allowed for the requester, raw, and unused by the host. */

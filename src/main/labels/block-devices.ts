@@ -265,24 +265,86 @@ export async function probeSignature(fdPath: string): Promise<Record<string, str
  * Empty when it is free.
  */
 export async function deviceUseProblems(opened: OpenedDevice): Promise<string[]> {
+  return useProblemsOf(opened.majMin, (await probeSignature(opened.fdPath)).TYPE, await hostDeviceUse());
+}
+
+async function useProblemsOf(majMin: string, signatureType: string | undefined, uses: HostUse): Promise<string[]> {
   const problems: string[] = [];
-  const uses = await hostDeviceUse();
   const describe = (what: { use: string; via?: string }) => (what.via === undefined ? `it holds ${what.use}` : `it lies below ${what.use} (through ${what.via})`);
-  const own = uses.get(opened.majMin);
+  const own = uses.get(majMin);
   if (own) problems.push(describe(own));
   const holders = async (majMin: string) => readdir(`/sys/dev/block/${majMin}/holders`).catch(() => [] as string[]);
-  const held = await holders(opened.majMin);
+  const held = await holders(majMin);
   if (held.length > 0) problems.push(`it is in use by ${held.map((h) => `/dev/${h}`).join(', ')} (a device-mapper or RAID device built on it, such as an active LVM volume)`);
-  for (const part of await partitionsOf(opened.majMin)) {
+  for (const part of await partitionsOf(majMin)) {
     const use = uses.get(part.majMin);
     const partHolders = await holders(part.majMin);
     if (use && !own) problems.push(`its partition ${part.name}: ${describe(use)}`);
     if (partHolders.length > 0) problems.push(`its partition ${part.name} is in use by ${partHolders.map((h) => `/dev/${h}`).join(', ')}`);
   }
-  const signature = await probeSignature(opened.fdPath);
-  if (signature.TYPE === 'LVM2_member') problems.push('it is an LVM physical volume (give a VM one of its logical volumes instead)');
-  if (signature.TYPE === 'linux_raid_member') problems.push('it is a member of a RAID array');
+  if (signatureType === 'LVM2_member') problems.push('it is an LVM physical volume (give a VM one of its logical volumes instead)');
+  if (signatureType === 'linux_raid_member') problems.push('it is a member of a RAID array');
   return problems;
+}
+
+/** One device the requester may give a VM, as the app's picker shows it. */
+export interface DeviceChoice {
+  /** The name to put in a definition: an LV's /dev/VG/LV, else the node. */
+  readonly path: string;
+  readonly node: string;
+  readonly majMin: string;
+  readonly sizeBytes: number;
+  readonly type: string;
+  /** What lies on it (filesystem, swap, PV…), from lsblk; null when nothing is recognized. */
+  readonly content: string | null;
+  readonly label: string | null;
+  /** Why the host's use of it forbids giving it to a VM now; empty when it is free. */
+  readonly inUse: readonly string[];
+}
+
+interface LsblkDevice {
+  path?: string;
+  'maj:min'?: string;
+  size?: number | string;
+  type?: string;
+  fstype?: string | null;
+  label?: string | null;
+  children?: LsblkDevice[];
+}
+
+/** The block devices the requester may hand to VMs (root: every one), with size, content and host use (lsblk). */
+export async function listDeviceChoices(config: PathPolicyConfig, requester: Requester): Promise<DeviceChoice[]> {
+  const { stdout } = await run('lsblk', ['--json', '--bytes', '--output', 'PATH,MAJ:MIN,SIZE,TYPE,FSTYPE,LABEL'], { maxBuffer: 16 << 20 });
+  const all: LsblkDevice[] = [];
+  const flatten = (list: LsblkDevice[] | undefined) => {
+    for (const d of list ?? []) {
+      all.push(d);
+      flatten(d.children);
+    }
+  };
+  flatten((JSON.parse(stdout) as { blockdevices?: LsblkDevice[] }).blockdevices);
+  const uses = await hostDeviceUse();
+  const out: DeviceChoice[] = [];
+  const seen = new Set<string>();
+  for (const d of all) {
+    const majMin = d['maj:min'];
+    if (!d.path || !majMin || seen.has(majMin)) continue;
+    seen.add(majMin);
+    const st = await stat(d.path).catch(() => undefined);
+    if (!st?.isBlockDevice() || !(await grantFor(config, requester, st.rdev, majMin))) continue;
+    const dm = await dmInfo(majMin);
+    const lv = dm && /^LVM-/.test(dm.uuid) ? splitDmName(dm.name) : undefined;
+    out.push({
+      path: lv ? `/dev/${lv.vg}/${lv.lv}` : d.path, node: d.path, majMin, sizeBytes: Number(d.size ?? 0), type: d.type ?? 'disk',
+      content: d.fstype ?? null, label: d.label ?? null, inUse: await useProblemsOf(majMin, d.fstype ?? undefined, uses),
+    });
+  }
+  return out.sort((a, b) => a.path.localeCompare(b.path));
+}
+
+/** A device's size in bytes (sysfs counts 512-byte sectors whatever the device's block size). */
+export async function deviceSize(majMin: string): Promise<number> {
+  return Number((await readSys(`/sys/dev/block/${majMin}/size`)) ?? 0) * 512;
 }
 
 /**
