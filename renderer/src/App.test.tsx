@@ -61,7 +61,7 @@ describe('App', () => {
     const problems = screen.getByRole('list', { name: 'Problems' });
     expect(within(problems).getAllByRole('listitem')).toHaveLength(sampleAudit.problems.length);
     expect(within(problems).getAllByRole('listitem')[0]?.dataset.kind).toBe('duplicate-pair');
-    const matrix = screen.getByRole('table', { name: 'Access matrix' });
+    const matrix = screen.getByRole('grid', { name: 'Access matrix' });
     expect(within(matrix).getAllByRole('row')).toHaveLength(1 + sampleAudit.vms.length);
     expect(screen.getByTestId('access-web-/var/lib/svirt/images/web.qcow2').textContent).toBe('write');
     expect(screen.getByTestId('access-web-/var/lib/svirt/images/db.qcow2').textContent).toBe('none');

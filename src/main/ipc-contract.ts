@@ -240,7 +240,8 @@ export interface ConsoleSession {
 
 export interface AuditVm {
   name: string;
-  processLabel: string;
+  /** null: qemu runs unconfined (seclabel none). */
+  processLabel: string | null;
   /** The pair with its setrans name; when absent the renderer reads the level from processLabel. */
   processLevel?: McsLevel | null;
 }
@@ -251,7 +252,7 @@ export type AuditResource = AuditMatrix['resources'][number];
 export interface AuditReport extends AuditMatrix {
   /** Who answered: the kernel (live access checks) or the offline policy evaluator, and why that one. */
   source: { kind: 'kernel' | 'evaluator'; why: string };
-  /** Rows: the running VMs. */
+  /** Rows: the running VMs, unconfined ones included. */
   vms: AuditVm[];
 }
 

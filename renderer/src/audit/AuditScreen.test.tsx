@@ -35,14 +35,25 @@ describe('AuditScreen', () => {
     expect(shutdownVm).toHaveBeenCalledWith({ name: 'legacy-xp' });
   });
 
-  it('shows the rule behind a cell from a button, so a keyboard reaches it', async () => {
+  it('shows the rule behind a cell from the keyboard: Tab to the grid, arrow keys, Enter', async () => {
     renderAudit();
-    const cell = await screen.findByTestId('access-web-/var/lib/svirt/images/db.qcow2');
-    const button = within(cell).getByRole('button');
-    expect(button.getAttribute('aria-label')).toMatch(/^web on \/var\/lib\/svirt\/images\/db\.qcow2: none/);
-    fireEvent.click(button);
+    const grid = await screen.findByRole('grid', { name: 'Access matrix' });
+    expect(grid.getAttribute('tabindex')).toBe('0');
+    grid.focus();
+    fireEvent.keyDown(grid, { key: 'ArrowRight' });
+    const active = document.getElementById(grid.getAttribute('aria-activedescendant') ?? '') as HTMLElement;
+    expect(active.getAttribute('aria-label')).toMatch(/^web on \/var\/lib\/svirt\/images\/db\.qcow2: none/);
+    fireEvent.keyDown(grid, { key: 'Enter' });
     expect(screen.getByTestId('access-rule').textContent).toContain('MCS constraint: s0:c23,c611 does not dominate s0:c88,c901');
-    expect(button.getAttribute('aria-pressed')).toBe('true');
+    expect(active.getAttribute('aria-selected')).toBe('true');
+  });
+
+  it('gives an unconfined VM a row of its own and a content tree a column', async () => {
+    renderAudit();
+    const grid = await screen.findByRole('grid', { name: 'Access matrix' });
+    expect(within(grid).getByRole('rowheader', { name: /legacy-xp/ }).textContent).toContain('unconfined');
+    expect(screen.getByTestId('access-legacy-xp-/var/lib/svirt/images/db.qcow2').getAttribute('title')).toMatch(/unconfined/);
+    expect(screen.getByTestId('access-web-/srv/site-content').textContent).toBe('read');
   });
 
   it('says, when SELinux is off, that the matrix is what the policy would decide and that nothing is enforced', async () => {

@@ -1,5 +1,8 @@
-import { useState } from 'react';
+import { useMemo, useRef, useState, type KeyboardEvent } from 'react';
+import { useVirtualizer } from '@tanstack/react-virtual';
+import { cellAt } from '../../../src/labeling/audit-report';
 import type { AccessLevel, AuditCell, AuditProblem, AuditReport, Severity } from '../../../src/main/ipc-contract';
+import { observeRectOrWindow } from '../common/virtual';
 import { errorMessage, useApi } from '../api';
 import type { VmTab } from '../navigation';
 import { Notice } from '../common/Notice';
@@ -66,63 +69,159 @@ function Problems({ report, act }: { report: AuditReport; act: FixActions }) {
   );
 }
 
+// Fixed sizes: the matrix is windowed in both directions, so every row and column has a known extent.
+const ROW_HEIGHT = 54;
+const COLUMN_WIDTH = 124;
+const HEADER_HEIGHT = 62;
+const ROW_HEADER_WIDTH = 176;
+const PAGE_ROWS = 10;
+
+/**
+ * Running VMs × files as an ARIA grid, windowed both ways (100 × 10,000 cells render as the few dozen in
+ * view). One tab stop: arrow keys, Home/End and Page Up/Down move the active cell, which scrolls into
+ * view; Enter or Space (or a click) shows the rule behind it.
+ */
 function Matrix({ report }: { report: AuditReport }) {
   const [selected, setSelected] = useState<AuditCell | null>(null);
-  if (report.vms.length === 0) return <p className="empty">No VM is running: there is no access to show.</p>;
-  const cells = new Map<string, AuditCell>(report.cells.map((c) => [`${c.vm}\0${c.path}`, c]));
+  const [active, setActive] = useState({ i: 0, j: 0 });
+  const scrollRef = useRef<HTMLDivElement>(null);
+  const { vms, resources } = report;
+  // Per column once, not per cell: which files carry a pair (another VM's private image when reached).
+  const columnPairs = useMemo(() => resources.map((r) => pairOf(levelOfContext(r.label)) !== null), [resources]);
+  const rows = useVirtualizer({
+    count: vms.length, getScrollElement: () => scrollRef.current, estimateSize: () => ROW_HEIGHT, overscan: 4,
+    scrollPaddingStart: HEADER_HEIGHT, observeElementRect: observeRectOrWindow,
+  });
+  const columns = useVirtualizer({
+    horizontal: true, count: resources.length, getScrollElement: () => scrollRef.current, estimateSize: () => COLUMN_WIDTH, overscan: 2,
+    scrollPaddingStart: ROW_HEADER_WIDTH, observeElementRect: observeRectOrWindow,
+  });
+  if (vms.length === 0) return <p className="empty">No VM is running: there is no access to show.</p>;
+
+  const cell = (i: number, j: number) => {
+    const c = cellAt(report, i, j);
+    const vm = vms[i] as AuditReport['vms'][number];
+    const r = resources[j] as AuditReport['resources'][number];
+    // Access to another VM's private image (a label with a pair) is what sVirt exists to prevent;
+    // shared images at s0 are meant for every VM.
+    const unintended = (c.access === 'read' || c.access === 'write') && vm.processLabel !== null && !r.usedBy.includes(vm.name) && columnPairs[j] === true;
+    return { ...c, unintended };
+  };
+  const moveTo = (i: number, j: number) => {
+    const next = { i: Math.max(0, Math.min(vms.length - 1, i)), j: Math.max(0, Math.min(resources.length - 1, j)) };
+    setActive(next);
+    rows.scrollToIndex(next.i);
+    columns.scrollToIndex(next.j);
+  };
+  const choose = (i: number, j: number) => {
+    const c = cell(i, j);
+    setActive({ i, j });
+    setSelected({ vm: c.vm, path: c.path, access: c.access, reason: c.reason });
+  };
+  const onKeyDown = (e: KeyboardEvent<HTMLDivElement>) => {
+    const { i, j } = active;
+    const moves: Record<string, () => void> = {
+      ArrowDown: () => moveTo(i + 1, j), ArrowUp: () => moveTo(i - 1, j), ArrowRight: () => moveTo(i, j + 1), ArrowLeft: () => moveTo(i, j - 1),
+      PageDown: () => moveTo(i + PAGE_ROWS, j), PageUp: () => moveTo(i - PAGE_ROWS, j),
+      Home: () => (e.ctrlKey ? moveTo(0, 0) : moveTo(i, 0)), End: () => (e.ctrlKey ? moveTo(vms.length - 1, resources.length - 1) : moveTo(i, resources.length - 1)),
+      Enter: () => choose(i, j), ' ': () => choose(i, j),
+    };
+    const move = moves[e.key];
+    if (move) {
+      e.preventDefault();
+      move();
+    }
+  };
+  const cellId = (i: number, j: number) => `access-cell-${i}-${j}`;
+  const visibleColumns = columns.getVirtualItems();
+  const visibleRows = rows.getVirtualItems();
+  // Only a cell in the DOM may be named active (one scrolled away by the mouse is not).
+  const activeShown = visibleRows.some((r) => r.index === active.i) && visibleColumns.some((c) => c.index === active.j);
+  const width = ROW_HEADER_WIDTH + columns.getTotalSize();
+
   return (
     <>
-    {/* Focusable so that a keyboard can scroll a matrix wider than the window. */}
-    <div className="matrix-scroll" tabIndex={0} role="region" aria-label="Access matrix, scrollable">
-      <table className="table matrix" aria-label="Access matrix">
-        <thead>
-          <tr>
-            <th scope="col" className="matrix__corner">
-              VM ↓ / file →
-            </th>
-            {report.resources.map((r) => (
-              <th key={r.path} scope="col" title={`${r.path}\n${r.label ?? 'label unreadable'}\nused by ${r.usedBy.join(', ') || 'no VM'}`}>
+    {/* One tab stop for the whole grid; the active cell is announced through aria-activedescendant. */}
+    <div
+      ref={scrollRef}
+      className="matrix-scroll"
+      tabIndex={0}
+      role="grid"
+      aria-label="Access matrix"
+      aria-rowcount={vms.length + 1}
+      aria-colcount={resources.length + 1}
+      aria-activedescendant={activeShown ? cellId(active.i, active.j) : undefined}
+      aria-describedby="access-matrix-keys"
+      onKeyDown={onKeyDown}
+      style={{ height: Math.min(HEADER_HEIGHT + vms.length * ROW_HEIGHT + 2, 520) }}
+    >
+      <div className="matrix" style={{ width, height: HEADER_HEIGHT + rows.getTotalSize() }}>
+        <div role="row" aria-rowindex={1} className="matrix__row matrix__row--head" style={{ width, height: HEADER_HEIGHT }}>
+          <div role="columnheader" aria-colindex={1} className="matrix__corner" style={{ width: ROW_HEADER_WIDTH }}>
+            VM ↓ / file →
+          </div>
+          {visibleColumns.map((col) => {
+            const r = resources[col.index] as AuditReport['resources'][number];
+            return (
+              <div
+                key={col.key}
+                role="columnheader"
+                aria-colindex={col.index + 2}
+                className="matrix__column"
+                style={{ left: ROW_HEADER_WIDTH + col.start, width: col.size }}
+                title={`${r.path}\n${r.label ?? 'no label'}\nused by ${r.usedBy.join(', ') || 'no VM'}`}
+              >
                 <div className="matrix__file">{baseName(r.path)}</div>
                 <McsChip level={levelOfContext(r.label)} />
-              </th>
-            ))}
-          </tr>
-        </thead>
-        <tbody>
-          {report.vms.map((vm) => (
-            <tr key={vm.name}>
-              <th scope="row">
-                <div className="matrix__vm">{vm.name}</div>
-                <McsChip level={vm.processLevel?.level ?? levelOfContext(vm.processLabel)} name={vm.processLevel?.name} />
-              </th>
-              {report.resources.map((r) => {
-                const cell = cells.get(`${vm.name}\0${r.path}`);
-                const access = cell?.access ?? 'none';
-                // Access to another VM's private image (a label with a pair) is what sVirt exists to prevent;
-                // shared images at s0 are meant for every VM.
-                const unintended = (access === 'read' || access === 'write') && !r.usedBy.includes(vm.name) && pairOf(levelOfContext(r.label)) !== null;
-                const reason = cell?.reason ?? 'not evaluated';
-                // A button, so the rule behind the cell is one Tab and Enter away, not on hover only.
+              </div>
+            );
+          })}
+        </div>
+        {visibleRows.map((row) => {
+          const vm = vms[row.index] as AuditReport['vms'][number];
+          return (
+            <div key={row.key} role="row" aria-rowindex={row.index + 2} className="matrix__row" style={{ top: HEADER_HEIGHT + row.start, width, height: row.size }}>
+              <div role="rowheader" aria-colindex={1} className="matrix__vm-head" style={{ width: ROW_HEADER_WIDTH }}>
+                <span className="matrix__vm" title={vm.name}>{vm.name}</span>
+                {vm.processLabel === null ? (
+                  <span className="chip chip--unconfined" title="qemu runs without an SELinux label">⚠ unconfined</span>
+                ) : (
+                  <McsChip level={vm.processLevel?.level ?? levelOfContext(vm.processLabel)} name={vm.processLevel?.name} />
+                )}
+              </div>
+              {visibleColumns.map((col) => {
+                const c = cell(row.index, col.index);
+                const isActive = active.i === row.index && active.j === col.index;
                 return (
-                  <td key={r.path} className={`access access--${access}${unintended ? ' access--unintended' : ''}`} title={reason} data-testid={`access-${vm.name}-${r.path}`}>
-                    <button
-                      type="button"
-                      className="access__button"
-                      aria-label={`${vm.name} on ${r.path}: ${ACCESS_TEXT[access]}${unintended ? ', another VM’s private image' : ''}. Show the rule`}
-                      aria-pressed={selected?.vm === vm.name && selected.path === r.path}
-                      onClick={() => setSelected({ vm: vm.name, path: r.path, access, reason })}
-                    >
-                      {ACCESS_TEXT[access]}
-                      {unintended && <span className="access__flag"> ⚠</span>}
-                    </button>
-                  </td>
+                  <div
+                    key={col.key}
+                    id={cellId(row.index, col.index)}
+                    role="gridcell"
+                    aria-colindex={col.index + 2}
+                    aria-selected={selected?.vm === c.vm && selected.path === c.path}
+                    aria-label={`${c.vm} on ${c.path}: ${ACCESS_TEXT[c.access]}${c.unintended ? ', another VM’s private image' : ''}`}
+                    className={`access access--${c.access}${c.unintended ? ' access--unintended' : ''}${isActive ? ' access--active' : ''}`}
+                    style={{ left: ROW_HEADER_WIDTH + col.start, width: col.size }}
+                    title={c.reason}
+                    data-testid={`access-${c.vm}-${c.path}`}
+                    onClick={() => {
+                      scrollRef.current?.focus();
+                      choose(row.index, col.index);
+                    }}
+                  >
+                    {ACCESS_TEXT[c.access]}
+                    {c.unintended && <span className="access__flag"> ⚠</span>}
+                  </div>
                 );
               })}
-            </tr>
-          ))}
-        </tbody>
-      </table>
+            </div>
+          );
+        })}
+      </div>
     </div>
+    <p id="access-matrix-keys" className="legend">
+      {vms.length} {vms.length === 1 ? 'VM' : 'VMs'} × {resources.length} {resources.length === 1 ? 'file' : 'files'}. In the matrix, arrow keys move; Enter shows the rule.
+    </p>
     <p className="access-rule" aria-live="polite" data-testid="access-rule">
       {selected ? (
         <>
@@ -132,7 +231,7 @@ function Matrix({ report }: { report: AuditReport }) {
           {selected.reason}
         </>
       ) : (
-        'Choose a cell (click, or Tab and Enter) to see the rule that decides it.'
+        'Choose a cell (click, or Tab to the matrix, arrow keys and Enter) to see the rule that decides it.'
       )}
     </p>
     </>

@@ -9,6 +9,7 @@ import type {
   VmSummary,
 } from '../../../src/main/ipc-contract';
 import { parseContext } from '../../../src/labeling/context';
+import { packCells } from '../../../src/labeling/audit-report';
 import type { FakeApi } from './fake-api';
 
 /** Builders and a small believable host for component tests and renderer previews. */
@@ -157,27 +158,39 @@ function detailsFor(name: string): VmDetails {
   };
 }
 
+// Rows: the running VMs, the unconfined one too; columns: their files and the content tree web reads.
+const sampleAuditVms: AuditReport['vms'] = [
+  { name: 'web', processLabel: web.processLabel ?? '', processLevel: web.processLevel },
+  { name: 'db', processLabel: db.processLabel ?? '', processLevel: db.processLevel },
+  { name: 'reports', processLabel: reports.processLabel ?? '', processLevel: reports.processLevel },
+  { name: 'legacy-xp', processLabel: null, processLevel: null },
+];
+const sampleAuditResources: AuditReport['resources'] = [
+  { path: '/var/lib/svirt/images/web.qcow2', label: image('s0:c23,c611'), usedBy: ['web'] },
+  { path: '/var/lib/svirt/images/db.qcow2', label: image('s0:c88,c901'), usedBy: ['db'] },
+  { path: '/var/lib/svirt/images/reports.qcow2', label: image('s0:c88,c901'), usedBy: ['reports'] },
+  { path: '/srv/shared/assets.img', label: SHARED, usedBy: ['web'] },
+  { path: '/srv/site-content', label: CONTENT, usedBy: ['web'] },
+];
+
 export const sampleAudit: AuditReport = {
   source: { kind: 'kernel', why: 'SELinux is enforcing: the kernel answered each access check for the running qemu processes' },
-  vms: [
-    { name: 'web', processLabel: web.processLabel ?? '', processLevel: web.processLevel },
-    { name: 'db', processLabel: db.processLabel ?? '', processLevel: db.processLevel },
-    { name: 'reports', processLabel: reports.processLabel ?? '', processLevel: reports.processLevel },
-  ],
-  resources: [
-    { path: '/var/lib/svirt/images/web.qcow2', label: image('s0:c23,c611'), usedBy: ['web'] },
-    { path: '/var/lib/svirt/images/db.qcow2', label: image('s0:c88,c901'), usedBy: ['db'] },
-    { path: '/var/lib/svirt/images/reports.qcow2', label: image('s0:c88,c901'), usedBy: ['reports'] },
-    { path: '/srv/shared/assets.img', label: SHARED, usedBy: ['web'] },
-  ],
-  cells: [
-    ...['web', 'db', 'reports'].flatMap((vm) => [
-      { vm, path: '/var/lib/svirt/images/web.qcow2', access: vm === 'web' ? ('write' as const) : ('none' as const), reason: vm === 'web' ? 'same pair: allow svirt_t svirt_image_t:file write' : 'MCS constraint: s0:c88,c901 does not dominate s0:c23,c611' },
-      { vm, path: '/var/lib/svirt/images/db.qcow2', access: vm === 'web' ? ('none' as const) : ('write' as const), reason: vm === 'web' ? 'MCS constraint: s0:c23,c611 does not dominate s0:c88,c901' : 'same pair s0:c88,c901' },
-      { vm, path: '/var/lib/svirt/images/reports.qcow2', access: vm === 'web' ? ('none' as const) : ('write' as const), reason: vm === 'web' ? 'MCS constraint' : 'same pair s0:c88,c901' },
-      { vm, path: '/srv/shared/assets.img', access: 'write' as const, reason: 's0 is dominated by every pair' },
-    ]),
-  ],
+  vms: sampleAuditVms,
+  resources: sampleAuditResources,
+  ...packCells(
+    sampleAuditVms.map((v) => v.name),
+    sampleAuditResources.map((r) => r.path),
+    [
+      ...['web', 'db', 'reports'].flatMap((vm) => [
+        { vm, path: '/var/lib/svirt/images/web.qcow2', access: vm === 'web' ? ('write' as const) : ('none' as const), reason: vm === 'web' ? 'same pair: allow svirt_t svirt_image_t:file write' : 'MCS constraint: s0:c88,c901 does not dominate s0:c23,c611' },
+        { vm, path: '/var/lib/svirt/images/db.qcow2', access: vm === 'web' ? ('none' as const) : ('write' as const), reason: vm === 'web' ? 'MCS constraint: s0:c23,c611 does not dominate s0:c88,c901' : 'same pair s0:c88,c901' },
+        { vm, path: '/var/lib/svirt/images/reports.qcow2', access: vm === 'web' ? ('none' as const) : ('write' as const), reason: vm === 'web' ? 'MCS constraint' : 'same pair s0:c88,c901' },
+        { vm, path: '/srv/shared/assets.img', access: 'write' as const, reason: 's0 is dominated by every pair' },
+        { vm, path: '/srv/site-content', access: 'read' as const, reason: 'read only: allow svirt_t virt_content_t:file read' },
+      ]),
+      ...sampleAuditResources.map((r) => ({ vm: 'legacy-xp', path: r.path, access: 'write' as const, reason: 'qemu runs unconfined (no SELinux label): SELinux does not restrict it, only file permissions do' })),
+    ],
+  ),
   problems: [
     { kind: 'duplicate-pair', severity: 'critical', message: "db and reports run with the same MCS pair s0:c88,c901: each can use the other's images (reachable now: /var/lib/svirt/images/db.qcow2, /var/lib/svirt/images/reports.qcow2)", vm: 'reports' },
     { kind: 'unconfined-vm', severity: 'warning', message: 'legacy-xp runs unconfined (seclabel none)', vm: 'legacy-xp' },
@@ -209,7 +222,7 @@ export function sampleHandlers(events: () => FakeApi): Partial<SvirtCalls> {
   const previewFor = (request: RelabelRequest) => {
     const to = request.to === 'shared' ? SHARED : request.to === 'readonly' ? CONTENT : image('s0:c23,c611');
     const isTree = detailsFor(request.vm).resources.some((r) => r.path === request.path && r.isTree);
-    const files = isTree ? ['index.html', 'style.css', 'logo.svg', 'docs/guide.html', 'docs/faq.html'].map((f) => `${request.path}/${f}`) : [request.path];
+    const files = isTree ? ['index.html', 'style.css', 'logo.svg', 'docs/guide.html', 'docs/faq.html', 'release-notes/svirt-manager-2026-12-release-candidate-notes.html'].map((f) => `${request.path}/${f}`) : [request.path];
     return { ...request, changes: files.map((path) => ({ path, from: 'unconfined_u:object_r:user_home_t:s0', to })), count: files.length, warnings: [] };
   };
   return {

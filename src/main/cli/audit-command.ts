@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { auditedVms, auditRunningVms, compareWithOffline } from '../audit-service';
+import { cellsOf } from '../../labeling/audit-report';
 import { selinuxMode } from '../host-selinux';
 import { CliError, EXIT } from './exit-codes';
 import { textTable } from './text-table';
@@ -27,12 +28,14 @@ export function registerAuditCommand(program: Command): void {
       const comparison = opts.compareOffline ? await compareWithOffline(vms, opts.policy === undefined ? {} : { policyPath: opts.policy }) : undefined;
 
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ mode, ...matrix, ...(comparison ? { comparison } : {}) })}\n`);
+        // Scripts get one object per cell, not the packed grid the app's renderer reads.
+        const { verdicts: _v, runs: _r, ...rest } = matrix;
+        process.stdout.write(`${JSON.stringify({ mode, ...rest, cells: cellsOf(matrix), ...(comparison ? { comparison } : {}) })}\n`);
       } else {
         process.stdout.write(`SELinux ${mode}: ${matrix.source.why}\n`);
         const held = new Map(vms.map((vm) => [vm.name, vm.confinement ?? (vm.confined ? 'confined' : 'unconfined')]));
         const rows = [['VM', 'CONFINEMENT', 'FILE', 'ACCESS', 'WHY']];
-        for (const cell of matrix.cells) rows.push([cell.vm, held.get(cell.vm) ?? '-', cell.path, cell.access, cell.reason]);
+        for (const cell of cellsOf(matrix)) rows.push([cell.vm, held.get(cell.vm) ?? '-', cell.path, cell.access, cell.reason]);
         process.stdout.write(`${textTable(rows)}\n`);
         for (const p of matrix.problems) process.stdout.write(`${p.severity}: ${p.message}\n`);
         if (comparison) {
@@ -47,7 +50,7 @@ export function registerAuditCommand(program: Command): void {
         if (comparison.disagreements.length > 0) process.exitCode = EXIT.negative;
       } else if (matrix.problems.some((p) => p.severity === 'critical')) {
         process.exitCode = EXIT.negative;
-      } else if (matrix.cells.some((c) => c.access === 'error')) {
+      } else if (cellsOf(matrix).some((c) => c.access === 'error')) {
         process.exitCode = EXIT.unknown;
       }
     }));
