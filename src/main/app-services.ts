@@ -4,10 +4,11 @@ import { confinementOf, NOT_CONFINED_REASON } from '../labeling/confinement';
 import { formatContext, formatRange, parseContext } from '../labeling/context';
 import { EMPTY_TRANSLATION_TABLE, parseSetrans, type TranslationTable } from '../labeling/setrans';
 import { checkStaticLabel, type LevelInUse } from '../labeling/static-label-check';
+import type { AuditedVm } from '../labeling/audit-report';
 import { auditedVms, auditRunningVms } from './audit-service';
 import { HelperClient, resolveHelperLaunch, type HelperLaunch } from './helper-client';
 import type { RunInfo } from './helper/vm-lifecycle';
-import { selinuxMode } from './host-selinux';
+import { selinuxMode, type SelinuxMode } from './host-selinux';
 import type {
   AuditReport, HelperStatus, HostStatus, LabelChange, McsLevel, RelabelPreview, RelabelRequest, RelabelResult,
   SvirtCalls, SvirtEvent, Unsubscribe, VmDetails, VmResource, VmSummary,
@@ -36,6 +37,12 @@ export interface ServiceOptions {
   /** How to start the root helper (default: pkexec, or direct when root). */
   readonly helperLaunch?: HelperLaunch;
   readonly helperEnv?: NodeJS.ProcessEnv;
+  /**
+   * Where the audit takes the running VMs and their files from (default: the helper's running VMs, their
+   * files' labels read from disk). The scale bench passes 100 VMs' records over real labeled files: 100
+   * qemu processes do not fit its machine, and everything after this point is the app's own path.
+   */
+  readonly auditedVms?: () => Promise<AuditedVm[]>;
 }
 
 function memo<T>(fn: () => Promise<T>): () => Promise<T> {
@@ -126,20 +133,21 @@ export function createServices(options: ServiceOptions = {}): Services {
   // Read at each use (a file read): the mode can change under a running app (setenforce).
   const mode = () => selinuxMode();
   /** A running VM as the helper reports it; a stopped one as it would start on this host now. */
-  const confinementNow = async (vm: VmStatus): Promise<Pick<VmSummary, 'confinement' | 'confined' | 'notConfinedReason'>> => {
+  const confinementNow = async (vm: VmStatus, hostMode?: Promise<SelinuxMode>): Promise<Pick<VmSummary, 'confinement' | 'confined' | 'notConfinedReason'>> => {
     if (vm.state !== 'stopped' && vm.confinement !== null) return { confinement: vm.confinement, confined: vm.confined, notConfinedReason: vm.notConfinedReason };
-    const selinux = await mode();
+    const selinux = await (hostMode ?? mode());
     const confinement = confinementOf({ mode: selinux, seclabelMode: vm.seclabel.mode, inLabel: selinux !== 'disabled' });
     return { confinement, confined: confinement === 'confined', notConfinedReason: NOT_CONFINED_REASON[confinement] };
   };
 
-  const toSummary = async (vm: VmStatus): Promise<VmSummary> => {
+  /** `hostMode`: the mode read once for a whole list (1,000 VMs are not 1,000 reads of selinuxfs). */
+  const toSummary = async (vm: VmStatus, hostMode?: Promise<SelinuxMode>): Promise<VmSummary> => {
     const staticLabel = vm.seclabel.mode === 'static' ? vm.seclabel.label : null;
     const processLabel = vm.processLabel ?? staticLabel;
     return {
       name: vm.name,
       state: vm.state,
-      ...(await confinementNow(vm)),
+      ...(await confinementNow(vm, hostMode)),
       processLabel,
       imageLabel: vm.imageLabel,
       processLevel: await mcsLevel(processLabel),
@@ -248,7 +256,10 @@ export function createServices(options: ServiceOptions = {}): Services {
       }
     },
 
-    listVms: async () => Promise.all((await service.list()).vms.map(toSummary)),
+    listVms: async () => {
+      const hostMode = mode();
+      return Promise.all((await service.list()).vms.map((vm) => toSummary(vm, hostMode)));
+    },
     getVm: ({ name }) => details(name),
     defineVm: async (input) => {
       // The image's format is what qemu-img reads in it, never what a form said (qemu would misread the disk).
@@ -353,7 +364,7 @@ export function createServices(options: ServiceOptions = {}): Services {
     },
 
     audit: async (): Promise<AuditReport> => {
-      const [audited, selinux] = await Promise.all([auditedVms(service), mode()]);
+      const [audited, selinux] = await Promise.all([options.auditedVms?.() ?? auditedVms(service), mode()]);
       const matrix = await auditRunningVms(selinux, audited);
       const withLevels = await Promise.all(matrix.vms.map(async (v) => ({ ...v, processLevel: await mcsLevel(v.processLabel) })));
       return { ...matrix, vms: withLevels };

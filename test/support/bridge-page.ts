@@ -6,7 +6,8 @@ import { CALL_NAMES, isEventName, unwrapOutcome, type CallOutcome, type EventNam
 
 declare global {
   interface Window {
-    __svirtInvoke(name: string, request: unknown): Promise<CallOutcome>;
+    /** The call's CallOutcome as JSON text (see browser-bridge.ts). */
+    __svirtInvoke(name: string, request: unknown): Promise<string>;
     __svirtDispatch(event: EventName, payload: unknown): void;
   }
 }
@@ -15,7 +16,7 @@ const listeners = new Map<EventName, Set<(payload: unknown) => void>>();
 window.__svirtDispatch = (event, payload) => listeners.get(event)?.forEach((l) => l(payload));
 
 const calls = Object.fromEntries(
-  CALL_NAMES.map((name) => [name, async (request: unknown) => unwrapOutcome(await window.__svirtInvoke(name, request))]),
+  CALL_NAMES.map((name) => [name, async (request: unknown) => unwrapOutcome(JSON.parse(await window.__svirtInvoke(name, request)) as CallOutcome)]),
 ) as unknown as SvirtCalls;
 
 const api: SvirtApi = {
