@@ -2,6 +2,7 @@ import { useState, type ReactNode } from 'react';
 import type { DiskClass, VmControlAction, VmDetails } from '../../../src/main/ipc-contract';
 import { errorMessage, useApi } from '../api';
 import { Notice } from '../common/Notice';
+import { PathText } from '../common/PathText';
 import { useAsync } from '../common/use-async';
 import { EditVmForm } from './EditVmForm';
 
@@ -77,7 +78,7 @@ export function DisksPanel({ details, onChanged, onRenamed }: { details: VmDetai
           <tbody>
             {details.definition.disks.map((d) => (
               <tr key={d.path}>
-                <td className="mono">{d.path}</td>
+                <td><PathText path={d.path} /></td>
                 <td>{d.format}</td>
                 <td>{d.class}</td>
                 <td>

@@ -129,7 +129,8 @@ function ChangeList({ preview }: { preview: RelabelPreview }) {
           : `${preview.count} ${preview.count === 1 ? 'file changes' : 'files change'} label:`}
       </p>
       {preview.changes.length > 0 && (
-        <div className="change-list">
+        // Focusable: a long list scrolls, and a keyboard must be able to scroll it.
+        <div className="change-list" tabIndex={0} role="region" aria-label="Files that change label, scrollable">
           <table className="table table--compact" aria-label="Files that change label">
             <thead>
               <tr>

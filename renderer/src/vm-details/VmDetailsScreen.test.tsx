@@ -86,7 +86,7 @@ describe('VmDetailsScreen resources', () => {
     expect(api.previewRelabel).toHaveBeenCalledWith({ vm: 'web', path: TREE, to: 'shared' });
     expect(await within(dialog).findByTestId('change-count')).toHaveProperty('textContent', '3 files change label:');
     const files = within(dialog).getByRole('table', { name: 'Files that change label' });
-    for (const change of treePreview.changes) expect(within(files).getByText(change.path)).toBeTruthy();
+    for (const change of treePreview.changes) expect(within(files).getByTitle(change.path).textContent).toBe(change.path);
     expect(within(files).getByText('unreadable')).toBeTruthy();
     expect(within(dialog).getByText('db also uses this directory')).toBeTruthy();
 
