@@ -183,8 +183,8 @@ interface Run {
   note?: string;
 }
 
-async function rawRun(dir: string): Promise<Run> {
-  const source = await serialSource(path.join(dir, 'raw'));
+async function rawRun(dir: string, round: number): Promise<Run> {
+  const source = await serialSource(path.join(dir, `raw-${round}`));
   const { fromGuest: reader, toGuest } = await openSerialLine(source.line);
   toGuest.destroy();
   const check = new StreamCheck();
@@ -267,7 +267,7 @@ try {
   const kept: Run[] = [];
   for (let round = 0; round < rounds; round++) {
     // Alternated, so drift in the machine's load hits both alike.
-    raw.push(await rawRun(dir));
+    raw.push(await rawRun(dir, round));
     kept.push(await keeperRun(dir, round));
     const [r, k] = [raw.at(-1)!, kept.at(-1)!];
     console.log(`round ${round + 1}: raw ${mbps(r).toFixed(0)} MiB/s, through keeper ${mbps(k).toFixed(0)} MiB/s (${k.received} of ${totalBytes} bytes${k.note ? `; ${k.note}` : ''})`);

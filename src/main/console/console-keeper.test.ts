@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -402,6 +402,8 @@ describe('console keeper with a stand-in serial port', () => {
     await mkdir(unheld);
     const line = await createSerialLine(path.join(unheld, 'serial'), { uid: process.getuid!(), gid: process.getgid!() });
     await expect(startConsoleKeeper({ serialPath: line, viewerSocketPath: path.join(dir, 'third.sock'), connectTimeoutMs: 300 })).rejects.toThrow(/did not open it/);
+    // Its open still waits in the thread pool: a writer lets it return (and the keeper closes what it gets).
+    closeSync(openSync(`${line}.out`, fsConstants.O_RDWR));
   });
 
   it('builds and parses the keeper command line', () => {
