@@ -4,6 +4,7 @@ import path from 'node:path';
 import { connectConsole, type ConsoleViewer } from '../console/console-viewer';
 import type { SelinuxMode } from '../host-selinux';
 import { labelContentTree, labelFile, restoreContent, LabelConflictError } from '../labels/relabeler';
+import { WalkCancelledError } from '../labels/label-tree-tool';
 import { listDeviceChoices } from '../labels/block-devices';
 import { PathRefusedError, type Requester } from '../labels/path-policy';
 import { connectUnixLow } from '../socket-context';
@@ -34,6 +35,8 @@ export interface VerbDeps {
 const PATH = { type: 'string', minLength: 1, maxLength: 4096 } as const;
 const VM_REF = { type: 'string', minLength: 1, maxLength: 128, pattern: '^([0-9]{1,10}/)?[A-Za-z0-9][A-Za-z0-9._-]*$' } as const;
 const SESSION = { type: 'string', minLength: 1, maxLength: 64 } as const;
+/** A relabel's job id, chosen by the requester so that it can cancel the walk while it runs. */
+const JOB = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } as const;
 // Never starts with "-" (it reaches qemu-img's argv on the user side) and never looks like a numeric id.
 const SNAPSHOT_NAME = { type: 'string', pattern: SNAPSHOT_NAME_PATTERN } as const;
 
@@ -66,6 +69,9 @@ export function createVerbs(deps: VerbDeps): VerbTable {
   // Display relays: a byte pipe between the requester and qemu's VNC socket, which only root and the qemu uid
   // can reach. The VNC protocol itself runs end to end between the viewer (noVNC) and qemu.
   const displays = new Map<string, net.Socket>();
+  // Tree relabels running for this session's requester, by job id: a cancel finds only its own
+  // requester's jobs (another user's helper session has a map of its own).
+  const relabelJobs = new Map<string, AbortController>();
   const display = (id: string) => {
     const socket = displays.get(id);
     if (!socket) throw new HelperError('not-found', `no display session ${id}`);
@@ -127,9 +133,9 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       properties: { vm: VM_REF, op: { type: 'string', enum: ['list', 'take', 'delete', 'revert'] }, name: SNAPSHOT_NAME },
     }, (args) => lifecycle.snapshot(resolveVm(args.vm), args.op, args.name)),
 
-    relabel: verb<{ path: string; mode: 'shared' | 'readonly' | 'private' | 'restore'; vm?: string }>({
+    relabel: verb<{ path: string; mode: 'shared' | 'readonly' | 'private' | 'restore'; vm?: string; job?: string }>({
       required: ['path', 'mode'],
-      properties: { path: PATH, mode: { type: 'string', enum: ['shared', 'readonly', 'private', 'restore'] }, vm: VM_REF },
+      properties: { path: PATH, mode: { type: 'string', enum: ['shared', 'readonly', 'private', 'restore'] }, vm: VM_REF, job: JOB },
     }, (args, context) => asProtocolError(async () => {
       const onProgress = (done: number, total: number) => context.emit('relabel-progress', { path: args.path, done, total });
       // Tree walks hold the state lock only to record intent and results (see labelContentTree).
@@ -147,8 +153,28 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       // Shared content is at the bare sensitivity (s0): every VM's pair dominates it.
       const low = { sensitivity: deps.config.categoryRange.sensitivity, categories: [] };
       const label = formatContext({ ...base, range: { low, high: low } });
-      return labelContentTree(lifecycle.relabelTransact(), args.path, args.mode, label, onProgress);
+      if (args.job === undefined) return labelContentTree(lifecycle.relabelTransact(), args.path, args.mode, label, onProgress);
+      const job = args.job;
+      if (relabelJobs.has(job)) throw new HelperError('bad-request', `job ${job} is already running: give each relabel its own job id`);
+      const controller = new AbortController();
+      relabelJobs.set(job, controller);
+      try {
+        return await labelContentTree(lifecycle.relabelTransact(), args.path, args.mode, label, onProgress, controller.signal);
+      } catch (err) {
+        if (err instanceof WalkCancelledError) throw new HelperError('failed', `relabel of ${args.path} cancelled: every label it changed is back`);
+        throw err;
+      } finally {
+        relabelJobs.delete(job);
+      }
     })),
+
+    // Stops a tree relabel of this requester's; the walk rolls back, and the relabel request answers that.
+    cancelRelabel: verb<{ job: string }>({ required: ['job'], properties: { job: JOB } }, async (args) => {
+      const controller = relabelJobs.get(args.job);
+      if (!controller) throw new HelperError('not-found', `no relabel job ${args.job} of yours is running`);
+      controller.abort();
+      return { cancelled: args.job };
+    }),
 
     checkDevice: verb<{ path: string; class?: 'private' | 'shared' | 'readonly' }>({
       required: ['path'],

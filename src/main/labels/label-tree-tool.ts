@@ -40,6 +40,16 @@ interface RunOptions {
   /** fd 4 for `label`: the log, open for appending. */
   readonly logFd?: number;
   readonly onProgress?: (done: number) => void;
+  /** Aborting ends the tool (SIGTERM): its log holds every change made, synced ahead of each. */
+  readonly signal?: AbortSignal;
+}
+
+/** The walk was stopped by its requester; what it changed is still to be put back by the caller. */
+export class WalkCancelledError extends Error {
+  constructor() {
+    super('the relabel was cancelled');
+    this.name = 'WalkCancelledError';
+  }
 }
 
 function absolute(rootPath: string, rel: string): string {
@@ -50,7 +60,10 @@ function run(options: RunOptions): Promise<ToolRun> {
   const stdio: (number | 'pipe' | 'ignore')[] = [typeof options.input === 'number' ? options.input : 'pipe', 'pipe', 'pipe', options.rootFd];
   if (options.logFd !== undefined) stdio.push(options.logFd);
   return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) return reject(new WalkCancelledError());
     const child = spawn(labelTreeToolPath(), [...options.args, '--root-path', options.rootPath], { stdio, env: {} });
+    const cancel = () => child.kill('SIGTERM');
+    options.signal?.addEventListener('abort', cancel, { once: true });
     let count = 0;
     let finished = false;
     const skipped: SkippedEntry[] = [];
@@ -77,6 +90,8 @@ function run(options: RunOptions): Promise<ToolRun> {
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     child.on('error', reject);
     child.on('close', (code, signal) => {
+      options.signal?.removeEventListener('abort', cancel);
+      if (options.signal?.aborted && (code !== 0 || !finished)) return reject(new WalkCancelledError());
       const refusal = /^refused\t([^\t]*)\t(.*)$/m.exec(stderr);
       if (code === 3 && refusal) reject(new PathRefusedError(refusal[1] as string, refusal[2] as string));
       else if (code !== 0 || !finished) reject(new Error(`svirt-label-tree failed (${signal ?? code}): ${stderr.trim() || 'no message'}`));
@@ -111,6 +126,7 @@ export interface LabelTreeOptions {
    */
   readonly priors: Buffer;
   readonly onProgress?: (done: number) => void;
+  readonly signal?: AbortSignal;
 }
 
 /** A label as the log writes it: the attribute's bytes (label + NUL, as libselinux writes) in hex; '-' for none. */
@@ -121,7 +137,10 @@ export function labelTree(options: LabelTreeOptions): Promise<ToolRun> {
   const args = ['label', '--label', options.label, '--uid', String(options.uid)];
   if (options.anyOwner) args.push('--any-owner');
   for (const pool of options.poolsInside) args.push('--pool', pool);
-  return run({ args, rootFd: options.rootFd, rootPath: options.rootPath, input: options.priors, logFd: options.logFd, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+  return run({
+    args, rootFd: options.rootFd, rootPath: options.rootPath, input: options.priors, logFd: options.logFd,
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}),
+  });
 }
 
 export interface RestoreTreeOptions {

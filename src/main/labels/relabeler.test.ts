@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readLabel, writeLabel } from './file-labels';
 import { emptyJournal, type JournalData } from './label-journal';
 import { DEFAULT_PATH_POLICY } from './path-policy';
+import { WalkCancelledError } from './label-tree-tool';
 import { labelContentTree, labelFile, LabelConflictError, removeOrphanTreeLogs, restoreContent, restoreHolder, type RelabelContext } from './relabeler';
 
 const PRIVATE_A = 'system_u:object_r:svirt_image_t:s0:c1,c2';
@@ -275,4 +276,36 @@ describe('restore is total', () => {
     expect(await readLabel(outer)).toBeNull();
   });
 
+});
+
+describe('cancelling a tree relabel', () => {
+  it('stops the walk midway and puts back every label it changed: real files, read back with getfattr, and a clean journal', async () => {
+    const root = path.join(dir, 'big');
+    const FILES = 24_000;
+    for (let d = 0; d < 60; d++) {
+      const sub = path.join(root, `d${d}`);
+      await mkdir(sub, { recursive: true });
+      await Promise.all(Array.from({ length: FILES / 60 }, (_, k) => writeFile(path.join(sub, `f${k}`), '')));
+    }
+    await execFileP('chcon', ['-R', ORIGINAL, root]);
+    const controller = new AbortController();
+    let doneAtCancel = -1;
+    const walk = labelContentTree(context(), root, 'shared', SHARED, (done) => {
+      if (doneAtCancel < 0 && done > 0) {
+        doneAtCancel = done;
+        controller.abort();
+      }
+    }, controller.signal);
+    await expect(walk).rejects.toBeInstanceOf(WalkCancelledError);
+    // Cancelled mid-walk: some files had their new label, not all.
+    expect(doneAtCancel).toBeGreaterThan(0);
+    expect(doneAtCancel).toBeLessThan(FILES);
+    const { stdout } = await execFileP('getfattr', ['-R', '-h', '-n', 'security.selinux', '--only-values', '--absolute-names', '-e', 'text', root], { maxBuffer: 64 * 1024 * 1024 });
+    const labels = stdout.split(/\0|\n/).map((l) => l.replace(/^"|"$/g, '')).filter((l) => l.length > 0);
+    expect(labels.length).toBeGreaterThanOrEqual(FILES);
+    expect(labels.filter((l) => l !== ORIGINAL)).toEqual([]);
+    expect(journal.trees ?? {}).toEqual({});
+    expect(journal.entries).toEqual({});
+    expect(await readdir(path.join(dir, '.trees')).catch(() => [])).toEqual([]);
+  }, 240_000);
 });

@@ -301,6 +301,7 @@ export async function removeOrphanTreeLogs(ctx: RelabelContext): Promise<string[
 export async function labelContentTree(
   ctxOrTransact: RelabelContext | RelabelTransact, root: string, kind: 'shared' | 'readonly', label: string,
   onProgress?: (done: number, total: number) => void,
+  signal?: AbortSignal,
 ): Promise<TreeResult> {
   assertValidLabel(label);
   const transact = transactOf(ctxOrTransact);
@@ -356,6 +357,8 @@ export async function labelContentTree(
     const result = await labelTree({
       rootFd, rootPath: root, logFd: (log as FileHandle).fd, label, uid: intent.uid,
       anyOwner: intent.uid === 0 || intent.inPool, poolsInside: intent.poolsInside, priors: intent.priors,
+      // Cancelling is one more way for the walk to fail: the same rollback below puts every label back.
+      ...(signal ? { signal } : {}),
       onProgress: (done) => {
         onProgress?.(done, 0);
         // Crash tests: die with part of the tree labeled, outside the lock.
