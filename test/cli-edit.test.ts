@@ -66,7 +66,7 @@ describe('svirt define and edit: ISO, network, display, firmware', () => {
     [['--iso', 'install.iso', '--forward', '0.0.0.0:2222:22'], "svirt: --forward 0.0.0.0:2222:22: forwards listen on the host's loopback (127.0.0.1) only, not on 0.0.0.0\n"],
     [['--iso', 'install.iso', '--forward', '2222:22', '--forward', '2222:80'], 'svirt: --forward 2222:80: host port 2222 is already forwarded (to guest port 22)\n'],
     [['--iso', 'install.iso', '--network', 'none', '--forward', '2222:22'], 'svirt: --forward needs user-mode networking, not --network none\n'],
-    [['--iso', 'missing.iso'], `svirt: --iso ${'HOST'}/missing.iso: no such file\n`],
+    [['--iso', 'missing.iso'], `svirt: --iso ${'HOST'}/missing.iso does not exist\n`],
     [['--iso', 'install.iso', '--firmware', 'efi'], /option '--firmware <kind>' argument 'efi' is invalid\. Allowed choices are bios, uefi/],
     [['--iso', 'install.iso', '--kernel', 'vmlinuz'], /option '--iso <file>' cannot be used with option '--kernel <path>'/],
     [[], 'svirt: nothing to boot: give --kernel FILE, --iso FILE or --disk FILE\n'],
@@ -89,7 +89,7 @@ describe('svirt define and edit: ISO, network, display, firmware', () => {
       [['--forward', '2222:80'], 'svirt: --forward 2222:80: host port 2222 is already forwarded (to guest port 22)\n'],
       [['--forward', '22:22'], 'svirt: --forward 22:22: the host port must be a number from 1024 to 65535 (qemu runs unprivileged, so it cannot listen below 1024), not "22"\n'],
       [['--firmware', 'uefi', '--network', 'none', '--forward', '3333:22'], 'svirt: --forward: box would have no network; forwards need user-mode networking (--network user)\n'],
-      [['--firmware', 'uefi', '--iso', 'missing.iso'], `svirt: --iso ${host.dir}/missing.iso: no such file\n`],
+      [['--firmware', 'uefi', '--iso', 'missing.iso'], `svirt: --iso ${host.dir}/missing.iso does not exist\n`],
     ];
     for (const [args, message] of refusals) {
       const before = await readFile(file, 'utf8');

@@ -21,6 +21,7 @@ import { probeDiskImage } from './vm-import';
 import { parseDiskSize } from './disk-images';
 import { VmService, type ResourceLabel, type VmStatus } from './vm-service';
 import { defaultVmDirectory, VmStore } from './vm-store';
+import { inUserWords } from './user-words';
 import { PRODUCT_VERSION } from './version';
 
 /** The services behind every contract call, free of Electron so the browser tests drive the same code. */
@@ -71,6 +72,22 @@ async function filesOf(root: string): Promise<{ files: string[]; isTree: boolean
   const entries = await readdir(root, { recursive: true, withFileTypes: true });
   const files = entries.filter((e) => e.isFile() || e.isDirectory()).map((e) => path.join(e.parentPath, e.name));
   return { files: [root, ...files], isTree: true };
+}
+
+/** Every call's error in the words of the app's form (user-words.ts), the one place the app's messages pass. */
+function inAppWords(calls: SvirtCalls): SvirtCalls {
+  const wrapped: Record<string, (request: never) => Promise<unknown>> = {};
+  for (const [name, call] of Object.entries(calls) as [string, (request: never) => Promise<unknown>][]) {
+    wrapped[name] = async (request) => {
+      try {
+        return await call(request);
+      } catch (err) {
+        if (err instanceof Error) err.message = inUserWords(err.message, 'app');
+        throw err;
+      }
+    };
+  }
+  return wrapped as unknown as SvirtCalls;
 }
 
 export function createServices(options: ServiceOptions = {}): Services {
@@ -182,6 +199,7 @@ export function createServices(options: ServiceOptions = {}): Services {
       relabel: label.plannedLabel !== null,
       isTree: Boolean(st?.isDirectory()),
       expectedLabel: expected,
+      freshPair: !running && label.freshPair,
       actualLabel: label.actualLabel,
       match: expected === null || expected === label.actualLabel,
       // Every planned path comes from the definition itself, so the only problem to report is a missing file.
@@ -398,7 +416,7 @@ export function createServices(options: ServiceOptions = {}): Services {
   };
 
   return {
-    ...calls,
+    ...inAppWords(calls),
     onEvent: (listener) => {
       listeners.add(listener);
       return () => listeners.delete(listener);

@@ -6,6 +6,8 @@ import { registerPlanCommand } from './cli/plan-command';
 import { registerAccessCommand } from './cli/access-command';
 import { registerAuditCommand } from './cli/audit-command';
 import { registerVmCommands } from './cli/vm-commands';
+import { inUserWords } from './user-words';
+import { VmNotRunningError } from './vm-service';
 
 /**
  * Builds the `svirt` command tree. Each command lives in src/main/cli/<name>.ts and registers itself
@@ -41,13 +43,14 @@ export async function main(argv: string[]): Promise<number> {
     return process.exitCode === undefined ? EXIT.ok : Number(process.exitCode);
   } catch (err) {
     if (err instanceof CliError) {
-      process.stderr.write(`svirt: ${err.message}\n`);
+      process.stderr.write(`svirt: ${inUserWords(err.message, 'cli')}\n`);
       return err.exitCode;
     }
     const code = (err as { exitCode?: number }).exitCode;
     // commander reports --help through exitOverride with code 0, and usage errors with code 1.
     if (typeof code === 'number') return code === 0 ? EXIT.ok : EXIT.badInput;
-    process.stderr.write(`svirt: ${(err as Error).message}\n`);
+    const hint = err instanceof VmNotRunningError ? `; start it with \`svirt start ${err.vmName}\`` : '';
+    process.stderr.write(`svirt: ${inUserWords((err as Error).message, 'cli')}${hint}\n`);
     return EXIT.badInput;
   }
 }

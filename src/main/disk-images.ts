@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { checkPathSyntax } from './labels/path-policy';
 import { openLayerAsUser, readBackingChain, readImageHeader } from './qemu/backing-chain';
 import type { DiskFormat } from './vm-definition';
+import { describeCreateError } from './user-words';
 
 /**
  * Disk images as the user makes and changes them: created, snapshotted (while the VM is stopped) and
@@ -100,7 +101,7 @@ export async function createDiskImage(options: CreateDiskOptions): Promise<{ pat
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') throw new DiskImageError(`${target} already exists; choose another name (existing images are attached, not created)`);
-    throw new DiskImageError(`cannot create ${target}: ${(err as Error).message}`);
+    throw new DiskImageError(describeCreateError(target, err));
   }
   await claimed.close();
   const args = ['create', '-q', '-f', options.format];
@@ -162,7 +163,7 @@ export async function copyDiskImage(source: string, target: string): Promise<voi
     claimed = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new DiskImageError(`${target} already exists; the clone's disks need new names`);
-    throw new DiskImageError(`cannot create ${target}: ${(err as Error).message}`);
+    throw new DiskImageError(describeCreateError(target, err));
   }
   await claimed.close();
   try {

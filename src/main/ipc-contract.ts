@@ -109,6 +109,8 @@ export interface VmResource {
   isTree: boolean;
   /** The label it should have now; null when it is left alone (relabel no, seclabel none). */
   expectedLabel: string | null;
+  /** A stopped dynamic VM's file that gets the VM's pair, which is chosen fresh at each start. */
+  freshPair?: boolean;
   /** The label read from disk; null when the file could not be read (see problem). */
   actualLabel: string | null;
   /** True when nothing is expected, or the label on disk is the expected one. */

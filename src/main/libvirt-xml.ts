@@ -438,3 +438,39 @@ export function parseLibvirtDomainXml(xml: string): VmSpec {
     ...(vcpus === undefined ? {} : { vcpus }),
   };
 }
+
+/** A device the label plan ignores but an import has to carry over or report. */
+export interface LibvirtDeviceNote {
+  /** Where it sits, as errors name elements (`domain/devices/interface[2]`). */
+  readonly where: string;
+  readonly type: string;
+  /** What it attaches to on the host (a libvirt network, a bridge, a device); null when nothing. */
+  readonly source: string | null;
+}
+
+/** What an import needs beyond the VmSpec: network interfaces, graphical displays, sound, and the boot order. */
+export interface LibvirtDomainDevices {
+  readonly interfaces: readonly LibvirtDeviceNote[];
+  readonly graphics: readonly LibvirtDeviceNote[];
+  readonly sound: readonly LibvirtDeviceNote[];
+  /** `<os><boot dev=…/>` in order; empty when the domain does not say (libvirt then boots hd). */
+  readonly bootOrder: readonly string[];
+}
+
+/** Reads the devices an import carries over or reports (parseLibvirtDomainXml has checked the rest). */
+export function readLibvirtDomainDevices(xml: string): LibvirtDomainDevices {
+  const domain = parseRoot(xml);
+  const devices = domain.optional('devices');
+  const notes = (tag: string, source: (node: Node) => string | undefined): LibvirtDeviceNote[] =>
+    (devices?.all(tag) ?? []).map((node) => ({ where: node.where, type: node.attr('type') ?? node.attr('model') ?? '', source: source(node) ?? null }));
+  const interfaceSource = (node: Node) => {
+    const source = node.optional('source');
+    return source?.attr('network') ?? source?.attr('bridge') ?? source?.attr('dev') ?? source?.attr('path');
+  };
+  return {
+    interfaces: notes('interface', interfaceSource),
+    graphics: notes('graphics', () => undefined),
+    sound: notes('sound', () => undefined),
+    bootOrder: (domain.optional('os')?.all('boot') ?? []).flatMap((b) => b.attr('dev') ?? []),
+  };
+}

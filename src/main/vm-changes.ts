@@ -1,5 +1,6 @@
 import { realpath, stat } from 'node:fs/promises';
-import { checkPathSyntax } from './labels/path-policy';
+import { checkPathSyntax, PathRefusedError } from './labels/path-policy';
+import { describeFileError } from './user-words';
 import { GUEST_PORT_RANGE, HOST_PORT_RANGE, type BootDefinition, type DiskDefinition, type NetworkDefinition, type PortForward, type VmDefinition, type VmDefinitionInput } from './vm-definition';
 
 /**
@@ -149,9 +150,11 @@ export async function readableIso(isoPath: string, field: string): Promise<strin
   try {
     checkPathSyntax(isoPath);
     const file = await realpath(isoPath);
-    if (!(await stat(file)).isFile()) throw new Error('not a regular file');
+    if (!(await stat(file)).isFile()) throw new VmChangeError(`${field} ${isoPath} is not a regular file`);
     return file;
   } catch (e) {
-    throw new VmChangeError(`${field} ${isoPath}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    if (e instanceof VmChangeError) throw e;
+    // One wording per condition, shared with --kernel and --disk (user-words.ts).
+    throw new VmChangeError(`${field} ${e instanceof PathRefusedError ? `${isoPath}: ${e.message}` : describeFileError(isoPath, e)}`);
   }
 }

@@ -259,6 +259,10 @@ function describeSchemaError(error: ErrorObject): string {
       const description = (error.parentSchema as { description?: string } | undefined)?.description;
       return `${field} ${description ?? `must match ${String(params.pattern)}`} (found ${JSON.stringify(error.data)})`;
     }
+    case 'maximum':
+      return `${field} must be at most ${String(params.limit)} (found ${JSON.stringify(error.data)})`;
+    case 'minimum':
+      return `${field} must be at least ${String(params.limit)} (found ${JSON.stringify(error.data)})`;
     case 'format':
       return `${field} must be an ISO 8601 UTC timestamp such as 2024-01-31T12:00:00.000Z (found ${JSON.stringify(error.data)})`;
     case 'discriminator': {

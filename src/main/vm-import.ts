@@ -4,9 +4,11 @@ import { promisify } from 'node:util';
 import { isRelabeled, type DiskSpec } from '../labeling/vm-spec';
 import { checkPathSyntax } from './labels/path-policy';
 import { openLayerAsUser, readBackingChain } from './qemu/backing-chain';
-import { parseLibvirtDomainXml } from './libvirt-xml';
+import { parseLibvirtDomainXml, readLibvirtDomainDevices, type LibvirtDeviceNote } from './libvirt-xml';
+import { describeFileError } from './user-words';
 import {
-  DISK_FORMATS, type BootDefinition, type DiskClass, type DiskDefinition, type DiskFormat, type SeclabelDefinition, type VmDefinitionInput,
+  DISK_FORMATS, type BootDefinition, type DiskClass, type DiskDefinition, type DiskFormat, type DisplayDefinition, type NetworkDefinition,
+  type SeclabelDefinition, type VmDefinitionInput,
 } from './vm-definition';
 
 /**
@@ -100,7 +102,7 @@ export async function probeDiskImage(imagePath: string, qemuImg = 'qemu-img'): P
     // The helper relabels without following symlinks: store the file itself.
     image = await realpath(imagePath);
   } catch (e) {
-    throw new VmImportError(`cannot import ${imagePath}: ${(e as Error).message}`);
+    throw new VmImportError(describeFileError(imagePath, e));
   }
   const stats = await stat(image);
   if (!stats.isFile() && !stats.isBlockDevice()) throw new VmImportError(`${image} is neither a regular file nor a block device`);
@@ -132,11 +134,54 @@ export async function importDiskImage(imagePath: string, options: DiskImportOpti
   };
 }
 
+/** A device of the XML that the definition does not have, and why. */
+export interface DroppedDevice {
+  /** e.g. `interface type='bridge' (br0) at domain/devices/interface[2]`. */
+  readonly device: string;
+  readonly reason: string;
+}
+
 /** A draft from a foreign description, with what could not be carried over. */
 export interface LibvirtImport {
   readonly definition: VmDefinitionInput;
   /** Things the definition does differently from the XML; the UI shows them before saving. */
   readonly notes: readonly string[];
+  /** Devices left out (network interfaces, displays, sound the manager does not provide); said, never silent. */
+  readonly dropped: readonly DroppedDevice[];
+}
+
+const describeDevice = (tag: string, d: LibvirtDeviceNote) =>
+  `${tag}${d.type === '' ? '' : ` ${tag === 'sound' ? 'model' : 'type'}='${d.type}'`}${d.source === null ? '' : ` (${d.source})`} at ${d.where}`;
+
+/**
+ * The manager's network is qemu's user-mode networking, one NIC, no host side to set up: a libvirt
+ * `user` interface is exactly that. Networks, bridges and direct devices need host networking (and
+ * privileges) the manager does not set up, so they are dropped, each said.
+ */
+function importNetwork(interfaces: readonly LibvirtDeviceNote[], dropped: DroppedDevice[]): NetworkDefinition | undefined {
+  let network: NetworkDefinition | undefined;
+  for (const nic of interfaces) {
+    if (nic.type === 'user' && network === undefined) network = { mode: 'user' };
+    else if (nic.type === 'user') dropped.push({ device: describeDevice('interface', nic), reason: 'a VM here has one network interface' });
+    else dropped.push({ device: describeDevice('interface', nic), reason: 'it needs host networking (a libvirt network, a bridge or a host device) the manager does not set up; the VM can have user-mode networking (NAT through qemu) instead' });
+  }
+  return network;
+}
+
+/** VNC and SPICE become the manager's display (VNC, relayed to the app); others are dropped. */
+function importDisplay(graphics: readonly LibvirtDeviceNote[], dropped: DroppedDevice[], notes: string[]): DisplayDefinition | undefined {
+  let display: DisplayDefinition | undefined;
+  for (const g of graphics) {
+    if ((g.type === 'vnc' || g.type === 'spice') && display === undefined) {
+      display = 'vnc';
+      if (g.type === 'spice') notes.push(`graphics type='spice' becomes a VNC display (the manager's graphical console)`);
+    } else if (g.type === 'vnc' || g.type === 'spice') {
+      dropped.push({ device: describeDevice('graphics', g), reason: 'a VM here has one display' });
+    } else {
+      dropped.push({ device: describeDevice('graphics', g), reason: 'the manager offers a VNC display only' });
+    }
+  }
+  return display;
 }
 
 export interface LibvirtImportOptions {
@@ -155,18 +200,29 @@ function diskDefinition(disk: DiskSpec, diskClass: DiskClass = disk.class): Disk
   };
 }
 
+/** Whether `<os><boot dev=…/>` puts the CD-ROM before the hard disk (libvirt's default is the hard disk). */
+const cdromBootsFirst = (order: readonly string[]) => {
+  const cdrom = order.indexOf('cdrom');
+  const hd = order.indexOf('hd');
+  return cdrom >= 0 && (hd < 0 || cdrom < hd);
+};
+
 const describeDisk = (disk: DiskSpec) => (disk.target === undefined ? disk.path : `${disk.target} (${disk.path})`);
 
 /**
- * A draft definition from a libvirt domain XML. Definitions know a CD-ROM only as a boot device and
- * keep no boot order, so: a kernel boots the kernel; otherwise hard disks boot the first disk, and any
- * CD-ROMs become read-only disks; a lone CD-ROM without hard disks boots as an ISO. The first file-backed
+ * A draft definition from a libvirt domain XML. Definitions know a CD-ROM only as a boot device (the
+ * ISO, which boots before the first disk) and keep no other boot order, so: a kernel boots the kernel; a
+ * lone CD-ROM boots as the ISO when there is no hard disk or the domain boots the CD-ROM first; otherwise
+ * hard disks boot the first disk, and CD-ROMs become read-only disks. A user-mode interface and a VNC or
+ * SPICE display are carried over; other interfaces, displays and sound devices are listed in `dropped`. The first file-backed
  * serial port becomes the serial log; other character devices are dropped (the manager brings its own
  * console). Each such change is listed in `notes`.
  */
 export function importLibvirtXml(xmlText: string, options: LibvirtImportOptions = {}): LibvirtImport {
   const spec = parseLibvirtDomainXml(xmlText);
+  const devices = readLibvirtDomainDevices(xmlText);
   const notes: string[] = [];
+  const dropped: DroppedDevice[] = [];
   if (spec.memoryMiB === undefined) throw new VmImportError('domain/memory is missing: the definition needs a memory size');
 
   const hardDisks = spec.disks.filter((d) => d.device !== 'cdrom');
@@ -181,7 +237,7 @@ export function importLibvirtXml(xmlText: string, options: LibvirtImportOptions 
       ...(spec.dtb === undefined ? {} : { dtb: spec.dtb }),
       ...(spec.cmdline === undefined ? {} : { cmdline: spec.cmdline }),
     };
-  } else if (hardDisks.length === 0 && cdroms.length === 1 && cdroms[0] !== undefined) {
+  } else if (cdroms.length === 1 && cdroms[0] !== undefined && (hardDisks.length === 0 || cdromBootsFirst(devices.bootOrder))) {
     const cdrom = cdroms[0];
     boot = { kind: 'iso', iso: cdrom.path };
     if (!isRelabeled(cdrom) || cdrom.label !== undefined) {
@@ -213,6 +269,10 @@ export function importLibvirtXml(xmlText: string, options: LibvirtImportOptions 
     notes.push(`currentMemory (${spec.currentMemoryMiB} MiB) is dropped: the VM gets its full memory (${spec.memoryMiB} MiB)`);
   }
 
+  const network = importNetwork(devices.interfaces, dropped);
+  const display = importDisplay(devices.graphics, dropped, notes);
+  for (const sound of devices.sound) dropped.push({ device: describeDevice('sound', sound), reason: 'the manager gives VMs no sound device' });
+
   const definition: VmDefinitionInput = {
     name: options.name ?? spec.name,
     memoryMiB: spec.memoryMiB,
@@ -222,6 +282,8 @@ export function importLibvirtXml(xmlText: string, options: LibvirtImportOptions 
     disks,
     seclabel: spec.seclabel,
     ...(serialLog === undefined ? {} : { serialLog: serialLog.path }),
+    ...(network === undefined ? {} : { network }),
+    ...(display === undefined ? {} : { display }),
   };
-  return { definition, notes };
+  return { definition, notes, dropped };
 }

@@ -1,16 +1,17 @@
-import { link, mkdir, rename, rm, unlink } from 'node:fs/promises';
+import { access, constants as fsConstants, link, mkdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
-import { parseLevel } from '../labeling/context';
+import { formatLevel, parseLevel } from '../labeling/context';
 import { planStart, type LabelAction, type PlanClass, type PlanResource } from '../labeling/label-planner';
 import type { PolicyProfile } from '../labeling/policy-profile';
-import type { HelperClient } from './helper-client';
+import { HelperRequestError, type HelperClient } from './helper-client';
 import type { RunInfo } from './helper/vm-lifecycle';
 import { readLabels } from './labels/file-labels';
 import { createDiskImage, copyDiskImage, DiskImageError, imageSnapshot, listImageSnapshots, snapshotsFromInfo, type CreateDiskOptions, type DiskSnapshot } from './disk-images';
 import { openLayerAsUser, readBackingChain, type BackingLayer } from './qemu/backing-chain';
 import { createNvram } from './qemu/firmware';
 import { applyVmChanges, VmChangeError, type ChangeFields, type VmChanges } from './vm-changes';
-import { checkVmName, SNAPSHOT_NAME_PATTERN, toVmSpec, type VmDefinition, type VmDefinitionInput } from './vm-definition';
+import { checkVmName, SNAPSHOT_NAME_PATTERN, toVmSpec, VmDefinitionError, type VmDefinition, type VmDefinitionInput } from './vm-definition';
+import { describeFileError } from './user-words';
 import type { VmStore } from './vm-store';
 
 /**
@@ -38,8 +39,10 @@ export interface ResourceLabel {
   class: PlanClass;
   /** The label the file should carry now; null when nothing is expected (stopped, or relabel off). */
   expectedLabel: string | null;
-  /** The label a start gives it (a stopped dynamic VM's pair shows as `<pair>`); null: left alone. */
+  /** The label a start gives it, without a level when that is a fresh pair (`freshPair`); null: left alone. */
   plannedLabel: string | null;
+  /** A stopped dynamic VM's file that gets the pair the VM is given at its next start (none is chosen yet). */
+  freshPair: boolean;
   /** The label found on disk; null when the file has none (or cannot be read). */
   actualLabel: string | null;
   /** null when there is nothing to compare. */
@@ -70,6 +73,43 @@ export interface CloneResult {
 }
 
 const snapshotName = new RegExp(SNAPSHOT_NAME_PATTERN);
+
+/**
+ * The boot files a definition names, which only a start would open: a missing or unreadable one is said
+ * when the VM is defined or edited, not as a failed start later. Checked as the user, who picked them;
+ * the helper checks them again under its own rules at each start. Relative paths are left to the
+ * definition's own checks.
+ */
+export async function bootFileProblems(input: VmDefinitionInput): Promise<string[]> {
+  const { boot } = input;
+  const files: [string, string | undefined][] = boot.kind === 'kernel'
+    ? [['boot.kernel', boot.kernel], ['boot.initrd', boot.initrd], ['boot.dtb', boot.dtb]]
+    : boot.kind === 'iso' ? [['boot.iso', boot.iso]] : [];
+  const problems = await Promise.all(files.map(async ([field, file]) => {
+    if (file === undefined || !path.isAbsolute(file)) return [];
+    try {
+      if (!(await stat(file)).isFile()) return [`${field} ${file} is not a regular file`];
+      await access(file, fsConstants.R_OK);
+      return [];
+    } catch (err) {
+      return [`${field} ${describeFileError(file, err)}`];
+    }
+  }));
+  return problems.flat();
+}
+
+export async function checkBootFiles(input: VmDefinitionInput, operation: string): Promise<void> {
+  const problems = await bootFileProblems(input);
+  if (problems.length > 0) throw new VmDefinitionError(problems, operation);
+}
+
+/** A defined VM asked for something only a running one can do (one wording for the CLI and the app). */
+export class VmNotRunningError extends Error {
+  constructor(readonly vmName: string) {
+    super(`VM "${vmName}" is not running`);
+    this.name = 'VmNotRunningError';
+  }
+}
 
 export class VmService {
   constructor(
@@ -137,7 +177,8 @@ export class VmService {
   }
 
   /** `firmware: { kind: 'uefi', nvram: '' }` gets the VM its own variable store. */
-  define(input: VmDefinitionInput, fields: Pick<ChangeFields, 'firmware'> = { firmware: 'firmware' }): Promise<VmDefinition> {
+  async define(input: VmDefinitionInput, fields: Pick<ChangeFields, 'firmware'> = { firmware: 'firmware' }): Promise<VmDefinition> {
+    await checkBootFiles(input, `defining "${input.name}"`);
     return this.withNewNvram(input, fields.firmware, (ready) => this.store.define(ready));
   }
 
@@ -165,8 +206,23 @@ export class VmService {
     });
   }
 
+  /**
+   * A request about a running VM. The helper knows only running VMs, so its "not running" is told apart
+   * here: a name with no definition is "no VM named …" (as for every other command), a defined one is not
+   * running.
+   */
+  async onRunning<T>(name: string, request: () => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (err) {
+      if (!(err instanceof HelperRequestError && err.code === 'not-found' && /^VM \S+ is not running$/.test(err.message))) throw err;
+      await this.store.get(name);
+      throw new VmNotRunningError(name);
+    }
+  }
+
   stop(name: string, options: { force?: boolean } = {}): Promise<{ forced: boolean; restoredFiles: number }> {
-    return this.helper().request('stop', { vm: name, ...(options.force ? { force: true } : {}) });
+    return this.onRunning(name, () => this.helper().request('stop', { vm: name, ...(options.force ? { force: true } : {}) }));
   }
 
   /**
@@ -179,10 +235,12 @@ export class VmService {
     const run = running.get(name);
     const spec = toVmSpec(definition, run?.accel ?? 'tcg', await this.backingChains(definition));
     const level = run?.level ? parseLevel(run.level) : undefined;
-    // A stopped dynamic VM has no pair yet: plan with a stand-in pair and show it as `<pair>`.
-    const standIn = 's0:c0,c1';
-    const plan = planStart(spec, profile, level ?? (definition.seclabel.mode === 'dynamic' ? parseLevel(standIn) : undefined));
-    const planned = (label: string | null) => (label !== null && !level && label.endsWith(`:${standIn}`) ? `${label.slice(0, -standIn.length)}s0:<pair>` : label);
+    // A stopped dynamic VM has no pair yet: plan with a stand-in pair, and never show it as if it were one.
+    const standIn = level === undefined && definition.seclabel.mode === 'dynamic' ? parseLevel('s0:c0,c1') : undefined;
+    const plan = planStart(spec, profile, level ?? standIn);
+    const standInSuffix = standIn === undefined ? undefined : `:${formatLevel(standIn)}`;
+    const freshPair = (label: string | null) => label !== null && standInSuffix !== undefined && label.endsWith(standInSuffix);
+    const planned = (label: string | null) => (label !== null && freshPair(label) ? label.slice(0, -(standInSuffix as string).length) : label);
     const onDisk = await readLabels(plan.actions.map((a) => a.path));
     return plan.actions.map((action: LabelAction): ResourceLabel => {
       // While stopped nothing is expected: private files have their own label back, content may never have been labeled.
@@ -191,7 +249,7 @@ export class VmService {
       const reason = action.label === null ? 'relabel off: left as it is' : run ? action.reason : `VM stopped; at start: ${action.reason}`;
       return {
         path: action.path, resource: action.resource, device: action.device, class: action.class,
-        expectedLabel: expected, plannedLabel: planned(action.label), actualLabel: actual,
+        expectedLabel: expected, plannedLabel: planned(action.label), freshPair: freshPair(action.label), actualLabel: actual,
         match: expected === null ? null : expected === actual, reason,
       };
     });
@@ -213,7 +271,7 @@ export class VmService {
 
   /** Pause, resume or reset a running VM through the helper (which checks it is the requester's). */
   control(name: string, action: 'pause' | 'resume' | 'reboot'): Promise<{ id: string; status: string; running: boolean }> {
-    return this.helper().request('control', { vm: name, action });
+    return this.onRunning(name, () => this.helper().request('control', { vm: name, action }));
   }
 
   /**
@@ -304,6 +362,8 @@ export class VmService {
     if ((await this.running()).has(name)) throw new DiskImageError(`VM ${name} is running: stop it to edit it`);
     const current = await this.store.get(name);
     let input = applyVmChanges(current, changes, fields);
+    // Only a changed boot is checked: an edit of memory must not fail on a kernel that went away since.
+    if (JSON.stringify(current.boot) !== JSON.stringify(input.boot)) await checkBootFiles(input, `updating "${name}"`);
     const oldNvram = current.firmware?.kind === 'uefi' ? current.firmware.nvram : undefined;
     let moved: { from: string; to: string } | undefined;
     if (input.firmware?.kind === 'uefi' && oldNvram !== undefined && input.name !== name && oldNvram === this.nvramPathFor(name)) {

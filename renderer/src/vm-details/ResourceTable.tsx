@@ -90,7 +90,7 @@ export function ResourceTable({ vm, state, resources, onChanged }: ResourceTable
               </th>
               <td>{CLASS_TEXT[resource.class]}</td>
               <td>
-                <LabelWithChip context={resource.expectedLabel} empty={resource.relabel ? '—' : 'not relabeled'} />
+                <LabelWithChip context={resource.expectedLabel} empty={!resource.relabel ? 'not relabeled' : resource.freshPair ? 'a fresh pair at start' : '—'} />
               </td>
               <td>
                 <LabelWithChip context={resource.actualLabel} empty={resource.problem ? 'unreadable' : 'no label'} />

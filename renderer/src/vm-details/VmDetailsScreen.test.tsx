@@ -67,6 +67,15 @@ describe('VmDetailsScreen resources', () => {
     expect(within(resourceRow('/boot/vmlinuz')).getByText('read-only content')).toBeTruthy();
   });
 
+  it('says a stopped dynamic VM\'s private files get a fresh pair at start, with no made-up level', async () => {
+    const stopped = details({ seclabel: { mode: 'dynamic', relabel: true }, processLabel: null, imageLabel: null, processLevel: null, imageLevel: null });
+    stopped.resources = [diskResource('/images/web.qcow2', { expectedLabel: null, actualLabel: 'unconfined_u:object_r:user_home_t:s0', freshPair: true })];
+    renderDetails(createFakeApi({ getVm: async () => stopped }));
+    const row = await screen.findByTestId('resource-/images/web.qcow2');
+    expect(within(row).getByText('a fresh pair at start')).toBeTruthy();
+    expect(row.textContent).not.toMatch(/svirt_image_t/);
+  });
+
   it('turns a tree into shared read-write with one click: confirms the exact files, then shows progress', async () => {
     const apply = deferred<RelabelResult>();
     let getVmCalls = 0;

@@ -8,12 +8,13 @@ import { checkPortForwards, CLI_CHANGE_FIELDS, parsePortForward, readableIso, ty
 import { NEW_VM_DEFAULTS } from '../ipc-contract';
 import { createDiskImage, defaultImageDirectory, DiskImageError, parseDiskSize } from '../disk-images';
 import { importLibvirtXml, probeDiskImage } from '../vm-import';
-import { VmService } from '../vm-service';
+import { checkBootFiles, VmService } from '../vm-service';
 import { defaultVmDirectory, VmStore } from '../vm-store';
 import { runConsole } from './console-command';
 import { CliError, EXIT } from './exit-codes';
 import { describeRelabel } from './relabel-summary';
 import { textTable } from './text-table';
+import { describeFileError } from '../user-words';
 
 /**
  * The VM commands: definitions in the user's store, everything privileged through one root helper per
@@ -44,6 +45,14 @@ export async function withSession<T>(fn: (session: CliSession) => Promise<T>): P
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
+/** `define --help`: what each kind of VM needs, since no single flag is required for all of them. */
+const DEFINE_KINDS_HELP = `
+What each kind of VM needs (besides --name, which every VM needs):
+  kernel boot   --kernel FILE     required; --initrd, --append and --disk optional
+  ISO install   --iso FILE        required; add --disk FILE or --disk-size SIZE to install onto
+  disk boot     --disk FILE       required (no --kernel, no --iso); the VM boots from the first --disk
+`;
+
 /** `dynamic`, `none`, or `static:LABEL[:norelabel]` (LABEL itself contains colons). */
 export function parseSeclabelOption(text: string): SeclabelDefinition {
   if (text === 'dynamic') return { mode: 'dynamic' };
@@ -58,10 +67,20 @@ export function parseSeclabelOption(text: string): SeclabelDefinition {
   throw new CliError(`--seclabel must be dynamic, none or static:LABEL[:norelabel], not "${text}"`);
 }
 
-/** `PATH[:private|:shared|:readonly]`. */
-export function parseDiskOption(text: string): { path: string; class: 'private' | 'shared' | 'readonly' } {
+/**
+ * `PATH[:private|:shared|:readonly]`. A colon in the file name starts a suffix, and one that is not of
+ * these is an error rather than part of the path (`x.img:rw` would otherwise be looked for as a file of
+ * that name). A file whose name has a colon is given with its class spelled out: `a:b.img:private`.
+ */
+export function parseDiskOption(text: string, flag = '--disk'): { path: string; class: 'private' | 'shared' | 'readonly' } {
   const m = /^(.*):(private|shared|readonly)$/.exec(text);
-  return m ? { path: m[1] as string, class: m[2] as 'private' | 'shared' | 'readonly' } : { path: text, class: 'private' };
+  if (m) return { path: m[1] as string, class: m[2] as 'private' | 'shared' | 'readonly' };
+  const fileName = text.slice(text.lastIndexOf('/') + 1);
+  const colon = fileName.lastIndexOf(':');
+  if (colon >= 0) {
+    throw new CliError(`${flag} ${text}: ":${fileName.slice(colon + 1)}" is not a disk suffix: use :private (the default), :shared or :readonly (for a file name with a colon, add :private)`);
+  }
+  return { path: text, class: 'private' };
 }
 
 const positiveInt = (name: string) => (value: string) => {
@@ -76,13 +95,14 @@ const positiveInt = (name: string) => (value: string) => {
  */
 async function probeDiskOptions(texts: readonly string[], flag: string, helper: () => HelperClient): Promise<DiskDefinition[]> {
   return Promise.all(texts.map(async (text) => {
-    const { path, class: cls } = parseDiskOption(text);
+    const { path, class: cls } = parseDiskOption(text, flag);
     const absolute = nodePath.resolve(path);
     if (absolute.startsWith('/dev/')) {
       await helper().request('checkDevice', { path: absolute, class: cls }).catch((e: Error) => { throw new CliError(`${flag} ${text}: ${e.message}`); });
       return { path: absolute, format: 'raw' as const, class: cls, relabel: true };
     }
-    const probed = await probeDiskImage(absolute).catch((e: Error) => { throw new CliError(`${flag} ${text}: ${e.message}`); });
+    // The probe's message names the file (made absolute), so the flag alone leads it.
+    const probed = await probeDiskImage(absolute).catch((e: Error) => { throw new CliError(`${flag}: ${e.message}`); });
     return { path: probed.path, format: probed.format, class: cls, relabel: true };
   }));
 }
@@ -145,6 +165,7 @@ export function registerVmCommands(program: Command): void {
     .option('--display', 'a graphical display (VNC); the default with --iso')
     .option('--no-display', 'serial console only; the default without --iso')
     .option('--seclabel <mode>', 'dynamic | none | static:LABEL[:norelabel]', 'dynamic')
+    .addHelpText('after', DEFINE_KINDS_HELP)
     .action((opts: DefineOptions) => withSession(async (session) => {
       const { service } = session;
       const forwards = opts.forward.map((f) => cliValue(() => parsePortForward(f, '--forward')));
@@ -157,9 +178,9 @@ export function registerVmCommands(program: Command): void {
       }
       const iso = opts.iso === undefined ? undefined : await cliIso(opts.iso);
       const seclabel = parseSeclabelOption(opts.seclabel);
-      if (opts.diskSize !== undefined) disks.push(await createVmDisk(opts.name, opts.diskSize));
+      // Relative paths are the user's, resolved against the current directory (the helper takes absolute ones only).
       const boot: VmDefinitionInput['boot'] = opts.kernel !== undefined
-        ? { kind: 'kernel', kernel: opts.kernel, ...(opts.initrd ? { initrd: opts.initrd } : {}), ...(opts.append ? { cmdline: opts.append } : {}) }
+        ? { kind: 'kernel', kernel: nodePath.resolve(opts.kernel), ...(opts.initrd ? { initrd: nodePath.resolve(opts.initrd) } : {}), ...(opts.append ? { cmdline: opts.append } : {}) }
         : iso !== undefined ? { kind: 'iso', iso } : { kind: 'disk' };
       const input: VmDefinitionInput = {
         name: opts.name,
@@ -172,27 +193,34 @@ export function registerVmCommands(program: Command): void {
         firmware: opts.firmware === 'uefi' ? { kind: 'uefi', nvram: '' } : { kind: 'bios' },
         display: (opts.display ?? iso !== undefined) ? 'vnc' : 'none',
       };
+      // Before a new disk is created: a definition that fails on its kernel leaves no image behind.
+      await checkBootFiles(input, `defining "${opts.name}"`);
+      if (opts.diskSize !== undefined) disks.push(await createVmDisk(opts.name, opts.diskSize));
       const saved = await service.define(input, CLI_CHANGE_FIELDS).catch((e: Error) => { throw new CliError(e.message); });
       process.stdout.write(`defined ${saved.name}\n`);
     }));
 
   program
     .command('import-xml')
-    .description('define a VM from a libvirt domain XML file')
+    .description('define a VM from a libvirt domain XML file; says what it changed and which devices it dropped')
     .argument('<file>', 'domain XML')
     .option('--name <name>', 'a name other than the domain\'s')
-    .action(async (file: string, opts: { name?: string }) => {
-      const xml = await readFile(file, 'utf8').catch((e: Error) => { throw new CliError(`cannot read ${file}: ${e.message}`); });
+    .option('--json', 'print {defined, notes, dropped} as JSON (dropped devices are also on stderr)')
+    .action((file: string, opts: { name?: string; json?: boolean }) => withSession(async ({ service }) => {
+      const xml = await readFile(file, 'utf8').catch((e: unknown) => { throw new CliError(describeFileError(file, e)); });
       let imported;
       try {
         imported = importLibvirtXml(xml, opts.name ? { name: opts.name } : {});
       } catch (e) {
         throw new CliError((e as Error).message);
       }
-      const saved = await new VmStore(defaultVmDirectory()).define(imported.definition).catch((e: Error) => { throw new CliError(e.message); });
+      const saved = await service.define(imported.definition).catch((e: Error) => { throw new CliError(e.message); });
       for (const note of imported.notes) process.stderr.write(`note: ${note}\n`);
-      process.stdout.write(`defined ${saved.name}\n`);
-    });
+      for (const d of imported.dropped) process.stderr.write(`dropped: ${d.device}: ${d.reason}\n`);
+      process.stdout.write(opts.json
+        ? `${JSON.stringify({ defined: saved.name, notes: imported.notes, dropped: imported.dropped }, null, 2)}\n`
+        : `defined ${saved.name}\n`);
+    }));
 
   program
     .command('list')
@@ -250,7 +278,8 @@ export function registerVmCommands(program: Command): void {
       const labels = await service.labels(name);
       const rows = [['PATH', 'CLASS', 'EXPECTED', 'ON DISK', 'MATCH']];
       for (const l of labels) {
-        rows.push([l.path, l.class, l.expectedLabel ?? `(none; at start: ${l.plannedLabel ?? 'left alone'})`, l.actualLabel ?? '(none)',
+        const notYet = l.plannedLabel === null ? '(none; left alone)' : l.freshPair ? `(none yet; ${l.plannedLabel} with a fresh pair at start)` : `(none; at start: ${l.plannedLabel})`;
+        rows.push([l.path, l.class, l.expectedLabel ?? notYet, l.actualLabel ?? '(none)',
           l.match === null ? '-' : l.match ? 'yes' : 'NO']);
       }
       printJsonOrTable(opts.json, labels, rows);
@@ -284,7 +313,7 @@ export function registerVmCommands(program: Command): void {
     .option('--expect <regex>', 'exit 0 once the output matches, 1 on timeout')
     .option('--timeout <seconds>', 'for --expect', positiveInt('--timeout'), 30)
     .action((name: string, opts: { send?: string; expect?: string; timeout: number }) => withSession(async (session) => {
-      process.exitCode = await runConsole(session.helper(), name, opts);
+      process.exitCode = await session.service.onRunning(name, () => runConsole(session.helper(), name, opts));
     }));
 
   const disk = program.command('disk').description('disk images');
