@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { confinementOf, NOT_CONFINED_REASON } from '../labeling/confinement';
@@ -112,6 +113,8 @@ export function createServices(options: ServiceOptions = {}): Services {
   let client: HelperClient | undefined;
   // Console sessions this app holds, to name the VM in consoleEnded.
   const consoleVm = new Map<string, string>();
+  // The helper job of each running applyRelabel, by VM and path, so that the page can cancel it.
+  const relabelJobs = new Map<string, string>();
 
   const helper = (): HelperClient => {
     if (client) return client;
@@ -323,7 +326,9 @@ export function createServices(options: ServiceOptions = {}): Services {
       const failed: { path: string; error: string }[] = [];
       try {
         const mode = request.to === 'private' ? (vm.state === 'stopped' ? 'restore' : 'private') : request.to;
-        await service.relabel(request.path, mode, mode === 'private' ? request.vm : undefined);
+        const job = randomUUID();
+        relabelJobs.set(`${request.vm}\0${request.path}`, job);
+        await service.relabel(request.path, mode, mode === 'private' ? request.vm : undefined, job).finally(() => relabelJobs.delete(`${request.vm}\0${request.path}`));
       } catch (err) {
         failed.push({ path: request.path, error: (err as Error).message });
       } finally {
@@ -340,6 +345,12 @@ export function createServices(options: ServiceOptions = {}): Services {
       const resource = after.resources.find((r) => r.path === request.path);
       if (!resource) throw new Error(`${request.path} is no longer a resource of ${request.vm}`);
       return { ...request, changed: failed.length === 0 ? before.count : 0, failed, resource };
+    },
+
+    cancelRelabel: async ({ vm, path: target }) => {
+      const job = relabelJobs.get(`${vm}\0${target}`);
+      if (!job) throw new Error(`no relabel of ${target} is running for ${vm}`);
+      await helper().request('cancelRelabel', { job });
     },
 
     validateStaticLabel: async ({ vm, label, relabel }) => checkStaticLabel(label, relabel, await profile(), await levelsInUse(vm)),

@@ -277,6 +277,8 @@ export interface IpcCalls {
   forceOffVm: { request: VmRef; result: void };
   previewRelabel: { request: RelabelRequest; result: RelabelPreview };
   applyRelabel: { request: RelabelRequest; result: RelabelResult };
+  /** Stops the running applyRelabel of this vm and path; its walk rolls back, and applyRelabel reports it failed. */
+  cancelRelabel: { request: { vm: string; path: string }; result: void };
   validateStaticLabel: { request: StaticLabelCheck; result: StaticLabelVerdict };
   updateSeclabel: { request: { vm: string; seclabel: SeclabelDefinition }; result: VmDefinition };
   consoleAttach: { request: { vm: string }; result: ConsoleSession };
@@ -325,6 +327,7 @@ export const CALL_NAMES = [
   'forceOffVm',
   'previewRelabel',
   'applyRelabel',
+  'cancelRelabel',
   'validateStaticLabel',
   'updateSeclabel',
   'consoleAttach',

@@ -255,8 +255,9 @@ export class VmService {
     });
   }
 
-  relabel(path: string, mode: 'shared' | 'readonly' | 'private' | 'restore', vm?: string): Promise<unknown> {
-    return this.helper().request('relabel', { path, mode, ...(vm ? { vm } : {}) });
+  /** `job`: an id the requester can cancel a tree walk by (cancelRelabel). */
+  relabel(path: string, mode: 'shared' | 'readonly' | 'private' | 'restore', vm?: string, job?: string): Promise<unknown> {
+    return this.helper().request('relabel', { path, mode, ...(vm ? { vm } : {}), ...(job ? { job } : {}) });
   }
 
   /** Each qcow2 disk's backing chain as the user sees it (a chain that cannot be read shows no layers). */

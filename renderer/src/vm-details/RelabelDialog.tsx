@@ -74,8 +74,13 @@ export function RelabelDialog({ vm, resource, to, onClose, onApplied }: RelabelD
           {phase.preview.count === 0 ? 'Apply' : `Relabel ${phase.preview.count} ${phase.preview.count === 1 ? 'file' : 'files'}`}
         </button>
       </>
+    ) : busy ? (
+      // The walk stops and puts back what it changed; applyRelabel then answers with the failure.
+      <button type="button" className="button" onClick={() => api.cancelRelabel({ vm, path: resource.path }).catch(() => undefined)}>
+        Cancel
+      </button>
     ) : (
-      <button type="button" className="button" onClick={onClose} disabled={busy}>
+      <button type="button" className="button" onClick={onClose}>
         {phase.kind === 'previewing' ? 'Cancel' : 'Close'}
       </button>
     );
