@@ -30,6 +30,8 @@
 #      helper, the helper's into svirt_t and svirt_tcg_t, and, exactly, every rule the module adds for the
 #      VM domains (nothing on devices, nothing on anyone else's files).
 set -euo pipefail
+# sort and comm in byte order: the expected rule list below is in it.
+export LC_ALL=C
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 src_git=${1:?usage: $0 SELINUX_POLICY_GIT_DIR (a git directory of fedora-selinux/selinux-policy)}
@@ -116,10 +118,10 @@ has_rule 'dontaudit useradd_t svirt_manager_t:unix_stream_socket { getattr ioctl
 added=$(for vm in svirt_t svirt_tcg_t; do
   comm -13 <(sesearch -A -s "$vm" "$fedora_policy" | sort) <(sesearch -A -s "$vm" "$linked" | sort)
 done | sort -u)
-expected='allow svirt_t svirt_manager_log_t:file { append getattr };
+expected='allow svirt_t svirt_image_t:file map;
+allow svirt_t svirt_manager_log_t:file { append getattr };
 allow svirt_t svirt_manager_t:fd use;
 allow svirt_t svirt_manager_t:process sigchld;
-allow svirt_t svirt_image_t:file map;
 allow svirt_t svirt_manager_var_lib_t:dir search;
 allow svirt_t virt_content_t:file map;
 allow svirt_tcg_t svirt_manager_log_t:file { append getattr };
