@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServices } from '../src/main/app-services';
 import type { HelperClient } from '../src/main/helper-client';
 import type { RunInfo } from '../src/main/helper/vm-lifecycle';
 import { majMinOf, openBlockDevice } from '../src/main/labels/block-devices';
@@ -313,5 +314,38 @@ describe('the CLI and the device list', () => {
       await stranger.close();
     }
   });
+});
+
+describe('the app on a device', () => {
+  it('defines a VM on a device through the helper\'s check, and its details and audit show the node\'s label and whether the host uses it', async () => {
+    const device = await bed.loop();
+    const services = createServices({ vmDirectory: path.join(dir, 'app-vms'), helperEnv: { ...host.env, SUDO_UID: '0' } });
+    try {
+      const mounted = await bed.loop();
+      await bed.mount(mounted);
+      await expect(services.defineVm({
+        name: 'app-busy', memoryMiB: 128, vcpus: 1, disks: [{ path: mounted, format: 'raw', class: 'private', relabel: true }], seclabel: { mode: 'dynamic' },
+        boot: { kind: 'kernel', kernel: host.kernel, initrd: host.initrd, cmdline: host.append },
+      })).rejects.toThrow(/it holds the filesystem mounted on/);
+      await services.defineVm({
+        name: 'app-dev', memoryMiB: 128, vcpus: 1, disks: [{ path: device, format: 'raw', class: 'private', relabel: true }], seclabel: { mode: 'dynamic' },
+        boot: { kind: 'kernel', kernel: host.kernel, initrd: host.initrd, cmdline: host.append },
+      });
+      const stopped = (await services.getVm({ name: 'app-dev' })).resources.find((r) => r.path === device);
+      expect(stopped).toMatchObject({ actualLabel: FIXED_DISK_LABEL, hostDevice: { node: device, inUse: [] } });
+
+      const vm = await services.startVm({ name: 'app-dev', allowUnconfined: true });
+      const running = (await services.getVm({ name: 'app-dev' })).resources.find((r) => r.path === device);
+      const image = `system_u:object_r:svirt_image_t:${vm.imageLevel?.level ?? ''}`;
+      expect(running).toMatchObject({ expectedLabel: image, actualLabel: image, match: true, hostDevice: { node: device, inUse: [] } });
+      const audit = await services.audit();
+      expect(audit.resources.find((r) => r.path === device)).toMatchObject({ label: image, usedBy: ['app-dev'] });
+      await services.forceOffVm({ name: 'app-dev' });
+      expect(await readLabel(device)).toBe(FIXED_DISK_LABEL);
+    } finally {
+      await services.forceOffVm({ name: 'app-dev' }).catch(() => undefined);
+      await services.dispose?.();
+    }
+  }, 240_000);
 });
 

@@ -14,9 +14,10 @@ import type {
   AuditReport, HelperStatus, HostStatus, LabelChange, McsLevel, RelabelPreview, RelabelRequest, RelabelResult,
   SvirtCalls, SvirtEvent, Unsubscribe, VmDetails, VmResource, VmSummary,
 } from './ipc-contract';
+import { hostUseOfDevice, type DeviceChoice } from './labels/block-devices';
 import { readLabels } from './labels/file-labels';
 import { loadPolicyProfile, readPolicyFiles } from './selinux-files';
-import type { VmDefinition } from './vm-definition';
+import type { DiskClass, VmDefinition } from './vm-definition';
 import { checkPortForwards, FORM_CHANGE_FIELDS, readableIso } from './vm-changes';
 import { probeDiskImage } from './vm-import';
 import { parseDiskSize } from './disk-images';
@@ -180,6 +181,16 @@ export function createServices(options: ServiceOptions = {}): Services {
   };
 
   /** A UEFI VM's own variable store, copied from the template beside its definition, as the user. */
+  /**
+   * A disk's format as qemu-img reads it; a block device (root's to open) is checked by the helper as a
+   * start would check it and is raw.
+   */
+  const probeDisk = async (p: string, cls: DiskClass): Promise<{ path: string; format: 'raw' | 'qcow2' }> => {
+    if (!p.startsWith('/dev/')) return probeDiskImage(p);
+    await helper().request('checkDevice', { path: p, class: cls });
+    return { path: p, format: 'raw' };
+  };
+
   const summaryOf = async (name: string): Promise<VmSummary> => {
     const found = (await service.list()).vms.find((vm) => vm.name === name);
     if (!found) throw new Error(`no VM named ${name}`);
@@ -207,6 +218,7 @@ export function createServices(options: ServiceOptions = {}): Services {
       match: expected === null || expected === label.actualLabel,
       // Every planned path comes from the definition itself, so the only problem to report is a missing file.
       problem: st === null ? 'file not found' : null,
+      ...(st?.isBlockDevice() ? await hostUseOfDevice(label.path).then((hostDevice) => (hostDevice ? { hostDevice } : {})) : {}),
     };
   };
 
@@ -284,7 +296,7 @@ export function createServices(options: ServiceOptions = {}): Services {
     getVm: ({ name }) => details(name),
     defineVm: async (input) => {
       // The image's format is what qemu-img reads in it, never what a form said (qemu would misread the disk).
-      const disks = await Promise.all(input.disks.map(async (d) => ({ ...d, ...(await probeDiskImage(d.path)) })));
+      const disks = await Promise.all(input.disks.map(async (d) => ({ ...d, ...(await probeDisk(d.path, d.class)) })));
       if (input.network?.mode === 'user') checkPortForwards(input.network.portForwards ?? [], FORM_CHANGE_FIELDS.portForwards);
       return service.define({ ...input, disks }, FORM_CHANGE_FIELDS);
     },
@@ -402,8 +414,9 @@ export function createServices(options: ServiceOptions = {}): Services {
     createDisk: ({ path: target, format, size }) => service.createDisk({ path: target, format, sizeBytes: parseDiskSize(size, 'Size') }),
     // Outside Electron there is no native picker: the page offers its path field.
     pickDiskFile: async () => null,
+    listDevices: () => helper().request<DeviceChoice[]>('listDevices'),
     attachDisk: async ({ vm, path: image, class: diskClass }) => {
-      const probed = await probeDiskImage(image);
+      const probed = await probeDisk(image, diskClass);
       return service.edit(vm, { addDisks: [{ path: probed.path, format: probed.format, class: diskClass, relabel: true }] }, FORM_CHANGE_FIELDS);
     },
     detachDisk: ({ vm, path: image }) => service.edit(vm, { removeDisks: [image] }, FORM_CHANGE_FIELDS),

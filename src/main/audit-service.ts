@@ -6,6 +6,7 @@ import { buildAuditMatrix, READ_PERMS, WRITE_PERMS, type AccessOracle, type Acce
 import { parseContext } from '../labeling/context';
 import { SELINUXFS, type SelinuxMode } from './host-selinux';
 import { KernelAccess } from './kernel-access';
+import { isUnder } from './labels/path-policy';
 import { defaultCacheDir, loadAccessPolicy, readLiveBooleanStates } from './policy-query';
 import type { VmService } from './vm-service';
 
@@ -63,7 +64,7 @@ export async function auditedVms(service: VmService): Promise<AuditedVm[]> {
     ...(vm.confinement ? { confinement: vm.confinement } : {}),
     notConfinedReason: vm.notConfinedReason,
     resources: (await service.labels(vm.name)).map((l) => ({
-      path: l.path, class: l.class, expectedLabel: l.expectedLabel, actualLabel: l.actualLabel, tclass: 'file',
+      path: l.path, class: l.class, expectedLabel: l.expectedLabel, actualLabel: l.actualLabel, tclass: isUnder(l.path, '/dev') ? 'blk_file' : 'file',
     })),
   })));
 }

@@ -8,6 +8,7 @@
 import type { AccessLevel, AuditCell, AuditMatrix, AuditProblem, AuditProblemKind, Severity } from '../labeling/audit-report';
 import type { Confinement } from '../labeling/confinement';
 import type { SelinuxMode } from './host-selinux';
+import type { DeviceChoice } from './labels/block-devices';
 import type { HelperLaunch } from './helper-client';
 import type { DiskClass, PortForward, SeclabelDefinition, VmDefinition, VmDefinitionInput } from './vm-definition';
 import type { VmState } from './vm-service';
@@ -90,6 +91,8 @@ export interface VmSummary {
   pid: number | null;
 }
 
+export type { DeviceChoice };
+
 export type ResourceKind = 'disk' | 'cdrom' | 'kernel' | 'initrd' | 'dtb' | 'nvram' | 'serial';
 
 /**
@@ -117,6 +120,8 @@ export interface VmResource {
   match: boolean;
   /** e.g. "file not found", "filesystem does not support labels (NFS)"; null when none. */
   problem: string | null;
+  /** A block device: the node its name leads to (which carries the label) and why the host uses it now (empty: it does not). */
+  hostDevice?: { node: string; inUse: string[] };
 }
 
 export interface VmDetails {
@@ -297,6 +302,8 @@ export interface IpcCalls {
   audit: { request: void; result: AuditReport };
   /** A new image, created as the user with qemu-img. */
   createDisk: { request: CreateDiskRequest; result: CreatedDisk };
+  /** The block devices the administrator lets this user give VMs, with size, content and the host's use of them. */
+  listDevices: { request: void; result: DeviceChoice[] };
   /** The native file picker (Electron); null when cancelled or where there is none (the page offers a path field). */
   pickDiskFile: { request: void; result: string | null };
   /** Attach an existing image to a stopped VM; its format is read from the image. */
@@ -340,6 +347,7 @@ export const CALL_NAMES = [
   'audit',
   'createDisk',
   'pickDiskFile',
+  'listDevices',
   'attachDisk',
   'detachDisk',
   'editVm',

@@ -1,4 +1,4 @@
-import { access, constants as fsConstants, link, mkdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { access, constants as fsConstants, link, mkdir, realpath, rename, rm, stat, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { formatLevel, parseLevel } from '../labeling/context';
 import { planStart, type LabelAction, type PlanClass, type PlanResource } from '../labeling/label-planner';
@@ -6,6 +6,7 @@ import type { PolicyProfile } from '../labeling/policy-profile';
 import { HelperRequestError, type HelperClient } from './helper-client';
 import type { RunInfo } from './helper/vm-lifecycle';
 import { readLabels } from './labels/file-labels';
+import { isUnder } from './labels/path-policy';
 import { createDiskImage, copyDiskImage, DiskImageError, imageSnapshot, listImageSnapshots, snapshotsFromInfo, type CreateDiskOptions, type DiskSnapshot } from './disk-images';
 import { openLayerAsUser, readBackingChain, type BackingLayer } from './qemu/backing-chain';
 import { createNvram } from './qemu/firmware';
@@ -241,7 +242,10 @@ export class VmService {
     const standInSuffix = standIn === undefined ? undefined : `:${formatLevel(standIn)}`;
     const freshPair = (label: string | null) => label !== null && standInSuffix !== undefined && label.endsWith(standInSuffix);
     const planned = (label: string | null) => (label !== null && freshPair(label) ? label.slice(0, -(standInSuffix as string).length) : label);
-    const onDisk = await readLabels(plan.actions.map((a) => a.path));
+    // A device's label is on its node: /dev/VG/LV is a link to it.
+    const nodes = await Promise.all(plan.actions.map((a) => (isUnder(a.path, '/dev') ? realpath(a.path).catch(() => a.path) : a.path)));
+    const labels = await readLabels(nodes);
+    const onDisk = new Map(plan.actions.map((a, i) => [a.path, labels.get(nodes[i] as string) ?? null]));
     return plan.actions.map((action: LabelAction): ResourceLabel => {
       // While stopped nothing is expected: private files have their own label back, content may never have been labeled.
       const expected = run ? action.label : null;

@@ -1,4 +1,5 @@
 import { useState, type FormEvent, type ReactNode } from 'react';
+import { DevicePicker } from './DevicePicker';
 import { NEW_VM_DEFAULTS, type DiskClass, type SeclabelDefinition, type VmDefinitionInput } from '../../../src/main/ipc-contract';
 import { errorMessage, useApi } from '../api';
 import { Notice } from '../common/Notice';
@@ -137,8 +138,9 @@ export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string
           </div>
         )}
         <div className="form__row">
-          <Field label={boot === 'disk' ? 'Disk image' : 'Disk image (optional)'} help="raw or qcow2, detected with qemu-img">
+          <Field label={boot === 'disk' ? 'Disk image' : 'Disk image (optional)'} help="raw or qcow2, detected with qemu-img; or a host block device (raw)">
             <input className="input input--mono" value={diskPath} onChange={(e) => setDiskPath(e.target.value)} placeholder="/var/lib/svirt/images/web.qcow2" required={boot === 'disk'} />
+            <DevicePicker onPick={setDiskPath} />
           </Field>
           <Field label="Sharing">
             <select className="input" value={diskClass} onChange={(e) => setDiskClass(e.target.value as DiskClass)}>

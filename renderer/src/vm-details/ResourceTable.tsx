@@ -86,6 +86,13 @@ export function ResourceTable({ vm, state, resources, onChanged }: ResourceTable
                     {resource.isTree && ' (tree)'}
                   </span>
                   <PathText path={resource.path} />
+                  {resource.hostDevice && (
+                    <span className="muted" data-testid="host-device">
+                      block device {resource.hostDevice.node}
+                      {' · '}
+                      {resource.hostDevice.inUse.length === 0 ? 'not used by the host' : `in use on the host: ${resource.hostDevice.inUse.join('; ')}`}
+                    </span>
+                  )}
                 </div>
               </th>
               <td>{CLASS_TEXT[resource.class]}</td>

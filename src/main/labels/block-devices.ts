@@ -364,3 +364,15 @@ export async function claimDevice(opened: OpenedDevice, writable: boolean): Prom
     throw err;
   }
 }
+
+/**
+ * A definition's device as the app's details show it: the node its name leads to now and why the host
+ * uses it (empty: it does not). Read from world-readable kernel files, so the user side needs no helper.
+ */
+export async function hostUseOfDevice(name: string): Promise<{ node: string; inUse: string[] } | undefined> {
+  const st = await stat(name).catch(() => undefined);
+  if (!st?.isBlockDevice()) return undefined;
+  const node = await realpath(name).catch(() => name);
+  return { node, inUse: await useProblemsOf(majMinOf(st.rdev), undefined, await hostDeviceUse()) };
+}
+
