@@ -143,6 +143,13 @@ run_semodule() {
   if [ -n "$DESTDIR" ]; then semodule -p "$DESTDIR" -n "$@"; else semodule "$@"; fi
 }
 
+# semodule -i/-r end in load_policy, whose domain may write only to terminals and /dev/null. Given a pipe or
+# a socket for its stdio (the app's first-run install, a package manager), each logs an AVC denial and
+# the kernel hands it a null file anyway. So it keeps a terminal, and otherwise gets /dev/null outright.
+run_semodule_loading() {
+  if [ -t 2 ]; then run_semodule "$@"; else run_semodule "$@" </dev/null >/dev/null 2>&1; fi
+}
+
 # Compiles the module from DIR in a private directory and installs it. A failure fails the install:
 # without the module an enforcing host starts no VM, and that must not pass unnoticed.
 install_selinux_module() {
@@ -157,14 +164,16 @@ install_selinux_module() {
     rm -rf -- "$build"
     die "compiling the SELinux module $SELINUX_MODULE failed"
   fi
-  run_semodule -i "$build/$SELINUX_MODULE.pp" || { rm -rf -- "$build"; die "semodule could not install $SELINUX_MODULE"; }
+  run_semodule_loading -i "$build/$SELINUX_MODULE.pp" ||
+    { rm -rf -- "$build"; die "semodule could not install $SELINUX_MODULE (run this script from a terminal to see semodule's own message)"; }
   rm -rf -- "$build"
   echo "installed the SELinux module $SELINUX_MODULE"
 }
 
 remove_selinux_module() {
   if run_semodule -l 2>/dev/null | grep -q "^$SELINUX_MODULE\([[:space:]]\|\$\)"; then
-    run_semodule -r "$SELINUX_MODULE" || die "semodule could not remove $SELINUX_MODULE"
+    run_semodule_loading -r "$SELINUX_MODULE" ||
+      die "semodule could not remove $SELINUX_MODULE (run this script from a terminal to see semodule's own message)"
     echo "removed the SELinux module $SELINUX_MODULE"
   fi
 }

@@ -59,17 +59,22 @@ describe('the SELinux policy module', () => {
     expect(await sesearch(policy, ['-A', '-s', 'svirt_manager_t', '-c', 'process', '-p', 'execmem'])).toEqual([]);
 
     // Every rule the module adds for the VM domain, exactly: what it inherits from the helper, mapping
-    // the kernel it reads (content, or its private copy: `map` joins refpolicy's rule on svirt_image_t), and execmem for TCG under the module's boolean. Nothing on devices or on
+    // the kernel it reads (content, or its private copy: `map` joins refpolicy's rule on svirt_image_t),
+    // reading vm.overcommit_memory (the interface searches /proc and /proc/sys on the way), and execmem for TCG under the module's boolean. Nothing on devices or on
     // anyone else's files.
     const before = new Set(await sesearch(HOST_POLICY, ['-A', '-s', 'svirt_t']));
     const added = (await sesearch(policy, ['-A', '-s', 'svirt_t'])).filter((rule) => !before.has(rule)).sort();
     expect(added).toEqual([
+      'allow svirt_t proc_t:dir { getattr open search };',
       'allow svirt_t svirt_image_t:file { append create getattr ioctl link lock map open read rename setattr unlink write };',
       'allow svirt_t svirt_manager_log_t:file { append getattr };',
       'allow svirt_t svirt_manager_t:fd use;',
       'allow svirt_t svirt_manager_t:process sigchld;',
       'allow svirt_t svirt_manager_var_lib_t:dir search;',
       'allow svirt_t svirt_t:process execmem; [ svirt_manager_tcg_execmem ]:True',
+      'allow svirt_t sysctl_t:dir { getattr open search };',
+      'allow svirt_t sysctl_vm_overcommit_t:file { getattr ioctl lock open read };',
+      'allow svirt_t sysctl_vm_t:dir { getattr open search };',
       'allow svirt_t virt_content_t:file { getattr ioctl lock map open read };',
       'allow virt_domain svirt_manager_t:fd use;',
       'allow virt_domain svirt_manager_t:fifo_file { append getattr ioctl lock open read write };',
