@@ -113,7 +113,8 @@ has_rule 'dontaudit useradd_t svirt_manager_t:unix_stream_socket { getattr ioctl
 [ -z "$(sesearch -A -s svirt_manager_t -c process -p execmem "$linked")" ] || fail "svirt_manager_t got execmem"
 
 # Every rule the module adds for the VM domains, exactly (as the Debian test checks for svirt_t): what they
-# inherit from the helper, and mapping the kernel (which Fedora's virt_domain rules already allow). No
+# inherit from the helper, mapping the kernel and reading vm.overcommit_memory (both of which Fedora's own
+# rules already allow, to virt_domain and to every domain). No
 # execmem: Fedora's svirt_tcg_t has its own.
 added=$(for vm in svirt_t svirt_tcg_t; do
   comm -13 <(sesearch -A -s "$vm" "$fedora_policy" | sort) <(sesearch -A -s "$vm" "$linked" | sort)
@@ -123,6 +124,8 @@ allow svirt_t svirt_manager_log_t:file { append getattr };
 allow svirt_t svirt_manager_t:fd use;
 allow svirt_t svirt_manager_t:process sigchld;
 allow svirt_t svirt_manager_var_lib_t:dir search;
+allow svirt_t sysctl_vm_overcommit_t:dir { getattr open search };
+allow svirt_t sysctl_vm_overcommit_t:file { getattr ioctl lock open read };
 allow svirt_t virt_content_t:file map;
 allow svirt_tcg_t svirt_manager_log_t:file { append getattr };
 allow svirt_tcg_t svirt_manager_t:fd use;
