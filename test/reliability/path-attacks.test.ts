@@ -200,9 +200,11 @@ describe('path attacks through relabel and start', () => {
         await expectRefused([...existing, '/etc/hostname'], () => relabel(helper, d, 'readonly'), /system directory|home directory itself/);
       }
     }
-    for (const p of ['/etc/hostname', '/dev/null', '/usr/bin/env']) {
+    for (const p of ['/etc/hostname', '/usr/bin/env']) {
       await expectRefused(['/etc/hostname', '/dev/null'], () => startWith(p, 'relabel-off', root), /system directory/);
     }
+    // A disk under /dev goes to the block-device rules (block-devices.ts), which want a block device.
+    await expectRefused(['/etc/hostname', '/dev/null'], () => startWith('/dev/null', 'relabel-off', root), /"\/dev\/null": it is not a block device/);
     // The configured pool /var/lib/libvirt/images: a file in it may be relabeled, the pool itself may not.
     const pool = '/var/lib/libvirt/images';
     for (const dir of ['/var/lib/libvirt', pool]) {
