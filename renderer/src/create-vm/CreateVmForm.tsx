@@ -1,7 +1,9 @@
-import { useState, type FormEvent, type ReactNode } from 'react';
+import { useState, type FormEvent } from 'react';
 import { DevicePicker } from './DevicePicker';
 import { NEW_VM_DEFAULTS, type DiskClass, type SeclabelDefinition, type VmDefinitionInput } from '../../../src/main/ipc-contract';
 import { errorMessage, useApi } from '../api';
+import { Field } from '../common/FormField';
+import { MachineFields } from '../common/MachineFields';
 import { Notice } from '../common/Notice';
 import { forwardsOf, PortForwardsField, type ForwardDraft } from '../common/PortForwardsField';
 import { StaticLabelEditor, type StaticLabelDraft } from '../label-editor/StaticLabelEditor';
@@ -22,18 +24,6 @@ const MODES: readonly { id: Mode; title: string; detail: string }[] = [
 ];
 
 /** A labelled control; the help text stays out of the accessible name. */
-function Field({ label, help, children }: { label: string; help?: string; children: ReactNode }) {
-  return (
-    <div className="field">
-      <label className="field">
-        <span className="field__label">{label}</span>
-        {children}
-      </label>
-      {help && <span className="field__help">{help}</span>}
-    </div>
-  );
-}
-
 /** A new VM from a disk image, an installer ISO, or a kernel and initrd. */
 export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string) => void; onCancel: () => void }) {
   const api = useApi();
@@ -174,24 +164,8 @@ export function CreateVmForm({ onCreated, onCancel }: { onCreated: (name: string
         </div>
 
         <div className="form__row">
-          <Field label="Firmware" help="UEFI VMs get their own variable store, labeled like their private disks.">
-            <select className="input" value={firmware} onChange={(e) => setFirmware(e.target.value as 'bios' | 'uefi')}>
-              <option value="bios">BIOS (SeaBIOS)</option>
-              <option value="uefi">UEFI (OVMF)</option>
-            </select>
-          </Field>
-          <Field label="Network" help="User-mode: the guest reaches out through qemu, nothing reaches in.">
-            <select className="input" value={network} onChange={(e) => setNetwork(e.target.value as 'user' | 'none')}>
-              <option value="user">User-mode (NAT)</option>
-              <option value="none">No network</option>
-            </select>
-          </Field>
-          <div className="field">
-            <span className="field__label">Display</span>
-            <label className="checkbox">
-              <input type="checkbox" checked={display} onChange={(e) => setDisplayChoice(e.target.checked)} /> Graphical display (VNC)
-            </label>
-          </div>
+          <MachineFields firmware={firmware} onFirmware={setFirmware} firmwareHelp="UEFI VMs get their own variable store, labeled like their private disks."
+            network={network} onNetwork={setNetwork} networkHelp="User-mode: the guest reaches out through qemu, nothing reaches in." display={display} onDisplay={setDisplayChoice} />
         </div>
 
         {network === 'user' && <PortForwardsField value={forwards} onChange={setForwards} />}

@@ -1,20 +1,10 @@
-import { useState, type ReactNode } from 'react';
+import { useState } from 'react';
 import type { VmDetails, VmEdit } from '../../../src/main/ipc-contract';
 import { errorMessage, useApi } from '../api';
+import { Field } from '../common/FormField';
+import { MachineFields } from '../common/MachineFields';
 import { Notice } from '../common/Notice';
 import { draftsOf, forwardsOf, PortForwardsField, type ForwardDraft } from '../common/PortForwardsField';
-
-function Field({ label, help, children }: { label: string; help?: string; children: ReactNode }) {
-  return (
-    <div className="field">
-      <label className="field">
-        <span className="field__label">{label}</span>
-        {children}
-      </label>
-      {help && <span className="field__help">{help}</span>}
-    </div>
-  );
-}
 
 /**
  * The machine of a stopped VM: name, memory, vCPUs, installer ISO, network and forwards, display and
@@ -74,24 +64,8 @@ export function EditVmForm({ details, onChanged, onRenamed }: { details: VmDetai
           <input className="input input--mono" value={iso} onChange={(e) => setIso(e.target.value)} placeholder="/home/me/iso/debian-12.iso"
             disabled={definition.boot.kind === 'kernel'} />
         </Field>
-        <Field label="Firmware" help="BIOS deletes a UEFI VM’s variable store.">
-          <select className="input" value={firmware} onChange={(e) => setFirmware(e.target.value as 'bios' | 'uefi')}>
-            <option value="bios">BIOS (SeaBIOS)</option>
-            <option value="uefi">UEFI (OVMF)</option>
-          </select>
-        </Field>
-        <Field label="Network">
-          <select className="input" value={network} onChange={(e) => setNetwork(e.target.value as 'user' | 'none')}>
-            <option value="user">User-mode (NAT)</option>
-            <option value="none">No network</option>
-          </select>
-        </Field>
-        <div className="field">
-          <span className="field__label">Display</span>
-          <label className="checkbox">
-            <input type="checkbox" checked={display} onChange={(e) => setDisplay(e.target.checked)} /> Graphical display (VNC)
-          </label>
-        </div>
+        <MachineFields firmware={firmware} onFirmware={setFirmware} firmwareHelp="BIOS deletes a UEFI VM’s variable store."
+          network={network} onNetwork={setNetwork} display={display} onDisplay={setDisplay} />
       </div>
       {network === 'user' && <PortForwardsField value={forwards} onChange={setForwards} />}
       <div className="button-row">
