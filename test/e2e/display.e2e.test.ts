@@ -1,42 +1,27 @@
-import { copyFile, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServices, type Services } from '../../src/main/app-services';
-import { readLabel, writeLabel } from '../../src/main/labels/file-labels';
-import { openAppInBrowser, type AppInBrowser } from '../support/app-in-browser';
+import type { Services } from '../../src/main/app-services';
+import { readLabel } from '../../src/main/labels/file-labels';
+import type { AppInBrowser } from '../support/app-in-browser';
 import { GUEST_READY_MARKER } from '../support/guest';
-import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
-import { testIso } from '../support/test-iso';
+import { closeIsoApp, displayInk, fillIsoCreateForm, openIsoApp, SHOTS, type IsoApp } from './iso-app';
 
 // An installer ISO through the app in Chromium against the real core: the create form, a CD-ROM boot, and
 // the guest's VGA screen in noVNC over the helper's relay, typed into through noVNC.
-const SHOTS = path.resolve('test/e2e/screenshots');
 const VM = 'iso-vm';
 
-let host: TestHost;
 let services: Services;
 let app: AppInBrowser;
 let page: Page;
 let iso: string;
 let serial = '';
 let pageErrors: string[] = [];
+let session: IsoApp | undefined;
 
 const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
 const canvas = () => page.getByTestId('display-screen').locator('canvas');
-
-/** Pixels of the display canvas that differ from its most common colour (the background). */
-const inkPixels = () =>
-  canvas().evaluate((c: HTMLCanvasElement) => {
-    const { data } = c.getContext('2d')!.getImageData(0, 0, c.width, c.height);
-    const counts = new Map<number, number>();
-    for (let i = 0; i < data.length; i += 4) {
-      const rgb = (data[i]! << 16) | (data[i + 1]! << 8) | data[i + 2]!;
-      counts.set(rgb, (counts.get(rgb) ?? 0) + 1);
-    }
-    const background = Math.max(...counts.values());
-    return { width: c.width, height: c.height, ink: data.length / 4 - background };
-  });
+const inkPixels = () => displayInk(page);
 
 /**
  * Types as a person does: Shift held for shifted characters. qemu maps each keysym to its key on a US layout
@@ -52,34 +37,16 @@ async function typeLikeAPerson(text: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  await mkdir(SHOTS, { recursive: true });
-  host = await createTestHost();
-  iso = path.join(host.dir, 'installer.iso');
-  await copyFile(await testIso(), iso);
-  await writeLabel(iso, ORIGINAL_LABEL);
-  services = createServices({ vmDirectory: path.join(host.dir, 'vms'), helperEnv: host.env });
-  services.onEvent(({ event, payload }) => {
-    if (event === 'consoleData') serial += Buffer.from((payload as { data: string }).data, 'base64').toString('latin1');
-  });
-  app = await openAppInBrowser(services);
+  session = await openIsoApp((text) => { serial += text; });
+  ({ services, app, iso } = session);
   ({ page, pageErrors } = app);
 }, 300_000);
 
-afterAll(async () => {
-  await services?.forceOffVm({ name: VM }).catch(() => undefined);
-  await services?.dispose?.();
-  await app?.close();
-  await host?.dispose();
-});
+afterAll(() => closeIsoApp(session, VM));
 
 describe('a VM installed from an ISO, on its graphical display', () => {
   it('is created from the ISO with a display and network by default, boots from the CD-ROM, and shows and takes keys through noVNC', async () => {
-    await page.getByText('SELinux disabled').first().waitFor({ timeout: 60_000 });
-    await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'New VM' }).click();
-    await page.getByText('ISO installer').click();
-    await page.getByRole('textbox', { name: 'Name', exact: true }).fill(VM);
-    await page.getByRole('textbox', { name: 'ISO image', exact: true }).fill(iso);
-    await page.getByRole('spinbutton', { name: 'Memory (MiB)' }).fill('256');
+    await fillIsoCreateForm(page, { name: VM, iso, memoryMiB: 256 });
     // An ISO VM gets a display and user-mode networking unless the user says otherwise.
     expect(await page.getByRole('checkbox', { name: /Graphical display/ }).isChecked()).toBe(true);
     expect(await page.getByRole('combobox', { name: 'Network' }).inputValue()).toBe('user');

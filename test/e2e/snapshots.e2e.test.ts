@@ -1,19 +1,17 @@
-import { copyFile, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServices, type Services } from '../../src/main/app-services';
+import type { Services } from '../../src/main/app-services';
 import { readLabel, writeLabel } from '../../src/main/labels/file-labels';
-import { openAppInBrowser, type AppInBrowser } from '../support/app-in-browser';
+import type { AppInBrowser } from '../support/app-in-browser';
 import { GUEST_READY_MARKER } from '../support/guest';
-import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
-import { testIso } from '../support/test-iso';
+import { ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
+import { closeIsoApp, displayInk, fillIsoCreateForm, openIsoApp, SHOTS, type IsoApp } from './iso-app';
 
 // An install as a user does it, in Chromium against the real core: a VM from the installer ISO with a port
 // forward, a new 1 GiB qcow2 disk made on the Disks screen, pixels on the display, then a snapshot, a file on
 // the disk changed by the guest, a revert, and the file as it was at the snapshot; last, the edit form
 // detaches the ISO. The guest's shell is driven through the serial console the app's Console tab uses.
-const SHOTS = path.resolve('test/e2e/screenshots');
 const VM = 'install-vm';
 
 let host: TestHost;
@@ -23,18 +21,9 @@ let page: Page;
 let iso: string;
 let serial = '';
 let pageErrors: string[] = [];
+let session: IsoApp | undefined;
 
-const canvas = () => page.getByTestId('display-screen').locator('canvas');
-const inkPixels = () =>
-  canvas().evaluate((c: HTMLCanvasElement) => {
-    const { data } = c.getContext('2d')!.getImageData(0, 0, c.width, c.height);
-    const counts = new Map<number, number>();
-    for (let i = 0; i < data.length; i += 4) {
-      const rgb = (data[i]! << 16) | (data[i + 1]! << 8) | data[i + 2]!;
-      counts.set(rgb, (counts.get(rgb) ?? 0) + 1);
-    }
-    return data.length / 4 - Math.max(...counts.values());
-  });
+const inkPixels = async () => (await displayInk(page)).ink;
 
 /** Types a line on the guest's serial shell and waits for a line after it that matches. */
 async function guest(session: string, command: string, expected: RegExp, timeout = 60_000): Promise<void> {
@@ -67,34 +56,16 @@ async function forceOff(): Promise<void> {
 }
 
 beforeAll(async () => {
-  await mkdir(SHOTS, { recursive: true });
-  host = await createTestHost();
-  iso = path.join(host.dir, 'installer.iso');
-  await copyFile(await testIso(), iso);
-  await writeLabel(iso, ORIGINAL_LABEL);
-  services = createServices({ vmDirectory: path.join(host.dir, 'vms'), helperEnv: host.env });
-  services.onEvent(({ event, payload }) => {
-    if (event === 'consoleData') serial += Buffer.from((payload as { data: string }).data, 'base64').toString('latin1');
-  });
-  app = await openAppInBrowser(services);
+  session = await openIsoApp((text) => { serial += text; });
+  ({ host, services, app, iso } = session);
   ({ page, pageErrors } = app);
 }, 300_000);
 
-afterAll(async () => {
-  await services?.forceOffVm({ name: VM }).catch(() => undefined);
-  await services?.dispose?.();
-  await app?.close();
-  await host?.dispose();
-});
+afterAll(() => closeIsoApp(session, VM));
 
 describe('installing from an ISO onto a new disk, with a snapshot and a revert', () => {
   it('creates the VM with a port forward and a new 1 GiB qcow2, shows the display, and a revert takes back what the guest wrote after the snapshot', async () => {
-    await page.getByText('SELinux disabled').first().waitFor({ timeout: 60_000 });
-    await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'New VM' }).click();
-    await page.getByText('ISO installer').click();
-    await page.getByRole('textbox', { name: 'Name', exact: true }).fill(VM);
-    await page.getByRole('textbox', { name: 'ISO image', exact: true }).fill(iso);
-    await page.getByRole('spinbutton', { name: 'Memory (MiB)' }).fill('256');
+    await fillIsoCreateForm(page, { name: VM, iso, memoryMiB: 256 });
     await page.getByRole('button', { name: 'Add a port forward' }).click();
     await page.getByRole('spinbutton', { name: 'Host port 1' }).fill('28022');
     await page.getByRole('spinbutton', { name: 'Guest port 1' }).fill('22');
