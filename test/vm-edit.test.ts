@@ -1,5 +1,4 @@
 import { copyFile, readFile, stat } from 'node:fs/promises';
-import net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../src/main/helper-client';
@@ -13,6 +12,7 @@ import { VmService } from '../src/main/vm-service';
 import { VmStore } from '../src/main/vm-store';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from './support/helper-session';
 import { testIso } from './support/test-iso';
+import { freePort } from './support/free-port';
 
 // Changing a stopped VM's boot media, network, display and firmware through the service the CLI and the app
 // share, then running it under the real helper: every file the change brought in carries its planned label
@@ -23,14 +23,6 @@ let service: VmService;
 let iso: string;
 
 const CONTENT_LABEL = 'system_u:object_r:virt_content_t:s0';
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Local addresses of the TCP sockets listening on `port` (from /proc/net/tcp, in the host's notation). */
 async function listenersOn(port: number): Promise<string[]> {

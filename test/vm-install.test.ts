@@ -10,6 +10,7 @@ import { createNvram } from '../src/main/qemu/firmware';
 import { GUEST_READY_MARKER } from './support/guest';
 import { ConsoleTap, createTestHost, ORIGINAL_LABEL, type TestHost } from './support/helper-session';
 import { testIso } from './support/test-iso';
+import { freePort } from './support/free-port';
 
 // Installing from an ISO, through the real helper: a CD-ROM booted by SeaBIOS or OVMF, user-mode networking,
 // a VNC display, and the labels of every file the VM opens (real qemu under TCG, real xattrs).
@@ -21,14 +22,6 @@ let pagePort: number;
 const PAGE = `svirt-loopback-page-${process.pid}`;
 
 const CONTENT_LABEL = 'system_u:object_r:virt_content_t:s0';
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const definition = (name: string, extra: object = {}) => ({
   version: 1, name, memoryMiB: 256, vcpus: 1, createdAt: new Date().toISOString(),
