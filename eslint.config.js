@@ -22,12 +22,28 @@ export default tseslint.config(
     },
   },
   {
-    // src/labeling is pure: callers pass file contents and command output in.
-    files: ['src/labeling/**'],
-    ignores: ['src/labeling/**/*.test.ts'],
+    // The pure core computes; callers pass file contents and command output in.
+    files: ['src/core/**'],
+    ignores: ['src/core/**/*.test.ts'],
     rules: {
       'no-restricted-imports': ['error', {
-        patterns: [{ regex: '^(node:)?(fs|fs/promises|child_process|net|os|path|process)$', message: 'src/labeling does no I/O' }],
+        patterns: [
+          // node:path is string arithmetic; everything that touches the host is refused.
+          { regex: '^(node:)?(fs|fs/promises|child_process|net|os|process|crypto)$', message: 'src/core does no I/O' },
+          { regex: '/(root|user|host|security)/', message: 'src/core depends on nothing but itself' },
+        ],
+        paths: [{ name: 'electron', message: 'electron is only imported under electron/' }],
+      }],
+    },
+  },
+  {
+    // The root/user boundary: what runs as the user reaches the root side only through the contracts
+    // (src/contracts), so a user-side module can never call a root-side mechanism directly.
+    files: ['src/user/**', 'src/contracts/**', 'src/host/**', 'renderer/**'],
+    ignores: ['**/*.test.ts', '**/*.test.tsx'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ regex: '(^|/)root/', message: 'the user side reaches the root side only through src/contracts' }],
         paths: [{ name: 'electron', message: 'electron is only imported under electron/' }],
       }],
     },

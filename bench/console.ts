@@ -1,7 +1,7 @@
 // Console keeper throughput: guest output read straight from a serial line ("raw") versus read through a
 // console keeper process (source → keeper → viewer), with the same bytes.
 // The source stands in for qemu's serial chardev and, like qemu, is a process of its own (this file run
-// with --serve-source): it holds a serial line (the FIFO pair of src/main/console/serial-line.ts) as qemu
+// with --serve-source): it holds a serial line (the FIFO pair of src/root/console/serial-line.ts) as qemu
 // does and writes N MiB into it as fast as its reader takes them. Every MiB block is checked against its
 // expected SHA-256.
 //
@@ -22,10 +22,10 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { connectConsole } from '../src/main/console/console-viewer';
-import { startConsoleKeeperProcess } from '../src/main/console/keeper-process';
-import { openSerialLine } from '../src/main/console/serial-line';
-import { DEFAULT_RING_BYTES } from '../src/main/console/scrollback-ring';
+import { connectConsole } from '../src/root/console/console-viewer';
+import { startConsoleKeeperProcess } from '../src/root/console/keeper-process';
+import { openSerialLine } from '../src/root/console/serial-line';
+import { DEFAULT_RING_BYTES } from '../src/root/console/scrollback-ring';
 import { holdSerialLine } from '../test/support/qemu-serial-stand-in';
 
 const BLOCK_BYTES = 1024 * 1024;

@@ -5,8 +5,8 @@
  * source. Human-readable lines first; the last line is one JSON object for CI.
  */
 import { randomInt } from 'node:crypto';
-import { McsAllocator, McsExhaustedError, type RandomInt } from '../src/labeling/mcs-allocator';
-import { DEFAULT_CATEGORY_RANGE } from '../src/labeling/policy-profile';
+import { McsAllocator, McsExhaustedError, type RandomInt } from '../src/core/selinux/mcs-allocator';
+import { DEFAULT_CATEGORY_RANGE } from '../src/core/selinux/policy-profile';
 // mulberry32, seeded: both allocators draw from the same fast source, so the comparison is the algorithm's.
 import { seededInt } from '../test/support/seeded-random';
 

@@ -25,11 +25,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
-import { readLabels } from '../src/main/labels/file-labels';
-import { emptyJournal, type JournalData } from '../src/main/labels/label-journal';
-import { DEFAULT_PATH_POLICY } from '../src/main/labels/path-policy';
-import { labelContentTree, type RelabelContext } from '../src/main/labels/relabeler';
-import { writeFileAtomic } from '../src/main/state/atomic-file';
+import { readLabels } from '../src/security/selinux/file-labels';
+import { emptyJournal, type JournalData } from '../src/root/labels/label-journal';
+import { DEFAULT_PATH_POLICY } from '../src/host/path-policy';
+import { labelContentTree, type RelabelContext } from '../src/root/labels/relabeler';
+import { writeFileAtomic } from '../src/host/atomic-file';
 
 const run = promisify(execFile);
 

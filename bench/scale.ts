@@ -25,12 +25,12 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import type { AuditedVm } from '../src/labeling/audit-report';
-import { createServices } from '../src/main/app-services';
-import { selinuxMode } from '../src/main/host-selinux';
-import { readLabels } from '../src/main/labels/file-labels';
-import { loadAccessPolicy } from '../src/main/policy-query';
-import { parseVmDefinition, VM_DEFINITION_VERSION } from '../src/main/vm-definition';
+import type { AuditedVm } from '../src/core/selinux/audit-report';
+import { createServices } from '../src/user/app-services';
+import { selinuxMode } from '../src/security/selinux/host-selinux';
+import { readLabels } from '../src/security/selinux/file-labels';
+import { loadAccessPolicy } from '../src/security/selinux/policy-query';
+import { parseVmDefinition, VM_DEFINITION_VERSION } from '../src/core/vm-definition';
 import { openAppInBrowser } from '../test/support/app-in-browser';
 
 const run = promisify(execFile);

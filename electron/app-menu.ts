@@ -1,5 +1,5 @@
 import type { MenuItemConstructorOptions } from 'electron';
-import type { MenuCommand } from '../src/main/ipc-contract';
+import type { MenuCommand } from '../src/contracts/ipc-contract';
 
 /**
  * The application menu. Electron's default one offers Reload and Toggle Developer Tools, which have no

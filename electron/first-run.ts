@@ -2,7 +2,7 @@ import type { Dialog } from 'electron';
 import * as path from 'node:path';
 import {
   detectHelperInstall, installExplanation, installHelper, resolveHelperSources, type AppLocation,
-} from '../src/main/helper-install';
+} from '../src/user/helper-install';
 
 /**
  * First run without an installed helper (AppImage, dev checkout): explain what will be installed and

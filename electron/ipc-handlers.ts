@@ -1,6 +1,6 @@
 import type { IpcMain, IpcMainInvokeEvent, WebContents } from 'electron';
-import type { Services } from '../src/main/app-services';
-import { CALL_NAMES, channelOf, eventChannelOf, settleCall, type CallOutcome, type Unsubscribe } from '../src/main/ipc-contract';
+import type { Services } from '../src/user/app-services';
+import { CALL_NAMES, channelOf, eventChannelOf, settleCall, type CallOutcome, type Unsubscribe } from '../src/contracts/ipc-contract';
 import { isAppPageUrl } from './app-url';
 
 /** Only the app page's main frame may call: an iframe or a page navigated elsewhere gets nothing. */

@@ -1,6 +1,6 @@
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { CALL_NAMES, channelOf, eventChannelOf, type CallOutcome, type SvirtEvent } from '../src/main/ipc-contract';
+import { CALL_NAMES, channelOf, eventChannelOf, type CallOutcome, type SvirtEvent } from '../src/contracts/ipc-contract';
 
 /** A stand-in for the parts of the electron module that electron/ uses; the real one cannot load here. */
 const fake = vi.hoisted(() => {
@@ -83,8 +83,8 @@ const fake = vi.hoisted(() => {
 vi.mock('electron', () => ({ ...fake.module, default: fake.module }));
 // The first-run install check has its own test; here the helper is taken as installed.
 vi.mock('./first-run', () => ({ ensureHelperInstalled: vi.fn(async () => 'not-needed') }));
-vi.mock('../src/main/app-services', async () => {
-  const { CALL_NAMES: names } = await import('../src/main/ipc-contract');
+vi.mock('../src/user/app-services', async () => {
+  const { CALL_NAMES: names } = await import('../src/contracts/ipc-contract');
   const services: Record<string, unknown> = {
     onEvent: (listener: (event: unknown) => void) => {
       fake.services.eventListener = listener;

@@ -1,8 +1,8 @@
 import { app, dialog, ipcMain, Menu, session, type BrowserWindow } from 'electron';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createServices } from '../src/main/app-services';
-import { eventChannelOf } from '../src/main/ipc-contract';
+import { createServices } from '../src/user/app-services';
+import { eventChannelOf } from '../src/contracts/ipc-contract';
 import { appMenuTemplate } from './app-menu';
 import { forwardEvents, registerCallHandlers } from './ipc-handlers';
 import { installPermissionHandlers } from './permissions';

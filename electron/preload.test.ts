@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { CALL_NAMES, channelOf, eventChannelOf, type SvirtApi } from '../src/main/ipc-contract';
+import { CALL_NAMES, channelOf, eventChannelOf, type SvirtApi } from '../src/contracts/ipc-contract';
 
 /** A stand-in for contextBridge and ipcRenderer: the real electron module cannot load here. */
 const fake = vi.hoisted(() => {

@@ -1,5 +1,5 @@
 import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
-import { CALL_NAMES, channelOf, eventChannelOf, isEventName, unwrapOutcome, type CallName, type CallOutcome, type SvirtApi, type SvirtCalls } from '../src/main/ipc-contract';
+import { CALL_NAMES, channelOf, eventChannelOf, isEventName, unwrapOutcome, type CallName, type CallOutcome, type SvirtApi, type SvirtCalls } from '../src/contracts/ipc-contract';
 
 /** Unwraps the main process's outcome so the page sees the service's own error message. */
 async function invoke(name: CallName, request: unknown): Promise<unknown> {

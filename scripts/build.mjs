@@ -14,11 +14,11 @@ await Promise.all([
   promisify(execFile)(process.env.CC || 'cc', [
     '-std=c11', '-O2', '-Wall', '-Wextra', '-Wshadow', '-Wconversion', '-Werror',
     '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong', '-fPIE', '-pie', '-Wl,-z,relro,-z,now',
-    '-o', 'dist/svirt-label-tree', 'src/main/labels/label-tree.c',
+    '-o', 'dist/svirt-label-tree', 'native/label-tree/label-tree.c',
   ]),
   // The CLI and the root helper are self-contained files: the helper is installed alone under /usr/libexec.
-  build({ ...node, entryPoints: ['src/main/cli.ts'], outfile: 'dist/cli.js', format: 'esm', banner: { js: esmRequireShim } }),
-  build({ ...node, entryPoints: ['src/main/helper/helper-main.ts'], outfile: 'dist/svirt-helper.js', format: 'esm', banner: { js: `#!/usr/bin/env node\n${esmRequireShim}` } }),
+  build({ ...node, entryPoints: ['src/user/cli.ts'], outfile: 'dist/cli.js', format: 'esm', banner: { js: esmRequireShim } }),
+  build({ ...node, entryPoints: ['src/root/helper/helper-main.ts'], outfile: 'dist/svirt-helper.js', format: 'esm', banner: { js: `#!/usr/bin/env node\n${esmRequireShim}` } }),
   // Electron loads CommonJS for the main process and for a sandboxed preload.
   // import.meta has no meaning in CommonJS; code that needs its own path uses __filename there.
   build({ ...node, entryPoints: ['electron/main.ts'], outfile: 'dist/electron/main.cjs', format: 'cjs', external: ['electron'], define: { 'import.meta.url': 'undefined' } }),

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readLabel } from '../src/main/labels/file-labels';
+import { readLabel } from '../src/security/selinux/file-labels';
 import { GUEST_READY_MARKER } from './support/guest';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from './support/helper-session';
 

@@ -13,8 +13,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HelperClient } from '../src/main/helper-client';
-import type { RunInfo } from '../src/main/helper/vm-lifecycle';
+import type { HelperClient } from '../src/user/helper-client';
+import type { RunInfo } from '../src/root/helper/vm-lifecycle';
 import { GUEST_READY_MARKER } from './support/guest';
 import { ConsoleTap, createTestHost, type TestHost } from './support/helper-session';
 

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PROBE_ROUNDS, PROBE_SUCCESS_EXIT, TCG_ARGS, probeAccelerator, probeArgv, probeFirmware } from '../src/main/qemu/accel';
+import { PROBE_ROUNDS, PROBE_SUCCESS_EXIT, TCG_ARGS, probeAccelerator, probeArgv, probeFirmware } from '../src/root/qemu/accel';
 import { GUEST_APPEND, GUEST_READY_MARKER, SerialConsole, connectUnix } from './support/guest';
 import { useQemuBed } from './support/qemu-bed';
 
@@ -14,7 +14,7 @@ beforeAll(() => {
   console.log(`accelerator: ${bed.accel.accel} (${bed.accel.reason}); probe took ${bed.accel.probeMs} ms`);
 });
 
-/** Minimal QMP exchange (the real client lives in src/main/qemu/qmp.ts): handshake, then one command. */
+/** Minimal QMP exchange (the real client lives in src/root/qemu/qmp.ts): handshake, then one command. */
 async function qmpCommand(socketPath: string, execute: string): Promise<unknown> {
   const sock = await connectUnix(socketPath);
   sock.setEncoding('utf8');

@@ -2,10 +2,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chown, copyFile, mkdir, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HelperClient } from '../src/main/helper-client';
-import type { RunInfo } from '../src/main/helper/vm-lifecycle';
-import { OVMF_VARS_TEMPLATE } from '../src/main/qemu/firmware';
-import { DEFAULT_VM_ID_RANGE } from '../src/main/state/vm-ids';
+import type { HelperClient } from '../src/user/helper-client';
+import type { RunInfo } from '../src/root/helper/vm-lifecycle';
+import { OVMF_VARS_TEMPLATE } from '../src/host/firmware';
+import { DEFAULT_VM_ID_RANGE } from '../src/root/state/vm-ids';
 import { GUEST_READY_MARKER } from './support/guest';
 import { ConsoleTap, createTestHost, type TestHost } from './support/helper-session';
 

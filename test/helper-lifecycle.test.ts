@@ -2,10 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { chmod, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HelperClient } from '../src/main/helper-client';
-import type { RunInfo } from '../src/main/helper/vm-lifecycle';
-import { readLabel } from '../src/main/labels/file-labels';
-import { processStartTime } from '../src/main/state/state-lock';
+import type { HelperClient } from '../src/user/helper-client';
+import type { RunInfo } from '../src/root/helper/vm-lifecycle';
+import { readLabel } from '../src/security/selinux/file-labels';
+import { processStartTime } from '../src/host/state-lock';
 import { GUEST_READY_MARKER } from './support/guest';
 import { ConsoleTap, createTestHost, ORIGINAL_LABEL, type TestHost } from './support/helper-session';
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HelperClient, resolveHelperLaunch } from '../src/main/helper-client';
+import { HelperClient, resolveHelperLaunch } from '../src/user/helper-client';
 
 // A tree relabel cancelled through the real helper: the cancelRelabel verb names the job, the walk stops
 // and rolls back, and every label on disk (read back with getfattr) is what it was.

@@ -3,9 +3,9 @@ import { chown, mkdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HelperClient } from '../src/main/helper-client';
-import type { RunInfo } from '../src/main/helper/vm-lifecycle';
-import { readLabel, writeLabel } from '../src/main/labels/file-labels';
+import type { HelperClient } from '../src/user/helper-client';
+import type { RunInfo } from '../src/root/helper/vm-lifecycle';
+import { readLabel, writeLabel } from '../src/security/selinux/file-labels';
 import { GUEST_READY_MARKER } from './support/guest';
 import { ConsoleTap, createTestHost, ORIGINAL_LABEL, type TestHost } from './support/helper-session';
 

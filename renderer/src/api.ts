@@ -1,5 +1,5 @@
 import { createContext, createElement, useContext, useEffect, useRef, type ReactNode } from 'react';
-import type { EventName, IpcEvents, SvirtApi } from '../../src/main/ipc-contract';
+import type { EventName, IpcEvents, SvirtApi } from '../../src/contracts/ipc-contract';
 
 declare global {
   interface Window {

@@ -4,13 +4,13 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServices, type Services } from '../../src/main/app-services';
-import { readLabel } from '../../src/main/labels/file-labels';
+import { createServices, type Services } from '../../src/user/app-services';
+import { readLabel } from '../../src/security/selinux/file-labels';
 import { openAppInBrowser, type AppInBrowser } from '../support/app-in-browser';
 import { GUEST_READY_MARKER } from '../support/guest';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
 
-// The renderer in Debian's Chromium, driving the real src/main services (real helper, real qemu, real
+// The renderer in Debian's Chromium, driving the real src/user and src/root services (real helper, real qemu, real
 // labels) through the IPC contract: what Electron would do, without the Electron binary.
 const run = promisify(execFile);
 const SHOTS = path.resolve('test/e2e/screenshots');

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServices, type Services } from '../../src/main/app-services';
+import { createServices, type Services } from '../../src/user/app-services';
 import { openAppInBrowser, type AppInBrowser } from '../support/app-in-browser';
 import { createTestHost, type TestHost } from '../support/helper-session';
 

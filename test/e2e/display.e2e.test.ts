@@ -1,8 +1,8 @@
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Services } from '../../src/main/app-services';
-import { readLabel } from '../../src/main/labels/file-labels';
+import type { Services } from '../../src/user/app-services';
+import { readLabel } from '../../src/security/selinux/file-labels';
 import type { AppInBrowser } from '../support/app-in-browser';
 import { GUEST_READY_MARKER } from '../support/guest';
 import { closeIsoApp, displayInk, fillIsoCreateForm, openIsoApp, SHOTS, type IsoApp } from './iso-app';

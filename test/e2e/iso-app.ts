@@ -1,8 +1,8 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
-import { createServices, type Services } from '../../src/main/app-services';
-import { writeLabel } from '../../src/main/labels/file-labels';
+import { createServices, type Services } from '../../src/user/app-services';
+import { writeLabel } from '../../src/security/selinux/file-labels';
 import { openAppInBrowser, type AppInBrowser } from '../support/app-in-browser';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
 import { testIso } from '../support/test-iso';

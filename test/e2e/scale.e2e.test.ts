@@ -6,10 +6,10 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuditedVm } from '../../src/labeling/audit-report';
-import { createServices, type Services } from '../../src/main/app-services';
-import { readLabels } from '../../src/main/labels/file-labels';
-import { parseVmDefinition, VM_DEFINITION_VERSION } from '../../src/main/vm-definition';
+import type { AuditedVm } from '../../src/core/selinux/audit-report';
+import { createServices, type Services } from '../../src/user/app-services';
+import { readLabels } from '../../src/security/selinux/file-labels';
+import { parseVmDefinition, VM_DEFINITION_VERSION } from '../../src/core/vm-definition';
 import { openAppInBrowser, type AppInBrowser } from '../support/app-in-browser';
 
 // The windowed VM list and audit matrix in Chromium against the real services: 1,000 defined VMs (the

@@ -3,7 +3,7 @@ import { Ajv } from 'ajv';
 import { getConfig, validateConfiguration } from 'app-builder-lib/out/util/config/config';
 import { DebugLogger } from 'builder-util';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { resolveHelperSources } from '../../src/main/helper-install';
+import { resolveHelperSources } from '../../src/user/helper-install';
 import { BUILDER_MACRO, EXECUTABLE, PRODUCT_DIR, repoPath, REPO, run } from './support';
 
 // electron-builder.yml, read the way electron-builder reads it, against electron-builder's own schema.

@@ -7,12 +7,12 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { exec as sudoPromptExec } from 'sudo-prompt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { describeHelperExit, HelperClient, INSTALLED_HELPER_PATH } from '../../src/main/helper-client';
+import { describeHelperExit, HelperClient, INSTALLED_HELPER_PATH } from '../../src/user/helper-client';
 import {
   detectHelperInstall, HelperInstallError, installCommand, installExplanation, installHelper, INSTALLED_HELPER_SCRIPT, INSTALLED_LABEL_TOOL, INSTALLED_INSTALL_SCRIPT,
   INSTALLED_POLICY_PATH, INSTALLED_RUNTIME_DIR, resolveHelperSources, shellQuote, sudoPromptCommand, SUDO_PROMPT_NAME, UnsafePathError,
   type HelperSources, type SudoExec,
-} from '../../src/main/helper-install';
+} from '../../src/user/helper-install';
 import { APP_DIR, EXECUTABLE, fakePackageTree, repoPath, run } from './support';
 
 // sudo-prompt is driven for real; only its two touch points with the system are replaced: the check that

@@ -2,10 +2,10 @@ import { chmod, chown, lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, syml
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { INSTALLED_HELPER_PATH } from '../../src/main/helper-client';
+import { INSTALLED_HELPER_PATH } from '../../src/user/helper-client';
 import {
   detectHelperInstall, INSTALLED_HELPER_SCRIPT, INSTALLED_LABEL_TOOL, INSTALLED_INSTALL_SCRIPT, INSTALLED_POLICY_PATH, INSTALLED_RUNTIME_DIR, wrapperRuntime,
-} from '../../src/main/helper-install';
+} from '../../src/user/helper-install';
 import { APP_DIR, EXECUTABLE, fakePackageTree, ownerMode, repoPath, run, writeExpandedScripts } from './support';
 
 // The deb/rpm maintainer scripts and install-helper.sh, run as root against scratch roots (DESTDIR).

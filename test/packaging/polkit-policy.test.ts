@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { INSTALLED_HELPER_PATH, POLKIT_ACTION_ID } from '../../src/main/helper-client';
-import { INSTALLED_POLICY_PATH, POLICY_FILE_NAME } from '../../src/main/helper-install';
+import { INSTALLED_HELPER_PATH, POLKIT_ACTION_ID } from '../../src/user/helper-client';
+import { INSTALLED_POLICY_PATH, POLICY_FILE_NAME } from '../../src/user/helper-install';
 import { POLKIT_DTD_SYSTEM_ID, polkitDtd, validatePolicy } from './polkit-dtd';
 import { repoPath } from './support';
 

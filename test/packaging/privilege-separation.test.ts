@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HelperClient, INSTALLED_HELPER_PATH } from '../../src/main/helper-client';
+import { HelperClient, INSTALLED_HELPER_PATH } from '../../src/user/helper-client';
 import { fakePackageTree, repoPath, run, runOk, writeExpandedScripts, type RunResult } from './support';
 
 // Privilege separation for real: two unprivileged users, the app's client side running as one of them,

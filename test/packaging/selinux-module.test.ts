@@ -2,7 +2,7 @@ import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { INSTALLED_HELPER_PATH } from '../../src/main/helper-client';
+import { INSTALLED_HELPER_PATH } from '../../src/user/helper-client';
 import { fakePackageTree, repoPath, run, runOk, writeExpandedScripts } from './support';
 
 // The SELinux policy module (assets/selinux) and the install scripts' SELinux branch, on this host

@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunInfo } from '../../src/main/helper/vm-lifecycle';
+import type { RunInfo } from '../../src/root/helper/vm-lifecycle';
 import { ORIGINAL_LABEL } from '../support/helper-session';
 import { seededUnit } from '../support/seeded-random';
 import { CRASH_KINDS, crashIteration, createCrashRig, leaveTornTempFiles, type CrashRig } from './support/crash-scenario';

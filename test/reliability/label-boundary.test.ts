@@ -1,9 +1,9 @@
 import { chown, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HelperClient } from '../../src/main/helper-client';
-import type { RunInfo } from '../../src/main/helper/vm-lifecycle';
-import { writeLabel } from '../../src/main/labels/file-labels';
+import type { HelperClient } from '../../src/user/helper-client';
+import type { RunInfo } from '../../src/root/helper/vm-lifecycle';
+import { writeLabel } from '../../src/security/selinux/file-labels';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
 import { diffSnapshots, helperEnv, OTHER_UID, REQUESTER_UID, snapshotFiles, vmDefinition } from './support/reliability';
 

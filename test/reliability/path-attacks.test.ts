@@ -4,8 +4,8 @@ import { chmod, chown, copyFile, link, mkdir, rm, rmdir, stat, symlink, writeFil
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HelperClient } from '../../src/main/helper-client';
-import type { RunInfo } from '../../src/main/helper/vm-lifecycle';
+import type { HelperClient } from '../../src/user/helper-client';
+import type { RunInfo } from '../../src/root/helper/vm-lifecycle';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
 import { diffSnapshots, helperEnv, OTHER_UID, REQUESTER_UID, snapshotFiles, vmDefinition } from './support/reliability';
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_LINE_BYTES } from '../../src/main/helper/protocol';
+import { MAX_LINE_BYTES } from '../../src/contracts/helper-protocol';
 import { batchArb, caseArb, FuzzSession, partialLineThenEof } from './support/protocol-fuzz-scenario';
 
 // Property-based and random-byte fuzzing of the helper's JSON Lines channel against a real helper process

@@ -1,9 +1,9 @@
 import { chown, copyFile, link, mkdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HelperClient } from '../../src/main/helper-client';
-import type { RunInfo } from '../../src/main/helper/vm-lifecycle';
-import type { JournalData } from '../../src/main/labels/label-journal';
+import type { HelperClient } from '../../src/user/helper-client';
+import type { RunInfo } from '../../src/root/helper/vm-lifecycle';
+import type { JournalData } from '../../src/root/labels/label-journal';
 import { ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
 import { OTHER_UID, REQUESTER_UID, snapshotFiles, vmDefinition } from './support/reliability';
 import { openTwoUsers, ownedFile, type TwoUsers } from './support/two-users';

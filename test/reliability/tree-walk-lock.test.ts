@@ -3,10 +3,10 @@ import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HelperClient } from '../../src/main/helper-client';
-import type { RunInfo } from '../../src/main/helper/vm-lifecycle';
+import type { HelperClient } from '../../src/user/helper-client';
+import type { RunInfo } from '../../src/root/helper/vm-lifecycle';
 import type { TestHost } from '../support/helper-session';
-import type { JournalData } from '../../src/main/labels/label-journal';
+import type { JournalData } from '../../src/root/labels/label-journal';
 import { helperEnv, OTHER_UID, REQUESTER_UID, snapshotFiles, vmDefinition } from './support/reliability';
 import { openTwoUsers, ownedFile, userHome, type TwoUsers } from './support/two-users';
 

@@ -77,7 +77,7 @@ function uniqueAvcs(lines) {
 // ----------------------------------------------------------------------------------------------
 // QMP, straight to the socket a VM's qemu listens on (what any local root process could do)
 
-// From s0, as the helper connects (src/main/socket-context.ts): qemu may not use its end of a connection
+// From s0, as the helper connects (src/security/selinux/socket-context.ts): qemu may not use its end of a connection
 // made at this process's range s0-s0:c0.c1023.
 // r+, not writeFileSync: O_CREAT on a /proc attribute is a `create` check the policy denies.
 function setSockcreate(value) {

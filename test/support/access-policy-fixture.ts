@@ -5,7 +5,7 @@ export const REFERENCE_POLICY = '/etc/selinux/default/policy/policy.33';
  * A tiny policy, as sesearch and seinfo would print it, for tests of the access evaluator and its
  * CLI that must not depend on the installed policy or tools.
  */
-import { buildAccessPolicy, type AccessPolicy, type PolicyToolOutputs } from '../../src/labeling/access/access-policy';
+import { buildAccessPolicy, type AccessPolicy, type PolicyToolOutputs } from '../../src/core/selinux/access/access-policy';
 
 export const FIXTURE_SEINFO = `
 Booleans: 2

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import type { Services } from '../../src/main/app-services';
+import type { Services } from '../../src/user/app-services';
 import { bridgeServices } from './browser-bridge';
 import { serveRenderer } from './serve-renderer';
 

@@ -2,7 +2,7 @@
  * Page side of the browser test bridge, injected before the app loads: `window.svirt` made from the
  * same contract as the preload, over Playwright bindings instead of Electron IPC.
  */
-import { CALL_NAMES, isEventName, unwrapOutcome, type CallOutcome, type EventName, type SvirtApi, type SvirtCalls } from '../../src/main/ipc-contract';
+import { CALL_NAMES, isEventName, unwrapOutcome, type CallOutcome, type EventName, type SvirtApi, type SvirtCalls } from '../../src/contracts/ipc-contract';
 
 declare global {
   interface Window {

@@ -1,8 +1,8 @@
 import { build } from 'esbuild';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
-import type { Services } from '../../src/main/app-services';
-import { CALL_NAMES, settleCall, type CallName, type Unsubscribe } from '../../src/main/ipc-contract';
+import type { Services } from '../../src/user/app-services';
+import { CALL_NAMES, settleCall, type CallName, type Unsubscribe } from '../../src/contracts/ipc-contract';
 
 /**
  * Maps the IPC contract onto the real services in a browser page, as electron/ does with IPC: calls go

@@ -3,7 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { openSerialLine } from '../../src/main/console/serial-line';
+import { openSerialLine } from '../../src/root/console/serial-line';
 
 export interface TestGuest {
   /** Debian kernel (bzImage); boot with -append 'console=ttyS0 panic=-1'. */
@@ -98,7 +98,7 @@ export class SerialConsole {
     return new SerialConsole(await connectUnix(socketPath, timeoutMs));
   }
 
-  /** Opens a VM's serial line as the console keeper does (src/main/console/serial-line.ts). */
+  /** Opens a VM's serial line as the console keeper does (src/root/console/serial-line.ts). */
   static async open(line: string, timeoutMs?: number): Promise<SerialConsole> {
     const { fromGuest, toGuest } = await openSerialLine(line, timeoutMs === undefined ? {} : { timeoutMs });
     return new SerialConsole(fromGuest, toGuest);

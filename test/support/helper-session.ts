@@ -1,8 +1,8 @@
 import { chmod, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { HelperClient, resolveHelperLaunch } from '../../src/main/helper-client';
-import { writeLabel } from '../../src/main/labels/file-labels';
+import { HelperClient, resolveHelperLaunch } from '../../src/user/helper-client';
+import { writeLabel } from '../../src/security/selinux/file-labels';
 import { testGuest, GUEST_APPEND } from './guest';
 
 /** The label test files carry before any VM touches them (as in a user's home). */

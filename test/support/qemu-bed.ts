@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { probeAccelerator, type AccelChoice } from '../../src/main/qemu/accel';
+import { probeAccelerator, type AccelChoice } from '../../src/root/qemu/accel';
 import { testGuest, type TestGuest } from './guest';
 
 export interface QemuBed {

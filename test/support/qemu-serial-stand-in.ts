@@ -2,10 +2,10 @@ import { closeSync, constants as fsc, openSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { createSerialLine, serialFifos } from '../../src/main/console/serial-line';
+import { createSerialLine, serialFifos } from '../../src/root/console/serial-line';
 
 /**
- * qemu's side of a serial line (src/main/console/serial-line.ts), for stand-ins of qemu in tests and the
+ * qemu's side of a serial line (src/root/console/serial-line.ts), for stand-ins of qemu in tests and the
  * console benchmark: the line's FIFOs made in `dir`/serial, then opened read-write as qemu's pipe chardev
  * opens them. `toGuest` reads what a keeper types, `fromGuest` takes output; destroying both is qemu exiting.
  */

@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { cleanup, fireEvent, render, screen, within } from '@testing-library/react';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { AuditReport } from '../../../src/main/ipc-contract';
+import type { AuditReport } from '../../../src/contracts/ipc-contract';
 import { ApiProvider } from '../api';
 import { createFakeApi } from '../test-support/fake-api';
 import { sampleAudit } from '../test-support/sample-data';

@@ -1,7 +1,7 @@
 import { useMemo, useRef, useState, type KeyboardEvent } from 'react';
 import { useVirtualizer } from '@tanstack/react-virtual';
-import { cellAt } from '../../../src/labeling/audit-report';
-import type { AccessLevel, AuditCell, AuditProblem, AuditReport, Severity } from '../../../src/main/ipc-contract';
+import { cellAt } from '../../../src/core/selinux/audit-report';
+import type { AccessLevel, AuditCell, AuditProblem, AuditReport, Severity } from '../../../src/contracts/ipc-contract';
 import { observeRectOrWindow } from '../common/virtual';
 import { errorMessage, useApi } from '../api';
 import type { VmTab } from '../navigation';

@@ -1,4 +1,4 @@
-import type { PortForward } from '../../../src/main/ipc-contract';
+import type { PortForward } from '../../../src/contracts/ipc-contract';
 
 /** One row as typed: ports stay text until the form is sent, so a half-typed number is not lost. */
 export interface ForwardDraft {

@@ -1,4 +1,4 @@
-import type { VmState } from '../../../src/main/ipc-contract';
+import type { VmState } from '../../../src/contracts/ipc-contract';
 
 const STATE_TEXT: Record<VmState, string> = { stopped: 'Stopped', starting: 'Starting', running: 'Running', stopping: 'Stopping' };
 

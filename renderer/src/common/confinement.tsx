@@ -1,4 +1,4 @@
-import type { SelinuxMode, VmSummary } from '../../../src/main/ipc-contract';
+import type { SelinuxMode, VmSummary } from '../../../src/contracts/ipc-contract';
 
 /**
  * One vocabulary for how a VM is (or would be) held: `confined` (SELinux enforces its pair),

@@ -1,6 +1,6 @@
 import '@xterm/xterm/css/xterm.css';
 import { useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
-import type { VmState } from '../../../src/main/ipc-contract';
+import type { VmState } from '../../../src/contracts/ipc-contract';
 import { errorMessage, useApi } from '../api';
 import { Notice } from '../common/Notice';
 import { consoleFor } from './console-registry';

@@ -1,4 +1,4 @@
-import type { SvirtApi, Unsubscribe } from '../../../src/main/ipc-contract';
+import type { SvirtApi, Unsubscribe } from '../../../src/contracts/ipc-contract';
 import { VmConsole, type SessionDirectory } from './vm-console';
 
 /**

@@ -1,6 +1,6 @@
 import { FitAddon } from '@xterm/addon-fit';
 import { Terminal } from '@xterm/xterm';
-import type { SvirtApi, Unsubscribe } from '../../../src/main/ipc-contract';
+import type { SvirtApi, Unsubscribe } from '../../../src/contracts/ipc-contract';
 import { errorMessage } from '../api';
 
 export interface ConsoleSnapshot {

@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from 'react';
 import { DevicePicker } from './DevicePicker';
-import { NEW_VM_DEFAULTS, type DiskClass, type SeclabelDefinition, type VmDefinitionInput } from '../../../src/main/ipc-contract';
+import { NEW_VM_DEFAULTS, type DiskClass, type SeclabelDefinition, type VmDefinitionInput } from '../../../src/contracts/ipc-contract';
 import { errorMessage, useApi } from '../api';
 import { Field } from '../common/FormField';
 import { MachineFields } from '../common/MachineFields';

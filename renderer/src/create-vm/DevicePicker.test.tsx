@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { cleanup, fireEvent, render, screen, within } from '@testing-library/react';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { DeviceChoice } from '../../../src/main/ipc-contract';
+import type { DeviceChoice } from '../../../src/contracts/ipc-contract';
 import { ApiProvider } from '../api';
 import { createFakeApi } from '../test-support/fake-api';
 import { DevicePicker } from './DevicePicker';

@@ -1,5 +1,5 @@
 import { useState } from 'react';
-import type { DeviceChoice } from '../../../src/main/ipc-contract';
+import type { DeviceChoice } from '../../../src/contracts/ipc-contract';
 import { errorMessage, useApi } from '../api';
 
 function size(bytes: number): string {

@@ -1,6 +1,6 @@
 import RFB from '@novnc/novnc';
 import { useEffect, useRef, useState } from 'react';
-import type { VmState } from '../../../src/main/ipc-contract';
+import type { VmState } from '../../../src/contracts/ipc-contract';
 import { useApi } from '../api';
 import { Notice } from '../common/Notice';
 import { DisplayChannel } from './display-channel';

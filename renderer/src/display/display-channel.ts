@@ -1,5 +1,5 @@
 import type { RawChannel } from '@novnc/novnc';
-import type { SvirtApi, Unsubscribe } from '../../../src/main/ipc-contract';
+import type { SvirtApi, Unsubscribe } from '../../../src/contracts/ipc-contract';
 
 /**
  * The WebSocket-like object noVNC's RFB reads from and writes to: RFB bytes travel over the IPC contract

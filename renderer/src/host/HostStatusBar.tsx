@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'react';
-import type { HelperStatus } from '../../../src/main/ipc-contract';
+import type { HelperStatus } from '../../../src/contracts/ipc-contract';
 import { useApi, useSvirtEvent } from '../api';
 import { useAsync } from '../common/use-async';
 

@@ -1,5 +1,5 @@
 import { useEffect, useId, useMemo, useRef, useState, type ChangeEvent } from 'react';
-import type { StaticLabelVerdict } from '../../../src/main/ipc-contract';
+import type { StaticLabelVerdict } from '../../../src/contracts/ipc-contract';
 import { errorMessage, useApi } from '../api';
 import { Notice } from '../common/Notice';
 import { useDebouncedValue } from '../common/use-debounced-value';

@@ -1,4 +1,4 @@
-import { parseContext } from '../../../src/labeling/context';
+import { parseContext } from '../../../src/core/selinux/context';
 
 /**
  * A security context in monospace with its type emphasised, since the type and the level are what the

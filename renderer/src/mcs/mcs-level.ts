@@ -1,4 +1,4 @@
-import { formatLevel, formatRange, levelEquals, parseContext, parseLevel } from '../../../src/labeling/context';
+import { formatLevel, formatRange, levelEquals, parseContext, parseLevel } from '../../../src/core/selinux/context';
 
 /**
  * MCS levels as the UI compares and colours them, in canonical spelling (categories sorted, runs as

@@ -1,5 +1,5 @@
-import type { CallName, EventName, IpcEvents, SvirtApi, SvirtCalls } from '../../../src/main/ipc-contract';
-import { CALL_NAMES } from '../../../src/main/ipc-contract';
+import type { CallName, EventName, IpcEvents, SvirtApi, SvirtCalls } from '../../../src/contracts/ipc-contract';
+import { CALL_NAMES } from '../../../src/contracts/ipc-contract';
 
 /** A SvirtApi for component tests and renderer previews: given handlers answer, others reject. */
 export type FakeApi = SvirtApi & {

@@ -7,9 +7,9 @@ import type {
   VmDetails,
   VmResource,
   VmSummary,
-} from '../../../src/main/ipc-contract';
-import { parseContext } from '../../../src/labeling/context';
-import { packCells } from '../../../src/labeling/audit-report';
+} from '../../../src/contracts/ipc-contract';
+import { parseContext } from '../../../src/core/selinux/context';
+import { packCells } from '../../../src/core/selinux/audit-report';
 import type { FakeApi } from './fake-api';
 
 /** Builders and a small believable host for component tests and renderer previews. */

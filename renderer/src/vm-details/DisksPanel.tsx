@@ -1,5 +1,5 @@
 import { useState, type ReactNode } from 'react';
-import type { DiskClass, VmControlAction, VmDetails } from '../../../src/main/ipc-contract';
+import type { DiskClass, VmControlAction, VmDetails } from '../../../src/contracts/ipc-contract';
 import { errorMessage, useApi } from '../api';
 import { Notice } from '../common/Notice';
 import { PathText } from '../common/PathText';

@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { VmDetails, VmEdit } from '../../../src/main/ipc-contract';
+import type { VmDetails, VmEdit } from '../../../src/contracts/ipc-contract';
 import { ApiProvider } from '../api';
 import { createFakeApi } from '../test-support/fake-api';
 import { vmDefinition, vmSummary } from '../test-support/sample-data';

@@ -1,5 +1,5 @@
 import { useState } from 'react';
-import type { VmDetails, VmEdit } from '../../../src/main/ipc-contract';
+import type { VmDetails, VmEdit } from '../../../src/contracts/ipc-contract';
 import { errorMessage, useApi } from '../api';
 import { Field } from '../common/FormField';
 import { MachineFields } from '../common/MachineFields';

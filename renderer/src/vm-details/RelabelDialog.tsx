@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'react';
-import type { RelabelPreview, RelabelResult, RelabelTarget, VmResource } from '../../../src/main/ipc-contract';
+import type { RelabelPreview, RelabelResult, RelabelTarget, VmResource } from '../../../src/contracts/ipc-contract';
 import { errorMessage, useApi, useSvirtEvent } from '../api';
 import { Dialog } from '../common/Dialog';
 import { Notice } from '../common/Notice';

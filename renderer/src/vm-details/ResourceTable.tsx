@@ -1,5 +1,5 @@
 import { useState } from 'react';
-import type { RelabelTarget, ResourceClass, VmResource, VmState } from '../../../src/main/ipc-contract';
+import type { RelabelTarget, ResourceClass, VmResource, VmState } from '../../../src/contracts/ipc-contract';
 import { ContextText } from '../mcs/ContextText';
 import { McsChip } from '../mcs/McsChip';
 import { levelOfContext } from '../mcs/mcs-level';

@@ -1,5 +1,5 @@
 import { useState } from 'react';
-import type { SeclabelDefinition, VmDetails } from '../../../src/main/ipc-contract';
+import type { SeclabelDefinition, VmDetails } from '../../../src/contracts/ipc-contract';
 import { errorMessage, useApi } from '../api';
 import { Notice } from '../common/Notice';
 import { StaticLabelEditor, type StaticLabelDraft } from '../label-editor/StaticLabelEditor';

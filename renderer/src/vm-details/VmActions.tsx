@@ -1,5 +1,5 @@
 import { useState } from 'react';
-import type { VmSummary } from '../../../src/main/ipc-contract';
+import type { VmSummary } from '../../../src/contracts/ipc-contract';
 import { errorMessage, useApi, useSvirtEvent } from '../api';
 import { confinementOf } from '../common/confinement';
 import { Dialog } from '../common/Dialog';

@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { act, cleanup, fireEvent, render, screen, within } from '@testing-library/react';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { RelabelPreview, RelabelResult, VmDetails } from '../../../src/main/ipc-contract';
+import type { RelabelPreview, RelabelResult, VmDetails } from '../../../src/contracts/ipc-contract';
 import { ApiProvider } from '../api';
 import { createFakeApi, type FakeApi } from '../test-support/fake-api';
 import { diskResource, vmDefinition, vmSummary } from '../test-support/sample-data';

@@ -1,5 +1,5 @@
 import { lazy, Suspense } from 'react';
-import type { VmDetails } from '../../../src/main/ipc-contract';
+import type { VmDetails } from '../../../src/contracts/ipc-contract';
 import { useApi, useSvirtEvent } from '../api';
 import { CONFINEMENT_TEXT, confinementOf, UnconfinedWarning } from '../common/confinement';
 import { Notice } from '../common/Notice';

@@ -1,4 +1,4 @@
-import type { RelabelTarget } from '../../../src/main/ipc-contract';
+import type { RelabelTarget } from '../../../src/contracts/ipc-contract';
 
 /**
  * What each one-click sharing choice means, in the words the buttons and the confirmation use: plain

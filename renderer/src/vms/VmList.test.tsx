@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { cleanup, fireEvent, render, screen, within } from '@testing-library/react';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { VmSummary } from '../../../src/main/ipc-contract';
+import type { VmSummary } from '../../../src/contracts/ipc-contract';
 import { confinedVm, vmSummary } from '../test-support/sample-data';
 import { VmList } from './VmList';
 

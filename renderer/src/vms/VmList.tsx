@@ -1,6 +1,6 @@
 import { useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { useVirtualizer } from '@tanstack/react-virtual';
-import type { VmState, VmSummary } from '../../../src/main/ipc-contract';
+import type { VmState, VmSummary } from '../../../src/contracts/ipc-contract';
 import { CONFINEMENT_TEXT, confinementOf } from '../common/confinement';
 import { StateBadge } from '../common/StateBadge';
 import { ContextText } from '../mcs/ContextText';

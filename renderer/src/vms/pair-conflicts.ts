@@ -1,4 +1,4 @@
-import type { VmSummary } from '../../../src/main/ipc-contract';
+import type { VmSummary } from '../../../src/contracts/ipc-contract';
 import { pairOf } from '../mcs/mcs-level';
 
 export interface PairConflicts {

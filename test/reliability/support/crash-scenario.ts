@@ -1,7 +1,7 @@
 import { copyFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import type { HelperClient } from '../../../src/main/helper-client';
-import type { RunInfo } from '../../../src/main/helper/vm-lifecycle';
+import type { HelperClient } from '../../../src/user/helper-client';
+import type { RunInfo } from '../../../src/root/helper/vm-lifecycle';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../../support/helper-session';
 import { seededUnit } from '../../support/seeded-random';
 import {

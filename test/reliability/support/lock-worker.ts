@@ -5,7 +5,7 @@
 // Lost increments mean two processes held the lock at once.
 import { openSync, closeSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
-import { withStateLock } from '../../../src/main/state/state-lock';
+import { withStateLock } from '../../../src/host/state-lock';
 
 const [mode, dir, n] = process.argv.slice(2) as [string, string, string];
 const lockPath = path.join(dir, 'lock');

@@ -4,8 +4,8 @@ import { chmod, chown, link, mkdir, symlink, writeFile } from 'node:fs/promises'
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
-import { MAX_LINE_BYTES } from '../../../src/main/helper/protocol';
-import { HelperStateStore } from '../../../src/main/state/helper-state';
+import { MAX_LINE_BYTES } from '../../../src/contracts/helper-protocol';
+import { HelperStateStore } from '../../../src/root/state/helper-state';
 import { createTestHost, type TestHost } from '../../support/helper-session';
 import {
   diffSnapshots, findProcesses, helperEnv, OTHER_UID, RawHelper, REQUESTER_UID, snapshotFiles, type FileSnapshot,

@@ -3,9 +3,9 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { McsAllocator } from '../../../src/labeling/mcs-allocator';
-import { HelperStateStore } from '../../../src/main/state/helper-state';
-import { processStartTime } from '../../../src/main/state/state-lock';
+import { McsAllocator } from '../../../src/core/selinux/mcs-allocator';
+import { HelperStateStore } from '../../../src/root/state/helper-state';
+import { processStartTime } from '../../../src/host/state-lock';
 import type { TestHost } from '../../support/helper-session';
 
 /**

@@ -2,8 +2,8 @@ import { execFile } from 'node:child_process';
 import { chown, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import type { HelperClient } from '../../../src/main/helper-client';
-import type { RunInfo } from '../../../src/main/helper/vm-lifecycle';
+import type { HelperClient } from '../../../src/user/helper-client';
+import type { RunInfo } from '../../../src/root/helper/vm-lifecycle';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../../support/helper-session';
 import { helperEnv, OTHER_UID, REQUESTER_UID } from './reliability';
 

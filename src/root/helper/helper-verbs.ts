@@ -1,0 +1,281 @@
+import { randomUUID } from 'node:crypto';
+import net from 'node:net';
+import path from 'node:path';
+import { connectConsole, type ConsoleViewer } from '../console/console-viewer';
+import type { SelinuxMode } from '../../security/selinux/host-selinux';
+import { labelContentTree, labelFile, restoreContent, LabelConflictError } from '../labels/relabeler';
+import { WalkCancelledError } from '../labels/label-tree-tool';
+import { listDeviceChoices } from '../../host/block-devices';
+import { PathRefusedError, type Requester } from '../../host/path-policy';
+import { connectUnixLow } from '../../security/selinux/socket-context';
+import type { AccelChoice } from '../qemu/accel';
+import type { PolicyProfile } from '../../core/selinux/policy-profile';
+import { formatContext } from '../../core/selinux/context';
+import { PRODUCT_VERSION } from '../../core/version';
+import type { VerbContext, VerbHandler, VerbTable } from './helper-server';
+import type { HelperConfig } from './helper-config';
+import { ajv, HelperError } from '../../contracts/helper-protocol';
+import { vmId, type VmControl, type VmLifecycle } from './vm-lifecycle';
+import { SNAPSHOT_NAME_PATTERN } from '../../core/vm-definition';
+import { vncSocketPath } from '../qemu/launch';
+
+/**
+ * The helper's verbs: each with a strict schema (checked before it runs) and a handler that calls the
+ * lifecycle, the relabeler or the console keeper. Requests act for the session's requester only.
+ */
+export interface VerbDeps {
+  readonly lifecycle: VmLifecycle;
+  readonly config: HelperConfig;
+  readonly profile: PolicyProfile;
+  readonly requester: Requester;
+  readonly selinux: () => Promise<SelinuxMode>;
+  readonly accel: () => Promise<AccelChoice>;
+}
+
+const PATH = { type: 'string', minLength: 1, maxLength: 4096 } as const;
+const VM_REF = { type: 'string', minLength: 1, maxLength: 128, pattern: '^([0-9]{1,10}/)?[A-Za-z0-9][A-Za-z0-9._-]*$' } as const;
+const SESSION = { type: 'string', minLength: 1, maxLength: 64 } as const;
+/** A relabel's job id, chosen by the requester so that it can cancel the walk while it runs. */
+const JOB = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } as const;
+// Never starts with "-" (it reaches qemu-img's argv on the user side) and never looks like a numeric id.
+const SNAPSHOT_NAME = { type: 'string', pattern: SNAPSHOT_NAME_PATTERN } as const;
+
+function verb<A>(schema: object, run: (args: A, context: VerbContext) => Promise<unknown>): VerbHandler {
+  return { validate: ajv.compile<A>({ type: 'object', additionalProperties: false, ...schema }), run };
+}
+
+/** Wraps refusals from the file layer into protocol errors with the right code. */
+async function asProtocolError<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof PathRefusedError) throw new HelperError('refused', err.message);
+    if (err instanceof LabelConflictError) throw new HelperError('conflict', err.message);
+    throw err;
+  }
+}
+
+export function createVerbs(deps: VerbDeps): VerbTable {
+  const { lifecycle, profile } = deps;
+  const sessions = new Map<string, ConsoleViewer>();
+  // A name means the requester's own VM; `uid/name` is accepted for root (and for one's own uid).
+  const resolveVm = (vm: string) => (vm.includes('/') ? vm : vmId(deps.requester.uid, vm));
+  const session = (id: string) => {
+    const viewer = sessions.get(id);
+    if (!viewer) throw new HelperError('not-found', `no console session ${id}`);
+    return viewer;
+  };
+
+  // Display relays: a byte pipe between the requester and qemu's VNC socket, which only root and the qemu uid
+  // can reach. The VNC protocol itself runs end to end between the viewer (noVNC) and qemu.
+  const displays = new Map<string, net.Socket>();
+  // Tree relabels running for this session's requester, by job id: a cancel finds only its own
+  // requester's jobs (another user's helper session has a map of its own).
+  const relabelJobs = new Map<string, AbortController>();
+  const display = (id: string) => {
+    const socket = displays.get(id);
+    if (!socket) throw new HelperError('not-found', `no display session ${id}`);
+    return socket;
+  };
+
+  const verbs: Record<string, VerbHandler> = {
+    status: verb<Record<string, never>>({ properties: {} }, async () => ({
+      version: PRODUCT_VERSION,
+      selinux: await deps.selinux(),
+      policy: {
+        type: profile.policyType,
+        fallback: profile.fallback,
+        processType: profile.processContext.type,
+        tcgProcessType: profile.tcgProcessType ?? null,
+        imageType: profile.imageContext.type,
+        contentType: profile.contentContext.type,
+        notes: profile.notes,
+      },
+      accel: await deps.accel().then((a) => ({ kind: a.accel, reason: a.reason })),
+      requesterUid: deps.requester.uid,
+      stateDir: deps.config.stateDir,
+    })),
+
+    list: verb<Record<string, never>>({ properties: {} }, () => lifecycle.list()),
+
+    reconcile: verb<Record<string, never>>({ properties: {} }, () => lifecycle.reconcile()),
+
+    start: verb<{ definition: unknown; allowUnconfined?: boolean; reservedLevels?: string[] }>({
+      required: ['definition'],
+      properties: {
+        definition: { type: 'object' },
+        allowUnconfined: { type: 'boolean' },
+        reservedLevels: { type: 'array', maxItems: 4096, items: { type: 'string', maxLength: 512 } },
+      },
+    }, (args) => asProtocolError(() => lifecycle.start(args.definition, {
+      ...(args.allowUnconfined === undefined ? {} : { allowUnconfined: args.allowUnconfined }),
+      ...(args.reservedLevels === undefined ? {} : { reservedLevels: args.reservedLevels }),
+    }))),
+
+    stop: verb<{ vm: string; force?: boolean; timeoutMs?: number }>({
+      required: ['vm'],
+      properties: { vm: VM_REF, force: { type: 'boolean' }, timeoutMs: { type: 'integer', minimum: 0, maximum: 3_600_000 } },
+    }, (args) => lifecycle.stop(resolveVm(args.vm), {
+      ...(args.force === undefined ? {} : { force: args.force }),
+      ...(args.timeoutMs === undefined ? {} : { timeoutMs: args.timeoutMs }),
+    })),
+
+    forceOff: verb<{ vm: string }>({ required: ['vm'], properties: { vm: VM_REF } },
+      (args) => lifecycle.stop(resolveVm(args.vm), { force: true })),
+
+    control: verb<{ vm: string; action: VmControl }>({
+      required: ['vm', 'action'],
+      properties: { vm: VM_REF, action: { type: 'string', enum: ['pause', 'resume', 'reboot'] } },
+    }, (args) => lifecycle.control(resolveVm(args.vm), args.action)),
+
+    snapshot: verb<{ vm: string; op: 'list' | 'take' | 'delete' | 'revert'; name?: string }>({
+      required: ['vm', 'op'],
+      properties: { vm: VM_REF, op: { type: 'string', enum: ['list', 'take', 'delete', 'revert'] }, name: SNAPSHOT_NAME },
+    }, (args) => lifecycle.snapshot(resolveVm(args.vm), args.op, args.name)),
+
+    relabel: verb<{ path: string; mode: 'shared' | 'readonly' | 'private' | 'restore'; vm?: string; job?: string }>({
+      required: ['path', 'mode'],
+      properties: { path: PATH, mode: { type: 'string', enum: ['shared', 'readonly', 'private', 'restore'] }, vm: VM_REF, job: JOB },
+    }, (args, context) => asProtocolError(async () => {
+      const onProgress = (done: number, total: number) => context.emit('relabel-progress', { path: args.path, done, total });
+      // Tree walks hold the state lock only to record intent and results (see labelContentTree).
+      if (args.mode === 'restore') return restoreContent(lifecycle.relabelTransact(), args.path);
+      if (args.mode === 'private') {
+        if (!args.vm) throw new HelperError('bad-request', 'relabel private needs the VM whose image label to use');
+        const vm = args.vm;
+        return lifecycle.withRelabelContext(async (ctx) => {
+          const record = await lifecycle.find(resolveVm(vm));
+          if (!record.imageLabel) throw new HelperError('refused', `VM ${record.id} has no image label (seclabel none or relabel no)`);
+          return labelFile(ctx, record.id, 'private', args.path, record.imageLabel);
+        });
+      }
+      const base = args.mode === 'shared' ? profile.imageContext : profile.contentContext;
+      // Shared content is at the bare sensitivity (s0): every VM's pair dominates it.
+      const low = { sensitivity: deps.config.categoryRange.sensitivity, categories: [] };
+      const label = formatContext({ ...base, range: { low, high: low } });
+      if (args.job === undefined) return labelContentTree(lifecycle.relabelTransact(), args.path, args.mode, label, onProgress);
+      const job = args.job;
+      if (relabelJobs.has(job)) throw new HelperError('bad-request', `job ${job} is already running: give each relabel its own job id`);
+      const controller = new AbortController();
+      relabelJobs.set(job, controller);
+      try {
+        return await labelContentTree(lifecycle.relabelTransact(), args.path, args.mode, label, onProgress, controller.signal);
+      } catch (err) {
+        if (err instanceof WalkCancelledError) throw new HelperError('failed', `relabel of ${args.path} cancelled: every label it changed is back`);
+        throw err;
+      } finally {
+        relabelJobs.delete(job);
+      }
+    })),
+
+    // Stops a tree relabel of this requester's; the walk rolls back, and the relabel request answers that.
+    cancelRelabel: verb<{ job: string }>({ required: ['job'], properties: { job: JOB } }, async (args) => {
+      const controller = relabelJobs.get(args.job);
+      if (!controller) throw new HelperError('not-found', `no relabel job ${args.job} of yours is running`);
+      controller.abort();
+      return { cancelled: args.job };
+    }),
+
+    checkDevice: verb<{ path: string; class?: 'private' | 'shared' | 'readonly' }>({
+      required: ['path'],
+      properties: { path: PATH, class: { type: 'string', enum: ['private', 'shared', 'readonly'] } },
+    }, (args) => lifecycle.checkDevice(args.path, args.class ?? 'private', 'path')),
+
+    listDevices: verb<Record<string, never>>({ properties: {} }, () => listDeviceChoices(deps.config.pathPolicy, deps.requester)),
+
+    consoleAttach: verb<{ vm: string; resumeFrom?: number | null }>({
+      required: ['vm'],
+      properties: { vm: VM_REF, resumeFrom: { type: ['integer', 'null'], minimum: 0 } },
+    }, async (args, context) => {
+      const record = await lifecycle.find(resolveVm(args.vm));
+      const id = randomUUID();
+      // Listeners go on before the keeper's replay can arrive, and hold events back until the attach
+      // response has gone out, so a client never sees data for a session it does not know yet.
+      let held: (() => void)[] | null = [];
+      const emit = (event: string, data: object) => {
+        const send = () => context.emit(event, { session: id, ...data });
+        if (held) held.push(send);
+        else send();
+      };
+      const viewer = connectConsole(lifecycle.consoleSocket(record), { resumeFrom: args.resumeFrom ?? null });
+      viewer.on('data', (data) => emit('console-data', { data: data.toString('base64') }));
+      viewer.on('resize', (size) => emit('console-resize', size));
+      viewer.on('end', (end) => {
+        sessions.delete(id);
+        emit('console-end', { reason: end.reason, offset: end.offset });
+      });
+      const info = await viewer.ready.catch((err: Error) => {
+        throw new HelperError('failed', `console of ${record.id} is not available: ${err.message}`);
+      });
+      sessions.set(id, viewer);
+      setImmediate(() => {
+        const pending = held ?? [];
+        held = null;
+        for (const send of pending) send();
+      });
+      return { session: id, vm: record.id, offset: info.offset, replayedBytes: info.end - info.offset, dropped: info.dropped, size: info.size };
+    }),
+
+    consoleInput: verb<{ session: string; data: string; encoding?: 'utf8' | 'base64' }>({
+      required: ['session', 'data'],
+      properties: { session: SESSION, data: { type: 'string', maxLength: 256 * 1024 }, encoding: { type: 'string', enum: ['utf8', 'base64'] } },
+    }, async (args) => {
+      session(args.session).write(Buffer.from(args.data, args.encoding ?? 'utf8'));
+      return null;
+    }),
+
+    consoleResize: verb<{ session: string; cols: number; rows: number }>({
+      required: ['session', 'cols', 'rows'],
+      properties: { session: SESSION, cols: { type: 'integer', minimum: 1, maximum: 10000 }, rows: { type: 'integer', minimum: 1, maximum: 10000 } },
+    }, async (args) => {
+      session(args.session).resize(args.cols, args.rows);
+      return null;
+    }),
+
+    displayAttach: verb<{ vm: string }>({ required: ['vm'], properties: { vm: VM_REF } }, async (args, context) => {
+      const record = await lifecycle.find(resolveVm(args.vm));
+      const definition = record.definition as { display?: string };
+      if (definition.display !== 'vnc') throw new HelperError('not-found', `VM ${record.id} has no display`);
+      const socketPath = vncSocketPath(lifecycle.displayDir(record.ownerUid, record.name));
+      const id = randomUUID();
+      // At s0 where SELinux is on: qemu may use its end of the connection (socket-context.ts).
+      const socket = connectUnixLow(path.resolve(socketPath));
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', resolve);
+        socket.once('error', (err) => reject(new HelperError('failed', `display of ${record.id} is not available: ${err.message}`)));
+      });
+      // Data events wait for the attach response, so a client never sees bytes of a session it does not know yet.
+      socket.pause();
+      displays.set(id, socket);
+      socket.on('data', (data) => context.emit('display-data', { session: id, data: data.toString('base64') }));
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        displays.delete(id);
+        context.emit('display-end', { session: id, reason: 'closed' });
+      });
+      setImmediate(() => socket.resume());
+      return { session: id, vm: record.id };
+    }),
+
+    displayInput: verb<{ session: string; data: string }>({
+      required: ['session', 'data'],
+      properties: { session: SESSION, data: { type: 'string', maxLength: 256 * 1024, pattern: '^[A-Za-z0-9+/]*={0,2}$' } },
+    }, async (args) => {
+      display(args.session).write(Buffer.from(args.data, 'base64'));
+      return null;
+    }),
+
+    displayDetach: verb<{ session: string }>({ required: ['session'], properties: { session: SESSION } }, async (args) => {
+      display(args.session).destroy();
+      displays.delete(args.session);
+      return null;
+    }),
+
+    consoleDetach: verb<{ session: string }>({ required: ['session'], properties: { session: SESSION } }, async (args) => {
+      await session(args.session).close();
+      sessions.delete(args.session);
+      return null;
+    }),
+  };
+  return verbs;
+}
