@@ -253,7 +253,10 @@ export interface AuditVm {
   processLevel?: McsLevel | null;
 }
 
-/** Columns: every resource of a running VM, with its label on disk and the VMs whose definition names it. */
+/**
+ * Columns: every resource of a running VM, with its label on disk and the running VMs that use it; then the
+ * content trees (shared and read-only disks, installer ISOs) of the user's VMs that no running VM uses.
+ */
 export type AuditResource = AuditMatrix['resources'][number];
 
 export interface AuditReport extends AuditMatrix {

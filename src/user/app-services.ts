@@ -6,7 +6,7 @@ import { formatContext, formatRange, parseContext } from '../core/selinux/contex
 import { EMPTY_TRANSLATION_TABLE, parseSetrans, type TranslationTable } from '../core/selinux/setrans';
 import { checkStaticLabel, type LevelInUse } from '../core/selinux/static-label-check';
 import type { AuditedVm } from '../core/selinux/audit-report';
-import { auditedVms, auditRunningVms } from './audit-service';
+import { auditedVms, auditRunningVms, idleContent } from './audit-service';
 import { HelperClient, resolveHelperLaunch, type HelperLaunch } from './helper-client';
 import type { RunInfo } from '../contracts/helper-protocol';
 import { selinuxMode, type SelinuxMode } from '../security/selinux/host-selinux';
@@ -406,7 +406,7 @@ export function createServices(options: ServiceOptions = {}): Services {
 
     audit: async (): Promise<AuditReport> => {
       const [audited, selinux] = await Promise.all([options.auditedVms?.() ?? auditedVms(service), mode()]);
-      const matrix = await auditRunningVms(selinux, audited);
+      const matrix = await auditRunningVms(selinux, audited, { idle: await idleContent(store, audited) });
       const withLevels = await Promise.all(matrix.vms.map(async (v) => ({ ...v, processLevel: await mcsLevel(v.processLabel) })));
       return { ...matrix, vms: withLevels };
     },

@@ -1,14 +1,16 @@
-import { access, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, realpath, rename, stat, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { evaluateAccess } from '../core/selinux/access/evaluate-access';
-import { buildAuditMatrix, READ_PERMS, WRITE_PERMS, type AccessOracle, type AccessVerdict, type AuditedVm, type AuditMatrix } from '../core/selinux/audit-report';
+import { buildAuditMatrix, READ_PERMS, WRITE_PERMS, type AccessOracle, type AccessVerdict, type AuditedResource, type AuditedVm, type AuditMatrix } from '../core/selinux/audit-report';
 import { parseContext } from '../core/selinux/context';
 import { SELINUXFS, type SelinuxMode } from '../security/selinux/host-selinux';
 import { KernelAccess } from '../security/selinux/kernel-access';
+import { readLabels } from '../security/selinux/file-labels';
 import { isUnder } from '../host/path-policy';
 import { defaultCacheDir, loadAccessPolicy, readLiveBooleanStates } from '../security/selinux/policy-query';
 import type { VmService } from './vm-service';
+import type { VmStore } from './vm-store';
 
 /**
  * The live audit: which running VM may use which file. With SELinux on, the kernel's security server
@@ -25,6 +27,8 @@ export interface AuditSource {
 export interface AuditOptions {
   /** Where selinuxfs is mounted (a test passes a directory of its own). */
   readonly selinuxfs?: string;
+  /** Content trees no running VM uses (idleContent), as columns after the running VMs' files. */
+  readonly idle?: readonly AuditedResource[];
 }
 
 /** The kernel as an access oracle (errors are 'error' verdicts, never denials). */
@@ -46,12 +50,14 @@ export async function evaluatorOracle(options: { policyPath?: string; booleanSta
 export async function auditRunningVms(mode: SelinuxMode, vms: readonly AuditedVm[], options: AuditOptions = {}): Promise<AuditMatrix & { source: AuditSource }> {
   if (mode !== 'disabled') {
     const source: AuditSource = { kind: 'kernel', why: `SELinux is ${mode}: the kernel's security server answers each check (its access vectors do not depend on the mode)` };
-    return { ...(await buildAuditMatrix(mode, vms, kernelOracle(options.selinuxfs))), source };
+    return { ...(await buildAuditMatrix(mode, vms, kernelOracle(options.selinuxfs), options.idle)), source };
   }
   const { oracle, policyPath } = await evaluatorOracle();
   const source: AuditSource = { kind: 'evaluator', why: `SELinux is disabled in this kernel: the installed policy (${policyPath}) is evaluated offline, TE rules and constraints` };
-  return { ...(await buildAuditMatrix(mode, vms, oracle)), source };
+  return { ...(await buildAuditMatrix(mode, vms, oracle, options.idle)), source };
 }
+
+const tclassOf = (path: string) => (isUnder(path, '/dev') ? 'blk_file' : 'file');
 
 /** The running VMs of the requester as the audit takes them: labels from the helper, files from disk. */
 export async function auditedVms(service: VmService): Promise<AuditedVm[]> {
@@ -64,9 +70,32 @@ export async function auditedVms(service: VmService): Promise<AuditedVm[]> {
     ...(vm.confinement ? { confinement: vm.confinement } : {}),
     notConfinedReason: vm.notConfinedReason,
     resources: (await service.labels(vm.name)).map((l) => ({
-      path: l.path, class: l.class, expectedLabel: l.expectedLabel, actualLabel: l.actualLabel, tclass: isUnder(l.path, '/dev') ? 'blk_file' : 'file',
+      path: l.path, class: l.class, expectedLabel: l.expectedLabel, actualLabel: l.actualLabel, tclass: tclassOf(l.path),
     })),
   })));
+}
+
+/**
+ * The content trees of the requester's VMs that no running VM uses: the shared and read-only disks and the
+ * installer ISOs their definitions name, with the label on disk. Such content keeps its label between
+ * runs, so it stays within every running VM's reach; the audit shows it beside the running VMs' files.
+ * Taken from the user's own definitions: the helper's journal knows only trees it relabeled, other
+ * users' among them, and not content left at its own label.
+ */
+export async function idleContent(store: VmStore, running: readonly AuditedVm[]): Promise<AuditedResource[]> {
+  const used = new Set(running.flatMap((vm) => vm.resources.map((r) => r.path)));
+  const content = new Map<string, string>();
+  for (const d of (await store.list()).definitions) {
+    if (d.boot.kind === 'iso' && !used.has(d.boot.iso)) content.set(d.boot.iso, 'readonly');
+    for (const disk of d.disks) if (disk.class !== 'private' && !used.has(disk.path)) content.set(disk.path, disk.class);
+  }
+  const paths = [...content.keys()];
+  // A device's label is on its node: /dev/VG/LV is a link to it.
+  const nodes = await Promise.all(paths.map((p) => (isUnder(p, '/dev') ? realpath(p).catch(() => p) : p)));
+  const labels = await readLabels(nodes);
+  return paths.map((p, k) => ({
+    path: p, class: content.get(p) as string, expectedLabel: null, actualLabel: labels.get(nodes[k] as string) ?? null, tclass: tclassOf(p),
+  }));
 }
 
 export interface OracleDisagreement {

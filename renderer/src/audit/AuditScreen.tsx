@@ -169,7 +169,7 @@ function Matrix({ report }: { report: AuditReport }) {
                 aria-colindex={col.index + 2}
                 className="matrix__column"
                 style={{ left: ROW_HEADER_WIDTH + col.start, width: col.size }}
-                title={`${r.path}\n${r.label ?? 'no label'}\nused by ${r.usedBy.join(', ') || 'no VM'}`}
+                title={`${r.path}\n${r.label ?? 'no label'}\nused by ${r.usedBy.join(', ') || 'no running VM'}`}
               >
                 <div className="matrix__file">{baseName(r.path)}</div>
                 <McsChip level={levelOfContext(r.label)} />

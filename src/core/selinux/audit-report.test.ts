@@ -74,6 +74,19 @@ describe('audit matrix on the reference policy', () => {
     expect(report.problems.map((p) => p.kind)).toEqual(['unconfined-vm']);
   });
 
+  it('adds the content trees no running VM uses as columns of their own, with each running VM\'s access to them', async () => {
+    const content = 'system_u:object_r:virt_content_t:s0';
+    const a = vm('a', 's0:c1,c2', [res('/a.img', 'private', image('s0:c1,c2'), image('s0:c1,c2')), res('/iso', 'readonly', content, content)]);
+    const idle = [res('/srv/media', 'readonly', null, content), res('/srv/scratch', 'shared', null, image('s0')), res('/iso', 'readonly', null, content)];
+    const report = await buildAuditMatrix('enforcing', [a], oracle, idle);
+    // A tree a running VM uses stays its column, once.
+    expect(report.resources.map((r) => [r.path, r.usedBy])).toEqual([['/a.img', ['a']], ['/iso', ['a']], ['/srv/media', []], ['/srv/scratch', []]]);
+    const access = (p: string) => cellsOf(report).find((c) => c.vm === 'a' && c.path === p)?.access;
+    expect(access('/srv/media')).toBe('read');
+    expect(access('/srv/scratch')).toBe('write');
+    expect(report.problems).toEqual([]);
+  });
+
   it('packs a large matrix into few verdicts: 20 VMs × 2,000 files on 20 pairs', async () => {
     const vms = Array.from({ length: 20 }, (_, i) => {
       const pair = `s0:c${2 * i},c${2 * i + 1}`;

@@ -71,6 +71,7 @@ export interface AuditVerdict {
 export interface AuditMatrix {
   /** Every running VM; processLabel null: qemu runs unconfined (seclabel none), with a row of its own. */
   vms: { name: string; processLabel: string | null; confinement?: Confinement }[];
+  /** Every running VM's files, then the content trees no running VM uses (usedBy empty). */
   resources: { path: string; label: string | null; usedBy: string[] }[];
   verdicts: AuditVerdict[];
   /** Row-major cells as runs: [verdict index, run length, verdict index, run length, …]. */
@@ -220,8 +221,13 @@ const pairOfLabel = (label: string | null): string | null => {
   return range !== null && !range.includes('-') && range.includes(':') ? range : null;
 };
 
-/** Builds the matrix (running VMs × their resources) and the problem list. */
-export async function buildAuditMatrix(mode: 'enforcing' | 'permissive' | 'disabled', running: readonly AuditedVm[], oracle: AccessOracle): Promise<AuditMatrix> {
+/**
+ * Builds the matrix (running VMs × their resources, then `idle`: content trees no running VM uses, which
+ * keep their label between runs and so stay within every VM's reach) and the problem list.
+ */
+export async function buildAuditMatrix(
+  mode: 'enforcing' | 'permissive' | 'disabled', running: readonly AuditedVm[], oracle: AccessOracle, idle: readonly AuditedResource[] = [],
+): Promise<AuditMatrix> {
   const problems: AuditProblem[] = [];
   if (mode === 'disabled') problems.push({ kind: 'selinux-disabled', severity: 'critical', message: 'SELinux is disabled: no VM is confined, labels are only prepared' });
   if (mode === 'permissive') problems.push({ kind: 'selinux-permissive', severity: 'critical', message: 'SELinux is permissive: denials are logged but not enforced' });
@@ -245,6 +251,7 @@ export async function buildAuditMatrix(mode: 'enforcing' | 'permissive' | 'disab
       }
     }
   }
+  for (const r of idle) if (!resources.has(r.path)) resources.set(r.path, { path: r.path, label: r.actualLabel, usedBy: [], resource: r, owners: [] });
 
   const byPair = new Map<string, string[]>();
   for (const vm of running) {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { auditedVms, auditRunningVms, compareWithOffline } from '../audit-service';
+import { auditedVms, auditRunningVms, compareWithOffline, idleContent } from '../audit-service';
 import { cellsOf } from '../../core/selinux/audit-report';
 import { selinuxMode } from '../../security/selinux/host-selinux';
 import { CliError, EXIT } from './exit-codes';
@@ -8,7 +8,7 @@ import { withSession } from './vm-commands';
 
 /**
  * `svirt audit`: the live access matrix of the requester's running VMs (each VM against every file a
- * running VM uses), the problems found, and each VM's confinement. With --compare-offline, on a kernel with
+ * running VM uses, and the content trees of stopped ones), the problems found, and each VM's confinement. With --compare-offline, on a kernel with
  * SELinux on, every permission is also asked of the offline evaluator on the kernel's loaded policy, and
  * the differences are listed (exit 1 when there are any): the check an enforcing test host runs.
  */
@@ -24,7 +24,7 @@ export function registerAuditCommand(program: Command): void {
       const mode = await selinuxMode();
       if (opts.compareOffline && mode === 'disabled') throw new CliError('--compare-offline needs a kernel with SELinux on (enforcing or permissive): there is no kernel to compare with');
       const vms = await auditedVms(service);
-      const matrix = await auditRunningVms(mode, vms);
+      const matrix = await auditRunningVms(mode, vms, { idle: await idleContent(service.store, vms) });
       const comparison = opts.compareOffline ? await compareWithOffline(vms, opts.policy === undefined ? {} : { policyPath: opts.policy }) : undefined;
 
       if (opts.json) {
