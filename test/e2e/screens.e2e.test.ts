@@ -1,10 +1,10 @@
-import axe from 'axe-core';
 import { build } from 'esbuild';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { axeViolations } from '../support/axe';
 import { serveRenderer } from '../support/serve-renderer';
 
 // Every screen of the built renderer in Chromium, at the smallest window the app allows and at its
@@ -112,15 +112,6 @@ async function overflow(): Promise<string[]> {
   });
 }
 
-async function axeViolations(): Promise<string[]> {
-  // By evaluate, not a <script>: the app's CSP allows only its own scripts, rightly.
-  await page.evaluate(axe.source);
-  const results = await page.evaluate(() => (window as unknown as { axe: typeof axe }).axe.run(document, { resultTypes: ['violations'] }));
-  return results.violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
-}
-
 beforeAll(async () => {
   await mkdir(SHOTS, { recursive: true });
   server = await serveRenderer();
@@ -163,7 +154,7 @@ describe('the screens at the smallest and the default window, light and dark', (
           await page.waitForTimeout(150);
           expect(await page.evaluate(() => document.documentElement.dataset.theme), screen.name).toBe(theme);
           failures.push(...(await overflow()).map((p) => `${screen.name}: ${p}`));
-          failures.push(...(await axeViolations()).map((p) => `${screen.name}: ${p}`));
+          failures.push(...(await axeViolations(page)).map((p) => `${screen.name}: ${p}`));
           await page.screenshot({ path: path.join(SHOTS, `e2e-${screen.name}-${size.width}x${size.height}-${theme}.png`) });
         }
         await closeDialogs();

@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react';
+import { memo, useEffect, useState } from 'react';
 import type { RelabelPreview, RelabelResult, RelabelTarget, VmResource } from '../../../src/contracts/ipc-contract';
 import { errorMessage, useApi, useSvirtEvent } from '../api';
 import { Dialog } from '../common/Dialog';
@@ -120,7 +120,8 @@ export function RelabelDialog({ vm, resource, to, onClose, onApplied }: RelabelD
   );
 }
 
-function ChangeList({ preview }: { preview: RelabelPreview }) {
+// Memoized: progress events re-render the dialog many times, and a tree's list can hold thousands of rows.
+const ChangeList = memo(function ChangeList({ preview }: { preview: RelabelPreview }) {
   return (
     <>
       {preview.warnings.map((warning) => (
@@ -164,4 +165,4 @@ function ChangeList({ preview }: { preview: RelabelPreview }) {
       )}
     </>
   );
-}
+});
