@@ -38,7 +38,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import type { HelperClient } from '../src/user/helper-client';
-import type { RunInfo } from '../src/root/helper/vm-lifecycle';
 import { emptyJournal } from '../src/root/labels/label-journal';
 import { DEFAULT_PATH_POLICY } from '../src/host/path-policy';
 import { labelFile, restoreHolder, type RelabelContext } from '../src/root/labels/relabeler';
@@ -48,6 +47,8 @@ import { allocateVmId, DEFAULT_VM_ID_RANGE } from '../src/root/state/vm-ids';
 import { writeFileAtomic } from '../src/host/atomic-file';
 import { connectUnix, GUEST_READY_MARKER } from '../test/support/guest';
 import { createTestHost, type TestHost } from '../test/support/helper-session';
+import { wireDefinition } from '../test/support/wire-definition';
+import type { VmDefinitionInput } from '../src/core/vm-definition';
 
 const run = promisify(execFile);
 
@@ -104,13 +105,13 @@ interface OursResult {
   firstBytes: string;
 }
 
-function definition(host: TestHost, diskPath: string): Record<string, unknown> {
-  return {
+function definition(host: TestHost, diskPath: string): VmDefinitionInput {
+  return wireDefinition({
     version: 1, name: VM_NAME, memoryMiB: MEMORY_MIB, vcpus: 1, createdAt: new Date().toISOString(),
     boot: { kind: 'kernel', kernel: host.kernel, initrd: host.initrd, cmdline: host.append },
     disks: [{ path: diskPath, format: 'raw', class: 'private', relabel: true }],
     seclabel: { mode: 'dynamic' },
-  };
+  });
 }
 
 /** The spec the helper hands launchQemu for `definition` (see VmLifecycle.start), for the bare run. */
@@ -148,9 +149,9 @@ async function runOurs(helper: HelperClient, host: TestHost, diskPath: string): 
   helper.on('event', onEvent);
   try {
     const t0 = wallNow();
-    const info = await helper.request<RunInfo>('start', { definition: definition(host, diskPath), allowUnconfined: true });
+    const info = await helper.request('start', { definition: definition(host, diskPath), allowUnconfined: true });
     const startedAt = wallNow();
-    const attached = await helper.request<{ session: string }>('consoleAttach', { vm: VM_NAME });
+    const attached = await helper.request('consoleAttach', { vm: VM_NAME });
     const attachedAt = wallNow();
     session = attached.session;
     for (const e of early) if (e.session === session) take(e.data, e.at);
@@ -306,7 +307,7 @@ async function straceRound(host: TestHost, diskPath: string, workDir: string): P
   try {
     await helper.request('status');
     const t0 = wallNow() / 1000;
-    await helper.request<RunInfo>('start', { definition: definition(host, diskPath), allowUnconfined: true });
+    await helper.request('start', { definition: definition(host, diskPath), allowUnconfined: true });
     const t1 = wallNow() / 1000;
     await helper.request('forceOff', { vm: VM_NAME });
     const lines = (await readFile(traceFile, 'utf8')).split('\n');
@@ -368,7 +369,7 @@ async function main(): Promise<void> {
     const { stdout: version } = await run(QEMU, ['--version']);
     // Helper start-up and the accelerator probe happen here, before any timing.
     const t = wallNow();
-    const status = await helper.request<{ accel: { kind: string; reason: string }; selinux: string }>('status');
+    const status = await helper.request('status');
     console.log(`start bench: ${version.split('\n')[0]}; ${os.cpus().length} CPUs; SELinux ${status.selinux}; accel ${status.accel.kind} (${status.accel.reason})`);
     console.log(`helper start-up + first status (not counted): ${r1(wallNow() - t)} ms`);
     const journalNote = JOURNAL_FILES > 0 ? await growJournal(helper, host, JOURNAL_FILES) : undefined;

@@ -7,7 +7,6 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServices } from '../src/user/app-services';
 import type { HelperClient } from '../src/user/helper-client';
-import type { RunInfo } from '../src/root/helper/vm-lifecycle';
 import { majMinOf, openBlockDevice } from '../src/host/block-devices';
 import { readLabel } from '../src/security/selinux/file-labels';
 import type { PathPolicyConfig } from '../src/host/path-policy';
@@ -15,6 +14,7 @@ import { createDeviceBed, FIXED_DISK_LABEL, nodeOwner, type DeviceBed } from './
 import { GUEST_READY_MARKER } from './support/guest';
 import { ConsoleTap, createTestHost, type TestHost } from './support/helper-session';
 import { helperEnv, REQUESTER_UID } from './reliability/support/reliability';
+import { wireDefinition } from './support/wire-definition';
 
 // Block-device disks on real devices (issue 15): loop devices over sparse files, LVM on a loop device
 // (LVs only where the kernel has device-mapper), a real helper and real qemu.
@@ -29,7 +29,7 @@ let root: HelperClient;
 let granted: string;
 let notGranted: string;
 
-const definition = (name: string, disks: { path: string; class: 'private' | 'shared' | 'readonly' }[]) => ({
+const definition = (name: string, disks: { path: string; class: 'private' | 'shared' | 'readonly' }[]) => wireDefinition({
   version: 1, name, memoryMiB: 128, vcpus: 1, createdAt: new Date().toISOString(),
   boot: { kind: 'kernel', kernel: host.kernel, initrd: host.initrd, cmdline: host.append },
   disks: disks.map((d) => ({ ...d, format: 'raw', relabel: true })), seclabel: { mode: 'dynamic' },
@@ -55,7 +55,7 @@ beforeAll(async () => {
   root = host.startHelper(helperEnv(0));
 });
 afterAll(async () => {
-  const running = await root?.request<RunInfo[]>('list').catch(() => []) ?? [];
+  const running = await root?.request('list').catch(() => []) ?? [];
   for (const vm of running) await root.request('forceOff', { vm: vm.id }).catch(() => undefined);
   await host?.dispose();
   await bed?.dispose();
@@ -187,8 +187,8 @@ describe('VMs on block devices', () => {
     const before = { a: await state(a), b: await state(b), shared: await state(shared) };
     expect(before.a.label).toBe(FIXED_DISK_LABEL);
 
-    const vmA = await root.request<RunInfo>('start', { definition: definition('bd-a', [{ path: a, class: 'private' }, { path: shared, class: 'shared' }]), allowUnconfined: true });
-    const vmB = await root.request<RunInfo>('start', { definition: definition('bd-b', [{ path: b, class: 'private' }, { path: shared, class: 'shared' }]), allowUnconfined: true });
+    const vmA = await root.request('start', { definition: definition('bd-a', [{ path: a, class: 'private' }, { path: shared, class: 'shared' }]), allowUnconfined: true });
+    const vmB = await root.request('start', { definition: definition('bd-b', [{ path: b, class: 'private' }, { path: shared, class: 'shared' }]), allowUnconfined: true });
     const nodeOf = (p: string) => realpath(p);
     expect(await readLabel(await nodeOf(a))).toBe(`system_u:object_r:svirt_image_t:${vmA.level}`);
     expect(await readLabel(await nodeOf(b))).toBe(`system_u:object_r:svirt_image_t:${vmB.level}`);
@@ -303,11 +303,11 @@ describe('the CLI and the device list', () => {
     const user = host.startHelper(helperEnv(REQUESTER_UID));
     const stranger = host.startHelper(helperEnv(REQUESTER_UID + 1));
     try {
-      const listed = await user.request<{ path: string; sizeBytes: number; inUse: string[] }[]>('listDevices');
+      const listed = await user.request('listDevices');
       expect(listed.map((d) => d.path)).toEqual([granted]);
       expect(listed[0]).toMatchObject({ sizeBytes: 16 * 1024 * 1024, inUse: [] });
       expect(await stranger.request('listDevices')).toEqual([]);
-      const all = await root.request<{ path: string; inUse: string[] }[]>('listDevices');
+      const all = await root.request('listDevices');
       expect(all.map((d) => d.path)).toContain(notGranted);
     } finally {
       await user.close();

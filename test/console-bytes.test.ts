@@ -14,9 +14,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../src/user/helper-client';
-import type { RunInfo } from '../src/root/helper/vm-lifecycle';
 import { GUEST_READY_MARKER } from './support/guest';
 import { ConsoleTap, createTestHost, type TestHost } from './support/helper-session';
+import { wireDefinition } from './support/wire-definition';
 
 const CONSOLE_LOGLEVEL = 7;
 const BURST_LINES = 600;
@@ -32,7 +32,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const hog of hogs) hog.kill('SIGKILL');
-  const running = await helper.request<RunInfo[]>('list').catch(() => []);
+  const running = await helper.request('list').catch(() => []);
   for (const vm of running) await helper.request('forceOff', { vm: vm.id }).catch(() => undefined);
   await host.dispose();
 });
@@ -68,14 +68,14 @@ describe('console bytes from a real guest', () => {
     // Busy host: one CPU hog per core, beside the guest, the helper and the keeper.
     for (let i = 0; i < 2; i++) hogs.push(spawn('sha256sum', ['/dev/zero'], { stdio: 'ignore' }));
     const log = await host.disk('log.img');
-    const definition = {
+    const definition = wireDefinition({
       version: 1, name: 'bytes', memoryMiB: 128, vcpus: 1, createdAt: new Date().toISOString(),
       // devkmsg=on: /dev/kmsg lines are not rate-limited, so the burst prints whole.
       boot: { kind: 'kernel', kernel: host.kernel, initrd: host.initrd, cmdline: `${host.append} printk.devkmsg=on` },
       disks: [{ path: log, format: 'raw', class: 'private', relabel: true }],
       seclabel: { mode: 'dynamic' },
-    };
-    await helper.request<RunInfo>('start', { definition, allowUnconfined: true });
+    });
+    await helper.request('start', { definition, allowUnconfined: true });
     const tap = await ConsoleTap.attach(helper, 'bytes');
     await tap.waitFor(/guest# /, 240_000);
     await tap.run('dmesg -r > /dev/vda; sync; echo dumped-$((2*3))', /dumped-6/, 60_000);

@@ -3,11 +3,11 @@ import { chown, copyFile, mkdir, readdir, readFile, readlink, stat } from 'node:
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../src/user/helper-client';
-import type { RunInfo } from '../src/root/helper/vm-lifecycle';
 import { OVMF_VARS_TEMPLATE } from '../src/host/firmware';
 import { DEFAULT_VM_ID_RANGE } from '../src/root/state/vm-ids';
 import { GUEST_READY_MARKER } from './support/guest';
 import { ConsoleTap, createTestHost, type TestHost } from './support/helper-session';
+import { wireDefinition } from './support/wire-definition';
 
 // The helper as a boundary between local users (issue 12): real helpers acting for two uids, real qemu.
 const OTHER_UID = 4242;
@@ -15,7 +15,7 @@ let host: TestHost;
 let root: HelperClient;
 let other: HelperClient;
 
-const definition = (name: string, disks: object[], boot: object = { kind: 'kernel', kernel: host.kernel, initrd: host.initrd, cmdline: host.append }) => ({
+const definition = (name: string, disks: object[], boot: object = { kind: 'kernel', kernel: host.kernel, initrd: host.initrd, cmdline: host.append }) => wireDefinition({
   version: 1, name, memoryMiB: 128, vcpus: 1, createdAt: new Date().toISOString(), boot, disks, seclabel: { mode: 'dynamic' },
 });
 const disk = (p: string, cls: 'private' | 'shared' | 'readonly') => ({ path: p, format: 'raw', class: cls, relabel: true });
@@ -36,7 +36,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const helper of [root, other]) {
-    const running = await within(helper.request<RunInfo[]>('list'), 5_000);
+    const running = await within(helper.request('list'), 5_000);
     if (running !== 'pending' && 'value' in running) for (const vm of running.value) await within(helper.request('forceOff', { vm: vm.id }), 30_000);
   }
   await host.dispose();
@@ -48,7 +48,7 @@ describe('helper boundary between users', () => {
     execFileSync('mkfifo', ['-m', '0600', fifo]);
     await chown(fifo, OTHER_UID, OTHER_UID);
     const fifoStart = other.request('start', { definition: definition('fifo-vm', [disk(fifo, 'private')], { kind: 'disk' }), allowUnconfined: true });
-    const rootStart = root.request<RunInfo>('start', { definition: definition('beside-fifo', [disk(await host.disk('beside.img'), 'private')]), allowUnconfined: true });
+    const rootStart = root.request('start', { definition: definition('beside-fifo', [disk(await host.disk('beside.img'), 'private')]), allowUnconfined: true });
     // A refusal needs no waiting at all; 30 s only bounds a busy machine (the old code never returned).
     const fifoResult = await within(fifoStart, 30_000);
     expect(fifoResult === 'pending' ? 'still waiting after 30 s' : 'error' in fifoResult ? fifoResult.error.message : 'started').toMatch(/not a regular file/);
@@ -96,8 +96,8 @@ describe('each VM runs as its own uid', () => {
   it('runs two VMs as two uids of the range, and one VM\'s uid cannot open the other\'s disk through /proc/PID/fd', async () => {
     const rootDisk = await host.disk('uid-root.img');
     const theirs = await otherUsersFiles('uid-other');
-    const a = await root.request<RunInfo>('start', { definition: definition('uid-a', [disk(rootDisk, 'private')]), allowUnconfined: true });
-    const b = await other.request<RunInfo>('start', { definition: definition('uid-b', [disk(theirs.disk, 'private')], theirs.boot), allowUnconfined: true });
+    const a = await root.request('start', { definition: definition('uid-a', [disk(rootDisk, 'private')]), allowUnconfined: true });
+    const b = await other.request('start', { definition: definition('uid-b', [disk(theirs.disk, 'private')], theirs.boot), allowUnconfined: true });
     const [uidA, uidB] = [await vmUid(a.pid!), await vmUid(b.pid!)];
     expect(uidA).not.toBe(uidB);
     // A private disk belongs to its VM's uid while it runs.
@@ -121,7 +121,7 @@ describe('each VM runs as its own uid', () => {
     const nvram = await host.disk('uid-nvram.fd');
     await copyFile(OVMF_VARS_TEMPLATE, nvram);
     await chown(nvram, OTHER_UID, OTHER_UID);
-    const vm = await root.request<RunInfo>('start', { definition: { ...definition('uid-uefi', []), firmware: { kind: 'uefi', nvram } }, allowUnconfined: true });
+    const vm = await root.request('start', { definition: { ...definition('uid-uefi', []), firmware: { kind: 'uefi', nvram } }, allowUnconfined: true });
     expect((await stat(nvram)).uid).toBe(await vmUid(vm.pid!));
     await root.request('forceOff', { vm: 'uid-uefi' });
     expect((await stat(nvram)).uid).toBe(OTHER_UID);
@@ -133,7 +133,7 @@ describe('each VM runs as its own uid', () => {
     const boot = { kind: 'kernel', kernel: path.join(dir, 'vmlinuz,1'), initrd: path.join(dir, 'initrd,1.gz'), cmdline: host.append };
     await copyFile(host.kernel, boot.kernel);
     await copyFile(host.initrd, boot.initrd);
-    await root.request<RunInfo>('start', { definition: definition('comma-boot', [], boot), allowUnconfined: true });
+    await root.request('start', { definition: definition('comma-boot', [], boot), allowUnconfined: true });
     const tap = await ConsoleTap.attach(root, 'comma-boot');
     await tap.waitFor(new RegExp(GUEST_READY_MARKER), 120_000);
     await root.request('forceOff', { vm: 'comma-boot' });
@@ -141,7 +141,7 @@ describe('each VM runs as its own uid', () => {
 
   it('after a helper crash and a dead qemu, reconcile gives the disk its owner back and frees the VM\'s uid', async () => {
     const theirs = await otherUsersFiles('crash');
-    const vm = await other.request<RunInfo>('start', { definition: definition('crashed', [disk(theirs.disk, 'private')], theirs.boot), allowUnconfined: true });
+    const vm = await other.request('start', { definition: definition('crashed', [disk(theirs.disk, 'private')], theirs.boot), allowUnconfined: true });
     const uid = await vmUid(vm.pid!);
     expect((await stat(theirs.disk)).uid).toBe(uid);
     other.kill('SIGKILL');
@@ -155,7 +155,7 @@ describe('each VM runs as its own uid', () => {
     const registry = JSON.parse(await readFile(path.join(host.stateDir, 'registry.json'), 'utf8')) as { vms: Record<string, { qemuUid?: number }> };
     expect(Object.values(registry.vms).map((r) => r.qemuUid)).not.toContain(uid);
     // The id is free again: the next VM gets it.
-    const again = await other.request<RunInfo>('start', { definition: definition('crashed', [disk(theirs.disk, 'private')], theirs.boot), allowUnconfined: true });
+    const again = await other.request('start', { definition: definition('crashed', [disk(theirs.disk, 'private')], theirs.boot), allowUnconfined: true });
     expect(await vmUid(again.pid!)).toBe(uid);
     await other.request('forceOff', { vm: 'crashed' });
   });

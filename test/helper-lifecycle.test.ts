@@ -3,17 +3,17 @@ import { chmod, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../src/user/helper-client';
-import type { RunInfo } from '../src/root/helper/vm-lifecycle';
 import { readLabel } from '../src/security/selinux/file-labels';
 import { processStartTime } from '../src/host/state-lock';
 import { GUEST_READY_MARKER } from './support/guest';
 import { ConsoleTap, createTestHost, ORIGINAL_LABEL, type TestHost } from './support/helper-session';
+import { wireDefinition } from './support/wire-definition';
 
 // Real helper process, real qemu (TCG), real labels on real files: the helper issue's integration test.
 let host: TestHost;
 let helper: HelperClient;
 
-const definition = (name: string, disks: object[], seclabel: object = { mode: 'dynamic' }) => ({
+const definition = (name: string, disks: object[], seclabel: object = { mode: 'dynamic' }) => wireDefinition({
   version: 1, name, memoryMiB: 128, vcpus: 1, createdAt: new Date().toISOString(),
   boot: { kind: 'kernel', kernel: host.kernel, initrd: host.initrd, cmdline: host.append },
   disks, seclabel,
@@ -25,14 +25,14 @@ beforeAll(async () => {
   helper = host.startHelper();
 });
 afterAll(async () => {
-  const running = await helper.request<RunInfo[]>('list').catch(() => []);
+  const running = await helper.request('list').catch(() => []);
   for (const vm of running) await helper.request('forceOff', { vm: vm.id }).catch(() => undefined);
   await host.dispose();
 });
 
 describe('helper VM lifecycle', () => {
   it('reports its status: SELinux mode, policy profile from the installed policy, accelerator', async () => {
-    const status = await helper.request<{ selinux: string; policy: { processType: string; imageType: string; contentType: string }; accel: { kind: string } }>('status');
+    const status = await helper.request('status');
     expect(['enforcing', 'permissive', 'disabled']).toContain(status.selinux);
     expect(status.policy).toMatchObject({ processType: 'svirt_t', imageType: 'svirt_image_t', contentType: 'virt_content_t' });
     expect(['kvm', 'tcg']).toContain(status.accel.kind);
@@ -47,10 +47,10 @@ describe('helper VM lifecycle', () => {
 
   it('starts two VMs with distinct pairs, labels their files, relays consoles, and restores everything at stop', async () => {
     const [privA, privB, shared, readonly] = await Promise.all(['a.img', 'b.img', 'shared.img', 'ro.img'].map((n) => host.disk(n)));
-    const vmA = await helper.request<RunInfo>('start', {
+    const vmA = await helper.request('start', {
       definition: definition('vm-a', [disk(privA!, 'private'), disk(shared!, 'shared'), disk(readonly!, 'readonly')]), allowUnconfined: true,
     });
-    const vmB = await helper.request<RunInfo>('start', {
+    const vmB = await helper.request('start', {
       definition: definition('vm-b', [disk(privB!, 'private'), disk(shared!, 'shared')]), allowUnconfined: true,
     });
     expect(vmA.level).toMatch(/^s0:c\d+[,.]c\d+$/);
@@ -77,7 +77,7 @@ describe('helper VM lifecycle', () => {
     await consoleA.run('echo $((6*7))', /^42\r?$/m);
     await consoleB.run('echo $((7*7))', /^49\r?$/m);
 
-    const stopped = await Promise.all([helper.request<{ forced: boolean }>('stop', { vm: 'vm-a' }), helper.request<{ forced: boolean }>('stop', { vm: 'vm-b' })]);
+    const stopped = await Promise.all([helper.request('stop', { vm: 'vm-a' }), helper.request('stop', { vm: 'vm-b' })]);
     expect(stopped.map((s) => s.forced)).toEqual([false, false]); // ACPI shutdown worked
     expect(await readLabel(privA!)).toBe(ORIGINAL_LABEL);
     expect(await readLabel(privB!)).toBe(ORIGINAL_LABEL);
@@ -96,7 +96,7 @@ describe('helper VM lifecycle', () => {
     const notAKernel = await host.disk('not-a-kernel.img');
     await chmod(notAKernel, 0o644);
     // qemu refuses to load an initrd with something that is not a bzImage: "linux kernel too old to load a ram disk".
-    const bad = { ...definition('bad-kernel', [disk(img, 'private')]), boot: { kind: 'kernel', kernel: notAKernel, initrd: host.initrd } };
+    const bad = wireDefinition({ ...definition('bad-kernel', [disk(img, 'private')]), boot: { kind: 'kernel', kernel: notAKernel, initrd: host.initrd } });
     await expect(helper.request('start', { definition: bad, allowUnconfined: true })).rejects.toThrow(/qemu did not start/);
     expect(await readLabel(img)).toBe(ORIGINAL_LABEL);
     expect(await helper.request('list')).toEqual([]);
@@ -108,7 +108,7 @@ describe('helper VM lifecycle', () => {
   it('never touches the files of a static VM with relabel off, byte for byte and label for label', async () => {
     const img = await host.disk('static.img');
     const before = await readFile(img);
-    const vm = await helper.request<RunInfo>('start', {
+    const vm = await helper.request('start', {
       definition: definition('static-vm', [disk(img, 'private', false)], { mode: 'static', label: 'system_u:system_r:svirt_t:s0:c7,c9', relabel: false }),
       allowUnconfined: true,
     });
@@ -124,7 +124,7 @@ describe('helper VM lifecycle', () => {
 
   it('survives SIGKILL of the helper: a new helper lists the VM, attaches to its console, and stops it', async () => {
     const img = await host.disk('survivor.img');
-    const vm = await helper.request<RunInfo>('start', { definition: definition('survivor', [disk(img, 'private')]), allowUnconfined: true });
+    const vm = await helper.request('start', { definition: definition('survivor', [disk(img, 'private')]), allowUnconfined: true });
     const first = await ConsoleTap.attach(helper, 'survivor');
     await first.waitFor(new RegExp(GUEST_READY_MARKER));
     const qemuStart = processStartTime(vm.pid!);
@@ -132,7 +132,7 @@ describe('helper VM lifecycle', () => {
     await helper.exited;
 
     helper = host.startHelper();
-    const listed = await helper.request<RunInfo[]>('list');
+    const listed = await helper.request('list');
     expect(listed.map((v) => [v.name, v.pid, v.level])).toEqual([['survivor', vm.pid, vm.level]]);
     expect(processStartTime(vm.pid!)).toBe(qemuStart);
     const second = await ConsoleTap.attach(helper, 'survivor');

@@ -4,10 +4,10 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../src/user/helper-client';
-import type { RunInfo } from '../src/root/helper/vm-lifecycle';
 import { readLabel, writeLabel } from '../src/security/selinux/file-labels';
 import { GUEST_READY_MARKER } from './support/guest';
 import { ConsoleTap, createTestHost, ORIGINAL_LABEL, type TestHost } from './support/helper-session';
+import { wireDefinition } from './support/wire-definition';
 
 // Real helper, real qemu (TCG), real qcow2 chains and labels: disks (issue 13 §3) and running-VM control (§5).
 const execFileAsync = promisify(execFile);
@@ -15,7 +15,7 @@ let host: TestHost;
 let helper: HelperClient;
 
 const CONTENT = 'system_u:object_r:virt_content_t:s0';
-const definition = (name: string, disks: object[]) => ({
+const definition = (name: string, disks: object[]) => wireDefinition({
   version: 1, name, memoryMiB: 128, vcpus: 1, createdAt: new Date().toISOString(),
   boot: { kind: 'kernel', kernel: host.kernel, initrd: host.initrd, cmdline: host.append },
   disks, seclabel: { mode: 'dynamic' },
@@ -34,7 +34,7 @@ beforeAll(async () => {
   helper = host.startHelper();
 });
 afterAll(async () => {
-  const running = await helper.request<RunInfo[]>('list').catch(() => []);
+  const running = await helper.request('list').catch(() => []);
   for (const vm of running) await helper.request('forceOff', { vm: vm.id }).catch(() => undefined);
   await host.dispose();
 });
@@ -43,7 +43,7 @@ describe('qcow2 backing chains and running-VM control', () => {
   it('runs a VM on an overlay: the overlay carries its pair, the backing file read-only content, qemu gets only fds, and both get their labels back at stop', async () => {
     const base = await host.disk('base.raw');
     const overlay = await overlayOver(base, 'overlay.qcow2');
-    const vm = await helper.request<RunInfo>('start', {
+    const vm = await helper.request('start', {
       definition: definition('chain', [{ path: overlay, format: 'qcow2', class: 'private', relabel: true }]), allowUnconfined: true,
     });
     expect(await readLabel(overlay)).toBe(`system_u:object_r:svirt_image_t:${vm.level}`);
@@ -59,17 +59,17 @@ describe('qcow2 backing chains and running-VM control', () => {
     await tap.waitFor(new RegExp(GUEST_READY_MARKER));
     await tap.run('cat /sys/block/vda/size', /^16384\r?$/m);
 
-    const paused = await helper.request<{ status: string; running: boolean }>('control', { vm: 'chain', action: 'pause' });
+    const paused = await helper.request('control', { vm: 'chain', action: 'pause' });
     expect(paused).toMatchObject({ status: 'paused', running: false });
     expect(await helper.request('control', { vm: 'chain', action: 'resume' })).toMatchObject({ status: 'running', running: true });
     await tap.run('echo $((6*7))', /^42\r?$/m);
 
     // Snapshots of a running VM go through QMP into the overlay; reverting under a running guest is refused.
-    const taken = await helper.request<{ disks: { disk: string; snapshots: { name: string }[] }[] }>('snapshot', { vm: 'chain', op: 'take', name: 'live1' });
+    const taken = await helper.request('snapshot', { vm: 'chain', op: 'take', name: 'live1' });
     expect(taken.disks.map((d) => [d.disk, d.snapshots.map((s) => s.name)])).toEqual([[overlay, ['live1']]]);
     await expect(helper.request('snapshot', { vm: 'chain', op: 'revert', name: 'live1' })).rejects.toThrow(/stop the VM to revert/);
     await expect(helper.request('snapshot', { vm: 'chain', op: 'take', name: '-l' })).rejects.toThrow(/name/);
-    const afterDelete = await helper.request<{ disks: { snapshots: unknown[] }[] }>('snapshot', { vm: 'chain', op: 'delete', name: 'live1' });
+    const afterDelete = await helper.request('snapshot', { vm: 'chain', op: 'delete', name: 'live1' });
     expect(afterDelete.disks[0]?.snapshots).toEqual([]);
 
     const from = tap.output.length;

@@ -2,7 +2,6 @@ import { copyFile, readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../src/user/helper-client';
-import type { RunInfo } from '../src/root/helper/vm-lifecycle';
 import { readLabel, writeLabel } from '../src/security/selinux/file-labels';
 import { OVMF_VARS_TEMPLATE } from '../src/host/firmware';
 import { loadPolicyProfile } from '../src/security/selinux/selinux-files';
@@ -49,7 +48,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  const running = await helper.request<RunInfo[]>('list').catch(() => []);
+  const running = await helper.request('list').catch(() => []);
   for (const vm of running) await helper.request('forceOff', { vm: vm.id }).catch(() => undefined);
   await host.dispose();
 });

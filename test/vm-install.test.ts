@@ -4,13 +4,13 @@ import net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../src/user/helper-client';
-import type { RunInfo } from '../src/root/helper/vm-lifecycle';
 import { readLabel, writeLabel } from '../src/security/selinux/file-labels';
 import { createNvram } from '../src/host/firmware';
 import { GUEST_READY_MARKER } from './support/guest';
 import { ConsoleTap, createTestHost, ORIGINAL_LABEL, type TestHost } from './support/helper-session';
 import { testIso } from './support/test-iso';
 import { freePort } from './support/free-port';
+import { wireDefinition } from './support/wire-definition';
 
 // Installing from an ISO, through the real helper: a CD-ROM booted by SeaBIOS or OVMF, user-mode networking,
 // a VNC display, and the labels of every file the VM opens (real qemu under TCG, real xattrs).
@@ -23,7 +23,7 @@ const PAGE = `svirt-loopback-page-${process.pid}`;
 
 const CONTENT_LABEL = 'system_u:object_r:virt_content_t:s0';
 
-const definition = (name: string, extra: object = {}) => ({
+const definition = (name: string, extra: object = {}) => wireDefinition({
   version: 1, name, memoryMiB: 256, vcpus: 1, createdAt: new Date().toISOString(),
   boot: { kind: 'iso', iso }, disks: [], seclabel: { mode: 'dynamic' }, network: { mode: 'user' }, ...extra,
 });
@@ -58,7 +58,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  const running = await helper.request<RunInfo[]>('list').catch(() => []);
+  const running = await helper.request('list').catch(() => []);
   for (const vm of running) await helper.request('forceOff', { vm: vm.id }).catch(() => undefined);
   page?.close();
   await host.dispose();
@@ -68,7 +68,7 @@ describe('installing from an ISO', () => {
   it('boots the ISO from a CD-ROM before the disk under SeaBIOS, reaches the host loopback by user networking, forwards a port, serves VNC', async () => {
     const disk = await host.disk('bios-disk.img');
     const hostPort = await freePort();
-    const vm = await helper.request<RunInfo>('start', {
+    const vm = await helper.request('start', {
       definition: definition('bios-iso', {
         disks: [{ path: disk, format: 'raw', class: 'private', relabel: true }],
         network: { mode: 'user', portForwards: [{ hostPort, guestPort: 8080 }] },
@@ -124,7 +124,7 @@ describe('installing from an ISO', () => {
     await createNvram(nvram);
     await writeLabel(nvram, ORIGINAL_LABEL);
     // GRUB's EFI loader runs out of memory for the kernel and initramfs with 256 MiB.
-    const vm = await helper.request<RunInfo>('start', {
+    const vm = await helper.request('start', {
       definition: definition('uefi-iso', { firmware: { kind: 'uefi', nvram }, memoryMiB: 512 }),
       allowUnconfined: true,
     });

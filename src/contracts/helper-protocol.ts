@@ -9,7 +9,10 @@
  */
 import { Ajv, type ValidateFunction } from 'ajv';
 import type { Confinement } from '../core/confinement';
-import type { VmDefinition } from '../core/vm-definition';
+import type { VmDefinition, VmDefinitionInput } from '../core/vm-definition';
+import type { SelinuxMode } from '../security/selinux/host-selinux';
+import type { DeviceChoice } from '../host/block-devices';
+import type { WindowSize } from './console-protocol';
 
 /** Longest request line accepted; longer lines are refused before parsing. */
 export const MAX_LINE_BYTES = 1024 * 1024;
@@ -124,3 +127,107 @@ export interface RunInfo {
   runDir: string;
   seclabelMode: VmDefinition['seclabel']['mode'];
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Verbs
+
+/** The helper's own view of the host (the answer of `status`). */
+export interface HelperHostStatus {
+  version: string;
+  selinux: SelinuxMode;
+  policy: {
+    type: string | null;
+    fallback: boolean;
+    processType: string;
+    tcgProcessType: string | null;
+    imageType: string;
+    contentType: string;
+    notes: readonly string[];
+  };
+  accel: { kind: 'kvm' | 'tcg'; reason: string };
+  requesterUid: number;
+  stateDir: string;
+}
+
+/** A file given a VM's private label, as the label journal records it. */
+export interface LabeledFile {
+  path: string;
+  dev: number;
+  ino: number;
+  original: string | null;
+  applied: string;
+  kind: string;
+  holder: string;
+  at: string;
+  owner?: { uid: number; gid: number };
+}
+
+/** `relabel` answers by mode: restore, a shared or read-only tree, or one private file. */
+export type RelabelOutcome =
+  | { readonly restored: number; readonly skipped: { path: string; reason: string }[] }
+  | { readonly labeled: number; readonly skippedSymlinksAndSpecial: string[] }
+  | LabeledFile;
+
+export interface StopResult {
+  id: string;
+  forced: boolean;
+  restoredFiles: number;
+}
+
+type VmArg = { vm: string };
+type NoArgs = Record<string, never>;
+
+/**
+ * The one map of the helper protocol: each verb's arguments and result. The helper's verb table is typed
+ * from it (a verb missing there, or one it does not list, fails the build) and the client's `request` takes
+ * and returns these types, so both ends of the JSON Lines channel are checked against the same shape, as
+ * ipc-contract.ts holds the renderer's calls. The helper's schemas still check every request at run time:
+ * the types say what a well-behaved client sends, never what the helper may assume.
+ */
+export interface HelperVerbs {
+  status: { args: NoArgs; result: HelperHostStatus };
+  list: { args: NoArgs; result: RunInfo[] };
+  reconcile: { args: NoArgs; result: { cleanedUp: string[]; restoredFiles: number } };
+  /** reservedLevels: static labels of the requester's stopped VMs, which no dynamic pair may take. */
+  start: { args: { definition: VmDefinition | VmDefinitionInput; allowUnconfined?: boolean; reservedLevels?: string[] }; result: RunInfo };
+  stop: { args: VmArg & { force?: boolean; timeoutMs?: number }; result: StopResult };
+  forceOff: { args: VmArg; result: StopResult };
+  control: { args: VmArg & { action: 'pause' | 'resume' | 'reboot' }; result: { id: string; status: string; running: boolean } };
+  snapshot: {
+    args: VmArg & { op: 'list' | 'take' | 'delete' | 'revert'; name?: string };
+    /** Each disk's snapshots as qemu's query-named-block-nodes reports them. */
+    result: { id: string; disks: { disk: string; snapshots: Record<string, unknown>[] }[] };
+  };
+  /** job: the requester's own id for a tree walk, which cancelRelabel stops. */
+  relabel: { args: { path: string; mode: 'shared' | 'readonly' | 'private' | 'restore'; vm?: string; job?: string }; result: RelabelOutcome };
+  cancelRelabel: { args: { job: string }; result: { cancelled: string } };
+  checkDevice: {
+    args: { path: string; class?: 'private' | 'shared' | 'readonly' };
+    result: { path: string; node: string; majMin: string; sizeBytes: number; content: string | null };
+  };
+  listDevices: { args: NoArgs; result: DeviceChoice[] };
+  consoleAttach: {
+    args: VmArg & { resumeFrom?: number | null };
+    result: { session: string; vm: string; offset: number; replayedBytes: number; dropped: number; size: WindowSize | null };
+  };
+  consoleInput: { args: { session: string; data: string; encoding?: 'utf8' | 'base64' }; result: null };
+  consoleResize: { args: { session: string; cols: number; rows: number }; result: null };
+  consoleDetach: { args: { session: string }; result: null };
+  displayAttach: { args: VmArg; result: { session: string; vm: string } };
+  displayInput: { args: { session: string; data: string }; result: null };
+  displayDetach: { args: { session: string }; result: null };
+}
+
+export type HelperVerb = keyof HelperVerbs;
+export type Args<K extends HelperVerb> = HelperVerbs[K]['args'];
+export type Result<K extends HelperVerb> = HelperVerbs[K]['result'];
+
+/** Runtime list of verbs; typed so that a verb added to HelperVerbs without listing it fails to compile. */
+export const HELPER_VERBS = [
+  'status', 'list', 'reconcile', 'start', 'stop', 'forceOff', 'control', 'snapshot', 'relabel', 'cancelRelabel',
+  'checkDevice', 'listDevices', 'consoleAttach', 'consoleInput', 'consoleResize', 'consoleDetach',
+  'displayAttach', 'displayInput', 'displayDetach',
+] as const satisfies readonly HelperVerb[];
+type MissingVerb = Exclude<HelperVerb, (typeof HELPER_VERBS)[number]>;
+const _allVerbsListed: MissingVerb extends never ? true : never = true;
+void _allVerbsListed;

@@ -14,7 +14,7 @@ import type {
   AuditReport, HelperStatus, HostStatus, LabelChange, McsLevel, RelabelPreview, RelabelRequest, RelabelResult,
   SvirtCalls, SvirtEvent, Unsubscribe, VmDetails, VmResource, VmSummary,
 } from '../contracts/ipc-contract';
-import { hostUseOfDevice, type DeviceChoice } from '../host/block-devices';
+import { hostUseOfDevice } from '../host/block-devices';
 import { readLabels } from '../security/selinux/file-labels';
 import { loadPolicyProfile, readPolicyFiles } from '../security/selinux/selinux-files';
 import type { DiskClass, VmDefinition } from '../core/vm-definition';
@@ -278,7 +278,7 @@ export function createServices(options: ServiceOptions = {}): Services {
         contentType: p.contentContext.type, fallback: p.fallback, notes: [...p.notes],
       };
       try {
-        const status = await helper().request<{ version: string; selinux: HostStatus['selinux']['mode']; accel: HostStatus['accel'] }>('status');
+        const status = await helper().request('status');
         setHelperStatus({ ...helperStatus, connected: true, version: status.version, error: null });
         return { selinux: { mode: status.selinux, policyType: p.policyType }, profile: profileView, accel: status.accel, helper: helperStatus };
       } catch (err) {
@@ -378,7 +378,7 @@ export function createServices(options: ServiceOptions = {}): Services {
     },
 
     consoleAttach: async ({ vm }) => {
-      const attached = await helper().request<{ session: string; replayedBytes: number }>('consoleAttach', { vm });
+      const attached = await helper().request('consoleAttach', { vm });
       consoleVm.set(attached.session, vm);
       return { session: attached.session, replayedBytes: attached.replayedBytes };
     },
@@ -394,7 +394,7 @@ export function createServices(options: ServiceOptions = {}): Services {
     },
 
     displayAttach: async ({ vm }) => {
-      const attached = await helper().request<{ session: string }>('displayAttach', { vm });
+      const attached = await helper().request('displayAttach', { vm });
       return { session: attached.session };
     },
     displayInput: async ({ session, data }) => {
@@ -414,7 +414,7 @@ export function createServices(options: ServiceOptions = {}): Services {
     createDisk: ({ path: target, format, size }) => service.createDisk({ path: target, format, sizeBytes: parseDiskSize(size, 'Size') }),
     // Outside Electron there is no native picker: the page offers its path field.
     pickDiskFile: async () => null,
-    listDevices: () => helper().request<DeviceChoice[]>('listDevices'),
+    listDevices: () => helper().request('listDevices'),
     attachDisk: async ({ vm, path: image, class: diskClass }) => {
       const probed = await probeDisk(image, diskClass);
       return service.edit(vm, { addDisks: [{ path: probed.path, format: probed.format, class: diskClass, relabel: true }] }, FORM_CHANGE_FIELDS);

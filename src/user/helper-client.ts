@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readJsonLines } from '../contracts/json-lines';
-import type { ErrorCode, HelperMessage } from '../contracts/helper-protocol';
+import type { Args, ErrorCode, HelperMessage, HelperVerb, Result } from '../contracts/helper-protocol';
 
 /** Where packages install the helper; the polkit action's exec.path names the same file. */
 export const INSTALLED_HELPER_PATH = '/usr/libexec/svirt-manager/svirt-helper';
@@ -128,11 +128,20 @@ export class HelperClient extends EventEmitter {
     else pending.reject(new HelperRequestError(message.error.code, message.error.message));
   }
 
-  request<T = unknown>(verb: string, args: Record<string, unknown> = {}): Promise<T> {
+  /** A verb of the protocol map (helper-protocol.ts), with its arguments and result types. */
+  request<K extends HelperVerb>(verb: K, ...[args]: Args<K> extends Record<string, never> ? [args?: Args<K>] : [args: Args<K>]): Promise<Result<K>> {
+    return this.requestUnchecked(verb, args ?? {}) as Promise<Result<K>>;
+  }
+
+  /**
+   * Any verb and arguments, typed or not: for the tests that send what no well-behaved client would (unknown
+   * verbs, wrong argument types) to check the helper refuses it. Product code uses `request`.
+   */
+  requestUnchecked(verb: string, args: Record<string, unknown> = {}): Promise<unknown> {
     if (this.exitError) return Promise.reject(this.exitError);
     const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+    return new Promise<unknown>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
       this.child.stdin.write(`${JSON.stringify({ id, verb, args })}\n`);
     });
   }

@@ -120,7 +120,7 @@ export class VmService {
   ) {}
 
   private async running(): Promise<Map<string, RunInfo>> {
-    const list = await this.helper().request<RunInfo[]>('list');
+    const list = await this.helper().request('list');
     const uid = process.getuid?.() ?? 0;
     return new Map(list.filter((vm) => vm.ownerUid === uid).map((vm) => [vm.name, vm]));
   }
@@ -200,7 +200,7 @@ export class VmService {
 
   async start(name: string, request: StartRequest = {}): Promise<RunInfo> {
     const definition = await this.store.get(name);
-    return this.helper().request<RunInfo>('start', {
+    return this.helper().request('start', {
       definition,
       reservedLevels: await this.reservedLevels(name),
       ...(request.allowUnconfined ? { allowUnconfined: true } : {}),
@@ -292,7 +292,7 @@ export class VmService {
     const disks = definition.disks.filter((d) => d.format === 'qcow2' && d.class !== 'readonly');
     if (disks.length === 0) throw new DiskImageError(`VM ${name} has no writable qcow2 disk: snapshots need qcow2 (convert with qemu-img convert -O qcow2)`);
     if ((await this.running()).has(name)) {
-      const result = await this.helper().request<{ disks: { disk: string; snapshots: Record<string, unknown>[] }[] }>('snapshot', { vm: name, op, ...(snapshot ? { name: snapshot } : {}) });
+      const result = await this.helper().request('snapshot', { vm: name, op, ...(snapshot ? { name: snapshot } : {}) });
       return { vm: name, via: 'qmp', disks: result.disks.map((d) => ({ disk: d.disk, snapshots: snapshotsFromInfo(d.snapshots) })) };
     }
     if (op !== 'list') {

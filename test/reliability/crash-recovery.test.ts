@@ -1,7 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunInfo } from '../../src/root/helper/vm-lifecycle';
 import { ORIGINAL_LABEL } from '../support/helper-session';
 import { seededUnit } from '../support/seeded-random';
 import { CRASH_KINDS, crashIteration, createCrashRig, leaveTornTempFiles, type CrashRig } from './support/crash-scenario';
@@ -51,7 +50,7 @@ describe('power loss and damaged state files', () => {
   it('refuses to run on a guessed state when a state file is damaged (a disk error; rename never tears one), leaving the VMs and the file alone', async () => {
     const disk = rig.privateDisks[0] as string;
     const first = rig.host.startHelper(helperEnv(0));
-    const vm = await first.request<RunInfo>('start', { definition: vmDefinition(rig.host, 'damaged', [{ path: disk, class: 'private' }]), allowUnconfined: true });
+    const vm = await first.request('start', { definition: vmDefinition(rig.host, 'damaged', [{ path: disk, class: 'private' }]), allowUnconfined: true });
     await first.close();
     const labels = await snapshotFiles([disk]);
     for (const damage of ['truncated registry.json', 'empty registry.json', 'truncated journal.json', 'registry.json of the wrong shape']) {

@@ -2,10 +2,10 @@ import { chown, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../../src/user/helper-client';
-import type { RunInfo } from '../../src/root/helper/vm-lifecycle';
 import { writeLabel } from '../../src/security/selinux/file-labels';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
 import { diffSnapshots, helperEnv, OTHER_UID, REQUESTER_UID, snapshotFiles, vmDefinition } from './support/reliability';
+import type { VmDefinitionInput } from '../../src/core/vm-definition';
 
 // The helper as the boundary between two local users, for what labels and starts can do: every label in a
 // start request is checked by the helper itself against the installed policy, and one user's static VM
@@ -29,22 +29,22 @@ async function diskOf(uid: number, name: string): Promise<string> {
   return own(p, uid);
 }
 
-function definitionOf(uid: number, name: string, disks: { path: string; label?: string }[], seclabel: object): Record<string, unknown> {
+function definitionOf(uid: number, name: string, disks: { path: string; label?: string }[], seclabel: object): VmDefinitionInput {
   const home = homes.get(uid) as { kernel: string; initrd: string };
   const def = vmDefinition({ kernel: home.kernel, initrd: home.initrd, append: host.append }, name, disks.map((d) => ({ path: d.path, class: 'private' as const })), { seclabel });
-  (def.disks as Record<string, unknown>[]).forEach((d, i) => {
+  (def.disks as unknown as Record<string, unknown>[]).forEach((d, i) => {
     const label = disks[i]?.label;
     if (label !== undefined) d.label = label;
   });
   return def;
 }
 
-const start = (helper: HelperClient, definition: Record<string, unknown>) => helper.request<RunInfo>('start', { definition, allowUnconfined: true });
+const start = (helper: HelperClient, definition: VmDefinitionInput) => helper.request('start', { definition, allowUnconfined: true });
 
 /** Requires a refusal matching `reason`, with the disks, kernel and initrd unchanged and no VM left running. */
-async function expectRefused(helper: HelperClient, uid: number, definition: Record<string, unknown>, reason: RegExp): Promise<void> {
+async function expectRefused(helper: HelperClient, uid: number, definition: VmDefinitionInput, reason: RegExp): Promise<void> {
   const home = homes.get(uid) as { kernel: string; initrd: string };
-  const watched = [...(definition.disks as { path: string }[]).map((d) => d.path), home.kernel, home.initrd];
+  const watched = [...definition.disks.map((d) => d.path), home.kernel, home.initrd];
   const before = await snapshotFiles(watched);
   const outcome = await start(helper, definition).then(
     (vm) => ({ code: 'ACCEPTED', message: `started ${vm.id} as ${vm.processLabel}` }),
@@ -53,7 +53,7 @@ async function expectRefused(helper: HelperClient, uid: number, definition: Reco
   expect(outcome.code, outcome.message).toBe('refused');
   expect(outcome.message).toMatch(reason);
   expect(diffSnapshots(before, await snapshotFiles(watched))).toEqual([]);
-  expect((await helper.request<RunInfo[]>('list')).map((vm) => vm.name)).not.toContain(definition.name);
+  expect((await helper.request('list')).map((vm) => vm.name)).not.toContain(definition.name);
 }
 
 beforeAll(async () => {
@@ -73,7 +73,7 @@ beforeAll(async () => {
   other = host.startHelper(helperEnv(OTHER_UID));
 });
 afterAll(async () => {
-  const running = await root?.request<RunInfo[]>('list').catch(() => []) ?? [];
+  const running = await root?.request('list').catch(() => []) ?? [];
   for (const vm of running) await root.request('forceOff', { vm: vm.id }).catch(() => undefined);
   await host?.dispose();
 });
@@ -178,9 +178,9 @@ describe('requests act for the requester only', () => {
     const mine = await start(user, definitionOf(REQUESTER_UID, 'listed-mine', [{ path: await diskOf(REQUESTER_UID, 'mine.img') }], { mode: 'dynamic' }));
     const theirs = await start(other, definitionOf(OTHER_UID, 'listed-theirs', [{ path: await diskOf(OTHER_UID, 'theirs.img') }], { mode: 'dynamic' }));
     try {
-      expect((await user.request<RunInfo[]>('list')).map((vm) => vm.id)).toEqual([mine.id]);
-      expect((await other.request<RunInfo[]>('list')).map((vm) => vm.id)).toEqual([theirs.id]);
-      expect((await root.request<RunInfo[]>('list')).map((vm) => vm.id).sort()).toEqual([mine.id, theirs.id].sort());
+      expect((await user.request('list')).map((vm) => vm.id)).toEqual([mine.id]);
+      expect((await other.request('list')).map((vm) => vm.id)).toEqual([theirs.id]);
+      expect((await root.request('list')).map((vm) => vm.id).sort()).toEqual([mine.id, theirs.id].sort());
     } finally {
       await user.request('forceOff', { vm: mine.name });
       await other.request('forceOff', { vm: theirs.name });
@@ -190,7 +190,7 @@ describe('requests act for the requester only', () => {
   it('refuses to run when SUDO_UID or PKEXEC_UID is set but is not a uid, instead of acting for root', async () => {
     for (const bad of ['', 'abc', '-1', '1e3', '4242 ']) {
       const helper = host.startHelper({ SUDO_UID: bad, PKEXEC_UID: undefined });
-      const outcome = await helper.request<{ requesterUid: number }>('status').then((s) => `acted for uid ${s.requesterUid}`, (err: Error & { code: string }) => `${err.code}: ${err.message}`);
+      const outcome = await helper.request('status').then((s) => `acted for uid ${s.requesterUid}`, (err: Error & { code: string }) => `${err.code}: ${err.message}`);
       expect(outcome).toMatch(/^helper-exited: .*SUDO_UID is ".*", not a uid: refusing to guess whom to act for/);
     }
   });

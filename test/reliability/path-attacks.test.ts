@@ -5,7 +5,6 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../../src/user/helper-client';
-import type { RunInfo } from '../../src/root/helper/vm-lifecycle';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
 import { diffSnapshots, helperEnv, OTHER_UID, REQUESTER_UID, snapshotFiles, vmDefinition } from './support/reliability';
 
@@ -46,7 +45,8 @@ async function expectRefused(watched: readonly string[], attempt: () => Promise<
   expect(diffSnapshots(before, await snapshotFiles(watched))).toEqual([]);
 }
 
-const relabel = (helper: HelperClient, p: string, mode: string, vm?: string) => helper.request('relabel', { path: p, mode, ...(vm ? { vm } : {}) });
+// Unchecked: the attacks loop over modes as plain strings; the helper's schema is what they probe.
+const relabel = (helper: HelperClient, p: string, mode: string, vm?: string) => helper.requestUnchecked('relabel', { path: p, mode, ...(vm ? { vm } : {}) });
 
 /** A start (as the requester unless `as` says otherwise) whose only disk is `disk`. */
 function startWith(disk: string, variant: 'private' | 'relabel-off' | 'seclabel-none', as: HelperClient = user, name = 'attack-vm'): Promise<unknown> {
@@ -88,7 +88,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const helper of [root, user]) {
-    const running = await helper.request<RunInfo[]>('list').catch(() => []);
+    const running = await helper.request('list').catch(() => []);
     for (const vm of running) await helper.request('forceOff', { vm: vm.id }).catch(() => undefined);
   }
   for (const p of created.reverse()) await rm(p, { recursive: true, force: true }).catch(() => rmdir(p).catch(() => undefined));
@@ -255,8 +255,8 @@ describe('path attacks through relabel and start', () => {
   it('refuses to relabel a file held private by another running VM, for relabel and for start', async () => {
     await mkdir(path.join(host.dir, 'held'));
     const [a, b] = await Promise.all([host.disk('held/a.img'), host.disk('held/b.img')]);
-    const vmA = await root.request<RunInfo>('start', { definition: vmDefinition(host, 'holder-a', [{ path: a as string, class: 'private' }]), allowUnconfined: true });
-    await root.request<RunInfo>('start', { definition: vmDefinition(host, 'holder-b', [{ path: b as string, class: 'private' }]), allowUnconfined: true });
+    const vmA = await root.request('start', { definition: vmDefinition(host, 'holder-a', [{ path: a as string, class: 'private' }]), allowUnconfined: true });
+    await root.request('start', { definition: vmDefinition(host, 'holder-b', [{ path: b as string, class: 'private' }]), allowUnconfined: true });
     const held = `system_u:object_r:svirt_image_t:${vmA.level}`;
     expect((await snapshotFiles([a as string])).get(a as string)?.label).toBe(held);
     const watched = [a as string, b as string];

@@ -2,7 +2,6 @@ import { chown, copyFile, link, mkdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../../src/user/helper-client';
-import type { RunInfo } from '../../src/root/helper/vm-lifecycle';
 import type { JournalData } from '../../src/root/labels/label-journal';
 import { ORIGINAL_LABEL, type TestHost } from '../support/helper-session';
 import { OTHER_UID, REQUESTER_UID, snapshotFiles, vmDefinition } from './support/reliability';
@@ -35,7 +34,7 @@ describe('one user\'s state cannot stop another user\'s helper', () => {
     await copyFile(host.kernel, kernel);
     await copyFile(host.initrd, initrd);
     const disk = await ownedFile(path.join(home, 'disk.img'), REQUESTER_UID, ORIGINAL_LABEL);
-    const vm = await mallory.request<RunInfo>('start', {
+    const vm = await mallory.request('start', {
       definition: vmDefinition({ kernel, initrd, append: host.append }, 'crafted', [{ path: disk, class: 'private' }]),
       allowUnconfined: true,
     });

@@ -81,7 +81,7 @@ export class ConsoleTap {
       if (!tap) early.push(data);
       else if (data.session === tap.session) tap.output += Buffer.from(data.data, 'base64').toString('latin1');
     });
-    const { session, replayedBytes } = await client.request<{ session: string; replayedBytes: number }>('consoleAttach', { vm });
+    const { session, replayedBytes } = await client.request('consoleAttach', { vm });
     tap = new ConsoleTap(client, session, replayedBytes);
     for (const data of early) if (data.session === session) tap.output += Buffer.from(data.data, 'base64').toString('latin1');
     return tap;

@@ -14,8 +14,8 @@ import { formatContext } from '../../core/selinux/context';
 import { PRODUCT_VERSION } from '../../core/version';
 import type { VerbContext, VerbHandler, VerbTable } from './helper-server';
 import type { HelperConfig } from './helper-config';
-import { ajv, HelperError } from '../../contracts/helper-protocol';
-import { vmId, type VmControl, type VmLifecycle } from './vm-lifecycle';
+import { ajv, HelperError, type Args, type HelperVerb, type Result } from '../../contracts/helper-protocol';
+import { vmId, type VmLifecycle } from './vm-lifecycle';
 import { SNAPSHOT_NAME_PATTERN } from '../../core/vm-definition';
 import { vncSocketPath } from '../qemu/launch';
 
@@ -40,8 +40,17 @@ const JOB = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } as const;
 // Never starts with "-" (it reaches qemu-img's argv on the user side) and never looks like a numeric id.
 const SNAPSHOT_NAME = { type: 'string', pattern: SNAPSHOT_NAME_PATTERN } as const;
 
-function verb<A>(schema: object, run: (args: A, context: VerbContext) => Promise<unknown>): VerbHandler {
-  return { validate: ajv.compile<A>({ type: 'object', additionalProperties: false, ...schema }), run };
+/** A handler known to serve verb K (the phantom field ties a table entry to its key). */
+export interface TypedVerb<K extends HelperVerb> extends VerbHandler {
+  readonly verb?: K;
+}
+
+/** Every verb of the protocol map, each under its own name: a missing or extra verb fails the build. */
+export type HelperVerbTable = { readonly [K in HelperVerb]: TypedVerb<K> };
+
+/** A verb's schema and handler; its args and result types are the protocol map's (K is taken from the table's key). */
+function verb<K extends HelperVerb>(schema: object, run: (args: Args<K>, context: VerbContext) => Promise<Result<K>>): TypedVerb<K> {
+  return { validate: ajv.compile<Args<K>>({ type: 'object', additionalProperties: false, ...schema }), run };
 }
 
 /** Wraps refusals from the file layer into protocol errors with the right code. */
@@ -78,8 +87,8 @@ export function createVerbs(deps: VerbDeps): VerbTable {
     return socket;
   };
 
-  const verbs: Record<string, VerbHandler> = {
-    status: verb<Record<string, never>>({ properties: {} }, async () => ({
+  const verbs: HelperVerbTable = {
+    status: verb({ properties: {} }, async () => ({
       version: PRODUCT_VERSION,
       selinux: await deps.selinux(),
       policy: {
@@ -96,11 +105,11 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       stateDir: deps.config.stateDir,
     })),
 
-    list: verb<Record<string, never>>({ properties: {} }, () => lifecycle.list()),
+    list: verb({ properties: {} }, () => lifecycle.list()),
 
-    reconcile: verb<Record<string, never>>({ properties: {} }, () => lifecycle.reconcile()),
+    reconcile: verb({ properties: {} }, () => lifecycle.reconcile()),
 
-    start: verb<{ definition: unknown; allowUnconfined?: boolean; reservedLevels?: string[] }>({
+    start: verb({
       required: ['definition'],
       properties: {
         definition: { type: 'object' },
@@ -112,7 +121,7 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       ...(args.reservedLevels === undefined ? {} : { reservedLevels: args.reservedLevels }),
     }))),
 
-    stop: verb<{ vm: string; force?: boolean; timeoutMs?: number }>({
+    stop: verb({
       required: ['vm'],
       properties: { vm: VM_REF, force: { type: 'boolean' }, timeoutMs: { type: 'integer', minimum: 0, maximum: 3_600_000 } },
     }, (args) => lifecycle.stop(resolveVm(args.vm), {
@@ -120,20 +129,20 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       ...(args.timeoutMs === undefined ? {} : { timeoutMs: args.timeoutMs }),
     })),
 
-    forceOff: verb<{ vm: string }>({ required: ['vm'], properties: { vm: VM_REF } },
+    forceOff: verb({ required: ['vm'], properties: { vm: VM_REF } },
       (args) => lifecycle.stop(resolveVm(args.vm), { force: true })),
 
-    control: verb<{ vm: string; action: VmControl }>({
+    control: verb({
       required: ['vm', 'action'],
       properties: { vm: VM_REF, action: { type: 'string', enum: ['pause', 'resume', 'reboot'] } },
     }, (args) => lifecycle.control(resolveVm(args.vm), args.action)),
 
-    snapshot: verb<{ vm: string; op: 'list' | 'take' | 'delete' | 'revert'; name?: string }>({
+    snapshot: verb({
       required: ['vm', 'op'],
       properties: { vm: VM_REF, op: { type: 'string', enum: ['list', 'take', 'delete', 'revert'] }, name: SNAPSHOT_NAME },
     }, (args) => lifecycle.snapshot(resolveVm(args.vm), args.op, args.name)),
 
-    relabel: verb<{ path: string; mode: 'shared' | 'readonly' | 'private' | 'restore'; vm?: string; job?: string }>({
+    relabel: verb({
       required: ['path', 'mode'],
       properties: { path: PATH, mode: { type: 'string', enum: ['shared', 'readonly', 'private', 'restore'] }, vm: VM_REF, job: JOB },
     }, (args, context) => asProtocolError(async () => {
@@ -169,21 +178,21 @@ export function createVerbs(deps: VerbDeps): VerbTable {
     })),
 
     // Stops a tree relabel of this requester's; the walk rolls back, and the relabel request answers that.
-    cancelRelabel: verb<{ job: string }>({ required: ['job'], properties: { job: JOB } }, async (args) => {
+    cancelRelabel: verb({ required: ['job'], properties: { job: JOB } }, async (args) => {
       const controller = relabelJobs.get(args.job);
       if (!controller) throw new HelperError('not-found', `no relabel job ${args.job} of yours is running`);
       controller.abort();
       return { cancelled: args.job };
     }),
 
-    checkDevice: verb<{ path: string; class?: 'private' | 'shared' | 'readonly' }>({
+    checkDevice: verb({
       required: ['path'],
       properties: { path: PATH, class: { type: 'string', enum: ['private', 'shared', 'readonly'] } },
     }, (args) => lifecycle.checkDevice(args.path, args.class ?? 'private', 'path')),
 
-    listDevices: verb<Record<string, never>>({ properties: {} }, () => listDeviceChoices(deps.config.pathPolicy, deps.requester)),
+    listDevices: verb({ properties: {} }, () => listDeviceChoices(deps.config.pathPolicy, deps.requester)),
 
-    consoleAttach: verb<{ vm: string; resumeFrom?: number | null }>({
+    consoleAttach: verb({
       required: ['vm'],
       properties: { vm: VM_REF, resumeFrom: { type: ['integer', 'null'], minimum: 0 } },
     }, async (args, context) => {
@@ -216,7 +225,7 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       return { session: id, vm: record.id, offset: info.offset, replayedBytes: info.end - info.offset, dropped: info.dropped, size: info.size };
     }),
 
-    consoleInput: verb<{ session: string; data: string; encoding?: 'utf8' | 'base64' }>({
+    consoleInput: verb({
       required: ['session', 'data'],
       properties: { session: SESSION, data: { type: 'string', maxLength: 256 * 1024 }, encoding: { type: 'string', enum: ['utf8', 'base64'] } },
     }, async (args) => {
@@ -224,7 +233,7 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       return null;
     }),
 
-    consoleResize: verb<{ session: string; cols: number; rows: number }>({
+    consoleResize: verb({
       required: ['session', 'cols', 'rows'],
       properties: { session: SESSION, cols: { type: 'integer', minimum: 1, maximum: 10000 }, rows: { type: 'integer', minimum: 1, maximum: 10000 } },
     }, async (args) => {
@@ -232,7 +241,7 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       return null;
     }),
 
-    displayAttach: verb<{ vm: string }>({ required: ['vm'], properties: { vm: VM_REF } }, async (args, context) => {
+    displayAttach: verb({ required: ['vm'], properties: { vm: VM_REF } }, async (args, context) => {
       const record = await lifecycle.find(resolveVm(args.vm));
       const definition = record.definition as { display?: string };
       if (definition.display !== 'vnc') throw new HelperError('not-found', `VM ${record.id} has no display`);
@@ -257,7 +266,7 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       return { session: id, vm: record.id };
     }),
 
-    displayInput: verb<{ session: string; data: string }>({
+    displayInput: verb({
       required: ['session', 'data'],
       properties: { session: SESSION, data: { type: 'string', maxLength: 256 * 1024, pattern: '^[A-Za-z0-9+/]*={0,2}$' } },
     }, async (args) => {
@@ -265,13 +274,13 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       return null;
     }),
 
-    displayDetach: verb<{ session: string }>({ required: ['session'], properties: { session: SESSION } }, async (args) => {
+    displayDetach: verb({ required: ['session'], properties: { session: SESSION } }, async (args) => {
       display(args.session).destroy();
       displays.delete(args.session);
       return null;
     }),
 
-    consoleDetach: verb<{ session: string }>({ required: ['session'], properties: { session: SESSION } }, async (args) => {
+    consoleDetach: verb({ required: ['session'], properties: { session: SESSION } }, async (args) => {
       await session(args.session).close();
       sessions.delete(args.session);
       return null;

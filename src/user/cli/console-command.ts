@@ -43,7 +43,7 @@ export async function runConsole(helper: HelperClient, vm: string, options: Cons
   const early: [string, SessionEvent][] = [];
   let mine: ((event: string, data: SessionEvent) => void) | undefined;
   helper.on('event', (event: string, data: SessionEvent) => (mine ? mine(event, data) : early.push([event, data])));
-  const { session } = await helper.request<{ session: string }>('consoleAttach', { vm });
+  const { session } = await helper.request('consoleAttach', { vm });
   mine = (event, data) => {
     if (data.session === session) onEvent(event, data);
   };

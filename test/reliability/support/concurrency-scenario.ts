@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { HelperClient } from '../../../src/user/helper-client';
 import type { JournalData } from '../../../src/root/labels/label-journal';
-import type { RunInfo } from '../../../src/root/helper/vm-lifecycle';
 import { HelperStateStore } from '../../../src/root/state/helper-state';
 import { processStartTime, withStateLock } from '../../../src/host/state-lock';
 import { GUEST_READY_MARKER } from '../../support/guest';
@@ -181,7 +180,7 @@ export async function parallelVms(host: TestHost, perHelper: number, lines = CON
     // Both helpers probe their accelerator first, so their starts really overlap.
     await Promise.all(helpers.map((h) => h.request('status')));
     const started = await Promise.all(helpers.map((h, hi) => Promise.all((names[hi] as string[]).map((name) =>
-      h.request<RunInfo>('start', { definition: vmDefinition(host, name, [{ path: diskOf.get(name) as string, class: 'private' }]), allowUnconfined: true })))));
+      h.request('start', { definition: vmDefinition(host, name, [{ path: diskOf.get(name) as string, class: 'private' }]), allowUnconfined: true })))));
     timings.startMs = Date.now() - t0;
     const all = started.flat();
     const levels = all.map((vm) => vm.level);
@@ -208,14 +207,14 @@ export async function parallelVms(host: TestHost, perHelper: number, lines = CON
     log(`load: consoles done after ${timings.consoleMs} ms, ${lostConsoleBytes} bytes lost`);
 
     const stops = await Promise.all(all.map((vm) => (helpers[Number(vm.name.split('-')[1])] as HelperClient)
-      .request<{ forced: boolean }>('stop', { vm: vm.name, timeoutMs: 120_000 })));
+      .request('stop', { vm: vm.name, timeoutMs: 120_000 })));
     forcedStops = stops.filter((s) => s.forced).length;
     timings.stopMs = Date.now() - t0;
     log(`load: all stopped after ${timings.stopMs} ms (${forcedStops} forced)`);
     violations.push(...(await settledInvariants(host, images(ids))).map((v) => `after the stops: ${v}`));
   } finally {
     for (const h of helpers) {
-      const running = await h.request<RunInfo[]>('list').catch(() => []);
+      const running = await h.request('list').catch(() => []);
       await Promise.all(running.map((vm) => h.request('forceOff', { vm: vm.id }).catch(() => undefined)));
     }
     await Promise.all(helpers.map((h) => h.close()));

@@ -1,7 +1,6 @@
 import { copyFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { HelperClient } from '../../../src/user/helper-client';
-import type { RunInfo } from '../../../src/root/helper/vm-lifecycle';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../../support/helper-session';
 import { seededUnit } from '../../support/seeded-random';
 import {
@@ -66,7 +65,7 @@ async function expectHelperDeath(helper: HelperClient, work: Promise<unknown>, w
 async function stopEverything(rig: CrashRig): Promise<void> {
   const helper = rig.host.startHelper(helperEnv(0));
   try {
-    const running = await helper.request<RunInfo[]>('list');
+    const running = await helper.request('list');
     await Promise.all(running.map((vm) => helper.request('forceOff', { vm: vm.id }).catch(() => undefined)));
   } finally {
     await helper.close();
@@ -91,7 +90,7 @@ export async function crashIteration(rig: CrashRig, kind: CrashKind, name: strin
     ...rig.privateDisks.map((p) => ({ path: p, class: 'private' as const })),
     { path: rig.sharedDisk, class: 'shared' as const },
   ]);
-  const start = (helper: HelperClient) => helper.request<RunInfo>('start', { definition, allowUnconfined: true });
+  const start = (helper: HelperClient) => helper.request('start', { definition, allowUnconfined: true });
   const violations: string[] = [];
   let killed = false;
 

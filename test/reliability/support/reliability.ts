@@ -7,6 +7,8 @@ import { McsAllocator } from '../../../src/core/selinux/mcs-allocator';
 import { HelperStateStore } from '../../../src/root/state/helper-state';
 import { processStartTime } from '../../../src/host/state-lock';
 import type { TestHost } from '../../support/helper-session';
+import { wireDefinition } from '../../support/wire-definition';
+import type { VmDefinitionInput } from '../../../src/core/vm-definition';
 
 /**
  * Shared pieces of the reliability tests and the soak: the file watcher (labels, owners, modes), the
@@ -274,14 +276,14 @@ export interface DiskRef {
 /** Smallest memory the test guest boots with under load (80 MiB panics: out of memory for the initramfs). */
 export const GUEST_MEMORY_MIB = 96;
 
-export function vmDefinition(host: Pick<TestHost, 'kernel' | 'initrd' | 'append'>, name: string, disks: readonly DiskRef[], extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
+export function vmDefinition(host: Pick<TestHost, 'kernel' | 'initrd' | 'append'>, name: string, disks: readonly DiskRef[], extra: Record<string, unknown> = {}): VmDefinitionInput {
+  return wireDefinition({
     version: 1, name, memoryMiB: GUEST_MEMORY_MIB, vcpus: 1, createdAt: new Date().toISOString(),
     boot: { kind: 'kernel', kernel: host.kernel, initrd: host.initrd, cmdline: host.append },
     disks: disks.map((d) => ({ path: d.path, format: 'raw', class: d.class, relabel: d.relabel ?? true })),
     seclabel: { mode: 'dynamic' },
     ...extra,
-  };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ import { chown, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { HelperClient } from '../../../src/user/helper-client';
-import type { RunInfo } from '../../../src/root/helper/vm-lifecycle';
 import { createTestHost, ORIGINAL_LABEL, type TestHost } from '../../support/helper-session';
 import { helperEnv, OTHER_UID, REQUESTER_UID } from './reliability';
 
@@ -49,7 +48,7 @@ export async function openTwoUsers(config: Record<string, unknown> = {}): Promis
     host, mallory, alice,
     async close() {
       for (const helper of [mallory, alice]) {
-        const running = await helper.request<RunInfo[]>('list').catch(() => []);
+        const running = await helper.request('list').catch(() => []);
         for (const vm of running) await helper.request('forceOff', { vm: vm.id }).catch(() => undefined);
       }
       await host.dispose();
