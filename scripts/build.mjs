@@ -2,6 +2,7 @@
 import { build } from 'esbuild';
 import { execFile } from 'node:child_process';
 import { chmod, mkdir } from 'node:fs/promises';
+import * as path from 'node:path';
 import { promisify } from 'node:util';
 
 const esmRequireShim = "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);";
@@ -10,12 +11,9 @@ const node = { bundle: true, platform: 'node', target: 'node20', sourcemap: true
 
 await mkdir('dist', { recursive: true });
 await Promise.all([
-  // The helper's tree relabeler (see the file's header): a small C program beside the helper bundle.
-  promisify(execFile)(process.env.CC || 'cc', [
-    '-std=c11', '-O2', '-Wall', '-Wextra', '-Wshadow', '-Wconversion', '-Werror',
-    '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong', '-fPIE', '-pie', '-Wl,-z,relro,-z,now',
-    '-o', 'dist/svirt-label-tree', 'native/label-tree/label-tree.c',
-  ]),
+  // The helper's tree relabeler (native/label-tree/README.md): a small C program beside the helper bundle,
+  // built by its own Makefile (its flags, and its header generated from the path rules' JSON).
+  promisify(execFile)('make', ['--no-print-directory', '-C', 'native/label-tree', `OUT=${path.resolve('dist/svirt-label-tree')}`]),
   // The CLI and the root helper are self-contained files: the helper is installed alone under /usr/libexec.
   build({ ...node, entryPoints: ['src/user/cli.ts'], outfile: 'dist/cli.js', format: 'esm', banner: { js: esmRequireShim } }),
   build({ ...node, entryPoints: ['src/root/helper/helper-main.ts'], outfile: 'dist/svirt-helper.js', format: 'esm', banner: { js: `#!/usr/bin/env node\n${esmRequireShim}` } }),

@@ -7,7 +7,7 @@
  * getfattr, journaling it as JSON and writing with setfattr cost five times what `chcon -R` costs;
  * reading and writing in the same walk, here, costs about what chcon costs.
  *
- *   svirt-label-tree label --label LABEL --uid UID [--any-owner] [--pool REL]... --root-path PATH
+ *   svirt-label-tree label --label LABEL --uid UID [--any-owner] [--pool REL]... [--in-pool POOL] --root-path PATH
  *       fd 3: the tree's root (directory or file), opened and checked by the helper
  *       fd 4: the log, opened by the helper for appending; stdin: prior originals, lines
  *       "INO BIRTH|- HEX|-" or whole log records (their third field is the original)
@@ -28,11 +28,15 @@
  * failed `label`, the labels already applied are in the log: the caller rolls them back with
  * `restore --use before`.
  *
- * Rules, as in the helper's TypeScript path policy: symbolic links, devices, FIFOs and sockets are
- * skipped, never followed or labeled; the walk stays on the root's file system; every file must belong
- * to UID unless --any-owner or under a --pool; a name with control characters is refused; a directory
- * must still be the inode seen when it was listed, and the walk works inside directory fds (fchdir), so
- * a directory swapped for a symlink cannot lead it out of the tree.
+ * Rules, the helper's TypeScript path rules compiled in from the same specification (path-rules.h,
+ * generated from src/core/path-rules.json): PATH must be a normal absolute path, not a system directory
+ * and not under a system tree unless it lies inside POOL (an image pool the helper found the requester
+ * may use); the root must be a file or a directory; every file must belong to UID unless --any-owner or
+ * under a --pool (shared pools); a name with control characters is refused. Inside the tree, symbolic
+ * links, devices, FIFOs and sockets are skipped, never followed or labeled; the walk stays on the root's
+ * file system; a directory must still be the inode seen when it was listed, and the walk works inside
+ * directory fds (fchdir), so a directory swapped for a symlink cannot lead it out of the tree. The helper
+ * applies these rules before it starts the tool; the tool applies them again on what it is handed.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -54,6 +58,8 @@
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+
+#include "path-rules.h"
 
 #define XATTR "security.selinux"
 #define ROOT_FD 3
@@ -124,7 +130,7 @@ static char *join(const char *dir, const char *name) {
   return p;
 }
 
-static void refuse(const char *rel, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static void refuse(const char *rel, const char *fmt, ...) {
   char reason[512];
   va_list ap;
   va_start(ap, fmt);
@@ -137,8 +143,59 @@ static void refuse(const char *rel, const char *fmt, ...) {
 
 static bool has_control_chars(const char *s) {
   for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-    if (*p < 0x20 || *p == 0x7f) return true;
+    if (rules_control_char(*p)) return true;
   return false;
+}
+
+/* Whether path p is dir or lies below it (both absolute and normal, without a trailing slash). */
+static bool is_under(const char *p, const char *dir) {
+  size_t n = strlen(dir);
+  if (strcmp(dir, "/") == 0) return true;
+  return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
+/* A copy of p without trailing slashes ("/" stays "/"). */
+static char *strip_slashes(const char *p) {
+  char *s = xstrdup(p);
+  for (size_t n = strlen(s); n > 1 && s[n - 1] == '/'; n--) s[n - 1] = '\0';
+  return s;
+}
+
+static const char *pool_path; /* --in-pool: the image pool holding the root, one the requester may use */
+
+/* The root's path: well formed, and not the host's (system directories and trees) unless in the pool. */
+static void check_root_path(void) {
+  const char *t = root_path;
+  if (*t == '\0') refuse(".", REASON_EMPTY);
+  if (has_control_chars(t)) refuse(".", REASON_CONTROL_CHARACTERS);
+  if (*t != '/') refuse(".", REASON_NOT_ABSOLUTE);
+  for (const char *seg = t; seg; seg = strchr(seg + 1, '/')) {
+    const char *s = seg + 1;
+    if ((s[0] == '.' && (s[1] == '/' || s[1] == '\0')) || (s[0] == '.' && s[1] == '.' && (s[2] == '/' || s[2] == '\0'))) refuse(".", REASON_DOT_SEGMENTS);
+  }
+  /* Without dot segments, the normal form only folds runs of slashes (one trailing slash may stay). */
+  size_t len = strlen(t), n = 0;
+  char *normal = xmalloc(len + 1);
+  for (size_t i = 0; i < len; i++)
+    if (t[i] != '/' || n == 0 || normal[n - 1] != '/') normal[n++] = t[i];
+  normal[n] = '\0';
+  if (strcmp(normal, t) != 0 && !(n + 1 == len && strncmp(normal, t, n) == 0 && t[n] == '/')) refuse(".", REASON_NOT_NORMAL, normal);
+  free(normal);
+  char *p = strip_slashes(t);
+  for (size_t i = 0; i < RULES_N_SYSTEM_DIRS; i++)
+    if (strcmp(p, RULES_SYSTEM_DIRS[i]) == 0) refuse(".", REASON_SYSTEM_DIR, p);
+  if (pool_path) {
+    char *pool = strip_slashes(pool_path);
+    bool inside = is_under(p, pool) && strcmp(p, pool) != 0;
+    free(pool);
+    if (inside) {
+      free(p);
+      return;
+    }
+  }
+  for (size_t i = 0; i < RULES_N_SYSTEM_TREES; i++)
+    if (is_under(p, RULES_SYSTEM_TREES[i])) refuse(".", REASON_SYSTEM_TREE, RULES_SYSTEM_TREES[i], RULES_SYSTEM_TREE_HINTS[i]);
+  free(p);
 }
 
 /* ---- what the walk needs of a file, from statx (for the birth time) ---- */
@@ -516,8 +573,20 @@ static ssize_t checked_value(ssize_t n, const char *what) {
 }
 
 static void check_owner(const char *rel, const struct entry_stat *st, bool pooled) {
-  if (!any_owner && !pooled && st->uid != owner_uid)
-    refuse(rel, "it belongs to uid %lu, not to the requesting user (uid %lu)", (unsigned long)st->uid, (unsigned long)owner_uid);
+  if (any_owner || pooled || st->uid == owner_uid) return;
+  if (pool_path) refuse(rel, REASON_NOT_OWNER REASON_POOL_NOT_SHARED, (unsigned long)st->uid, (unsigned long)owner_uid, pool_path);
+  refuse(rel, REASON_NOT_OWNER, (unsigned long)st->uid, (unsigned long)owner_uid);
+}
+
+/* Why the root may not be labeled for its file type; NULL for a file or a directory. */
+static const char *kind_refusal(mode_t mode) {
+  if (S_ISREG(mode) || S_ISDIR(mode)) return NULL;
+  if (S_ISLNK(mode)) return KIND_SYMLINK;
+  if (S_ISCHR(mode)) return KIND_CHAR;
+  if (S_ISBLK(mode)) return KIND_BLOCK;
+  if (S_ISFIFO(mode)) return KIND_FIFO;
+  if (S_ISSOCK(mode)) return KIND_SOCKET;
+  return KIND_OTHER;
 }
 
 static void skip(const char *rel, const char *reason) {
@@ -551,7 +620,7 @@ static void walk(int dir_fd, const char *rel) {
     if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) continue;
     if (has_control_chars(name)) {
       char *child = join(rel, name);
-      refuse(child, "a file name in the tree contains control characters");
+      refuse(child, REASON_NAME_CONTROL_CHARACTERS);
     }
     bool owned = mine(e->d_ino);
     struct entry_stat st;
@@ -656,7 +725,8 @@ static int do_label(void) {
   int flags = fcntl(LOG_FD, F_GETFL);
   if (flags < 0 || fcntl(LOG_FD, F_SETFL, flags | O_APPEND) != 0) die("fd 4 (the log) is not open: %s", strerror(errno));
   read_priors();
-  if (!S_ISREG(st.mode) && !S_ISDIR(st.mode)) refuse(".", "only files and directories are content");
+  const char *refusal = kind_refusal(st.mode);
+  if (refusal) refuse(".", "%s", refusal);
   check_owner(".", &st, any_owner || in_pool("."));
   if (S_ISDIR(st.mode)) start_workers();
   if (worker == 0) {
@@ -763,7 +833,7 @@ static int do_restore(bool use_original, const char *under) {
 }
 
 static void usage(void) {
-  die("usage: svirt-label-tree label --label LABEL --uid UID [--any-owner] [--pool REL]... --root-path PATH\n"
+  die("usage: svirt-label-tree label --label LABEL --uid UID [--any-owner] [--pool REL]... [--in-pool POOL] --root-path PATH\n"
       "       svirt-label-tree restore --use original|before [--under REL] --root-path PATH");
 }
 
@@ -780,6 +850,7 @@ int main(int argc, char **argv) {
     if (strcmp(opt, "--label") == 0) label = val;
     else if (strcmp(opt, "--uid") == 0) uid_text = val;
     else if (strcmp(opt, "--pool") == 0) pools[n_pools++] = (char *)val;
+    else if (strcmp(opt, "--in-pool") == 0) pool_path = val;
     else if (strcmp(opt, "--root-path") == 0) root_path = val;
     else if (strcmp(opt, "--use") == 0) use = val;
     else if (strcmp(opt, "--under") == 0) under = val;
@@ -799,5 +870,6 @@ int main(int argc, char **argv) {
   unsigned long uid = strtoul(uid_text, &end, 10);
   if (errno != 0 || *end != '\0' || end == uid_text) usage();
   owner_uid = (uid_t)uid;
+  check_root_path();
   return do_label();
 }

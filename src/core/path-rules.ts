@@ -5,6 +5,7 @@
  * src/host/path-policy.ts; the tree relabeler in native/label-tree applies the same rules.
  */
 import * as path from 'node:path';
+import rules from './path-rules.json';
 
 /**
  * An image pool an administrator configured (helper.json): a directory whose files its users may use even
@@ -74,10 +75,30 @@ export class PathRefusedError extends Error {
   }
 }
 
-// Anything under these is the host's, never a VM's (go-selinux and libvirt refuse the same ground).
-const SYSTEM_TREES = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/libx32', '/proc', '/root', '/run', '/sbin', '/sys', '/usr', '/var'];
-// These directories themselves would relabel everybody's files; what lies inside them is fine.
-const SYSTEM_DIRS = ['/', '/home', '/tmp', '/media', '/mnt', '/opt', '/srv'];
+// The lists, the reasons and the cases that test them live in path-rules.json, which the tree relabeler
+// (native/label-tree) compiles in too: one set of rules for both. Anything under a system tree is the
+// host's, never a VM's (go-selinux and libvirt refuse the same ground); a system directory itself would
+// relabel everybody's files, though what lies inside it is fine.
+const SYSTEM_TREES: readonly string[] = rules.systemTrees;
+const SYSTEM_DIRS: readonly string[] = rules.systemDirs;
+const TREE_HINTS: Readonly<Record<string, string>> = rules.systemTreeHints;
+const CONTROL_CHARS = new RegExp(`[${rules.controlCharacters.map(([lo, hi]) => `${unicode(lo as number)}-${unicode(hi as number)}`).join('')}]`, 'u');
+
+function unicode(code: number): string {
+  return `\\u{${code.toString(16)}}`;
+}
+
+type Reason = keyof typeof rules.reasons;
+
+/** The refusal `reason` of path-rules.json with its {placeholders} filled in. */
+export function reasonText(reason: Reason, values: Readonly<Record<string, string | number>> = {}): string {
+  return rules.reasons[reason].replace(/\{(\w+)\}/g, (_, name: string) => String(values[name] ?? ''));
+}
+
+/** Why a file of this kind may not be relabeled (files and directories may: undefined). */
+export function kindRefusal(kind: string): string | undefined {
+  return Object.hasOwn(rules.kinds, kind) ? (rules.kinds as Record<string, string>)[kind] : undefined;
+}
 
 /** Whether path `p` is `dir` or lies below it (both absolute and normal; a trailing slash is ignored). */
 export function isUnder(p: string, dir: string): boolean {
@@ -87,35 +108,55 @@ export function isUnder(p: string, dir: string): boolean {
 
 /** Syntactic checks that need no file system: absolute, normalized, printable. */
 export function checkPathSyntax(target: string): void {
-  if (typeof target !== 'string' || target === '') throw new PathRefusedError(String(target), 'empty path');
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(target)) throw new PathRefusedError(target, 'path contains control characters (newline, NUL, …)');
-  if (!path.isAbsolute(target)) throw new PathRefusedError(target, 'path must be absolute');
-  if (target.split('/').some((seg) => seg === '..' || seg === '.')) throw new PathRefusedError(target, 'path must not contain "." or ".." segments');
+  if (typeof target !== 'string' || target === '') throw new PathRefusedError(String(target), reasonText('empty'));
+  if (CONTROL_CHARS.test(target)) throw new PathRefusedError(target, reasonText('controlCharacters'));
+  if (!path.isAbsolute(target)) throw new PathRefusedError(target, reasonText('notAbsolute'));
+  if (target.split('/').some((seg) => seg === '..' || seg === '.')) throw new PathRefusedError(target, reasonText('dotSegments'));
   if (path.normalize(target) !== target && `${path.normalize(target)}/` !== target) {
-    throw new PathRefusedError(target, `path is not in normal form (${path.normalize(target)})`);
+    throw new PathRefusedError(target, reasonText('notNormal', { normal: path.normalize(target) }));
   }
 }
 
 /** Location rules: system trees and directories, pools, the requester's home. */
 export function checkPathLocation(target: string, config: PathPolicyConfig, requester: Requester): void {
   const p = target.length > 1 ? target.replace(/\/+$/, '') : target;
-  if (SYSTEM_DIRS.includes(p)) throw new PathRefusedError(target, `${p} itself is a system directory`);
+  if (SYSTEM_DIRS.includes(p)) throw new PathRefusedError(target, reasonText('systemDir', { path: p }));
   if (requester.home && p === requester.home.replace(/\/+$/, '')) throw new PathRefusedError(target, 'the home directory itself cannot be relabeled (files inside it can)');
-  const inPool = config.pools.some((pool) => isUnder(p, pool.path) && p !== pool.path && mayUsePool(pool, requester));
-  if (inPool) return;
+  const pool = poolHolding(p, config, requester);
+  if (pool && p !== pool.path.replace(/\/+$/, '')) return;
   const tree = SYSTEM_TREES.find((dir) => isUnder(p, dir));
-  if (tree) {
-    const hint = tree === '/var' ? ' (outside the configured image pools)' : tree === '/dev' ? ' (a block device must be allowed in helper.json\'s devices)' : '';
-    throw new PathRefusedError(target, `it lies under the system directory ${tree}${hint}`);
-  }
+  if (tree) throw new PathRefusedError(target, reasonText('systemTree', { tree, hint: TREE_HINTS[tree] ?? '' }));
 }
 
 /** A requester may relabel only their own files, but for files in a shared pool they may use (root: any file). */
 export function checkOwner(target: string, ownerUid: number, config: PathPolicyConfig, requester: Requester): void {
   if (requester.uid === 0 || ownerUid === requester.uid) return;
   if (sharedPoolsOf(config, requester).some((pool) => isUnder(target, pool.path))) return;
-  const pool = config.pools.find((p) => isUnder(target, p.path) && mayUsePool(p, requester));
-  const why = pool ? ` (the pool ${pool.path} is not shared)` : '';
-  throw new PathRefusedError(target, `it belongs to uid ${ownerUid}, not to the requesting user (uid ${requester.uid})${why}`);
+  const pool = poolHolding(target, config, requester);
+  const why = pool ? reasonText('poolNotShared', { pool: pool.path }) : '';
+  throw new PathRefusedError(target, reasonText('notOwner', { owner: ownerUid, requester: requester.uid }) + why);
+}
+
+/**
+ * The pool the requester may use that holds `target`: one it lies strictly inside first (that one lifts
+ * the system-tree rule), else one it is the directory of.
+ */
+export function poolHolding(target: string, config: PathPolicyConfig, requester: Requester): ImagePool | undefined {
+  const usable = config.pools.filter((pool) => isUnder(target, pool.path) && mayUsePool(pool, requester));
+  return usable.find((pool) => target.replace(/\/+$/, '') !== pool.path.replace(/\/+$/, '')) ?? usable[0];
+}
+
+/**
+ * What svirt-label-tree is told about the tree it labels at `root`, from the same rules: whether files of
+ * any owner may be labeled (root asks, or a shared pool the requester may use holds the tree), the shared
+ * pools inside the tree (relative to it), and the pool holding the tree (its system-tree rule gives way to it).
+ */
+export function treeGrants(root: string, config: PathPolicyConfig, requester: Requester): { anyOwner: boolean; poolsInside: string[]; pool?: string } {
+  const shared = sharedPoolsOf(config, requester);
+  const pool = poolHolding(root, config, requester);
+  return {
+    anyOwner: requester.uid === 0 || shared.some((p) => isUnder(root, p.path)),
+    poolsInside: shared.filter((p) => p.path !== root && isUnder(p.path, root)).map((p) => path.relative(root, p.path)),
+    ...(pool ? { pool: pool.path } : {}),
+  };
 }

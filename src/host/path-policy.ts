@@ -1,6 +1,6 @@
 import { constants, type Stats } from 'node:fs';
 import { open, readlink, type FileHandle } from 'node:fs/promises';
-import { checkOwner, checkPathLocation, checkPathSyntax, PathRefusedError, type PathPolicyConfig, type Requester } from '../core/path-rules';
+import { checkOwner, checkPathLocation, checkPathSyntax, kindRefusal, PathRefusedError, type PathPolicyConfig, type Requester } from '../core/path-rules';
 
 export * from '../core/path-rules';
 
@@ -50,9 +50,9 @@ export async function openRelabelTarget(target: string, options: OpenOptions): P
     handle = await open(target, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP') throw new PathRefusedError(target, 'it is a symbolic link');
+    if (code === 'ELOOP') throw new PathRefusedError(target, kindRefusal('symlink') as string);
     if (code === 'ENOENT') throw new PathRefusedError(target, 'no such file');
-    if (code === 'ENXIO') throw new PathRefusedError(target, 'it is a socket or device without a reader');
+    if (code === 'ENXIO') throw new PathRefusedError(target, kindRefusal('socket') as string);
     throw new PathRefusedError(target, (err as Error).message);
   }
   try {
@@ -68,10 +68,10 @@ export async function openRelabelTarget(target: string, options: OpenOptions): P
       throw new PathRefusedError(target, `it is not a regular file but ${what} (VMs are given regular files only)`);
     }
     if (kind === 'directory' && !options.allowDirectory) throw new PathRefusedError(target, 'it is a directory (relabel a tree as shared or read-only content instead)');
-    if (kind === 'char') throw new PathRefusedError(target, 'character devices are never given to VMs');
     // Block devices are opened by block-devices.ts, from /dev only; a node made elsewhere is never one.
-    if (kind === 'block') throw new PathRefusedError(target, 'block device not in the allowed list');
-    if (kind === 'other') throw new PathRefusedError(target, 'unsupported file type');
+    // A FIFO is no content either: svirt-label-tree refuses it as a tree's root by the same table.
+    const refusal = kindRefusal(kind);
+    if (refusal) throw new PathRefusedError(target, refusal);
     checkOwner(target, stat.uid, options.config, options.requester);
     return { path: target, handle, stat, fdPath };
   } catch (err) {

@@ -120,6 +120,8 @@ export interface LabelTreeOptions {
   readonly anyOwner: boolean;
   /** Shared pools the requester may use inside the tree, relative to its root: their files may belong to anyone. */
   readonly poolsInside: readonly string[];
+  /** The image pool holding the tree, one the requester may use (the tool's system-tree rule gives way to it). */
+  readonly pool?: string;
   /**
    * Originals of earlier relabels, kept instead of the label found now: lines "INO BIRTH HEX" (BIRTH
    * "-" when unknown, HEX as labelHex) or whole tree logs; for a file listed more than once the first wins.
@@ -137,6 +139,7 @@ export function labelTree(options: LabelTreeOptions): Promise<ToolRun> {
   const args = ['label', '--label', options.label, '--uid', String(options.uid)];
   if (options.anyOwner) args.push('--any-owner');
   for (const pool of options.poolsInside) args.push('--pool', pool);
+  if (options.pool !== undefined) args.push('--in-pool', options.pool);
   return run({
     args, rootFd: options.rootFd, rootPath: options.rootPath, input: options.priors, logFd: options.logFd,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}),

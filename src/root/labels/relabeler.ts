@@ -9,7 +9,7 @@ import { readLabelOfOpened, removeLabel, writeLabel } from '../../security/selin
 import { entriesHeldBy, entriesUnder, recordOwner, TREE_LOG_NAME, treesTouching, type HolderKind, type JournalData, type JournalEntry, type TreeRecord, type TreeWalker } from './label-journal';
 import { labelHex, labelTree, restoreTree } from './label-tree-tool';
 import { openLabelTarget } from '../../host/block-devices';
-import { checkPathSyntax, isUnder, openRelabelTarget, PathRefusedError, sharedPoolsOf, type OpenedTarget, type PathPolicyConfig, type Requester } from '../../host/path-policy';
+import { checkPathSyntax, isUnder, openRelabelTarget, PathRefusedError, treeGrants, type OpenedTarget, type PathPolicyConfig, type Requester } from '../../host/path-policy';
 
 /**
  * Applies labels to disk with the journal as the source of truth: the original label is journaled and
@@ -347,16 +347,15 @@ export async function labelContentTree(
       return {
         logName, absorbed, priors: Buffer.concat(priors), treeLogDir: ctx.treeLogDir,
         superseded: overlapping.filter(([, t]) => isUnder(t.root, root)).map(([name]) => name),
-        // Files of other owners only in shared pools the requester may use (the tool applies the same rule).
-        inPool: sharedPoolsOf(ctx.config, ctx.requester).some((pool) => isUnder(root, pool.path)),
-        poolsInside: sharedPoolsOf(ctx.config, ctx.requester).filter((pool) => pool.path !== root && isUnder(pool.path, root)).map((pool) => path.relative(root, pool.path)),
+        // The tool applies the same path rules again, told what the requester's pools grant here.
+        grants: treeGrants(root, ctx.config, ctx.requester),
         uid: ctx.requester.uid,
       };
     });
     const rootFd = (opened as OpenedTarget).handle.fd;
     const result = await labelTree({
       rootFd, rootPath: root, logFd: (log as FileHandle).fd, label, uid: intent.uid,
-      anyOwner: intent.uid === 0 || intent.inPool, poolsInside: intent.poolsInside, priors: intent.priors,
+      ...intent.grants, priors: intent.priors,
       // Cancelling is one more way for the walk to fail: the same rollback below puts every label back.
       ...(signal ? { signal } : {}),
       onProgress: (done) => {
