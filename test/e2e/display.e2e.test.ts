@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Services } from '../../src/user/app-services';
 import { readLabel } from '../../src/security/selinux/file-labels';
 import type { AppInBrowser } from '../support/app-in-browser';
+import { axeViolations } from '../support/axe';
 import { GUEST_READY_MARKER } from '../support/guest';
 import { closeIsoApp, displayInk, fillIsoCreateForm, openIsoApp, SHOTS, type IsoApp } from './iso-app';
 
@@ -19,7 +20,7 @@ let serial = '';
 let pageErrors: string[] = [];
 let session: IsoApp | undefined;
 
-const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `e2e-${name}.png`) });
 const canvas = () => page.getByTestId('display-screen').locator('canvas');
 const inkPixels = () => displayInk(page);
 
@@ -79,6 +80,8 @@ describe('a VM installed from an ISO, on its graphical display', () => {
     expect(size.width).toBeGreaterThanOrEqual(640);
     expect(size.ink).toBeGreaterThan(1000);
     await shot('display-iso-boot');
+    // The graphical console screen, live: no serious or critical accessibility violation.
+    expect(await axeViolations(page)).toEqual([]);
 
     // Keys typed into noVNC reach the tty1 shell: it writes to the serial port, where the test reads them back.
     await page.getByTestId('display-screen').click();
