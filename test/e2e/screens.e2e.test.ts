@@ -65,6 +65,24 @@ const SCREENS: { name: string; open: () => Promise<void> }[] = [
       await page.getByTestId('change-count').waitFor();
     },
   },
+  {
+    name: 'console',
+    open: async () => {
+      await nav('Virtual machines');
+      await page.getByRole('button', { name: 'web', exact: true }).click();
+      await page.getByRole('tab', { name: 'Console' }).click();
+      await page.locator('.xterm-rows').getByText('root@web').first().waitFor();
+    },
+  },
+  {
+    name: 'disks-snapshots',
+    open: async () => {
+      await nav('Virtual machines');
+      await page.getByRole('button', { name: 'build', exact: true }).click();
+      await page.getByRole('tab', { name: 'Disks & snapshots' }).click();
+      await page.getByText('before-upgrade').first().waitFor();
+    },
+  },
   { name: 'audit', open: async () => { await nav('Access audit'); await page.getByTestId('audit-source').waitFor(); } },
   {
     name: 'create-vm-error',

@@ -248,6 +248,10 @@ export function sampleHandlers(events: () => FakeApi): Partial<SvirtCalls> {
       }, 50);
       return { session: 'web-1', replayedBytes: 1843 };
     },
+    snapshot: async ({ vm }) => ({
+      vm, via: detailsFor(vm).summary.state === 'running' ? 'qmp' : 'qemu-img',
+      disks: detailsFor(vm).definition.disks.filter((d) => d.format === 'qcow2').map((d) => ({ disk: d.path, snapshots: [{ name: 'before-upgrade', date: '2026-12-01T10:00:00Z' }] })),
+    }),
     consoleInput: async () => undefined,
     consoleResize: async () => undefined,
     consoleDetach: async () => undefined,
