@@ -29,6 +29,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { writeLabel } from '../../security/selinux/file-labels';
+import { activeLabelServer } from '../labels/label-server';
 
 /** The name qemu's pipe chardev is given inside the line's directory: it opens ttyS0.in and ttyS0.out. */
 export const SERIAL_LINE_NAME = 'ttyS0';
@@ -52,12 +53,14 @@ export async function createSerialLine(dir: string, owner: { uid: number; gid: n
   await fs.chmod(dir, 0o700);
   const line = path.join(dir, SERIAL_LINE_NAME);
   const { toGuest, fromGuest } = serialFifos(line);
-  // Node has no mkfifo(3); coreutils' mkfifo makes both, mode 0600 whatever the umask.
-  await execFileP('mkfifo', ['-m', '600', '--', toGuest, fromGuest]);
-  for (const p of [toGuest, fromGuest, dir]) {
+  // Node has no mkfifo(3): the helper's label server makes them (mode 0600), else coreutils' mkfifo.
+  const server = activeLabelServer();
+  if (server) await Promise.all([server.mkfifo(toGuest), server.mkfifo(fromGuest)]);
+  else await execFileP('mkfifo', ['-m', '600', '--', toGuest, fromGuest]);
+  await Promise.all([toGuest, fromGuest, dir].map(async (p) => {
     await fs.chown(p, owner.uid, owner.gid);
     if (label !== undefined) await writeLabel(p, label);
-  }
+  }));
   return line;
 }
 

@@ -26,6 +26,14 @@ async function runHelper(): Promise<number> {
   ]);
   // The flags live with the code that starts the helper, so helper and keepers run alike.
   const { HELPER_NODE_FLAGS } = await import('../../user/helper-client');
+  // One-file labels and the serial lines' FIFOs through one long-lived svirt-label-tree instead of a
+  // getfattr/setfattr/mkfifo process per call (several per VM start). Without the tool, the attr tools serve.
+  const { enableLabelServer } = await import('../labels/label-server');
+  try {
+    enableLabelServer();
+  } catch (err) {
+    process.stderr.write(`svirt-helper: one-file labels go through getfattr/setfattr: ${(err as Error).message}\n`);
+  }
   const config = await loadHelperConfig();
   const requester = await resolveRequester();
   const profile = await loadPolicyProfile(undefined, config.categoryRange);

@@ -17,8 +17,29 @@ const READ_BATCH_BYTES = 1024 * 1024;
 // Reading many labels (the app's relabel preview) is bound by the tools' syscalls: that many at once.
 const PARALLEL_TOOLS = Math.max(1, Math.min(4, availableParallelism()));
 
+/**
+ * In-process label calls for one file at a time, where a process offers them (the root helper registers
+ * its svirt-label-tree server, root/labels/label-server.ts): without one, each call runs getfattr or
+ * setfattr. Values are the attribute's bytes; `read` answers them in hex ("0x…"), as getfattr does.
+ */
+export interface LabelIo {
+  read(target: string, follow: boolean): Promise<string | null>;
+  write(target: string, value: Buffer): Promise<void>;
+  /** False when the file had no label. */
+  remove(target: string): Promise<boolean>;
+}
+
+let labelIo: LabelIo | null = null;
+
+/** Routes this process's one-file label calls through `io` (null: the attr tools again). */
+export function useLabelIo(io: LabelIo | null): void {
+  labelIo = io;
+}
+
+const labelBytes = (label: string): Buffer => Buffer.from(`${label}\0`, 'utf8');
+
 export function encodeLabel(label: string): string {
-  return `0x${Buffer.from(`${label}\0`, 'utf8').toString('hex')}`;
+  return `0x${labelBytes(label).toString('hex')}`;
 }
 
 export function decodeLabel(hexValue: string): string {
@@ -119,6 +140,7 @@ export async function readLabel(target: string): Promise<string | null> {
 
 /** The label of an opened file through its /proc/PID/fd/N path (the magic link must be followed). */
 export async function readLabelOfOpened(fdPath: string): Promise<string | null> {
+  if (labelIo) return decodeOrNull(await labelIo.read(fdPath, true));
   try {
     const { stdout } = await run('getfattr', ['--absolute-names', '-e', 'hex', '-n', XATTR, '--', fdPath]);
     return parseGetfattrDump(stdout).get(fdPath) ?? null;
@@ -126,6 +148,10 @@ export async function readLabelOfOpened(fdPath: string): Promise<string | null> 
     if (/No such attribute/.test(String((err as { stderr?: string }).stderr))) return null;
     throw err;
   }
+}
+
+function decodeOrNull(hexValue: string | null): string | null {
+  return hexValue === null ? null : decodeLabel(hexValue);
 }
 
 /** `getfattr -h -e hex -n security.selinux` of some paths: its dump. */
@@ -169,11 +195,16 @@ export async function readLabels(paths: readonly string[]): Promise<Map<string, 
 export async function writeLabel(target: string, label: string): Promise<void> {
   // Not -h: for an fd path the magic link must be followed to the opened file; plain paths were
   // already opened with O_NOFOLLOW by the caller.
+  if (labelIo) return labelIo.write(target, labelBytes(label));
   await run('setfattr', ['-n', XATTR, '-v', encodeLabel(label), '--', target]);
 }
 
 /** Removes the label attribute (a file that had none before we labeled it). */
 export async function removeLabel(target: string): Promise<void> {
+  if (labelIo) {
+    await labelIo.remove(target);
+    return;
+  }
   try {
     await run('setfattr', ['-x', XATTR, '--', target]);
   } catch (err) {
