@@ -47,7 +47,7 @@ import { TCG_ARGS, KVM_CANDIDATES } from '../src/root/qemu/accel';
 import { buildQemuArgv, type LaunchSpec } from '../src/root/qemu/launch';
 import { allocateVmId, DEFAULT_VM_ID_RANGE } from '../src/root/state/vm-ids';
 import { writeFileAtomic } from '../src/host/atomic-file';
-import { connectUnix, GUEST_READY_MARKER } from '../test/support/guest';
+import { connectUnix } from '../test/support/guest';
 import { createTestHost, type TestHost } from '../test/support/helper-session';
 import { wireDefinition } from '../test/support/wire-definition';
 import type { VmDefinitionInput } from '../src/core/vm-definition';
@@ -97,8 +97,6 @@ interface Timeline {
 
 interface OursResult {
   firstByteMs: number;
-  /** The warm-up round only: timed rounds stop at the first byte (the goal's clock). */
-  readyMs?: number;
   timeline: Timeline;
   argvLine: string;
   firstBytes: string;
@@ -127,17 +125,15 @@ async function fileMtime(p: string): Promise<number> {
   return (await stat(p)).mtimeMs;
 }
 
-/** One ours round: start, attach, the first byte (or the ready marker); then the timeline from the run directory; then forceOff. */
-async function runOurs(helper: HelperClient, host: TestHost, diskPath: string, untilReady: boolean): Promise<OursResult> {
+/** One ours round: start, attach, the guest's first byte; then the timeline from the run directory; then forceOff. */
+async function runOurs(helper: HelperClient, host: TestHost, diskPath: string): Promise<OursResult> {
   let session: string | undefined;
   let output = '';
   let firstDataAt: number | undefined;
-  let readyAt: number | undefined;
   const early: { session: string; data: string; at: number }[] = [];
   const take = (data: string, at: number): void => {
     firstDataAt ??= at;
     output += Buffer.from(data, 'base64').toString('latin1');
-    if (readyAt === undefined && output.includes(GUEST_READY_MARKER)) readyAt = at;
   };
   const onEvent = (name: string, data: { session: string; data: string }): void => {
     if (name !== 'console-data') return;
@@ -155,8 +151,8 @@ async function runOurs(helper: HelperClient, host: TestHost, diskPath: string, u
     session = attached.session;
     for (const e of early) if (e.session === session) take(e.data, e.at);
     const deadline = Date.now() + 120_000;
-    while (untilReady ? readyAt === undefined : firstDataAt === undefined) {
-      if (Date.now() > deadline) throw new Error(`no ${untilReady ? GUEST_READY_MARKER : 'output'} within 120 s; output: ${JSON.stringify(output.slice(-300))}`);
+    while (firstDataAt === undefined) {
+      if (Date.now() > deadline) throw new Error('no guest output within 120 s');
       await new Promise((r) => setTimeout(r, 5));
     }
     // The helper's own traces of this start, in its run directory (removed at stop).
@@ -174,7 +170,6 @@ async function runOurs(helper: HelperClient, host: TestHost, diskPath: string, u
     const first = firstDataAt as number;
     return {
       firstByteMs: first - t0,
-      ...(readyAt === undefined ? {} : { readyMs: readyAt - t0 }),
       timeline: {
         prepareMs: launchAt - t0,
         spawnMs: qemuPidAt - launchAt,
@@ -231,12 +226,11 @@ function bareArgv(launcherArgv: readonly string[], diskPath: string, serialPath:
 
 interface BareResult {
   firstByteMs: number;
-  readyMs?: number;
   connectMs: number;
   firstBytes: string;
 }
 
-async function runBare(argv: readonly string[], workDir: string, serialPath: string, qmpPath: string, untilReady: boolean): Promise<BareResult> {
+async function runBare(argv: readonly string[], workDir: string, serialPath: string, qmpPath: string): Promise<BareResult> {
   await rm(serialPath, { force: true });
   await rm(qmpPath, { force: true });
   const log = await open(path.join(workDir, 'bare-qemu.log'), 'a');
@@ -253,19 +247,17 @@ async function runBare(argv: readonly string[], workDir: string, serialPath: str
     const connectedAt = wallNow();
     let output = '';
     let firstAt: number | undefined;
-    let readyAt: number | undefined;
-    socket.on('data', (d: Buffer) => {
+      socket.on('data', (d: Buffer) => {
       const at = wallNow();
       firstAt ??= at;
       output += d.toString('latin1');
-      if (readyAt === undefined && output.includes(GUEST_READY_MARKER)) readyAt = at;
-    });
+      });
     const deadline = Date.now() + 120_000;
-    while (untilReady ? readyAt === undefined : firstAt === undefined) {
-      if (Date.now() > deadline) throw new Error(`bare: no ${untilReady ? GUEST_READY_MARKER : 'output'} within 120 s; output: ${JSON.stringify(output.slice(-300))}`);
+    while (firstAt === undefined) {
+      if (Date.now() > deadline) throw new Error('bare: no guest output within 120 s');
       await Promise.race([new Promise((r) => setTimeout(r, 5)), exited]);
     }
-    return { firstByteMs: (firstAt as number) - t0, ...(readyAt === undefined ? {} : { readyMs: readyAt - t0 }), connectMs: connectedAt - t0, firstBytes: output.slice(0, 60) };
+    return { firstByteMs: (firstAt as number) - t0, connectMs: connectedAt - t0, firstBytes: output.slice(0, 60) };
   } finally {
     socket?.destroy();
     if (child && child.exitCode === null && child.signalCode === null) {
@@ -386,7 +378,7 @@ async function main(): Promise<void> {
 
     // One untimed warm-up start (page cache for the kernel, initrd, node and qemu binaries); its launch line
     // fixes the argv for the bare runs.
-    const warm = await runOurs(helper, host, oursDisk, true);
+    const warm = await runOurs(helper, host, oursDisk);
     // The helper names each disk by the /proc/<pid>/fd path of the file it checked: compare without it.
     const sameDisk = (line: string): string => line.replace(/opaque=(ro|rw):\S+/g, 'opaque=$1:DISK');
     const accelArgs = [TCG_ARGS, ...KVM_CANDIDATES].find((args) => {
@@ -398,8 +390,8 @@ async function main(): Promise<void> {
     const bare = bareArgv(launcherArgv, bareDisk, serialPath, qmpPath, { kernel: host.kernel, initrd: host.initrd });
     console.log(`helper's qemu: ${warm.argvLine}`);
     console.log(`bare qemu:     ${QEMU} ${bare.join(' ')}`);
-    const warmBare = await runBare(bare, workDir, serialPath, qmpPath, true);
-    console.log(`warm-up done (one start each to ${GUEST_READY_MARKER}, not counted): ours ${r1(warm.readyMs ?? NaN)} ms, bare ${r1(warmBare.readyMs ?? NaN)} ms`);
+    await runBare(bare, workDir, serialPath, qmpPath);
+    console.log('warm-up done (one start each, not counted)');
 
     const ours: OursResult[] = [];
     const bares: BareResult[] = [];
@@ -408,13 +400,13 @@ async function main(): Promise<void> {
       const parts: string[] = [];
       for (const who of order) {
         if (who === 'ours') {
-          const o = await runOurs(helper, host, oursDisk, false);
+          const o = await runOurs(helper, host, oursDisk);
           ours.push(o);
           const tl = o.timeline;
           parts.push(`ours ${r1(o.firstByteMs)} ms to first byte (prepare ${r1(tl.prepareMs)}, spawn ${r1(tl.spawnMs)}, qmp+keeper ${r1(tl.qmpAndKeeperMs)}, `
             + `cont ${r1(tl.contMs)}, attach ${r1(tl.attachMs)}, guest ${r1(tl.firstDataMs)})`);
         } else {
-          const b = await runBare(bare, workDir, serialPath, qmpPath, false);
+          const b = await runBare(bare, workDir, serialPath, qmpPath);
           bares.push(b);
           parts.push(`bare ${r1(b.firstByteMs)} ms to first byte (connect ${r1(b.connectMs)})`);
         }
@@ -460,7 +452,6 @@ async function main(): Promise<void> {
       bareMs: r1(bareMs),
       overheadOfMediansMs: r1(oursMs - bareMs),
       helperPathMs: r1(median(helperPath)),
-      warmUpReadyMs: { ours: r1(warm.readyMs ?? NaN), bare: r1(warmBare.readyMs ?? NaN) },
       oursTimelineMs: timeline,
       prepareReplicaMs: replica,
       accel: status.accel.kind,
