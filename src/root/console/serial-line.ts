@@ -37,7 +37,8 @@ export const SERIAL_LINE_NAME = 'ttyS0';
 const execFileP = promisify(execFile);
 /** Raw fds (not FileHandles, which close theirs when collected): each one is handed to a socket. */
 const openFd = promisify(openCallback) as (file: string, flags: number) => Promise<number>;
-const RETRY_MS = 25;
+// A keeper waits for qemu's line while a VM starts (qemu stays paused until it is read): looked for often.
+const RETRY_MS = 5;
 
 /** The two FIFOs of a line whose qemu chardev path is `line`. */
 export function serialFifos(line: string): { toGuest: string; fromGuest: string } {

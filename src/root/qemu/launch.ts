@@ -38,7 +38,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { constants as fsc, readFileSync, renameSync, type Stats } from 'node:fs';
+import { constants as fsc, readdirSync, readFileSync, renameSync, type Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import type net from 'node:net';
 import path from 'node:path';
@@ -476,13 +476,27 @@ function listeningFd(server: net.Server): number {
   return fd;
 }
 
-/** This process's fds above stderr that lack O_CLOEXEC, i.e. that every child would inherit. */
-async function inheritableFds(): Promise<number[]> {
+/**
+ * This process's fds above stderr that lack O_CLOEXEC, i.e. that every child would inherit. Read
+ * synchronously: a few dozen small procfs reads cost less than a trip through the thread pool each.
+ */
+function inheritableFds(): number[] {
   const out: number[] = [];
-  for (const name of await fs.readdir('/proc/self/fdinfo').catch(() => [] as string[])) {
+  let names: string[];
+  try {
+    names = readdirSync('/proc/self/fdinfo');
+  } catch {
+    return out;
+  }
+  for (const name of names) {
     const fd = Number(name);
     if (!Number.isInteger(fd) || fd < 3) continue;
-    const info = await fs.readFile(`/proc/self/fdinfo/${fd}`, 'utf8').catch(() => '');
+    let info = '';
+    try {
+      info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+    } catch {
+      // closed meanwhile
+    }
     const flags = /^flags:\s*([0-7]+)/m.exec(info)?.[1];
     // O_CLOEXEC is 02000000 (octal) in fdinfo's flags.
     if (flags !== undefined && (parseInt(flags, 8) & 0o2000000) === 0) out.push(fd);
@@ -508,7 +522,7 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
   const paths = qemuRunPaths(spec.runDir);
   const running = readQemuPid(spec.runDir);
   if (running !== undefined) throw new Error(`${spec.name}: qemu ${running} from ${paths.pidFile} is still running`);
-  for (const p of [paths.qmpSocket, paths.serialDir, paths.pidFile]) await fs.rm(p, { recursive: true, force: true });
+  await Promise.all([paths.qmpSocket, paths.serialDir, paths.pidFile].map((p) => fs.rm(p, { recursive: true, force: true })));
   if (spec.displayDir !== undefined) await prepareDisplayDir(spec.displayDir, uid, gid, spec.logLabel);
 
   const argv = buildQemuArgv(spec, accelArgs);
@@ -573,7 +587,7 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
 
     // Whatever this process inherited without close-on-exec (node opens its own fds with it) would leak into
     // qemu: those slots get /dev/null instead.
-    const leaked = (await inheritableFds()).filter((fd) => fd > layout.maxFd);
+    const leaked = inheritableFds().filter((fd) => fd > layout.maxFd);
     if (leaked.length > 0) {
       const devNull = await fs.open('/dev/null', fsc.O_RDONLY);
       toClose.push(devNull);
@@ -616,13 +630,10 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
   child.on('error', () => {});
   const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? `exit ${code}`)));
   child.unref();
-  const pidTmp = `${paths.pidFile}.${tag}`;
-  await fs.writeFile(pidTmp, `${pid}\n`, { mode: 0o644 });
-  await fs.rename(pidTmp, paths.pidFile);
-
-  // Started means qemu got past its option parsing and sandbox and answers QMP.
+  // Started means qemu got past its option parsing and sandbox and answers QMP: asked at once, while the
+  // pid file is written (qemu's own start-up is the longer wait).
   const timeoutMs = spec.startTimeoutMs ?? 15_000;
-  const failure = await Promise.race([
+  const started = Promise.race([
     (async () => {
       const qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs });
       try {
@@ -634,6 +645,10 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
     })().catch((e: unknown) => `QMP: ${(e as Error).message}`),
     exited.then((how) => `qemu ended (${how})`),
   ]);
+  const pidTmp = `${paths.pidFile}.${tag}`;
+  await fs.writeFile(pidTmp, `${pid}\n`, { mode: 0o644 });
+  await fs.rename(pidTmp, paths.pidFile);
+  const failure = await started;
   if (failure !== undefined) {
     try {
       process.kill(pid, 'SIGKILL');
