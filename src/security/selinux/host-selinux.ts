@@ -1,4 +1,5 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseContext } from '../../core/selinux/context';
 import type { InUseEntry } from '../../core/selinux/mcs-allocator';
@@ -40,11 +41,13 @@ export async function processLabel(pid: number, procRoot = '/proc'): Promise<str
 export async function liveProcessLevels(mode?: SelinuxMode): Promise<InUseEntry[]> {
   if ((mode ?? (await selinuxMode())) === 'disabled') return [];
   const entries: InUseEntry[] = [];
-  for (const name of await readdir('/proc')) {
+  // Every process's label, read synchronously: hundreds of tiny procfs reads, each cheaper than a trip
+  // through the thread pool (a VM start waits for this scan).
+  for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     let label: string;
     try {
-      label = (await readFile(`/proc/${name}/attr/current`, 'utf8')).replace(/\0+$/, '').trim();
+      label = readFileSync(`/proc/${name}/attr/current`, 'utf8').replace(/\0+$/, '').trim();
     } catch {
       continue; // exited meanwhile
     }
