@@ -84,6 +84,22 @@ describe('the SELinux policy module', () => {
       expect(await sesearch(policy, ['-A', '-s', 'svirt_t', '-t', device]), device).toEqual(await sesearch(HOST_POLICY, ['-A', '-s', 'svirt_t', '-t', device]));
     }
 
+    // Block devices are the helper's alone: every rule the module adds on a device type (the device_node
+    // attribute: fixed_disk_device_t, removable_device_t, device_t, …) has the helper's domain as its source,
+    // never a VM domain nor an attribute one is in. The image types are device_node too (a VM's image may be a
+    // device node) and keep the VM domain's rules above. The helper may relabel a host disk node to a VM's
+    // image label and back.
+    const imageTypes = new Set((await runOk('seinfo', ['-a', 'virt_image_type', '-x', policy])).stdout.split('\n').map((l) => l.trim()));
+    expect(imageTypes).toContain('svirt_image_t');
+    const onDeviceTypes = async (p: string) => (await sesearch(p, ['-A', '-t', 'device_node'])).filter((rule) => !imageTypes.has(/^allow \S+ (\S+):/.exec(rule)?.[1] ?? ''));
+    const stockOnDevices = new Set(await onDeviceTypes(HOST_POLICY));
+    const addedOnDevices = (await onDeviceTypes(policy)).filter((rule) => !stockOnDevices.has(rule));
+    expect(addedOnDevices.filter((rule) => !rule.startsWith('allow svirt_manager_t '))).toEqual([]);
+    expect(addedOnDevices.some((rule) => rule.startsWith('allow svirt_manager_t fixed_disk_device_t:blk_file '))).toBe(true);
+    for (const [type, perm] of [['fixed_disk_device_t', 'relabelfrom'], ['fixed_disk_device_t', 'relabelto'], ['svirt_image_t', 'relabelto'], ['virt_content_t', 'relabelto']] as const) {
+      expect(await sesearch(policy, ['-A', '-s', 'svirt_manager_t', '-t', type, '-c', 'blk_file', '-p', perm]), `${type} ${perm}`).not.toEqual([]);
+    }
+
     const removed = await run('/bin/sh', [scripts.afterRemove, 'remove'], { env, timeoutMs: 300_000 });
     expect(removed.code, removed.stderr).toBe(0);
     expect(removed.stdout).toContain('removed the SELinux module svirt_manager');
