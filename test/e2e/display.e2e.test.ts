@@ -99,6 +99,19 @@ describe('a VM installed from an ISO, on its graphical display', () => {
     await page.getByRole('combobox', { name: 'Send keys' }).selectOption('f1');
     await expect.poll(async () => (await inkPixels()).ink, { timeout: 30_000 }).toBeGreaterThan(before / 2);
 
+    // By keyboard alone: Tab from the toolbar reaches the screen and captures the keys; Ctrl+Alt gives them back.
+    await page.getByRole('button', { name: 'Fullscreen' }).focus();
+    await page.keyboard.press('Tab');
+    await page.getByText('Keyboard captured').waitFor();
+    await typeLikeAPerson('echo tabbed-$((6*7)) > /dev/ttyS0\n');
+    await expect.poll(() => serial, { timeout: 60_000 }).toContain('tabbed-42');
+    await page.keyboard.down('Control');
+    await page.keyboard.down('Alt');
+    await page.keyboard.up('Alt');
+    await page.keyboard.up('Control');
+    await page.getByText('Click the screen or Tab to it to type into the VM').waitFor();
+    expect(await page.evaluate(() => document.activeElement?.textContent?.trim())).toBe('Fullscreen');
+
     const seconds = (t: number) => `${((t - t0) / 1000).toFixed(1)} s`;
     console.log(`[measure] create form → VM running: ${seconds(tStarted)}; → first pixels on the canvas: ${seconds(tPixels)}; → guest shell ready: ${seconds(tShell)}`);
     await services.forceOffVm({ name: VM });

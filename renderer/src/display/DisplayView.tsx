@@ -1,5 +1,5 @@
 import RFB from '@novnc/novnc';
-import { useEffect, useRef, useState } from 'react';
+import { useEffect, useId, useRef, useState, type KeyboardEvent } from 'react';
 import type { VmState } from '../../../src/contracts/ipc-contract';
 import { useApi } from '../api';
 import { Notice } from '../common/Notice';
@@ -28,6 +28,20 @@ export function DisplayView({ vm, state }: { vm: string; state: VmState }) {
   const [guestClipboard, setGuestClipboard] = useState('');
   const [paste, setPaste] = useState('');
   const running = state === 'running';
+  const hintId = useId();
+  const toolbarExit = useRef<HTMLButtonElement>(null);
+  // Ctrl+Alt pressed and released with no other key between hands the keyboard back to the app (as in
+  // virt-manager): on the screen every other key, Tab included, goes to the VM.
+  const releaseArmed = useRef(false);
+  const isCtrlOrAlt = (e: KeyboardEvent) => e.key === 'Control' || e.key === 'Alt';
+  const onKeyDownCapture = (e: KeyboardEvent<HTMLDivElement>) => {
+    releaseArmed.current = isCtrlOrAlt(e) ? releaseArmed.current || (e.ctrlKey && e.altKey) : false;
+  };
+  const onKeyUpCapture = (e: KeyboardEvent<HTMLDivElement>) => {
+    if (!releaseArmed.current || !isCtrlOrAlt(e)) return;
+    releaseArmed.current = false;
+    toolbarExit.current?.focus();
+  };
 
   useEffect(() => {
     const target = screen.current;
@@ -70,8 +84,8 @@ export function DisplayView({ vm, state }: { vm: string; state: VmState }) {
         <span className="display__status" role="status">
           {status.kind === 'connecting' ? 'Connecting…' : status.kind === 'connected' ? 'Connected' : `Disconnected: ${status.reason}`}
         </span>
-        <span className={focused ? 'display__focus display__focus--on' : 'display__focus'} aria-live="polite">
-          {focused ? 'Keyboard captured: keys go to the VM (click outside to release)' : 'Click the screen to type into the VM'}
+        <span id={hintId} className={focused ? 'display__focus display__focus--on' : 'display__focus'} aria-live="polite">
+          {focused ? 'Keyboard captured: keys go to the VM (Ctrl+Alt or a click outside releases it)' : 'Click the screen or Tab to it to type into the VM'}
         </span>
         <label className="display__keys">
           <select aria-label="Send keys" value="" onChange={(e) => onSendKeys(e.target.value)} disabled={status.kind !== 'connected'}>
@@ -82,7 +96,7 @@ export function DisplayView({ vm, state }: { vm: string; state: VmState }) {
             ))}
           </select>
         </label>
-        <button type="button" className="button" onClick={() => void frame.current?.requestFullscreen?.()}>
+        <button type="button" className="button" ref={toolbarExit} onClick={() => void frame.current?.requestFullscreen?.()}>
           Fullscreen
         </button>
         {status.kind === 'disconnected' && (
@@ -95,8 +109,18 @@ export function DisplayView({ vm, state }: { vm: string; state: VmState }) {
         className={focused ? 'display__screen display__screen--focused' : 'display__screen'}
         ref={screen}
         data-testid="display-screen"
-        onFocus={() => setFocused(true)}
+        // Reachable by Tab: focusing the frame hands the focus to noVNC's canvas, which takes the keys.
+        tabIndex={0}
+        role="application"
+        aria-label="VM screen"
+        aria-describedby={hintId}
+        onFocus={(e) => {
+          setFocused(true);
+          if (e.target === e.currentTarget) rfb.current?.focus();
+        }}
         onBlur={() => setFocused(false)}
+        onKeyDownCapture={onKeyDownCapture}
+        onKeyUpCapture={onKeyUpCapture}
       />
       <details className="display__clipboard">
         <summary>Clipboard</summary>
