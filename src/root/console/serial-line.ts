@@ -22,7 +22,7 @@
 // started before qemu never reads an end-of-file meant for a VM that is not there yet.
 
 import { execFile } from 'node:child_process';
-import { closeSync, constants as fsc, open as openCallback } from 'node:fs';
+import { closeSync, constants as fsc, existsSync, open as openCallback } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -95,6 +95,8 @@ export async function openSerialLine(line: string, options: OpenSerialLineOption
     if (result === 'timeout') {
       // The open may still return later: close what it gives then.
       void opening.then(closeSync, () => {});
+      // The deadline may fall while an attempt is still in the thread pool: say which wait it was.
+      if (!existsSync(fromGuest)) throw new Error(`cannot open serial line ${fromGuest}: ENOENT: it did not appear within ${timeoutMs} ms`);
       throw new Error(`cannot open serial line ${fromGuest}: qemu did not open it within ${timeoutMs} ms`);
     }
     if (typeof result === 'number') {
