@@ -1,13 +1,43 @@
 // Entry of the console keeper process: `node keeper-main.js --console-keeper --serial S --viewer V --pid-file P [--ring N]`.
 // It runs on import, so the bundled helper can `await import()` it when its first argument is --console-keeper.
 
+import { openSync, writeSync } from 'node:fs';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { startConsoleKeeper } from './console-keeper';
-import { parseKeeperArguments } from './keeper-process';
+import { parseKeeperArguments, SPARE_KEEPER_ARG, type SpareAssignment } from './keeper-process';
+
+/** Where log lines go: stderr (the starter's log file), or the file a spare keeper was assigned. */
+let writeLog = (text: string): void => {
+  process.stderr.write(text);
+};
 
 const log = (line: string): void => {
-  process.stderr.write(`${new Date().toISOString()} console-keeper[${process.pid}] ${line}\n`);
+  writeLog(`${new Date().toISOString()} console-keeper[${process.pid}] ${line}\n`);
 };
+
+/**
+ * A spare keeper (see keeper-process.ts) is loaded ahead and waits on stdin for one line: its VM's
+ * arguments and log file. End of input before that line (its helper ended) ends it.
+ */
+async function spareAssignment(): Promise<SpareAssignment | null> {
+  let text = '';
+  for await (const chunk of process.stdin) {
+    text += String(chunk);
+    if (text.includes('\n')) break;
+  }
+  process.stdin.destroy();
+  if (!text.includes('\n')) return null;
+  const assignment = JSON.parse(text.slice(0, text.indexOf('\n'))) as SpareAssignment;
+  if (!Array.isArray(assignment.argv) || !assignment.argv.every((a) => typeof a === 'string')) throw new Error('malformed assignment');
+  if (assignment.logFile !== undefined && (typeof assignment.logFile !== 'string' || !assignment.logFile.startsWith('/'))) throw new Error('malformed assignment');
+  if (assignment.logFile !== undefined) {
+    const fd = openSync(assignment.logFile, 'a', 0o600);
+    writeLog = (text) => {
+      writeSync(fd, text);
+    };
+  }
+  return assignment;
+}
 
 async function writePidFile(pidFile: string): Promise<void> {
   // Written whole and renamed, so a starter polling the file never reads half a pid.
@@ -43,7 +73,8 @@ async function main(argv: readonly string[]): Promise<number> {
 }
 
 const argv = process.argv.slice(2);
-main(argv).then(
+const spare = argv.includes(SPARE_KEEPER_ARG);
+(spare ? spareAssignment().then((a) => (a === null ? 0 : main(a.argv))) : main(argv)).then(
   (code) => process.exit(code),
   (error: unknown) => {
     log(`failed: ${error instanceof Error ? error.message : String(error)}`);

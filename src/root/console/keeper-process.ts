@@ -1,6 +1,12 @@
 // Starts a console keeper as its own detached process, so it outlives whichever helper started the VM.
+//
+// A keeper is a Node process, and Node's own start-up (more so without a JIT, under load) is the longest
+// part of a VM start after qemu's: qemu stays paused until its keeper serves. So a helper that enabled
+// spares (enableSpareKeepers) keeps one keeper started ahead, loaded and waiting on a pipe for its VM's
+// arguments: a VM start hands them over and starts the next spare in the background. A spare whose
+// helper ends reads end-of-file and exits; the first start of a helper's life starts its keeper afresh.
 
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -92,30 +98,105 @@ export function parseKeeperArguments(argv: readonly string[]): KeeperArguments {
   };
 }
 
+/** The argument that makes a keeper a spare: it waits on stdin for one SpareAssignment line. */
+export const SPARE_KEEPER_ARG = '--spare';
+
+/** What a spare keeper is handed: the arguments after the prefix (as keeperArguments) and its log file. */
+export interface SpareAssignment {
+  argv: string[];
+  logFile?: string;
+}
+
+type SpareKey = Pick<KeeperProcessOptions, 'command' | 'argsPrefix'>;
+type SpareOptions = SpareKey & Pick<KeeperProcessOptions, 'cwd' | 'env'>;
+
+/** Spares are kept for the programs enabled here (command and prefix), one each, with the cwd and environment it was started with. */
+const spareKeys = new Set<string>();
+const spares = new Map<string, { child: ChildProcess; started: string }>();
+
+const keyOf = (options: SpareKey): string => JSON.stringify([options.command, options.argsPrefix]);
+const startedWith = (options: SpareOptions): string => JSON.stringify([options.cwd ?? null, options.env ?? null]);
+
+/** From now on, every keeper of this program started here leaves a spare started ahead for the next one. */
+export function enableSpareKeepers(options: SpareKey): void {
+  spareKeys.add(keyOf(options));
+}
+
+/** No more spares; the waiting ones read end-of-file and exit (tests; a helper simply exits). */
+export function disableSpareKeepers(): void {
+  spareKeys.clear();
+  for (const { child } of spares.values()) child.stdin?.end();
+  spares.clear();
+}
+
+function startSpare(key: string, options: SpareOptions): void {
+  const child = spawn(options.command, [...options.argsPrefix, '--console-keeper', SPARE_KEEPER_ARG], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    ...(options.env === undefined ? {} : { env: options.env }),
+  });
+  const gone = () => {
+    if (spares.get(key)?.child === child) spares.delete(key);
+  };
+  child.once('exit', gone);
+  child.once('error', gone);
+  child.stdin?.on('error', () => {});
+  // Neither the spare nor its pipe keeps the starter alive.
+  child.unref();
+  (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  spares.set(key, { child, started: startedWith(options) });
+}
+
+/** The waiting spare for these options, taken (the next one is started), or undefined. */
+function takeSpare(options: KeeperProcessOptions): ChildProcess | undefined {
+  const key = keyOf(options);
+  if (!spareKeys.has(key)) return undefined;
+  const spare = spares.get(key);
+  spares.delete(key);
+  startSpare(key, options);
+  if (!spare) return undefined;
+  const { child } = spare;
+  const usable = spare.started === startedWith(options) && child.exitCode === null && child.signalCode === null && child.stdin?.writable === true;
+  // One started for another cwd or environment reads end-of-file and exits.
+  if (!usable) child.stdin?.end();
+  return usable ? child : undefined;
+}
+
 /** Spawns the keeper detached and resolves once it serves viewers (its pid file names it). */
 export async function startConsoleKeeperProcess(options: KeeperProcessOptions): Promise<KeeperProcess> {
   // A pid file left by an earlier keeper would look like readiness.
   await rm(options.pidFile, { force: true });
-  const logFd = options.logFile === undefined ? null : openSync(options.logFile, 'a', 0o600);
-  let child;
-  try {
-    child = spawn(options.command, keeperArguments(options), {
-      // Its own session: no signal meant for the starter's process group or terminal reaches it.
-      detached: true,
-      stdio: ['ignore', logFd ?? 'ignore', logFd ?? 'ignore'],
-      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
-      ...(options.env === undefined ? {} : { env: options.env }),
-    });
-  } finally {
-    // The child has its own copy of the descriptor.
-    if (logFd !== null) closeSync(logFd);
+  let child = takeSpare(options);
+  if (child) {
+    const assignment: SpareAssignment = {
+      argv: keeperArguments(options).slice(options.argsPrefix.length),
+      ...(options.logFile === undefined ? {} : { logFile: options.logFile }),
+    };
+    child.stdin?.end(`${JSON.stringify(assignment)}\n`);
+  } else {
+    const logFd = options.logFile === undefined ? null : openSync(options.logFile, 'a', 0o600);
+    try {
+      child = spawn(options.command, keeperArguments(options), {
+        // Its own session: no signal meant for the starter's process group or terminal reaches it.
+        detached: true,
+        stdio: ['ignore', logFd ?? 'ignore', logFd ?? 'ignore'],
+        ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+        ...(options.env === undefined ? {} : { env: options.env }),
+      });
+    } finally {
+      // The child has its own copy of the descriptor.
+      if (logFd !== null) closeSync(logFd);
+    }
+    // The starter may exit (or be killed) whenever it likes; the keeper is not its to wait for.
+    child.unref();
   }
-  // The starter may exit (or be killed) whenever it likes; the keeper is not its to wait for.
-  child.unref();
 
   let exited: string | null = null;
   child.once('exit', (code, signal) => (exited = signal ?? `exit code ${code}`));
   child.once('error', (error) => (exited = error.message));
+  // A spare may have ended just before it was handed its VM.
+  if (child.exitCode !== null || child.signalCode !== null) exited = child.signalCode ?? `exit code ${child.exitCode}`;
 
   const deadline = Date.now() + (options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
   for (;;) {

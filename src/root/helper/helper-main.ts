@@ -47,10 +47,14 @@ async function runHelper(): Promise<number> {
   const vmTypes = memo(() => loadVmTypeSets(profile, { cacheFile: path.join(config.stateDir, 'policy-vm-types.json') }));
   const script = process.argv[1];
   if (!script) throw new Error('cannot tell the helper script path');
+  const keeperCommand = { command: process.execPath, argsPrefix: [...HELPER_NODE_FLAGS, script] };
+  // Keepers started ahead: a VM start hands its keeper's arguments to a loaded one (keeper-process.ts).
+  const { enableSpareKeepers } = await import('../console/keeper-process');
+  enableSpareKeepers(keeperCommand);
   const lifecycle = new VmLifecycle({
     store, config, profile, requester, selinux, accel, vmTypes,
     // The keeper runs in the helper's domain too: the same flags (no JIT, see HELPER_NODE_FLAGS).
-    keeperCommand: { command: process.execPath, argsPrefix: [...HELPER_NODE_FLAGS, script] },
+    keeperCommand,
   });
   // Whatever died while no helper was running is cleaned up before the first request.
   await lifecycle.reconcile();

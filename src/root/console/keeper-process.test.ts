@@ -1,0 +1,81 @@
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import type net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { holdSerialLine } from '../../../test/support/qemu-serial-stand-in';
+import { connectConsole } from './console-viewer';
+import { disableSpareKeepers, enableSpareKeepers, startConsoleKeeperProcess, type KeeperProcessOptions } from './keeper-process';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const KEEPER = { command: process.execPath, argsPrefix: ['--import', 'tsx', path.join(REPO, 'src/root/console/keeper-main.ts')] };
+
+const cmdline = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+
+describe('spare console keepers', () => {
+  const keepers: number[] = [];
+  const lines: { fromGuest: net.Socket; toGuest: net.Socket }[] = [];
+  let dir: string | undefined;
+  afterAll(async () => {
+    disableSpareKeepers();
+    for (const pid of keepers) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // gone
+      }
+    }
+    for (const line of lines) {
+      line.fromGuest.destroy();
+      line.toGuest.destroy();
+    }
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  /** One VM's keeper options, with a serial line held as qemu holds it. */
+  async function vm(name: string): Promise<{ options: KeeperProcessOptions; fromGuest: net.Socket }> {
+    dir ??= await mkdtemp(path.join(os.tmpdir(), 'keeper-spare-'));
+    const held = await holdSerialLine(path.join(dir, name));
+    held.fromGuest.on('error', () => {});
+    lines.push(held);
+    return {
+      options: {
+        ...KEEPER, cwd: REPO, serialPath: held.line, viewerSocketPath: path.join(dir, `${name}.sock`),
+        pidFile: path.join(dir, `${name}.pid`), logFile: path.join(dir, `${name}.log`),
+      },
+      fromGuest: held.fromGuest,
+    };
+  }
+
+  it('hands the next VM a keeper started ahead, which serves that VM and logs to its log file', async () => {
+    enableSpareKeepers(KEEPER);
+    const first = await vm('first');
+    const firstKeeper = await startConsoleKeeperProcess(first.options);
+    keepers.push(firstKeeper.pid);
+    expect(cmdline(firstKeeper.pid)).not.toContain('--spare');
+
+    const second = await vm('second');
+    const secondKeeper = await startConsoleKeeperProcess(second.options);
+    keepers.push(secondKeeper.pid);
+    expect(cmdline(secondKeeper.pid)).toContain('--spare');
+    expect(await readFile(second.options.logFile as string, 'utf8')).toMatch(new RegExp(`console-keeper\\[${secondKeeper.pid}\\] pid ${secondKeeper.pid}, serial ${second.options.serialPath}`));
+
+    const viewer = connectConsole(second.options.viewerSocketPath);
+    await viewer.ready;
+    second.fromGuest.write('from the second VM\r\n');
+    const [chunk] = (await once(viewer, 'data')) as [Buffer];
+    expect(chunk.toString()).toContain('from the second VM');
+    await viewer.close();
+  }, 120_000);
+
+  it('gives a spare started with another environment no VM: it exits, and the keeper is started afresh', async () => {
+    enableSpareKeepers(KEEPER);
+    const third = await vm('third');
+    const keeper = await startConsoleKeeperProcess({ ...third.options, env: { ...process.env, SVIRT_TEST_OTHER_ENV: '1' } });
+    keepers.push(keeper.pid);
+    expect(cmdline(keeper.pid)).not.toContain('--spare');
+  }, 120_000);
+});
