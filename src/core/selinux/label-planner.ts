@@ -8,7 +8,7 @@ import {
   ContextSyntaxError, formatContext, formatLevel, formatRange, parseContext, singleLevel,
   type Level, type MlsRange, type SecurityContext,
 } from './context';
-import type { PolicyProfile } from './policy-profile';
+import { sharedContentLabel, type PolicyProfile } from './policy-profile';
 import { isRelabeled, type CharDeviceRole, type CharDeviceSpec, type DiskSpec, type VmSpec } from '../vm-spec';
 
 export type PlanResource = 'disk' | 'kernel' | 'initrd' | 'dtb' | 'nvram' | CharDeviceRole;
@@ -252,11 +252,11 @@ function diskAction(disk: DiskSpec, index: number, vm: VmLabels, profile: Policy
     case 'private':
       return { ...base, label: vm.imageLabel, remember, reason: "private disk: the VM's image label, original restored at stop" };
     case 'shared':
-      return { ...base, label: formatContext(profile.imageContext), remember, reason: 'shareable disk: image type at the shared level, never restored' };
+      return { ...base, label: sharedContentLabel(profile, 'shared'), remember, reason: 'shareable disk: image type at the shared level, never restored' };
     case 'readonly':
       return cdrom
-        ? { ...base, label: formatContext(profile.contentContext), remember, reason: 'CD-ROM: read-only content label, restored at stop' }
-        : { ...base, label: formatContext(profile.contentContext), remember, reason: 'read-only disk: shared content label, never restored' };
+        ? { ...base, label: sharedContentLabel(profile, 'readonly'), remember, reason: 'CD-ROM: read-only content label, restored at stop' }
+        : { ...base, label: sharedContentLabel(profile, 'readonly'), remember, reason: 'read-only disk: shared content label, never restored' };
   }
 }
 
@@ -271,7 +271,7 @@ function backingActions(disk: DiskSpec, index: number, vm: VmLabels, profile: Po
     const base = { rawPath: layer.path, resource: 'disk' as const, device: `${owner} backing ${k + 1}`, class: 'readonly' as const };
     if (vm.imageLabel === null) return { ...base, label: null, remember: false, reason: vm.noRelabelReason ?? 'not relabeled' };
     if (!isRelabeled(disk)) return { ...base, label: null, remember: false, reason: "the disk's seclabel says relabel=no: its backing files are left alone too" };
-    return { ...base, label: formatContext(profile.contentContext), remember: true, reason: `backing file of ${owner}: read-only content label, restored at stop` };
+    return { ...base, label: sharedContentLabel(profile, 'readonly'), remember: true, reason: `backing file of ${owner}: read-only content label, restored at stop` };
   });
 }
 
@@ -279,7 +279,7 @@ function backingActions(disk: DiskSpec, index: number, vm: VmLabels, profile: Po
 function contentAction(resource: 'kernel' | 'initrd' | 'dtb', path: string, vm: VmLabels, profile: PolicyProfile): Draft {
   const base = { rawPath: path, resource, device: resource, class: 'content' as const };
   if (vm.imageLabel === null) return { ...base, label: null, remember: false, reason: vm.noRelabelReason ?? 'not relabeled' };
-  return { ...base, label: formatContext(profile.contentContext), remember: true, reason: `${resource}: read-only content label, restored at stop` };
+  return { ...base, label: sharedContentLabel(profile, 'readonly'), remember: true, reason: `${resource}: read-only content label, restored at stop` };
 }
 
 /** The UEFI variable store is written by this VM alone: the VM's image label, restored at stop (libvirt labels nvram so). */

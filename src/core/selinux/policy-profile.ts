@@ -3,7 +3,7 @@
  * category range to allocate from. Built from the installed policy's own files (the caller reads them),
  * never hard-coded to one distribution; built-in defaults apply only when a file is absent.
  */
-import { ContextSyntaxError, parseContext, parseRange, type SecurityContext } from './context';
+import { ContextSyntaxError, formatContext, parseContext, parseRange, type SecurityContext } from './context';
 
 export interface CategoryRange {
   readonly sensitivity: number;
@@ -38,6 +38,16 @@ export const FALLBACK_PROFILE_FILES = {
 } as const;
 
 export const DEFAULT_CATEGORY_RANGE: CategoryRange = { sensitivity: 0, first: 0, last: 1023 };
+
+/**
+ * The one label of content several VMs use: shared read-write images get the profile's image type, read-only
+ * content its content type, both at the bare sensitivity (s0), which every VM's pair dominates. Built here
+ * only; the helper's relabel, the planner's view of it and the app's preview all take it from this function.
+ */
+export function sharedContentLabel(profile: PolicyProfile, kind: 'shared' | 'readonly', range: CategoryRange = profile.categoryRange): string {
+  const low = { sensitivity: range.sensitivity, categories: [] };
+  return formatContext({ ...(kind === 'shared' ? profile.imageContext : profile.contentContext), range: { low, high: low } });
+}
 
 /** Raw file contents as read by the caller; `undefined` means the file does not exist. */
 export interface PolicyFiles {

@@ -9,8 +9,7 @@ import { listDeviceChoices } from '../../host/block-devices';
 import { PathRefusedError, type Requester } from '../../host/path-policy';
 import { connectUnixLow } from '../../security/selinux/socket-context';
 import type { AccelChoice } from '../qemu/accel';
-import type { PolicyProfile } from '../../core/selinux/policy-profile';
-import { formatContext } from '../../core/selinux/context';
+import { sharedContentLabel, type PolicyProfile } from '../../core/selinux/policy-profile';
 import { PRODUCT_VERSION } from '../../core/version';
 import type { VerbContext, VerbHandler, VerbTable } from './helper-server';
 import type { HelperConfig } from './helper-config';
@@ -158,10 +157,7 @@ export function createVerbs(deps: VerbDeps): VerbTable {
           return labelFile(ctx, record.id, 'private', args.path, record.imageLabel);
         });
       }
-      const base = args.mode === 'shared' ? profile.imageContext : profile.contentContext;
-      // Shared content is at the bare sensitivity (s0): every VM's pair dominates it.
-      const low = { sensitivity: deps.config.categoryRange.sensitivity, categories: [] };
-      const label = formatContext({ ...base, range: { low, high: low } });
+      const label = sharedContentLabel(profile, args.mode, deps.config.categoryRange);
       if (args.job === undefined) return labelContentTree(lifecycle.relabelTransact(), args.path, args.mode, label, onProgress);
       const job = args.job;
       if (relabelJobs.has(job)) throw new HelperError('bad-request', `job ${job} is already running: give each relabel its own job id`);

@@ -11,10 +11,10 @@
  */
 import { randomInt } from 'node:crypto';
 import { processLabelProblem } from '../../core/confinement';
-import { formatContext, formatLevel, formatRange, parseContext, parseLevel, type SecurityContext } from '../../core/selinux/context';
+import { formatLevel, formatRange, parseContext, parseLevel, type SecurityContext } from '../../core/selinux/context';
 import { imageLabelFor, planStart, type StartPlan } from '../../core/selinux/label-planner';
 import { McsAllocator, type InUseEntry } from '../../core/selinux/mcs-allocator';
-import type { CategoryRange, PolicyProfile } from '../../core/selinux/policy-profile';
+import { sharedContentLabel, type CategoryRange, type PolicyProfile } from '../../core/selinux/policy-profile';
 import { isReservableStaticLabel, seclabelProblems, type ForeignLevel, type VmTypeSets } from '../../core/selinux/seclabel-rules';
 import { HelperError } from '../../contracts/helper-protocol';
 import type {
@@ -146,9 +146,7 @@ export class SelinuxDriver implements SecurityDriver {
 
   /** Shared content is at the bare sensitivity (s0), which every VM's pair dominates. */
   sharedLabel(kind: 'shared' | 'readonly'): string {
-    const low = { sensitivity: this.options.categoryRange.sensitivity, categories: [] };
-    const { imageContext, contentContext } = this.options.profile;
-    return formatContext({ ...(kind === 'shared' ? imageContext : contentContext), range: { low, high: low } });
+    return sharedContentLabel(this.options.profile, kind, this.options.categoryRange);
   }
 
   describe(label: VmLabel): ConfinementDescription {
