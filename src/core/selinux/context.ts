@@ -209,3 +209,14 @@ export function withRange(context: SecurityContext, range: MlsRange): SecurityCo
 export function singleLevel(level: Level): MlsRange {
   return { low: level, high: level };
 }
+
+/** The level (range) a label carries, e.g. `s0:c1,c2`; null when there is none or the label is not a context. */
+export function levelOfLabel(label: string | null): string | null {
+  if (!label) return null;
+  try {
+    const range = parseContext(label).range;
+    return range ? formatRange(range) : null;
+  } catch {
+    return null;
+  }
+}

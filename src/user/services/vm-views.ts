@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { confinementOf, NOT_CONFINED_REASON } from '../../core/confinement';
-import { formatRange, parseContext } from '../../core/selinux/context';
+import { levelOfLabel } from '../../core/selinux/context';
 import { EMPTY_TRANSLATION_TABLE, parseSetrans, type TranslationTable } from '../../core/selinux/setrans';
 import type { LevelInUse } from '../../core/selinux/static-label-check';
 import type { VmDefinition } from '../../core/vm-definition';
@@ -27,16 +27,6 @@ export interface VmViews {
   readonly levelsInUse: (except?: string) => Promise<LevelInUse[]>;
 }
 
-export const rangeOfLabel = (label: string | null): string | null => {
-  if (!label) return null;
-  try {
-    const range = parseContext(label).range;
-    return range ? formatRange(range) : null;
-  } catch {
-    return null;
-  }
-};
-
 export function createVmViews(store: VmStore, service: VmService, mode: () => Promise<SelinuxMode>): VmViews {
   const translations = memo(async (): Promise<TranslationTable> => {
     const conf = (await readPolicyFiles()).setransConf;
@@ -48,7 +38,7 @@ export function createVmViews(store: VmStore, service: VmService, mode: () => Pr
   });
 
   const mcsLevel = async (label: string | null): Promise<McsLevel | null> => {
-    const level = rangeOfLabel(label);
+    const level = levelOfLabel(label);
     if (!level) return null;
     const name = (await translations()).toName(level);
     return { level, name: name === level ? null : name };
@@ -121,7 +111,7 @@ export function createVmViews(store: VmStore, service: VmService, mode: () => Pr
     const { vms } = await service.list();
     return vms.flatMap((vm) => {
       const label = vm.processLabel ?? (vm.seclabel.mode === 'static' ? vm.seclabel.label : null);
-      const range = vm.name === except ? null : rangeOfLabel(label);
+      const range = vm.name === except ? null : levelOfLabel(label);
       return range ? [{ range, holder: `VM ${vm.name}` }] : [];
     });
   };
