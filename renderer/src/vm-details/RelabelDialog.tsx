@@ -1,4 +1,5 @@
-import { memo, useEffect, useState } from 'react';
+import { useVirtualizer } from '@tanstack/react-virtual';
+import { memo, useEffect, useRef, useState } from 'react';
 import type { RelabelPreview, RelabelResult, RelabelTarget, VmResource } from '../../../src/contracts/ipc-contract';
 import { errorMessage, useApi, useSvirtEvent } from '../api';
 import { Dialog } from '../common/Dialog';
@@ -6,6 +7,7 @@ import { Notice } from '../common/Notice';
 import { ContextText } from '../mcs/ContextText';
 import { relabelTarget } from './relabel-targets';
 import { PathText } from '../common/PathText';
+import { observeRectOrWindow } from '../common/virtual';
 
 type Phase =
   | { kind: 'previewing' }
@@ -120,8 +122,21 @@ export function RelabelDialog({ vm, resource, to, onClose, onApplied }: RelabelD
   );
 }
 
-// Memoized: progress events re-render the dialog many times, and a tree's list can hold thousands of rows.
+// A compact row is about this tall; rows are not measured, and a taller row only makes the window overlap more.
+const ROW_ESTIMATE = 28;
+const COLUMNS = 3;
+
+// Memoized: progress events re-render the dialog many times. Windowed: a tree's list can hold tens of
+// thousands of rows, and only the ones in the scroll box are in the DOM (rows keep their ARIA indexes).
 const ChangeList = memo(function ChangeList({ preview }: { preview: RelabelPreview }) {
+  const scrollRef = useRef<HTMLDivElement>(null);
+  const rows = useVirtualizer({
+    count: preview.changes.length, getScrollElement: () => scrollRef.current, estimateSize: () => ROW_ESTIMATE, overscan: 8,
+    observeElementRect: observeRectOrWindow, getItemKey: (index) => preview.changes[index]?.path ?? index,
+  });
+  const items = rows.getVirtualItems();
+  const padTop = items[0]?.start ?? 0;
+  const padBottom = items.length > 0 ? rows.getTotalSize() - (items[items.length - 1]?.end ?? 0) : 0;
   return (
     <>
       {preview.warnings.map((warning) => (
@@ -136,29 +151,42 @@ const ChangeList = memo(function ChangeList({ preview }: { preview: RelabelPrevi
       </p>
       {preview.changes.length > 0 && (
         // Focusable: a long list scrolls, and a keyboard must be able to scroll it.
-        <div className="change-list" tabIndex={0} role="region" aria-label="Files that change label, scrollable">
-          <table className="table table--compact" aria-label="Files that change label">
+        <div className="change-list" ref={scrollRef} tabIndex={0} role="region" aria-label="Files that change label, scrollable">
+          <table className="table table--compact" aria-label="Files that change label" aria-rowcount={preview.changes.length + 1}>
             <thead>
-              <tr>
+              <tr aria-rowindex={1}>
                 <th scope="col">File</th>
                 <th scope="col">From</th>
                 <th scope="col">To</th>
               </tr>
             </thead>
             <tbody>
-              {preview.changes.map((change) => (
-                <tr key={change.path}>
-                  <td>
-                    <PathText path={change.path} />
-                  </td>
-                  <td>
-                    <ContextText context={change.from} empty="unreadable" />
-                  </td>
-                  <td>
-                    <ContextText context={change.to} />
-                  </td>
+              {padTop > 0 && (
+                <tr aria-hidden="true">
+                  <td colSpan={COLUMNS} style={{ height: padTop, padding: 0 }} />
                 </tr>
-              ))}
+              )}
+              {items.map((item) => {
+                const change = preview.changes[item.index] as RelabelPreview['changes'][number];
+                return (
+                  <tr key={change.path} data-index={item.index} aria-rowindex={item.index + 2}>
+                    <td>
+                      <PathText path={change.path} />
+                    </td>
+                    <td>
+                      <ContextText context={change.from} empty="unreadable" />
+                    </td>
+                    <td>
+                      <ContextText context={change.to} />
+                    </td>
+                  </tr>
+                );
+              })}
+              {padBottom > 0 && (
+                <tr aria-hidden="true">
+                  <td colSpan={COLUMNS} style={{ height: padBottom, padding: 0 }} />
+                </tr>
+              )}
             </tbody>
           </table>
         </div>
