@@ -3,7 +3,7 @@
 // A keeper is a Node process, and Node's own start-up (more so without a JIT, under load) is the longest
 // part of a VM start after qemu's: qemu stays paused until its keeper serves. So a helper that enabled
 // spares (enableSpareKeepers) keeps one keeper started ahead, loaded and waiting on a pipe for its VM's
-// arguments: a VM start hands them over and starts the next spare in the background. A spare whose
+// arguments: a VM start hands them over, and once that keeper serves the next spare starts. A spare whose
 // helper ends reads end-of-file and exits; the first start of a helper's life starts its keeper afresh.
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -148,13 +148,12 @@ function startSpare(key: string, options: SpareOptions): void {
   spares.set(key, { child, started: startedWith(options) });
 }
 
-/** The waiting spare for these options, taken (the next one is started), or undefined. */
+/** The waiting spare for these options, taken, or undefined. */
 function takeSpare(options: KeeperProcessOptions): ChildProcess | undefined {
   const key = keyOf(options);
   if (!spareKeys.has(key)) return undefined;
   const spare = spares.get(key);
   spares.delete(key);
-  startSpare(key, options);
   if (!spare) return undefined;
   const { child } = spare;
   const usable = spare.started === startedWith(options) && child.exitCode === null && child.signalCode === null && child.stdin?.writable === true;
@@ -201,7 +200,12 @@ export async function startConsoleKeeperProcess(options: KeeperProcessOptions): 
   const deadline = Date.now() + (options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
   for (;;) {
     const pid = await readPidFile(options.pidFile);
-    if (pid !== null) return { pid };
+    if (pid !== null) {
+      // The next spare starts once this keeper serves: not alongside it, on the start's critical path.
+      const key = keyOf(options);
+      if (spareKeys.has(key) && !spares.has(key)) startSpare(key, options);
+      return { pid };
+    }
     if (exited !== null) throw new Error(`console keeper did not start (${exited})${options.logFile ? `; see ${options.logFile}` : ''}`);
     if (options.signal?.aborted) {
       if (child.pid !== undefined) child.kill('SIGTERM');
