@@ -4,7 +4,7 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { profilePathProblem, ProfilePathError, quoteProfilePath, unquoteProfilePath } from './profile-path';
-import { isVmProfileName, profileRules, renderVmProfile, ruleGranting, vmProfileName, vmProfileRules, type VmProfileInput } from './vm-profile';
+import { isVmProfileName, parseAppArmorLabel, profileRules, renderVmProfile, ruleGranting, vmProfileName, vmProfileRules, type VmProfileInput } from './vm-profile';
 
 // The real parser, compiling without a kernel (-Q): present wherever .ci/run installed apparmor.
 const PARSER = ['/usr/sbin/apparmor_parser', '/sbin/apparmor_parser'].find((p) => existsSync(p));
@@ -143,5 +143,14 @@ describe('a VM profile', () => {
 
   it.skipIf(PARSER === undefined)('compiles with apparmor_parser, with the product\'s base abstraction', () => {
     expect(() => parse(renderVmProfile(input))).not.toThrow();
+  });
+});
+
+describe('AppArmor labels as the kernel writes them', () => {
+  it('reads a profile name and its mode, and unconfined', () => {
+    expect(parseAppArmorLabel('svirt-vm-0-vma (enforce)\n')).toEqual({ profile: 'svirt-vm-0-vma', mode: 'enforce' });
+    expect(parseAppArmorLabel('/usr/bin/man (complain)')).toEqual({ profile: '/usr/bin/man', mode: 'complain' });
+    expect(parseAppArmorLabel('unconfined\0')).toEqual({ profile: 'unconfined', mode: 'unconfined' });
+    expect(parseAppArmorLabel('system_u:system_r:svirt_t:s0:c1,c2')).toBeUndefined();
   });
 });

@@ -161,3 +161,16 @@ export function ruleGranting(rules: readonly ProfileRule[], path: string, access
   return rules.find((r) =>
     (access === 'read' || r.access === 'write') && (r.tree ? path.startsWith(r.path === '/' ? '/' : `${r.path}/`) : r.path === path));
 }
+
+export type AppArmorMode = 'enforce' | 'complain' | 'kill' | 'unconfined' | 'mixed';
+
+/**
+ * A confinement as the kernel writes it, in /proc/PID/attr/current and in each line of
+ * /sys/kernel/security/apparmor/profiles: `NAME (MODE)`, or `unconfined`. Undefined for anything else.
+ */
+export function parseAppArmorLabel(text: string): { profile: string; mode: AppArmorMode } | undefined {
+  const label = text.replace(/\0+$/, '').trim();
+  if (label === 'unconfined') return { profile: 'unconfined', mode: 'unconfined' };
+  const m = /^(\S(?:.*\S)?) \((enforce|complain|kill|unconfined|mixed)\)$/.exec(label);
+  return m ? { profile: m[1] as string, mode: m[2] as AppArmorMode } : undefined;
+}
