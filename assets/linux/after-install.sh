@@ -59,10 +59,11 @@ if [ -z "$root" ]; then
   fi
 fi
 
-# The root helper, its polkit action and, where SELinux is on, its policy module (a failure fails the package's configuration: without the
+# The root helper, its polkit action and, where SELinux is on, its policy module (where AppArmor is, its qemu abstraction) (a failure fails the package's configuration: without the
 # helper the app cannot start a VM, and a half-installed helper must not stay unnoticed).
 DESTDIR=$root /bin/sh "$root$app/resources/install-helper.sh" install \
   --runtime "$app/$exe" \
   --helper-script "$root$app/resources/svirt-helper.js" \
   --policy "$root$app/resources/org.svirtmanager.helper.policy" \
-  --selinux-dir "$root$app/resources/selinux"
+  --selinux-dir "$root$app/resources/selinux" \
+  --apparmor-dir "$root$app/resources/apparmor"

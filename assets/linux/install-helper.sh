@@ -3,6 +3,7 @@
 # after-install script or once through sudo-prompt (an AppImage or a checkout started without it).
 #
 #   install-helper.sh install --runtime EXE --helper-script FILE --policy FILE [--copy-runtime] [--selinux-dir DIR]
+#                             [--apparmor-dir DIR]
 #   install-helper.sh remove
 #
 # The helper's tree relabeler, the compiled program svirt-label-tree, must lie beside FILE: it is
@@ -16,6 +17,9 @@
 # is enabled, the module is compiled with the distribution's policy development Makefile and installed
 # with semodule, so the helper runs in svirt_manager_t and may start VMs in svirt_t. With DESTDIR, SELinux
 # counts as enabled when the scratch root has a policy store, and the module goes into that store.
+# --apparmor-dir DIR holds the AppArmor abstraction every VM's profile includes (abstractions/svirt-qemu,
+# assets/apparmor): where AppArmor's userspace is installed (/etc/apparmor.d), it goes to
+# /etc/apparmor.d/abstractions/svirt-qemu. The VMs' own profiles are the helper's, written at each start.
 # FILE arguments are read where they are; DESTDIR (environment, default empty) is put in front of every
 # path this script writes or checks, so packaging tests can install into a scratch root.
 set -eu
@@ -35,6 +39,8 @@ POLICY=$ACTIONS/$ACTION_ID.policy
 STATE_DIR=/var/lib/svirt-manager
 SELINUX_MODULE=svirt_manager
 SELINUX_DEVEL_MAKEFILE=/usr/share/selinux/devel/Makefile
+APPARMOR_DIR=/etc/apparmor.d
+APPARMOR_BASE=$APPARMOR_DIR/abstractions/svirt-qemu
 NL='
 '
 
@@ -179,7 +185,7 @@ remove_selinux_module() {
 }
 
 do_install() {
-  runtime= helper= policy= copy_runtime=no selinux_dir=
+  runtime= helper= policy= copy_runtime=no selinux_dir= apparmor_dir=
   while [ "$#" -gt 0 ]; do
     case $1 in
       --runtime) [ "$#" -ge 2 ] || die "--runtime needs a value"; runtime=$2; shift 2 ;;
@@ -187,12 +193,14 @@ do_install() {
       --policy) [ "$#" -ge 2 ] || die "--policy needs a value"; policy=$2; shift 2 ;;
       --copy-runtime) copy_runtime=yes; shift ;;
       --selinux-dir) [ "$#" -ge 2 ] || die "--selinux-dir needs a value"; selinux_dir=$2; shift 2 ;;
+      --apparmor-dir) [ "$#" -ge 2 ] || die "--apparmor-dir needs a value"; apparmor_dir=$2; shift 2 ;;
       *) die "unknown argument: $1" ;;
     esac
   done
   [ -n "$runtime" ] && [ -n "$helper" ] && [ -n "$policy" ] || die "install needs --runtime, --helper-script and --policy"
   for p in "$runtime" "$helper" "$policy"; do check_path "$p"; done
   [ -z "$selinux_dir" ] || check_path "$selinux_dir"
+  [ -z "$apparmor_dir" ] || check_path "$apparmor_dir"
   [ -f "$helper" ] || die "no helper script at $helper"
   label_tool=$(dirname -- "$helper")/svirt-label-tree
   [ -f "$label_tool" ] || die "no svirt-label-tree beside $helper"
@@ -247,6 +255,12 @@ do_install() {
 
   # The module first: its file contexts give the wrapper the helper domain's entrypoint type.
   if [ -n "$selinux_dir" ] && selinux_wanted; then install_selinux_module "$selinux_dir"; fi
+  if [ -n "$apparmor_dir" ] && [ -d "$DESTDIR$APPARMOR_DIR" ]; then
+    [ -f "$apparmor_dir/abstractions/svirt-qemu" ] || die "no abstractions/svirt-qemu in $apparmor_dir"
+    install -d -o root -g root -m 0755 -- "$DESTDIR$APPARMOR_DIR/abstractions"
+    install_file 0644 "$apparmor_dir/abstractions/svirt-qemu" "$DESTDIR$APPARMOR_BASE"
+    echo "installed the AppArmor abstraction $APPARMOR_BASE"
+  fi
   if [ -z "$DESTDIR" ] && command -v restorecon >/dev/null 2>&1; then
     restorecon -R "$LIBEXEC" "$POLICY" >/dev/null 2>&1 || true
     [ ! -d "$RUNTIME_DIR" ] || restorecon -R "$RUNTIME_DIR" >/dev/null 2>&1 || true
@@ -261,7 +275,7 @@ do_remove() {
     # The state directory's files carried the module's types: back to the policy's defaults.
     if [ -z "$DESTDIR" ] && [ -d "$STATE_DIR" ]; then restorecon -R "$STATE_DIR" >/dev/null 2>&1 || true; fi
   fi
-  rm -f -- "$DESTDIR$WRAPPER" "$DESTDIR$HELPER_SCRIPT" "$DESTDIR$LABEL_TOOL" "$DESTDIR$POLICY" "$DESTDIR$SELF_COPY"
+  rm -f -- "$DESTDIR$WRAPPER" "$DESTDIR$HELPER_SCRIPT" "$DESTDIR$LABEL_TOOL" "$DESTDIR$POLICY" "$DESTDIR$SELF_COPY" "$DESTDIR$APPARMOR_BASE"
   rm -rf -- "$DESTDIR$RUNTIME_DIR" "$DESTDIR$RUNTIME_PARENT/.runtime.new"
   rmdir -- "$DESTDIR$RUNTIME_PARENT" "$DESTDIR$LIBEXEC" 2>/dev/null || true
   echo "removed $WRAPPER and $POLICY"
@@ -272,5 +286,5 @@ do_remove() {
 case ${1-} in
   install) shift; do_install "$@" ;;
   remove) do_remove ;;
-  *) die "usage: install-helper.sh install --runtime EXE --helper-script FILE --policy FILE [--copy-runtime] [--selinux-dir DIR] | remove" ;;
+  *) die "usage: install-helper.sh install --runtime EXE --helper-script FILE --policy FILE [--copy-runtime] [--selinux-dir DIR] [--apparmor-dir DIR] | remove" ;;
 esac

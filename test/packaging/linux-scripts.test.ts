@@ -103,6 +103,24 @@ describe('after-install / after-remove (deb postinst/postrm, rpm %post/%postun)'
     }
   });
 
+  it('install the AppArmor qemu abstraction where AppArmor is installed, and remove it with the helper', async () => {
+    const root = await newRoot();
+    await fakePackageTree(root);
+    await mkdir(path.join(root, 'etc/apparmor.d'), { recursive: true });
+    const installed = await afterInstall(root);
+    expect(installed.code).toBe(0);
+    const base = `${root}/etc/apparmor.d/abstractions/svirt-qemu`;
+    expect(await ownerMode(base)).toBe('root:root 644 regular file');
+    expect(await readFile(base, 'utf8')).toBe(await readFile(repoPath('assets/apparmor/abstractions/svirt-qemu'), 'utf8'));
+    expect((await afterRemove(root, 'remove')).code).toBe(0);
+    expect(await gone(base)).toBe(true);
+    // Without AppArmor's userspace nothing is written there.
+    const plain = await newRoot();
+    await fakePackageTree(plain);
+    expect((await afterInstall(plain)).code).toBe(0);
+    expect(await gone(`${plain}/etc/apparmor.d`)).toBe(true);
+  });
+
   it('after-remove keeps everything on an upgrade (deb "upgrade"; rpm "1" runs after the new version\'s %post)', async () => {
     const root = await newRoot();
     await fakePackageTree(root);

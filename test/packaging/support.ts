@@ -75,6 +75,7 @@ export async function fakePackageTree(root: string, options: { runtime?: string;
   await copyFile(repoPath('dist/svirt-helper.js'), path.join(app, 'resources', 'svirt-helper.js'));
   await copyFile(repoPath('dist/svirt-label-tree'), path.join(app, 'resources', 'svirt-label-tree'));
   await cp(repoPath('assets/selinux'), path.join(app, 'resources', 'selinux'), { recursive: true });
+  await cp(repoPath('assets/apparmor'), path.join(app, 'resources', 'apparmor'), { recursive: true });
   await writeFile(path.join(app, 'resources', 'apparmor-profile'), '# electron-builder writes this\n');
   return app;
 }

@@ -1,0 +1,250 @@
+// The scenario of `npm run test:apparmor` (issue 14 §3), run inside the AppArmor test host by init.sh, as
+// root and unconfined (what a desktop user's pkexec'd helper is on Debian and Ubuntu). Everything goes
+// through the product's own paths: its install script, the svirt CLI, which starts the installed helper
+// the way pkexec does. The helper must pick AppArmor itself (no SELinux on this kernel).
+//   complain pass: AppArmor's global mode set to complain; start two VMs, console, stop — every AppArmor
+//                  line for a VM profile in that window is the product's own operation (ownDenials);
+//   enforce pass:  two VMs, each in its own profile in enforce mode, QMP and console; VM A's qemu asked
+//                  over QMP to open VM B's image and a file in a home directory (EACCES, DENIED lines),
+//                  and its own image (opens); stop removes the profiles (profilesLeft);
+//   crash:         VM A's qemu killed, the helper gone too: the next CLI call's reconcile removes its profile.
+// Progress lines start with "SVIRT-HOST:"; the last one is "SVIRT-RESULT {json}".
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { tinyKernel } from './tiny-kernel.mjs';
+
+const TEST = '/opt/svirt-test';
+const PRODUCT = `${TEST}/product`;
+const NODE = `${TEST}/node/node`;
+const HOME = '/home/user';
+const GUEST_APPEND = 'console=ttyS0 panic=-1';
+const STATE = '/var/lib/svirt-manager';
+const SECURITYFS = '/sys/kernel/security/apparmor';
+const MODE_PARAMETER = '/sys/module/apparmor/parameters/mode';
+const t0 = Date.now();
+
+const say = (...a) => console.log('SVIRT-HOST:', ...a);
+const secs = () => ((Date.now() - t0) / 1000).toFixed(1);
+const failures = [];
+function check(ok, what) {
+  say(`${ok ? 'ok' : 'FAIL'} ${what}`);
+  if (!ok) failures.push(what);
+  return ok;
+}
+
+function run(cmd, args, { env, timeout = 900_000 } = {}) {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { env: env ?? process.env, timeout, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+// The CLI as a desktop user runs it; the launcher stands in for pkexec (no polkit daemon here).
+const CLI_ENV = { PATH: `${TEST}/node:${process.env.PATH}`, HOME: '/root', LANG: 'C.UTF-8', SVIRT_HELPER_LAUNCHER: `${TEST}/pkexec-standin` };
+async function svirt(...args) {
+  const t = Date.now();
+  const r = await run(`${PRODUCT}/bin/svirt.js`, args, { env: CLI_ENV });
+  say(`svirt ${args.join(' ')} -> ${r.code} in ${((Date.now() - t) / 1000).toFixed(1)} s: ${r.stdout.trim().split('\n').slice(0, 3).join(' | ')} ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  return r;
+}
+
+/** The kernel log's AppArmor audit lines (DENIED, ALLOWED in complain mode) about a VM profile. */
+async function apparmorLines() {
+  const r = await run('dmesg', []);
+  return r.stdout.split('\n').filter((l) => /apparmor="(DENIED|ALLOWED)"/.test(l) && /profile="svirt-vm-/.test(l));
+}
+function lineKey(line) {
+  const g = (re) => re.exec(line)?.[1] ?? '?';
+  return `${g(/apparmor="(\w+)"/)} ${g(/operation="([^"]*)"/)} profile=${g(/profile="([^"]*)"/).replace(/^svirt-vm-\d+-\w+/, 'svirt-vm-VM')} name=${g(/name="([^"]*)"/)} mask=${g(/requested_mask="([^"]*)"/)} comm=${g(/comm="([^"]*)"/)}`;
+}
+const unique = (lines) => [...new Set(lines.map(lineKey))];
+
+const vmProfiles = () => fs.readFileSync(`${SECURITYFS}/profiles`, 'utf8').split('\n').filter((l) => l.startsWith('svirt-vm-'));
+const storedProfiles = () => {
+  try {
+    return fs.readdirSync(`${STATE}/apparmor`).filter((f) => f.startsWith('svirt-vm-'));
+  } catch {
+    return [];
+  }
+};
+const confinement = (pid) => fs.readFileSync(`/proc/${pid}/attr/current`, 'utf8').replace(/\0+$/, '').trim();
+
+function qmpSession(socketPath) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(socketPath);
+    let buf = '';
+    const waiting = [];
+    sock.on('data', (d) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i).trim();
+        buf = buf.slice(i + 1);
+        if (!line) continue;
+        const msg = JSON.parse(line);
+        if (msg.event) continue;
+        waiting.shift()?.(msg);
+      }
+    });
+    sock.on('error', reject);
+    const next = () => new Promise((res) => waiting.push(res));
+    next().then(async (greeting) => {
+      if (!greeting.QMP) return reject(new Error('no QMP greeting'));
+      const exec = async (execute, args) => {
+        const p = next();
+        sock.write(`${JSON.stringify(args ? { execute, arguments: args } : { execute })}\n`);
+        return p;
+      };
+      await exec('qmp_capabilities');
+      resolve({ exec, close: () => sock.end() });
+    });
+    setTimeout(() => reject(new Error(`QMP ${socketPath}: no answer`)), 30_000).unref();
+  });
+}
+
+async function setUp() {
+  const g = `${TEST}/guest`;
+  fs.mkdirSync(HOME, { recursive: true, mode: 0o755 });
+  for (const [from, to] of [['initrd.gz', 'initrd.gz'], ['disk.raw', 'a.img'], ['disk.raw', 'b.img']]) fs.copyFileSync(`${g}/${from}`, `${HOME}/${to}`);
+  fs.writeFileSync(`${HOME}/vmlinuz`, tinyKernel('svirt test guest: up\r\n'));
+  fs.writeFileSync(`${HOME}/secret.txt`, 'a user file no VM may read\n');
+  // DAC lets anyone read and write: what stops a VM must be its profile.
+  await run('chmod', ['-R', 'a+rwX', HOME]);
+}
+
+function registry() {
+  return JSON.parse(fs.readFileSync(`${STATE}/registry.json`, 'utf8'));
+}
+
+async function startTwo() {
+  for (const name of ['vma', 'vmb']) {
+    const r = await svirt('start', name);
+    if (!check(r.code === 0, `${name} starts without --allow-unconfined`)) {
+      let keeperLog = '(none)';
+      try {
+        keeperLog = fs.readFileSync(`${STATE}/run/0-${name}/console.log`, 'utf8').split('\n').slice(-10).join(' | ');
+      } catch {
+        // no log: the keeper never ran
+      }
+      say(`${name} keeper log: ${keeperLog}`);
+    }
+  }
+  return Object.fromEntries(Object.values(registry().vms).map((rec) => [rec.name, rec]));
+}
+
+async function stopTwo() {
+  for (const name of ['vma', 'vmb']) check((await svirt('stop', name, '--force')).code === 0, `${name} stops`);
+}
+
+async function main() {
+  const result = { enforcing: false, confinedVms: 0, crossVmDenied: false, hostFileDenied: false, ownDenials: -1, profilesLeft: -1, crashProfileRemoved: false };
+  say(`scenario start: ${confinement('self')}, AppArmor mode ${fs.readFileSync(MODE_PARAMETER, 'utf8').trim()}, SELinux ${fs.existsSync('/sys/fs/selinux') ? 'present' : 'absent'}`);
+  await setUp();
+  const t = Date.now();
+  const inst = await run('/bin/sh', [`${PRODUCT}/assets/linux/install-helper.sh`, 'install', '--runtime', NODE,
+    '--helper-script', `${PRODUCT}/dist/svirt-helper.js`, '--policy', `${PRODUCT}/assets/polkit/org.svirtmanager.helper.policy`,
+    '--copy-runtime', '--apparmor-dir', `${PRODUCT}/assets/apparmor`]);
+  say(`install-helper.sh -> ${inst.code} in ${((Date.now() - t) / 1000).toFixed(1)} s: ${inst.stdout.trim()} ${inst.stderr.trim()}`);
+  check(inst.code === 0 && fs.existsSync('/etc/apparmor.d/abstractions/svirt-qemu'), 'the install script installs the helper and the qemu abstraction');
+  for (const [name, disk] of [['vma', 'a.img'], ['vmb', 'b.img']]) {
+    const r = await svirt('define', '--name', name, '--kernel', `${HOME}/vmlinuz`, '--initrd', `${HOME}/initrd.gz`, '--append', GUEST_APPEND,
+      '--disk', `${HOME}/${disk}`, '--memory', '128');
+    check(r.code === 0, `${name} is defined`);
+  }
+
+  // ---- complain pass: every AppArmor line about a VM profile is the product's own doing
+  fs.writeFileSync(MODE_PARAMETER, 'complain');
+  const markC = (await apparmorLines()).length;
+  const tC = Date.now();
+  const vmsC = await startTwo();
+  for (const name of ['vma', 'vmb']) {
+    const rec = vmsC[name];
+    if (rec?.pid) say(`complain: ${name}'s qemu ${rec.pid} runs as ${confinement(rec.pid)}`);
+  }
+  check((await svirt('console', 'vma', '--expect', '\\S', '--timeout', '600')).code === 0, 'complain: the console relays qemu\'s first output');
+  await stopTwo();
+  const own = (await apparmorLines()).slice(markC);
+  result.ownDenials = own.length;
+  say(`complain pass: ${((Date.now() - tC) / 1000).toFixed(1)} s; AppArmor lines for VM profiles: ${own.length}`);
+  for (const k of unique(own)) say(`  own: ${k}`);
+
+  // ---- enforce pass
+  fs.writeFileSync(MODE_PARAMETER, 'enforce');
+  result.enforcing = fs.readFileSync(MODE_PARAMETER, 'utf8').trim() === 'enforce' && fs.readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').trim() === 'Y';
+  check(result.enforcing, 'AppArmor enforces');
+  const tE = Date.now();
+  const markE = (await apparmorLines()).length;
+  const vms = await startTwo();
+  const profiles = new Set();
+  let qmpA;
+  for (const name of ['vma', 'vmb']) {
+    const rec = vms[name];
+    if (!check(rec !== undefined && rec.pid !== null, `${name} runs`)) continue;
+    const current = confinement(rec.pid);
+    const m = /^(svirt-vm-\d+-vm[ab]) \(enforce\)$/.exec(current);
+    const inProfile = check(m !== null && m[1].endsWith(name), `${name}: qemu ${rec.pid} runs as ${current}`);
+    if (m) profiles.add(m[1]);
+    const loaded = check(m !== null && vmProfiles().includes(`${m[1]} (enforce)`), `${name}: its profile is loaded in enforce mode`);
+    let qmpOk = false;
+    try {
+      const q = await qmpSession(path.join(rec.runDir, 'qmp.sock'));
+      const st = await q.exec('query-status');
+      qmpOk = check(st.return !== undefined, `${name}: QMP answers (${JSON.stringify(st.return ?? st.error)})`);
+      if (name === 'vma') qmpA = { q, profile: m?.[1] }; else q.close();
+    } catch (e) {
+      check(false, `${name}: QMP answers (${e.message})`);
+    }
+    const consoleOk = check((await svirt('console', name, '--expect', '\\S', '--timeout', '600')).code === 0, `${name}: the console relays qemu's first output`);
+    if (inProfile && loaded && qmpOk && consoleOk) result.confinedVms++;
+  }
+  if (!check(profiles.size === 2, `the two VMs have distinct profiles (${[...profiles].join(' ')})`)) result.confinedVms = Math.min(result.confinedVms, 1);
+
+  // VM A's qemu, asked over QMP to open what is not its own.
+  if (qmpA) {
+    const open = async (file, node) => qmpA.q.exec('blockdev-add', { driver: 'file', 'node-name': node, filename: file, 'read-only': true, locking: 'off' });
+    const bOpen = await open(`${HOME}/b.img`, 'probeb');
+    const hOpen = await open(`${HOME}/secret.txt`, 'probeh');
+    const aOpen = await open(`${HOME}/a.img`, 'probea');
+    say(`blockdev-add b.img: ${JSON.stringify(bOpen.error ?? bOpen.return)}; secret.txt: ${JSON.stringify(hOpen.error ?? hOpen.return)}; a.img: ${JSON.stringify(aOpen.error ?? aOpen.return)}`);
+    qmpA.q.close();
+    const lines = (await apparmorLines()).slice(markE);
+    const denied = (file) => lines.some((l) => l.includes('apparmor="DENIED"') && l.includes(`profile="${qmpA.profile}"`) && l.includes(`name="${file}"`));
+    result.crossVmDenied = check(/Permission denied/.test(bOpen.error?.desc ?? '') && denied(`${HOME}/b.img`), 'VM A\'s qemu may not open VM B\'s image (EACCES, DENIED with A\'s profile)');
+    result.hostFileDenied = check(/Permission denied/.test(hOpen.error?.desc ?? '') && denied(`${HOME}/secret.txt`), 'VM A\'s qemu may not open a file in a home directory (EACCES, DENIED with A\'s profile)');
+    // The denial is the profile's doing, not a broken qemu: its own image still opens.
+    if (!check(aOpen.error === undefined, 'VM A\'s qemu still opens its own image')) result.crossVmDenied = false;
+  }
+  await stopTwo();
+  const left = [...vmProfiles(), ...storedProfiles()];
+  result.profilesLeft = left.length;
+  check(left.length === 0, `stop removed the VM profiles (left: ${left.join(', ') || 'none'})`);
+  say(`enforce pass: ${((Date.now() - tE) / 1000).toFixed(1)} s; AppArmor lines (the attack's expected among them):`);
+  for (const k of unique((await apparmorLines()).slice(markE))) say(`  enforce: ${k}`);
+
+  // ---- a crash: qemu killed with nobody to clean up; the next request's reconcile removes the profile
+  if ((await svirt('start', 'vma')).code === 0) {
+    const rec = registry().vms['0/vma'];
+    const name = rec?.pid ? /^(\S+)/.exec(confinement(rec.pid))?.[1] : undefined;
+    const before = vmProfiles().some((l) => l.startsWith(`${name} `));
+    // The console keeper goes with it: nothing of the VM is left running.
+    for (const pid of [rec?.pid, rec?.keeperPid]) if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    await new Promise((r) => setTimeout(r, 1000));
+    await svirt('list');
+    const after = [...vmProfiles(), ...storedProfiles()].filter((l) => l.startsWith(`${name}`));
+    result.crashProfileRemoved = check(before && after.length === 0, `a crashed VM's profile (${name}, loaded before: ${before}) is removed at the next reconcile (left: ${after.join(', ') || 'none'})`);
+  } else {
+    check(false, 'vma starts again for the crash test');
+  }
+
+  say(`scenario ${secs()} s; failures: ${failures.length ? failures.join('; ') : 'none'}`);
+  if (failures.length) result.failures = failures;
+  console.log(`SVIRT-RESULT ${JSON.stringify(result)}`);
+}
+
+main().catch((e) => {
+  say(`scenario crashed: ${e.stack ?? e}`);
+  console.log(`SVIRT-RESULT ${JSON.stringify({ error: String(e.message ?? e) })}`);
+});
