@@ -51,8 +51,12 @@ async function runHelper(): Promise<number> {
   // Keepers started ahead: a VM start hands its keeper's arguments to a loaded one (keeper-process.ts).
   const { enableSpareKeepers } = await import('../console/keeper-process');
   enableSpareKeepers(keeperCommand);
+  const { AppArmorVmConfinement } = await import('../../security/apparmor/vm-confinement');
+  const { VmProfileStore } = await import('../../security/apparmor/apparmor-host');
+  // The VMs' profiles live in the helper's state, never in /etc/apparmor.d (loaded at boot for VMs long gone).
+  const apparmor = new AppArmorVmConfinement(new VmProfileStore({ dir: path.join(config.stateDir, 'apparmor') }));
   const lifecycle = new VmLifecycle({
-    store, config, profile, requester, selinux, accel, vmTypes,
+    store, config, profile, requester, selinux, accel, vmTypes, apparmor,
     // The keeper runs in the helper's domain too: the same flags (no JIT, see HELPER_NODE_FLAGS).
     keeperCommand,
   });

@@ -23,6 +23,8 @@ import { processStartTime } from '../../host/state-lock';
 import { allocateVmId } from '../state/vm-ids';
 import type { HelperStateStore, RunRecord, StateTransaction } from '../state/helper-state';
 import { parseVmDefinition, toVmSpec, type VmDefinition } from '../../core/vm-definition';
+import { vmProfileName, type ProfileFile } from '../../core/apparmor/vm-profile';
+import type { AppArmorVmConfinement } from '../../security/apparmor/vm-confinement';
 import type { HelperConfig } from './helper-config';
 import { HelperError, type RunInfo } from '../../contracts/helper-protocol';
 import { faultPoint } from './fault-points';
@@ -47,6 +49,8 @@ export interface LifecycleDeps {
   readonly vmTypes: () => Promise<VmTypeSets>;
   /** How to run this helper program again as a console keeper (node + script). */
   readonly keeperCommand: { command: string; argsPrefix: readonly string[] };
+  /** Where SELinux is disabled and AppArmor enforces: each VM's qemu runs in a profile of its own. */
+  readonly apparmor?: AppArmorVmConfinement;
 }
 
 export interface StartOptions {
@@ -71,6 +75,8 @@ interface VmFiles {
   readonly deviceNodes: ReadonlyMap<string, string>;
   /** The UEFI variable store (the user's file like a disk). */
   readonly nvram?: OpenedTarget;
+  /** Every file qemu gets, by the path of what was opened, with how the VM uses it (its AppArmor profile's files). */
+  readonly profileFiles: readonly ProfileFile[];
   /** Hands the private boot file copies to the VM's uid (and image label); their paths for the launcher. */
   bootCopiesFor(uid: number, label: string | null): Promise<{ kernel?: string; initrd?: string }>;
   close(): Promise<void>;
@@ -85,14 +91,14 @@ const MAX_BOOT_FILE_BYTES = 1024 * 1024 * 1024;
  * chowned or world-readable; a copy owned by the VM's uid alone (mode 0400, the VM's image label) needs
  * neither, cannot change under qemu, and no other VM can read it. It is unlinked at once: only the fd holds it.
  */
-async function privateCopy(source: OpenedTarget, dir: string, field: string): Promise<FileHandle> {
+async function privateCopy(source: OpenedTarget, dir: string, field: string): Promise<{ handle: FileHandle; path: string }> {
   if (source.stat.size > MAX_BOOT_FILE_BYTES) throw new HelperError('refused', `${field}: ${source.path} is larger than ${MAX_BOOT_FILE_BYTES >> 20} MiB`);
   const copyPath = path.join(dir, `.boot-${randomUUID()}`);
   await copyFile(source.fdPath, copyPath, fsConstants.COPYFILE_EXCL);
   try {
     const copy = await open(copyPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
     await copy.chmod(0o400);
-    return copy;
+    return { handle: copy, path: copyPath };
   } finally {
     await rm(copyPath, { force: true });
   }
@@ -112,7 +118,8 @@ function keeperEnvironment(): NodeJS.ProcessEnv {
 /** A record as reported, with its confinement under the kernel's mode now. */
 export function runInfo(record: RunRecord, mode: SelinuxMode): RunInfo {
   const seclabelMode = (record.definition as unknown as VmDefinition).seclabel.mode;
-  const confinement = confinementOf({ mode, seclabelMode, inLabel: record.confined });
+  // A VM in its own AppArmor profile (checked at its start) is confined whatever SELinux says.
+  const confinement = record.apparmorProfile !== undefined && record.confined ? 'confined' : confinementOf({ mode, seclabelMode, inLabel: record.confined });
   return {
     id: record.id, name: record.name, ownerUid: record.ownerUid, state: record.phase, pid: record.pid,
     processLabel: record.processLabel, imageLabel: record.imageLabel, level: record.level,
@@ -195,6 +202,12 @@ export class VmLifecycle {
     if (record.keeperPid !== null && alive(record.keeperPid, record.keeperStartTime)) signal(record.keeperPid, 'SIGTERM');
     const restored = await restoreHolder(this.relabelContext(tx, { uid: 0 }), record.id);
     logSkipped(record.id, restored.skipped);
+    // The profile goes with its VM; one that cannot be removed now is removed by the next reconcile's sweep.
+    if (record.apparmorProfile !== undefined) {
+      await this.deps.apparmor?.release(record.apparmorProfile).catch((err: Error) => {
+        process.stderr.write(`svirt-helper: removing the AppArmor profile ${record.apparmorProfile}: ${err.message}\n`);
+      });
+    }
     allocator.release(record.id);
     delete tx.registry.vms[record.id];
     tx.registry.mcs = allocator.toJSON();
@@ -237,6 +250,16 @@ export class VmLifecycle {
       });
     }
     await contained('orphan tree logs', async () => { await removeOrphanTreeLogs(this.relabelContext(tx, { uid: 0 })); });
+    // A VM profile never outlives its VM: one left by a crash (of qemu, a helper or the host) goes now.
+    const apparmor = this.deps.apparmor;
+    if (apparmor !== undefined) {
+      await contained('AppArmor profiles', async () => {
+        if (!(await apparmor.active())) return;
+        const keep = new Set(Object.values(tx.registry.vms).flatMap((r) => (r.apparmorProfile === undefined ? [] : [r.apparmorProfile])));
+        const swept = await apparmor.sweep(keep);
+        for (const f of swept.failed) process.stderr.write(`svirt-helper: reconcile: AppArmor profile ${f.name}: ${f.error}\n`);
+      });
+    }
     clearDeadWalkers(this.relabelContext(tx, { uid: 0 }));
     // Pairs held by owners that no longer run (e.g. a crash after allocation) go back to the pool.
     const owners = McsAllocator.savedOwners(tx.registry.mcs);
@@ -392,6 +415,7 @@ export class VmLifecycle {
     const disks: VmFiles['disks'] = [];
     const layers: OpenedTarget[] = [];
     const copies: { kernel?: FileHandle; initrd?: FileHandle } = {};
+    const copyPaths: string[] = [];
     const sourceLabels: { kernel?: string | null; initrd?: string | null } = {};
     const claims: FileHandle[] = [];
     const deviceNodes = new Map<string, string>();
@@ -443,7 +467,9 @@ export class VmLifecycle {
           const source = await openChecked(`boot.${what}`, p);
           try {
             sourceLabels[what] = await readLabelOfOpened(source.fdPath);
-            copies[what] = await privateCopy(source, this.deps.store.runRoot, `boot.${what}`);
+            const copy = await privateCopy(source, this.deps.store.runRoot, `boot.${what}`);
+            copies[what] = copy.handle;
+            copyPaths.push(copy.path);
           } finally {
             await source.handle.close();
           }
@@ -465,7 +491,15 @@ export class VmLifecycle {
       }
       return out;
     };
-    return { disks, deviceNodes, ...(nvram ? { nvram } : {}), bootCopiesFor, close };
+    // What an AppArmor profile names: what was opened (a block device's node, not a link to it). The boot
+    // copies are unlinked, and named by the path they had.
+    const profileFiles: ProfileFile[] = [
+      ...disks.map(({ spec, opened }) => ({ path: opened.path, use: spec.readonly ? 'readonly' as const : spec.shared ? 'shared' as const : 'private' as const })),
+      ...layers.map((l) => ({ path: l.path, use: 'readonly' as const })),
+      ...(nvram ? [{ path: nvram.path, use: 'private' as const }, { path: OVMF_CODE, use: 'boot' as const }] : []),
+      ...copyPaths.map((p) => ({ path: p, use: 'boot' as const })),
+    ];
+    return { disks, deviceNodes, ...(nvram ? { nvram } : {}), profileFiles, bootCopiesFor, close };
   }
 
   /**
@@ -559,10 +593,12 @@ export class VmLifecycle {
         allocator.release(id);
         throw new HelperError('bad-request', (err as Error).message);
       }
-      const confinable = mode !== 'disabled';
+      // SELinux first; where it is disabled, AppArmor confines the VM with a profile of its own.
+      const apparmor = mode === 'disabled' && plan.process.confined && (await this.deps.apparmor?.active()) ? this.deps.apparmor : undefined;
+      const confinable = mode !== 'disabled' || apparmor !== undefined;
       if (plan.process.confined && !confinable && !options.allowUnconfined) {
         allocator.release(id);
-        throw new HelperError('refused', `not confined: SELinux is disabled on this host, so qemu would run unconfined; start with allowUnconfined to run it anyway (its files are labeled either way)`);
+        throw new HelperError('refused', `not confined: neither SELinux nor AppArmor is enabled on this host, so qemu would run unconfined; start with allowUnconfined to run it anyway (its files are labeled either way)`);
       }
       const range = this.deps.config.vmIdRange;
       const qemuUid = await allocateVmId(range, Object.values(tx.registry.vms).flatMap((r) => (r.qemuUid === undefined ? [] : [r.qemuUid])));
@@ -580,6 +616,7 @@ export class VmLifecycle {
         confined: plan.process.confined && confinable,
         notConfinedReason: !plan.process.confined ? NOT_CONFINED_REASON['unconfined-none'] : confinable ? null : NOT_CONFINED_REASON['unconfined-disabled'],
         accel: accel.accel, qemuUid, definition: definition as unknown as Record<string, unknown>, startedAt: new Date().toISOString(),
+        ...(apparmor ? { apparmorProfile: vmProfileName(ownerUid, definition.name) } : {}),
       };
       tx.registry.vms[id] = record;
       tx.registry.mcs = allocator.toJSON();
@@ -620,6 +657,9 @@ export class VmLifecycle {
             signal: abandonKeeper.signal,
           });
           keeperStarting.catch(() => undefined);
+          const confinement = apparmor
+            ? await apparmor.prepare({ ownerUid, name: definition.name, files: files.profileFiles, dirs: [runDir, this.displayDir(ownerUid, definition.name)] })
+            : undefined;
           launched = await launchQemu({
             name: definition.name,
             runDir,
@@ -636,7 +676,8 @@ export class VmLifecycle {
             ...(await files.bootCopiesFor(qemuUid, plan.imageLabel)),
             // Paused until the console keeper holds the serial port, so not one byte of boot output is lost.
             paused: true,
-            ...(confinable && plan.process.context ? this.selinuxLaunchLabels(plan, plan.process.context) : {}),
+            ...(mode !== 'disabled' && plan.process.context ? this.selinuxLaunchLabels(plan, plan.process.context) : {}),
+            ...(confinement ? { confineExec: confinement.execPrefix } : {}),
           });
         } finally {
           // qemu holds its own copies now.
@@ -646,7 +687,11 @@ export class VmLifecycle {
         record.pidStartTime = processStartTime(launched.pid) ?? null;
         await tx.persist();
         faultPoint('after-exec');
-        if (record.confined && plan.process.context) {
+        if (record.confined && apparmor && record.apparmorProfile !== undefined) {
+          // Likewise under AppArmor: qemu runs in its own profile, or it is not left running.
+          const problem = await apparmor.problem(launched.pid, record.apparmorProfile);
+          if (problem) throw new Error(`${problem}; it was stopped and its profile removed`);
+        } else if (record.confined && plan.process.context) {
           // qemu has exec'd (it answered QMP): the kernel says which domain it runs in. Anything but its own
           // label is not left running; the catch below kills it, restores the labels and frees the pair.
           const problem = processLabelProblem(plan.process.context, await processLabel(launched.pid));

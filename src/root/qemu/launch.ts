@@ -135,6 +135,11 @@ export interface LaunchSpec {
   startTimeoutMs?: number;
   /** SELinux context to exec qemu in (`runcon CTX qemu …`): the VM's svirt_t label on an SELinux host. */
   execContext?: string;
+  /**
+   * A command that execs the rest of its command line confined, put before qemu's (`aa-exec -p PROFILE --`
+   * on an AppArmor host): like runcon, it changes its own confinement and execs qemu in place.
+   */
+  confineExec?: readonly string[];
   /** SELinux context the QMP socket is created at (the VM's label); only where SELinux is enabled. */
   socketContext?: string;
   /**
@@ -247,6 +252,10 @@ export function validateLaunchSpec(spec: LaunchSpec): void {
   }
   for (const context of [spec.execContext, spec.socketContext, spec.logLabel]) {
     if (context !== undefined && !CONTEXT_RE.test(context)) throw new Error(`invalid SELinux context ${context}`);
+  }
+  if (spec.confineExec !== undefined) {
+    if (spec.execContext !== undefined) throw new Error('qemu is confined by an SELinux context or a command, not both');
+    if (spec.confineExec.length === 0 || spec.confineExec.some((w) => w === '' || w.includes('\0'))) throw new Error('invalid confinement command');
   }
 }
 
@@ -594,8 +603,9 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
       for (const fd of leaked) stdio[fd] = devNull.fd;
     }
 
-    // runcon sets the exec context and execs qemu in place: same pid, same fds.
-    const [command, args] = spec.execContext === undefined ? [qemuBin, argv] : ['runcon', [spec.execContext, qemuBin, ...argv]];
+    // runcon (or the confinement command) sets the exec context and execs qemu in place: same pid, same fds.
+    const [confine, ...confineArgs] = spec.execContext !== undefined ? ['runcon', spec.execContext] : spec.confineExec ?? [];
+    const [command, args] = confine === undefined ? [qemuBin, argv] : [confine, [...confineArgs, qemuBin, ...argv]];
     // setpriv likewise: it sets uid, gid and the kvm group, then execs; without KVM, spawn sets uid and gid itself.
     const [finalCommand, finalArgs] = kvmGid === undefined
       ? [command, args]

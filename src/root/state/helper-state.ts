@@ -38,6 +38,8 @@ export interface RunRecord {
   accel: 'kvm' | 'tcg';
   /** The VM's own uid and gid (one number), from the configured range; freed with the record. */
   qemuUid?: number;
+  /** The VM's own AppArmor profile, on a host where AppArmor confines it; removed with the record. */
+  apparmorProfile?: string;
   /** The VM definition as started (validated), so labels can be restored by any later helper. */
   definition: Record<string, unknown>;
   startedAt: string;
@@ -65,6 +67,7 @@ const runRecordSchema = {
     runDir: { type: 'string' }, level: nullableString, processLabel: nullableString, imageLabel: nullableString,
     confined: { type: 'boolean' }, notConfinedReason: nullableString, accel: { type: 'string', enum: ['kvm', 'tcg'] },
     qemuUid: { type: 'integer', minimum: 1 },
+    apparmorProfile: { type: 'string', pattern: '^svirt-vm-[A-Za-z0-9._-]+$' },
     definition: { type: 'object' }, startedAt: { type: 'string' },
   },
 } as const;

@@ -19,7 +19,7 @@ import { access, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promise
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { isVmProfileName, parseAppArmorLabel, profileRules, ruleGranting, type AppArmorMode, type ProfileAccess, type ProfileRule } from '../../core/apparmor/vm-profile';
-import { writeFileAtomic } from '../../main/state/atomic-file';
+import { writeFileAtomic } from '../../host/atomic-file';
 
 const run = promisify(execFile);
 
