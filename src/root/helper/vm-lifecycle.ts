@@ -598,7 +598,7 @@ export class VmLifecycle {
       const confinable = mode !== 'disabled' || apparmor !== undefined;
       if (plan.process.confined && !confinable && !options.allowUnconfined) {
         allocator.release(id);
-        throw new HelperError('refused', `not confined: neither SELinux nor AppArmor is enabled on this host, so qemu would run unconfined; start with allowUnconfined to run it anyway (its files are labeled either way)`);
+        throw new HelperError('refused', `not confined: SELinux is disabled on this host and AppArmor is not enabled, so qemu would run unconfined; start with allowUnconfined to run it anyway (its files are labeled either way)`);
       }
       const range = this.deps.config.vmIdRange;
       const qemuUid = await allocateVmId(range, Object.values(tx.registry.vms).flatMap((r) => (r.qemuUid === undefined ? [] : [r.qemuUid])));
