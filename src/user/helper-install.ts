@@ -19,6 +19,7 @@ export const INSTALLED_INSTALL_SCRIPT = `${LIBEXEC_DIR}/install-helper.sh`;
 export const POLICY_FILE_NAME = `${POLKIT_ACTION_ID}.policy`;
 /** The SELinux module's sources (svirt_manager.te/.if/.fc): install-helper.sh compiles and loads them where SELinux is on. */
 export const SELINUX_DIR_NAME = 'selinux';
+export const APPARMOR_DIR_NAME = 'apparmor';
 export const INSTALLED_POLICY_PATH = `/usr/share/polkit-1/actions/${POLICY_FILE_NAME}`;
 /** Where an AppImage's runtime is copied (its own mount disappears when the app quits). */
 export const INSTALLED_RUNTIME_DIR = '/usr/lib/svirt-manager/runtime';
@@ -148,6 +149,8 @@ export interface HelperSources {
   readonly policy: string;
   /** The SELinux policy module's sources (assets/selinux; resources/selinux when packaged). */
   readonly selinuxDir: string;
+  /** The AppArmor abstraction every VM's profile includes (assets/apparmor; resources/apparmor when packaged). */
+  readonly apparmorDir: string;
   /** Runs the helper with ELECTRON_RUN_AS_NODE=1: the app's Electron binary (or node). */
   readonly runtime: string;
   /** The runtime lies where a user can change it (AppImage mount, checkout): root copies it. */
@@ -184,6 +187,7 @@ export async function resolveHelperSources(app: AppLocation): Promise<HelperSour
       helperScript: path.join(app.resourcesPath, 'svirt-helper.js'),
       policy: path.join(app.resourcesPath, POLICY_FILE_NAME),
       selinuxDir: path.join(app.resourcesPath, SELINUX_DIR_NAME),
+      apparmorDir: path.join(app.resourcesPath, APPARMOR_DIR_NAME),
     };
   } else {
     if (!app.appRoot) throw new Error('an unpackaged app needs its checkout root');
@@ -192,6 +196,7 @@ export async function resolveHelperSources(app: AppLocation): Promise<HelperSour
       helperScript: path.join(app.appRoot, 'dist', 'svirt-helper.js'),
       policy: path.join(app.appRoot, 'assets', 'polkit', POLICY_FILE_NAME),
       selinuxDir: path.join(app.appRoot, 'assets', SELINUX_DIR_NAME),
+      apparmorDir: path.join(app.appRoot, 'assets', APPARMOR_DIR_NAME),
     };
   }
   return { ...base, runtime: app.execPath, copyRuntime: !(await isRootOnlyChain(app.execPath)) };
@@ -244,6 +249,7 @@ export function installArgv(sources: HelperSources): string[] {
     '--helper-script', checkAbsolute(sources.helperScript),
     '--policy', checkAbsolute(sources.policy),
     '--selinux-dir', checkAbsolute(sources.selinuxDir),
+    '--apparmor-dir', checkAbsolute(sources.apparmorDir),
     ...(sources.copyRuntime ? ['--copy-runtime'] : []),
   ];
 }
@@ -320,6 +326,7 @@ async function stage(sources: HelperSources): Promise<{ sources: HelperSources; 
       helperScript: path.join(dir, 'svirt-helper.js'),
       policy: path.join(dir, POLICY_FILE_NAME),
       selinuxDir: path.join(dir, SELINUX_DIR_NAME),
+      apparmorDir: path.join(dir, APPARMOR_DIR_NAME),
     };
     await copyFile(sources.installScript, staged.installScript, constants.COPYFILE_EXCL);
     await copyFile(sources.helperScript, staged.helperScript, constants.COPYFILE_EXCL);
@@ -327,6 +334,7 @@ async function stage(sources: HelperSources): Promise<{ sources: HelperSources; 
     await copyFile(path.join(path.dirname(sources.helperScript), LABEL_TOOL_NAME), path.join(dir, LABEL_TOOL_NAME), constants.COPYFILE_EXCL);
     await copyFile(sources.policy, staged.policy, constants.COPYFILE_EXCL);
     await cp(sources.selinuxDir, staged.selinuxDir, { recursive: true, dereference: true, errorOnExist: true, force: false });
+    await cp(sources.apparmorDir, staged.apparmorDir, { recursive: true, dereference: true, errorOnExist: true, force: false });
     let runtime = sources.runtime;
     if (sources.copyRuntime) {
       const runtimeDir = path.join(dir, 'runtime');

@@ -22,5 +22,6 @@ process.exitCode = await bootTestHost({
   append: ['root=/dev/vda', 'rw', 'console=ttyS0', 'loglevel=4', 'no_timer_check', 'security=apparmor', 'apparmor=1',
     'init=/sbin/svirt-test-init', 'panic=-1'],
   readyLine: 'apparmor ready',
+  priority: -10,
   want: { enforcing: true, confinedVms: 2, crossVmDenied: true, hostFileDenied: true, ownDenials: 0, profilesLeft: 0, crashProfileRemoved: true },
 });

@@ -65,10 +65,11 @@ describe('electron-builder.yml', () => {
     expect(shipped.get('org.svirtmanager.helper.policy')).toBe('assets/polkit/org.svirtmanager.helper.policy');
     expect(shipped.get('install-helper.sh')).toBe('assets/linux/install-helper.sh');
     expect(shipped.get('selinux')).toBe('assets/selinux');
+    expect(shipped.get('apparmor')).toBe('assets/apparmor');
     for (const from of shipped.values()) if (!from.startsWith('dist/')) await access(repoPath(from));
     // helper-install.ts's packaged paths are exactly those resources.
     const sources = await resolveHelperSources({ packaged: true, resourcesPath: '/r', execPath: process.execPath });
-    for (const p of [sources.installScript, sources.helperScript, sources.policy, sources.selinuxDir]) expect(shipped.has(p.replace('/r/', ''))).toBe(true);
+    for (const p of [sources.installScript, sources.helperScript, sources.policy, sources.selinuxDir, sources.apparmorDir]) expect(shipped.has(p.replace('/r/', ''))).toBe(true);
   });
 
   it('deb and rpm run our after-install/after-remove and depend on qemu and the SELinux tools under each distribution\'s names', async () => {

@@ -99,7 +99,7 @@ describe('the install command sudo-prompt runs', () => {
     await writeFile(script, 'printf "%s\\0" "$@"\n');
     const sources: HelperSources = {
       installScript: script, helperScript: path.join(dir, 'svirt-helper.js'), policy: path.join(dir, "org'.policy"),
-      selinuxDir: path.join(dir, 'se $(linux)'), runtime: path.join(dir, 'svirt manager'), copyRuntime: true,
+      selinuxDir: path.join(dir, 'se $(linux)'), apparmorDir: path.join(dir, 'aa `x`'), runtime: path.join(dir, 'svirt manager'), copyRuntime: true,
     };
     const command = installCommand(sources);
     expect(command.startsWith("'/bin/sh' ")).toBe(true); // sudo-prompt refuses commands starting with "sudo"
@@ -107,23 +107,24 @@ describe('the install command sudo-prompt runs', () => {
     expect(result.error).toBeUndefined();
     expect(result.stdout.split('\0').slice(0, -1)).toEqual([
       'install', '--runtime', sources.runtime, '--helper-script', sources.helperScript, '--policy', sources.policy,
-      '--selinux-dir', sources.selinuxDir, '--copy-runtime',
+      '--selinux-dir', sources.selinuxDir, '--apparmor-dir', sources.apparmorDir, '--copy-runtime',
     ]);
     expect(await pwned()).toEqual([]);
   });
 
   it('refuses newlines and other control characters, relative paths and dot segments', () => {
     const ok: HelperSources = {
-      installScript: '/r/install-helper.sh', helperScript: '/r/svirt-helper.js', policy: '/r/p.policy', selinuxDir: '/r/selinux', runtime: '/opt/x/y', copyRuntime: false,
+      installScript: '/r/install-helper.sh', helperScript: '/r/svirt-helper.js', policy: '/r/p.policy', selinuxDir: '/r/selinux', apparmorDir: '/r/apparmor', runtime: '/opt/x/y', copyRuntime: false,
     };
     for (const bad of ['/r/a\nb', '/r/a\rb', '/r/a\u0000b', '/r/a\tb', '/r/a\u001bb', 'r/relative', '/r/../etc/shadow', '/r/./x']) {
       expect(() => installCommand({ ...ok, helperScript: bad }), JSON.stringify(bad)).toThrow(UnsafePathError);
       expect(() => installCommand({ ...ok, runtime: bad }), JSON.stringify(bad)).toThrow(UnsafePathError);
       expect(() => installCommand({ ...ok, selinuxDir: bad }), JSON.stringify(bad)).toThrow(UnsafePathError);
+      expect(() => installCommand({ ...ok, apparmorDir: bad }), JSON.stringify(bad)).toThrow(UnsafePathError);
     }
     expect(() => shellQuote('a\nb')).toThrow(/newline/);
     expect(shellQuote("it's")).toBe("'it'\\''s'");
-    expect(installCommand(ok)).toBe("'/bin/sh' '/r/install-helper.sh' 'install' '--runtime' '/opt/x/y' '--helper-script' '/r/svirt-helper.js' '--policy' '/r/p.policy' '--selinux-dir' '/r/selinux'");
+    expect(installCommand(ok)).toBe("'/bin/sh' '/r/install-helper.sh' 'install' '--runtime' '/opt/x/y' '--helper-script' '/r/svirt-helper.js' '--policy' '/r/p.policy' '--selinux-dir' '/r/selinux' '--apparmor-dir' '/r/apparmor'");
   });
 });
 
@@ -147,6 +148,7 @@ describe('installHelper', () => {
     await mkdir(path.join(dir, 'assets', 'polkit'), { recursive: true });
     await mkdir(path.join(dir, 'dist'));
     await cp(repoPath('assets/selinux'), path.join(dir, 'assets/selinux'), { recursive: true });
+    await cp(repoPath('assets/apparmor'), path.join(dir, 'assets/apparmor'), { recursive: true });
     await writeFile(path.join(dir, 'assets/linux/install-helper.sh'), await readFile(repoPath('assets/linux/install-helper.sh')));
     await writeFile(path.join(dir, 'assets/polkit/org.svirtmanager.helper.policy'), await readFile(repoPath('assets/polkit/org.svirtmanager.helper.policy')));
     await writeFile(path.join(dir, 'dist/svirt-helper.js'), await readFile(repoPath('dist/svirt-helper.js')));
@@ -279,12 +281,13 @@ describe('what the app shows and where it takes the files from', () => {
       helperScript: '/opt/sVirt Manager/resources/svirt-helper.js',
       policy: '/opt/sVirt Manager/resources/org.svirtmanager.helper.policy',
       selinuxDir: '/opt/sVirt Manager/resources/selinux',
+      apparmorDir: '/opt/sVirt Manager/resources/apparmor',
       runtime: process.execPath,
       copyRuntime: false, // root's own node (/usr/bin/node) on this machine
     });
     const dev = await resolveHelperSources({ packaged: false, appRoot: '/src/app', execPath: path.join(scratch, 'electron') });
     expect(dev).toMatchObject({
-      installScript: '/src/app/assets/linux/install-helper.sh', helperScript: '/src/app/dist/svirt-helper.js', selinuxDir: '/src/app/assets/selinux', copyRuntime: true,
+      installScript: '/src/app/assets/linux/install-helper.sh', helperScript: '/src/app/dist/svirt-helper.js', selinuxDir: '/src/app/assets/selinux', apparmorDir: '/src/app/assets/apparmor', copyRuntime: true,
     });
   });
 
