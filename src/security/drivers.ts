@@ -10,6 +10,9 @@
 import type { PolicyProfile } from '../core/selinux/policy-profile';
 import type { VmTypeSets } from '../core/selinux/seclabel-rules';
 import type { HelperConfig } from '../root/helper/helper-config';
+import path from 'node:path';
+import { HelperStateStore } from '../root/state/helper-state';
+import { AppArmorDriver } from './apparmor/apparmor-driver';
 import { DacDriver } from './dac/dac-driver';
 import { NoneDriver } from './none/none-driver';
 import { confines, type SecurityDriver } from './security-driver';
@@ -33,6 +36,13 @@ export const MAC_DRIVERS: readonly DriverFactory[] = [
     profile: host.profile, vmTypes: host.vmTypes, categoryRange: host.config.categoryRange,
     allowSeclabelNone: host.config.allowSeclabelNone, configPath: host.config.configPath,
   }),
+  (host) => {
+    const store = new HelperStateStore(host.config.stateDir);
+    return new AppArmorDriver({
+      profileDir: path.join(host.config.stateDir, 'apparmor'),
+      vmDirs: (vm) => Object.values(store.vmDirs(vm.ownerUid, vm.name)),
+    });
+  },
   () => new NoneDriver(),
 ];
 

@@ -646,6 +646,11 @@ export class VmLifecycle {
           // before the labels and disks passed: a refused start would wait out the keeper's 10 s connect
           // timeout, and a helper dying mid-relabel would leave a keeper nobody recorded.
           await mkdir(runDir, { recursive: true, mode: 0o700 });
+          // The profile is compiled and loaded before the keeper starts: the keeper waits only a few seconds
+          // for qemu's serial line.
+          const confinement = apparmor
+            ? await apparmor.prepare({ ownerUid, name: definition.name, files: files.profileFiles, dirs: [runDir, this.displayDir(ownerUid, definition.name)] })
+            : undefined;
           keeperStarting = startConsoleKeeperProcess({
             command: this.deps.keeperCommand.command,
             argsPrefix: this.deps.keeperCommand.argsPrefix,
@@ -657,9 +662,6 @@ export class VmLifecycle {
             signal: abandonKeeper.signal,
           });
           keeperStarting.catch(() => undefined);
-          const confinement = apparmor
-            ? await apparmor.prepare({ ownerUid, name: definition.name, files: files.profileFiles, dirs: [runDir, this.displayDir(ownerUid, definition.name)] })
-            : undefined;
           launched = await launchQemu({
             name: definition.name,
             runDir,

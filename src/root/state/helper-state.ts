@@ -130,6 +130,11 @@ export class HelperStateStore {
     this.treeLogDir = path.join(dir, 'trees');
   }
 
+  /** A VM's run directory (root's, 0700: sockets, serial line, log) and display directory (its qemu uid's). */
+  vmDirs(ownerUid: number, name: string): { runDir: string; displayDir: string } {
+    return { runDir: path.join(this.runRoot, `${ownerUid}-${name}`), displayDir: path.join(this.displayRoot, `${ownerUid}-${name}`) };
+  }
+
   /** Creates the directory tree, root-only. */
   async init(): Promise<void> {
     await mkdir(this.runRoot, { recursive: true, mode: 0o700 });
