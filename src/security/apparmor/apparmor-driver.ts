@@ -24,6 +24,8 @@ export interface AppArmorDriverOptions {
   readonly probe?: () => Promise<AppArmorProbe>;
   /** The global mode parameter (complain turns every profile into complain mode). */
   readonly modeParameter?: string;
+  /** The profiles' store (a test passes one with a stand-in parser); by default apparmor_parser in profileDir. */
+  readonly store?: VmProfileStore;
 }
 
 /** The files of a VM's spec, as its profile names them: canonical paths (a device's node, not a link to it). */
@@ -51,7 +53,7 @@ export class AppArmorDriver implements SecurityDriver {
   private readonly requests = new Map<string, VmConfinementRequest>();
 
   constructor(private readonly options: AppArmorDriverOptions) {
-    this.confinement = new AppArmorVmConfinement(new VmProfileStore({ dir: options.profileDir }), options.probe ?? (() => probeAppArmor()));
+    this.confinement = new AppArmorVmConfinement(options.store ?? new VmProfileStore({ dir: options.profileDir }), options.probe ?? (() => probeAppArmor()));
   }
 
   async probe(): Promise<ProbeResult> {

@@ -1,37 +1,19 @@
-import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { renderVmProfile, vmProfileName } from '../../core/apparmor/vm-profile';
+import { fakeAppArmor } from '../../../test/support/fake-apparmor';
 import { confinedExecPrefix, probeAppArmor, processConfinement, VM_PROFILE_BASE, VmProfileStore } from './apparmor-host';
 
-// A stand-in securityfs and apparmor_parser (this host's kernel has no AppArmor): the parser records its
-// arguments and loads or removes the profile named by the file it is given, as the real one does. The
-// real kernel is exercised by `npm run test:apparmor`.
 let dir: string;
 let host: { securityfs: string; enabledParameter: string };
 let parserLog: string;
 let store: VmProfileStore;
 
-const fakeParser = (root: string) => `#!/bin/sh
-echo "$*" >> "${root}/parser.log"
-profiles="${root}/securityfs/profiles"
-case "$1" in
-  -r) n=$(basename "$4"); grep -q "^$n " "$profiles" || echo "$n (enforce)" >> "$profiles" ;;
-  -R) n=$(basename "$3"); grep -v "^$n " "$profiles" > "$profiles.new"; mv "$profiles.new" "$profiles" ;;
-esac
-`;
-
 beforeEach(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'svirt-aa-'));
-  host = { securityfs: path.join(dir, 'securityfs'), enabledParameter: path.join(dir, 'enabled') };
-  await mkdir(host.securityfs);
-  await writeFile(host.enabledParameter, 'Y\n');
-  await writeFile(path.join(host.securityfs, 'profiles'), '/usr/bin/man (enforce)\nlsb_release (complain)\n');
-  await writeFile(path.join(dir, 'parser'), fakeParser(dir));
-  await chmod(path.join(dir, 'parser'), 0o755);
-  parserLog = path.join(dir, 'parser.log');
-  store = new VmProfileStore({ dir: path.join(dir, 'profiles'), parser: path.join(dir, 'parser'), host });
+  const fake = await fakeAppArmor();
+  ({ dir, host, parserLog } = fake);
+  store = new VmProfileStore({ dir: path.join(dir, 'profiles'), parser: fake.parser, host });
 });
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
