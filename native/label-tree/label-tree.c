@@ -33,13 +33,12 @@
  * Rules, the helper's TypeScript path rules compiled in from the same specification (path-rules.h,
  * generated from src/core/path-rules.json): PATH must be a normal absolute path, not a system directory
  * and not under a system tree unless it lies inside POOL (an image pool the helper found the requester
- * may use); the root must be a file, a directory or a FIFO (as for a file the helper relabels alone);
- * every file must belong to UID unless --any-owner or under a --pool (shared pools); a name with
- * control characters is refused. Inside the tree, symbolic links, devices, FIFOs and sockets are
- * skipped, never followed or labeled; the walk stays on the root's file system; a directory must still
- * be the inode seen when it was listed, and the walk works inside directory fds (fchdir), so a directory
- * swapped for a symlink cannot lead it out of the tree. The helper applies these rules before it starts
- * the tool; the tool applies them again to what it is handed.
+ * may use); the root must be a file or a directory; every file must belong to UID unless --any-owner or
+ * under a --pool (shared pools); a name with control characters is refused. Inside the tree, symbolic
+ * links, devices, FIFOs and sockets are skipped, never followed or labeled; the walk stays on the root's
+ * file system; a directory must still be the inode seen when it was listed, and the walk works inside
+ * directory fds (fchdir), so a directory swapped for a symlink cannot lead it out of the tree. The helper
+ * applies these rules before it starts the tool; the tool applies them again on what it is handed.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -581,12 +580,13 @@ static void check_owner(const char *rel, const struct entry_stat *st, bool poole
   refuse(rel, REASON_NOT_OWNER, (unsigned long)st->uid, (unsigned long)owner_uid);
 }
 
-/* Why the root may not be labeled for its file type; NULL for a file, a directory or a FIFO. */
+/* Why the root may not be labeled for its file type; NULL for a file or a directory. */
 static const char *kind_refusal(mode_t mode) {
-  if (S_ISREG(mode) || S_ISDIR(mode) || S_ISFIFO(mode)) return NULL;
+  if (S_ISREG(mode) || S_ISDIR(mode)) return NULL;
   if (S_ISLNK(mode)) return KIND_SYMLINK;
   if (S_ISCHR(mode)) return KIND_CHAR;
   if (S_ISBLK(mode)) return KIND_BLOCK;
+  if (S_ISFIFO(mode)) return KIND_FIFO;
   if (S_ISSOCK(mode)) return KIND_SOCKET;
   return KIND_OTHER;
 }

@@ -69,6 +69,7 @@ export async function openRelabelTarget(target: string, options: OpenOptions): P
     }
     if (kind === 'directory' && !options.allowDirectory) throw new PathRefusedError(target, 'it is a directory (relabel a tree as shared or read-only content instead)');
     // Block devices are opened by block-devices.ts, from /dev only; a node made elsewhere is never one.
+    // A FIFO is no content either: svirt-label-tree refuses it as a tree's root by the same table.
     const refusal = kindRefusal(kind);
     if (refusal) throw new PathRefusedError(target, refusal);
     checkOwner(target, stat.uid, options.config, options.requester);
