@@ -4,7 +4,6 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HelperClient } from '../src/user/helper-client';
 import { OVMF_VARS_TEMPLATE } from '../src/host/firmware';
-import { DEFAULT_VM_ID_RANGE } from '../src/root/state/vm-ids';
 import { GUEST_READY_MARKER } from './support/guest';
 import { ConsoleTap, createTestHost, type TestHost } from './support/helper-session';
 import { wireDefinition } from './support/wire-definition';
@@ -28,7 +27,9 @@ const within = <T>(p: Promise<T>, ms: number): Promise<{ value: T } | { error: E
   ]);
 
 beforeAll(async () => {
-  host = await createTestHost();
+  // A uid range of its own: test files run side by side, and another file's VM could take the id this file
+  // expects back (the allocator rightly skips ids that running processes hold).
+  host = await createTestHost({ vmIdRange: `${VM_IDS.first}-${VM_IDS.last}` });
   root = host.startHelper();
   other = host.startHelper({ SUDO_UID: String(OTHER_UID) });
   // Each helper probes the accelerator once (a real guest run): done here, not inside a timed request.
@@ -65,13 +66,15 @@ async function ids(pid: number): Promise<{ uids: number[]; gids: number[] }> {
   return { uids: field('Uid'), gids: field('Gid') };
 }
 
+const VM_IDS = { first: 62100, last: 62199 };
+
 /** The one uid (= gid) a VM's qemu runs as, checked to be one of the configured range. */
 async function vmUid(pid: number): Promise<number> {
   const { uids, gids } = await ids(pid);
   expect(new Set([...uids, ...gids]).size).toBe(1);
   const uid = uids[0] as number;
-  expect(uid).toBeGreaterThanOrEqual(DEFAULT_VM_ID_RANGE.first);
-  expect(uid).toBeLessThanOrEqual(DEFAULT_VM_ID_RANGE.last);
+  expect(uid).toBeGreaterThanOrEqual(VM_IDS.first);
+  expect(uid).toBeLessThanOrEqual(VM_IDS.last);
   return uid;
 }
 

@@ -91,7 +91,9 @@ describe('the install command sudo-prompt runs', () => {
       expect(result.stdout.split('\0').slice(0, -1)).toEqual(words.length ? words : ['']);
     }), { numRuns: 60 }));
     expect(await pwned()).toEqual([]);
-  });
+    // Each run starts a shell: seconds each on a loaded 2-core machine. A timeout here would leave the fakes
+    // in place under the next test, so the bound is generous.
+  }, 400_000);
 
   it('hands install-helper.sh hostile absolute paths unchanged, and none of their shell syntax runs', async () => {
     const dir = await hostileDir('argv');
