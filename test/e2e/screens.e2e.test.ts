@@ -94,6 +94,15 @@ const SCREENS: { name: string; open: () => Promise<void> }[] = [
       await page.getByText('The VM was not created').waitFor();
     },
   },
+  {
+    name: 'create-vm-iso-devices',
+    open: async () => {
+      await nav('New VM');
+      await page.getByRole('radio', { name: /ISO installer/ }).check();
+      await page.getByRole('button', { name: 'Host block devices…' }).click();
+      await page.getByRole('table', { name: 'Host block devices' }).waitFor();
+    },
+  },
 ];
 
 async function closeDialogs(): Promise<void> {

@@ -231,6 +231,10 @@ export function sampleHandlers(events: () => FakeApi): Partial<SvirtCalls> {
     listVms: async () => sampleVms,
     getVm: async ({ name }) => detailsFor(name),
     audit: async () => sampleAudit,
+    listDevices: async () => [
+      { path: '/dev/vg0/build-scratch', node: '/dev/dm-3', majMin: '253:3', sizeBytes: 20 * 1024 ** 3, type: 'lvm', content: null, label: 'system_u:object_r:fixed_disk_device_t:s0', inUse: [] },
+      { path: '/dev/sdb1', node: '/dev/sdb1', majMin: '8:17', sizeBytes: 500 * 1024 ** 3, type: 'part', content: 'ext4', label: 'system_u:object_r:fixed_disk_device_t:s0', inUse: ['mounted on /srv/backup'] },
+    ],
     validateStaticLabel: async ({ label, relabel, vm }) => checkStaticLabel(label, relabel, vm),
     previewRelabel: async (request) => previewFor(request),
     applyRelabel: async (request) => {
