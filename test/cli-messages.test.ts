@@ -65,7 +65,7 @@ describe('svirt error messages', () => {
     // SELinux is off here: the helper refuses, and the way out is the flag the user can type.
     const unconfined = await svirt('start', 'msg');
     expect(unconfined.code).toBe(2);
-    expect(unconfined.stderr).toMatch(/^svirt: not confined: SELinux is disabled on this host, .*start with --allow-unconfined to run it anyway/);
+    expect(unconfined.stderr).toMatch(/^svirt: not confined: SELinux is disabled on this host and AppArmor is not enabled, .*start with --allow-unconfined to run it anyway/);
     expect(unconfined.stderr).not.toMatch(INTERNALS);
     expect(await definedNames()).toEqual(['msg']);
     expect((await svirt('undefine', 'msg')).code).toBe(0);
