@@ -28,13 +28,15 @@ import { connectConsole } from '../src/root/console/console-viewer';
 import { startConsoleKeeperProcess } from '../src/root/console/keeper-process';
 import { openSerialLine } from '../src/root/console/serial-line';
 import { DEFAULT_RING_BYTES } from '../src/root/console/scrollback-ring';
+import { HELPER_NODE_FLAGS } from '../src/user/helper-client';
 import { holdSerialLine } from '../test/support/qemu-serial-stand-in';
 import { median, roundStats } from './round-stats';
 
 const BLOCK_BYTES = 1024 * 1024;
 const WRITE_BYTES = 64 * 1024;
 const SELF = fileURLToPath(import.meta.url);
-// The keeper as the helper runs it: the bundled helper program in keeper mode (npm run build first).
+// The keeper as the helper runs it: the bundled helper program in keeper mode (npm run build first), with the
+// helper's Node flags (--jitless: the product's keepers run without a JIT, so the bench measures that).
 const HELPER_BUNDLE = path.resolve(path.dirname(SELF), '../dist/svirt-helper.js');
 
 const { values } = parseArgs({
@@ -207,7 +209,7 @@ async function keeperRun(dir: string, round: number): Promise<Run> {
   const source = await serialSource(path.join(dir, `keeper-${round}`));
   const keeper = await startConsoleKeeperProcess({
     command: process.execPath,
-    argsPrefix: [HELPER_BUNDLE],
+    argsPrefix: [...HELPER_NODE_FLAGS, HELPER_BUNDLE],
     serialPath: source.line,
     viewerSocketPath: viewerPath,
     pidFile: path.join(dir, `keeper-${round}.pid`),
