@@ -10,12 +10,14 @@
 // included). The helper is started and asked for `status` once before any timing, so its start-up and the
 // accelerator probe (cached for the helper's life) are not counted.
 //
-// "Bare" is what a user would run by hand: the argv our launcher builds (buildQemuArgv, checked against the
-// `launch` line in the VM's qemu.log; same machine, accelerator, memory, kernel, initrd, append, disk and
-// sandbox), run as root, without -S, with the two fd-passed sockets replaced by path sockets:
-// `-chardev socket,path=S,server=on,wait=on` for the serial port (qemu waits for us to connect before it
-// starts the guest, so no output is lost and the connect is timed) and a QMP socket nobody uses. The disk
-// is given by path instead of an fd set. The clock runs from spawn to the first serial byte received.
+// "Bare" is qemu launched the way the product's launcher launches it, without what the product adds (the
+// helper, labels, journal, checks, console keeper): the same argv (buildQemuArgv, checked against the `launch`
+// line in the VM's qemu.log: same machine, accelerator, memory, devices, sandbox, -S), the same fds behind it
+// (the serial line's FIFO directory for the pipe chardev, a listening QMP socket, the disk as an fd set, kernel
+// and initrd as inherited fds), run as an unprivileged VM uid in a session of its own (detached, as the
+// launcher does: with autogroup scheduling a process's session decides its CPU share under load). The fds are
+// made before its clock starts; the clock runs from spawn, over one QMP connection (greeting, capabilities,
+// `cont`) while the serial line is opened, to the first serial byte read from the FIFO.
 //
 // Per ours round the timeline comes from what the helper leaves in the run directory: the `launch` line in
 // qemu.log (just before qemu is spawned), qemu.pid (written right after the spawn), the keeper's "pid"
@@ -33,9 +35,8 @@
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import type net from 'node:net';
+import { constants as fsc, existsSync, renameSync } from 'node:fs';
+import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -44,10 +45,12 @@ import { emptyJournal } from '../src/root/labels/label-journal';
 import { DEFAULT_PATH_POLICY } from '../src/host/path-policy';
 import { labelFile, restoreHolder, type RelabelContext } from '../src/root/labels/relabeler';
 import { TCG_ARGS, KVM_CANDIDATES } from '../src/root/qemu/accel';
-import { buildQemuArgv, type LaunchSpec } from '../src/root/qemu/launch';
+import { buildQemuArgv, fdLayout, listeningFd, type FdLayout, type LaunchSpec } from '../src/root/qemu/launch';
+import { QmpClient } from '../src/root/qemu/qmp';
+import { createSerialLine, openSerialLine } from '../src/root/console/serial-line';
+import { listenUnixAt } from '../src/security/selinux/socket-context';
 import { allocateVmId, DEFAULT_VM_ID_RANGE } from '../src/root/state/vm-ids';
 import { writeFileAtomic } from '../src/host/atomic-file';
-import { connectUnix } from '../test/support/guest';
 import { createTestHost, type TestHost } from '../test/support/helper-session';
 import { wireDefinition } from '../test/support/wire-definition';
 import type { VmDefinitionInput } from '../src/core/vm-definition';
@@ -68,6 +71,8 @@ const JOURNAL_FILES = values['journal-files'] === '0' ? 0 : positive('--journal-
 const MEMORY_MIB = positive('--memory', values.memory);
 const VM_NAME = 'bench-start';
 const QEMU = 'qemu-system-x86_64';
+// The bare qemu's uid: a VM uid the helper hands out last (it takes the lowest free one for its VM).
+const BARE_UID = DEFAULT_VM_ID_RANGE.last;
 
 function positive(name: string, text: string): number {
   const value = Number(text);
@@ -187,85 +192,102 @@ async function runOurs(helper: HelperClient, host: TestHost, diskPath: string): 
 }
 
 
-/** The launcher's argv made runnable by hand: path sockets instead of passed fds, the disk by path, no -S. */
-function bareArgv(launcherArgv: readonly string[], diskPath: string, serialPath: string, qmpPath: string, boot: { kernel: string; initrd: string }): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < launcherArgv.length; i++) {
-    const arg = launcherArgv[i] as string;
-    const value = launcherArgv[i + 1];
-    if (arg === '-S') continue;
-    if (arg === '-add-fd') {
-      i++;
-      continue;
-    }
-    if (arg === '-chardev' && value?.startsWith('pipe,id=serial0,')) {
-      out.push(arg, `socket,id=serial0,path=${serialPath},server=on,wait=on`);
-      i++;
-      continue;
-    }
-    if (arg === '-chardev' && value?.startsWith('socket,id=qmp0,fd=')) {
-      out.push(arg, `socket,id=qmp0,path=${qmpPath},server=on,wait=off`);
-      i++;
-      continue;
-    }
-    // The launcher hands the kernel and initrd over as inherited fds (/proc/self/fd/N); by hand, their paths.
-    if ((arg === '-kernel' || arg === '-initrd') && value?.startsWith('/proc/self/fd/')) {
-      out.push(arg, arg === '-kernel' ? boot.kernel : boot.initrd);
-      i++;
-      continue;
-    }
-    if (arg === '-drive' && value?.startsWith('file=/dev/fdset/1,')) {
-      out.push(arg, value.replace('file=/dev/fdset/1,', `file=${diskPath.replace(/,/g, ',,')},`));
-      i++;
-      continue;
-    }
-    out.push(arg);
-  }
-  return out;
-}
-
 interface BareResult {
   firstByteMs: number;
-  connectMs: number;
+  /** spawn → `cont` answered (qemu's start-up up to QMP, the handshake and `cont`). */
+  contMs: number;
   firstBytes: string;
 }
 
-async function runBare(argv: readonly string[], workDir: string, serialPath: string, qmpPath: string): Promise<BareResult> {
-  await rm(serialPath, { force: true });
+/** What the bare launch hands qemu: the files it opens by fd, and the uid it runs as. */
+interface BareLaunch {
+  argv: readonly string[];
+  layout: FdLayout;
+  disk: string;
+  kernel: string;
+  initrd: string;
+  uid: number;
+}
+
+async function runBare(launch: BareLaunch, workDir: string): Promise<BareResult> {
+  const lineDir = path.join(workDir, 'serial');
+  const qmpPath = path.join(workDir, 'qmp.sock');
+  await rm(lineDir, { recursive: true, force: true });
   await rm(qmpPath, { force: true });
-  const log = await open(path.join(workDir, 'bare-qemu.log'), 'a');
+  const handles: FileHandle[] = [];
+  // Listening under another name until qemu holds the socket (closing the server unlinks the name it bound).
+  const qmpServer = await listenUnixAt(null, `${qmpPath}.listen`);
   let child: ChildProcess | undefined;
-  let socket: net.Socket | undefined;
   try {
+    const line = await createSerialLine(lineDir, { uid: launch.uid, gid: launch.uid });
+    const openFile = async (p: string, flags: number): Promise<number> => {
+      const h = await open(p, flags | fsc.O_NONBLOCK | fsc.O_NOCTTY);
+      handles.push(h);
+      return h.fd;
+    };
+    const log = await openFile(path.join(workDir, 'bare-qemu.log'), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_APPEND);
+    const { layout } = launch;
+    const diskSlot = layout.disks[0];
+    if (!diskSlot?.rwFd || layout.kernelFd === undefined || layout.initrdFd === undefined) throw new Error('unexpected fd layout for the bench VM');
+    const stdio: (number | 'ignore')[] = ['ignore', log, log];
+    stdio[layout.serialFd] = await openFile(lineDir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+    stdio[layout.qmpFd] = listeningFd(qmpServer);
+    stdio[diskSlot.roFd] = await openFile(launch.disk, fsc.O_RDONLY);
+    stdio[diskSlot.rwFd] = await openFile(launch.disk, fsc.O_RDWR);
+    stdio[layout.kernelFd] = await openFile(launch.kernel, fsc.O_RDONLY);
+    stdio[layout.initrdFd] = await openFile(launch.initrd, fsc.O_RDONLY);
+
     const t0 = wallNow();
-    child = spawn(QEMU, argv, { stdio: ['ignore', log.fd, log.fd] });
-    const exited = once(child, 'exit').then(([code, signal]) => {
+    const spawned = spawn(QEMU, [...launch.argv], {
+      uid: launch.uid, gid: launch.uid, detached: true, stdio, cwd: '/',
+      env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
+    });
+    child = spawned;
+    // qemu holds its own copies now, as after the launcher's spawn: the socket takes its name, and the
+    // bench's own listener goes.
+    renameSync(`${qmpPath}.listen`, qmpPath);
+    qmpServer.close();
+    await Promise.all(handles.splice(0).map((h) => h.close()));
+    const exited = once(spawned, 'exit').then(([code, signal]) => {
       throw new Error(`bare qemu ended (${signal ?? code}); see ${path.join(workDir, 'bare-qemu.log')}`);
     });
     exited.catch(() => undefined);
-    socket = await Promise.race([connectUnix(serialPath, 30_000, 2), exited]);
-    const connectedAt = wallNow();
+    const contAt = (async () => {
+      const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 120_000 });
+      try {
+        await qmp.execute('cont');
+      } finally {
+        await qmp.close();
+      }
+      return wallNow();
+    })();
+    const serial = await Promise.race([openSerialLine(line, { timeoutMs: 120_000 }), exited]);
     let output = '';
     let firstAt: number | undefined;
-      socket.on('data', (d: Buffer) => {
-      const at = wallNow();
-      firstAt ??= at;
-      output += d.toString('latin1');
+    try {
+      serial.fromGuest.on('data', (d: Buffer) => {
+        firstAt ??= wallNow();
+        output += d.toString('latin1');
       });
-    const deadline = Date.now() + 120_000;
-    while (firstAt === undefined) {
-      if (Date.now() > deadline) throw new Error('bare: no guest output within 120 s');
-      await Promise.race([new Promise((r) => setTimeout(r, 5)), exited]);
+      const contDone = await Promise.race([contAt, exited]);
+      const deadline = Date.now() + 120_000;
+      while (firstAt === undefined) {
+        if (Date.now() > deadline) throw new Error('bare: no guest output within 120 s');
+        await Promise.race([new Promise((r) => setTimeout(r, 5)), exited]);
+      }
+      return { firstByteMs: firstAt - t0, contMs: contDone - t0, firstBytes: output.slice(0, 60) };
+    } finally {
+      serial.fromGuest.destroy();
+      serial.toGuest.destroy();
     }
-    return { firstByteMs: (firstAt as number) - t0, connectMs: connectedAt - t0, firstBytes: output.slice(0, 60) };
   } finally {
-    socket?.destroy();
+    qmpServer.close();
+    await Promise.all(handles.map((h) => h.close()));
     if (child && child.exitCode === null && child.signalCode === null) {
       const gone = once(child, 'exit');
       child.kill('SIGKILL');
       await gone;
     }
-    await log.close();
   }
 }
 
@@ -373,8 +395,6 @@ async function main(): Promise<void> {
     if (journalNote) console.log(journalNote);
     const oursDisk = await host.disk('ours.img');
     const bareDisk = await host.disk('bare.img');
-    const serialPath = path.join(workDir, 'serial.sock');
-    const qmpPath = path.join(workDir, 'qmp.sock');
 
     // One untimed warm-up start (page cache for the kernel, initrd, node and qemu binaries); its launch line
     // fixes the argv for the bare runs.
@@ -386,11 +406,14 @@ async function main(): Promise<void> {
       return sameDisk(warm.argvLine) === sameDisk(`launch ${QEMU} ${argv.join(' ')}`);
     });
     if (!accelArgs) throw new Error(`the helper's launch line does not match buildQemuArgv: ${warm.argvLine}`);
-    const launcherArgv = buildQemuArgv({ ...launchSpec(host, bareDisk, '/unused'), paused: true }, accelArgs);
-    const bare = bareArgv(launcherArgv, bareDisk, serialPath, qmpPath, { kernel: host.kernel, initrd: host.initrd });
+    const bareSpec = { ...launchSpec(host, bareDisk, '/unused'), paused: true };
+    const bare: BareLaunch = {
+      argv: buildQemuArgv(bareSpec, accelArgs), layout: fdLayout(bareSpec),
+      disk: bareDisk, kernel: host.kernel, initrd: host.initrd, uid: BARE_UID,
+    };
     console.log(`helper's qemu: ${warm.argvLine}`);
-    console.log(`bare qemu:     ${QEMU} ${bare.join(' ')}`);
-    await runBare(bare, workDir, serialPath, qmpPath);
+    console.log(`bare qemu:     ${QEMU} ${bare.argv.join(' ')} (as uid ${BARE_UID}, fds from the bench)`);
+    await runBare(bare, workDir);
     console.log('warm-up done (one start each, not counted)');
 
     const ours: OursResult[] = [];
@@ -406,9 +429,9 @@ async function main(): Promise<void> {
           parts.push(`ours ${r1(o.firstByteMs)} ms to first byte (prepare ${r1(tl.prepareMs)}, spawn ${r1(tl.spawnMs)}, qmp+keeper ${r1(tl.qmpAndKeeperMs)}, `
             + `cont ${r1(tl.contMs)}, attach ${r1(tl.attachMs)}, guest ${r1(tl.firstDataMs)})`);
         } else {
-          const b = await runBare(bare, workDir, serialPath, qmpPath);
+          const b = await runBare(bare, workDir);
           bares.push(b);
-          parts.push(`bare ${r1(b.firstByteMs)} ms to first byte (connect ${r1(b.connectMs)})`);
+          parts.push(`bare ${r1(b.firstByteMs)} ms to first byte (cont ${r1(b.contMs)})`);
         }
       }
       console.log(`round ${r + 1}/${ROUNDS}: ${parts.join('; ')}`);

@@ -479,7 +479,7 @@ export function readQemuPid(runDir: string): number | undefined {
  * The fd of a listening net.Server. Node's spawn() accepts fd numbers in stdio but not a Server (it would try to
  * pause it as a stream), and net has no public accessor for a server's fd: the handle's fd is read here, checked.
  */
-function listeningFd(server: net.Server): number {
+export function listeningFd(server: net.Server): number {
   const fd = (server as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
   if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) throw new Error('cannot get the fd of a listening socket from net.Server');
   return fd;
