@@ -92,6 +92,15 @@ describe('every pair reachable, uniform over the free ones', () => {
     expect([...reached].sort()).toEqual(pairs(0, 3).sort());
   });
 
+  it('reaches every pair of a fresh allocator of any width, one pair for each k', () => {
+    for (const last of [1, 2, 3, 4, 5, 7, 8, 12, 16, 17, 40]) {
+      const reached = new Set<string>();
+      const count = ((last + 1) * last) / 2;
+      for (let k = 0; k < count; k++) reached.add(text(new McsAllocator({ range: range(0, last), random: () => k }).allocate('vm')));
+      expect(reached.size).toBe(count);
+    }
+  });
+
   it('draws uniformly among the free pairs and never a held or blocked one (chi-square)', () => {
     const allocator = new McsAllocator({ range: range(0, 4), random: seededInt(2024) });
     allocator.reserve('s0:c0,c1', 'held');

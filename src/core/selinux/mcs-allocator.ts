@@ -68,11 +68,15 @@ const MAX_CATEGORIES = 4096;
 const MAX_SENSITIVITY = 65535;
 
 /**
- * Blocker counts per pair and a Fenwick tree over the free (count zero) flags: the tree answers "the
- * k-th free pair" by a single descent.
+ * Blocker counts per pair and a Fenwick tree over the taken (count not zero) flags: the tree answers "the
+ * k-th free pair" by a single descent, a node's free pairs being its span (i & -i) less its taken ones.
+ * Counting the taken pairs rather than the free ones makes a fresh allocator all zeros: the helper builds
+ * one for each request, and a fresh array of zeros costs nothing until it is written (filling it, even
+ * by native copies, costs several milliseconds in the helper's JIT-less Node on a busy host).
  */
 class FreePairs {
   private readonly blockers: Uint32Array;
+  /** Taken pairs per Fenwick node. */
   private readonly tree: Int32Array;
   private readonly topStep: number;
   private free: number;
@@ -82,10 +86,6 @@ class FreePairs {
     this.tree = new Int32Array(size + 1);
     this.topStep = size === 0 ? 0 : 2 ** Math.floor(Math.log2(size));
     this.free = size;
-    // Every pair starts free, so each tree node counts its whole span (i & -i): no rebuild needed. The
-    // helper builds an allocator for each request, so construction must stay a fill, not a walk.
-    const tree = this.tree;
-    for (let i = 1; i <= size; i++) tree[i] = i & -i;
   }
 
   get freeCount(): number {
@@ -116,7 +116,7 @@ class FreePairs {
       }
     });
     if (changed === undefined) this.rebuild();
-    else for (const pair of changed) this.add(pair + 1, -delta);
+    else for (const pair of changed) this.add(pair + 1, delta);
   }
 
   /** adjust() for one pair, without the visitor: the hot path of allocate and release. */
@@ -126,7 +126,7 @@ class FreePairs {
     this.blockers[pair] = before + delta;
     if (before === 0 || before + delta === 0) {
       this.free -= delta;
-      this.add(pair + 1, -delta);
+      this.add(pair + 1, delta);
     }
   }
 
@@ -136,9 +136,11 @@ class FreePairs {
     let remaining = k;
     for (let step = this.topStep; step > 0; step >>>= 1) {
       const next = position + step;
-      if (next <= this.size && (this.tree[next] as number) <= remaining) {
+      if (next > this.size) continue;
+      const free = (next & -next) - (this.tree[next] as number);
+      if (free <= remaining) {
         position = next;
-        remaining -= this.tree[next] as number;
+        remaining -= free;
       }
     }
     return position;
@@ -150,7 +152,7 @@ class FreePairs {
 
   private rebuild(): void {
     const { tree, blockers, size } = this;
-    for (let i = 1; i <= size; i++) tree[i] = blockers[i - 1] === 0 ? 1 : 0;
+    for (let i = 1; i <= size; i++) tree[i] = blockers[i - 1] === 0 ? 0 : 1;
     for (let i = 1; i <= size; i++) {
       const parent = i + (i & -i);
       if (parent <= size) tree[parent] = (tree[parent] as number) + (tree[i] as number);
