@@ -13,6 +13,7 @@ import type { VmDefinition, VmDefinitionInput } from '../core/vm-definition';
 import type { SelinuxMode } from '../security/selinux/host-selinux';
 import type { DeviceChoice } from '../host/block-devices';
 import type { WindowSize } from './console-protocol';
+import type { ConfinementDescription, ModelStateName, SecurityModelId } from './security-description';
 
 /** Longest request line accepted; longer lines are refused before parsing. */
 export const MAX_LINE_BYTES = 1024 * 1024;
@@ -126,6 +127,8 @@ export interface RunInfo {
   startedAt: string;
   runDir: string;
   seclabelMode: VmDefinition['seclabel']['mode'];
+  /** How the host's security models confine this VM, as data to show (its model, labels, parts, words). */
+  security: ConfinementDescription;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -134,6 +137,8 @@ export interface RunInfo {
 /** The helper's own view of the host (the answer of `status`). */
 export interface HelperHostStatus {
   version: string;
+  /** The security model that confines this host's VMs (MAC), its state now, and the models stacked (MAC, then DAC). */
+  security: { model: SecurityModelId; modelName: string; state: ModelStateName; layers: SecurityModelId[] };
   selinux: SelinuxMode;
   policy: {
     type: string | null;
@@ -155,7 +160,8 @@ export interface LabeledFile {
   dev: number;
   ino: number;
   original: string | null;
-  applied: string;
+  /** The label set; null when only the owner changed (a model that labels no files). */
+  applied: string | null;
   kind: string;
   holder: string;
   at: string;

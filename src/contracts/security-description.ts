@@ -9,6 +9,12 @@
 /** The security models a helper may run; `none` confines nothing. */
 export type SecurityModelId = 'selinux' | 'apparmor' | 'dac' | 'none';
 
+/**
+ * What the kernel does with a model: enforcing, permissive (logs only), inactive (installed, not run by
+ * the kernel), absent.
+ */
+export type ModelStateName = 'enforcing' | 'permissive' | 'inactive' | 'absent';
+
 /** One named piece of a label, in the order the model writes them (SELinux: user, role, type, level). */
 export interface LabelPart {
   /** What the piece is, in words: "type", "MCS pair", "profile", "uid". */

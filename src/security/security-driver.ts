@@ -4,9 +4,11 @@
  * stack: the host's MAC model over DAC) and never names SELinux, AppArmor or a uid rule itself.
  *
  *   probe           is the model on this host, and does the kernel enforce it?
+ *   prepare         what a start needs that may take time (reading the policy), before the state lock is taken
  *   generate        a VM's label for this start: dynamic → a fresh one (an MCS pair, a profile, a uid),
  *                   static → the user's, checked; reserved in the driver's state before the start goes on
  *   release         gives a VM's label back (at stop, after a failed start, after a crash)
+ *   sweep           gives back what VMs no record knows still hold (a crash): allocator holds, loaded profiles
  *   setAll          labels every file of the VM for this start; file changes go through the journal
  *   restoreAll      undoes what the model holds outside files (a loaded profile)
  *   confineProcess  how qemu is exec'd into its label (runcon CONTEXT, aa-exec -p PROFILE, a uid)
@@ -29,7 +31,7 @@
  * - The list of drivers (drivers.ts) ends with `none`, like libvirt's security_driver.c: probing picks
  *   the first whose model the host runs.
  */
-import type { ConfinementDescription, LabelPart, SecurityModelId } from '../contracts/security-description';
+import type { ConfinementDescription, LabelPart, ModelStateName, SecurityModelId } from '../contracts/security-description';
 import type { SelinuxModeName } from '../core/confinement';
 import type { VmDefinition } from '../core/vm-definition';
 import type { VmSpec } from '../core/vm-spec';
@@ -44,7 +46,7 @@ export type { ConfinementDescription, LabelPart, SecurityModelId };
  *   written as data, nothing is enforced);
  * - `absent`: not on this host at all.
  */
-export type ModelState = 'enforcing' | 'permissive' | 'inactive' | 'absent';
+export type ModelState = ModelStateName;
 
 export interface ProbeResult {
   readonly model: SecurityModelId;
@@ -149,12 +151,17 @@ export interface SecurityDriver {
   /** The model's name for people ("SELinux", "AppArmor"). */
   readonly modelName: string;
   probe(): Promise<ProbeResult>;
+  /** Slow reads a start needs (the policy's VM types), done before the host-wide lock so no other start waits on them. */
+  prepare(vm: SecuredVm): Promise<void>;
   /** Throws an Error whose message names the user's field when the label cannot be had (taken, malformed, exhausted). */
   generate(vm: SecuredVm, book: LabelBook): Promise<VmLabel>;
   /** Gives the label's hold back in the book's state; a label it never held is ignored. */
   release(vmId: string, label: VmLabel, book: LabelBook): void;
-  /** Drops holds of VMs outside `keep` (a crash between generate and the record). */
-  sweep(book: LabelBook, keep: ReadonlySet<string>): void;
+  /**
+   * Drops holds of VMs outside `keep` (a crash between generate and the record), in the book's state and
+   * on the host (a loaded profile). Returns what could not be undone now, for the log; the next sweep retries.
+   */
+  sweep(book: LabelBook, keep: ReadonlySet<string>): Promise<readonly string[]>;
   setAll(vm: SecuredVm, label: VmLabel, files: FileHolds): Promise<void>;
   restoreAll(vmId: string, label: VmLabel): Promise<void>;
   confineProcess(vm: SecuredVm, label: VmLabel): ProcessConfinement;

@@ -72,6 +72,10 @@ export class SecurityStack {
     };
   }
 
+  async prepare(vm: SecuredVm): Promise<void> {
+    await Promise.all(this.layers.map((driver) => driver.prepare(vm)));
+  }
+
   /** Every layer's label for this start, in stack order; what one layer took is given back if a later one refuses. */
   async generate(vm: SecuredVm, book: StackBook): Promise<VmLabel[]> {
     const labels: VmLabel[] = [];
@@ -92,8 +96,10 @@ export class SecurityStack {
   }
 
   /** Drops holds of VMs no record keeps, in every driver this helper has. */
-  sweep(book: StackBook, keep: ReadonlySet<string>): void {
-    for (const driver of new Set([...this.layers, ...this.known])) driver.sweep(this.book(driver, book), keep);
+  async sweep(book: StackBook, keep: ReadonlySet<string>): Promise<string[]> {
+    const problems: string[] = [];
+    for (const driver of new Set([...this.layers, ...this.known])) problems.push(...(await driver.sweep(this.book(driver, book), keep)));
+    return problems;
   }
 
   /** Every layer's file changes, merged per file (first layer's label, any layer's owner), applied in order. */
@@ -147,6 +153,14 @@ export class SecurityStack {
   /** Whether qemu is to run in a MAC label: the VM asks for one and the kernel runs the model. */
   runsInLabel(labels: readonly VmLabel[], state: ModelState): boolean {
     return confines(state) && this.macLabel(labels)?.process != null;
+  }
+
+  /** The refusal of a start that would run qemu outside a MAC label, in the requester's words. */
+  notConfinedRefusal(state: ModelState): string {
+    const anyway = 'start with allowUnconfined to run it anyway';
+    return state === 'inactive'
+      ? `not confined: ${this.mac.modelName} is disabled on this host, so qemu would run unconfined; ${anyway} (its files are labeled either way)`
+      : `not confined: this host runs no mandatory access control model (SELinux, AppArmor), so only its own uid keeps qemu apart; ${anyway}`;
   }
 
   macLabel(labels: readonly VmLabel[]): VmLabel | undefined {

@@ -19,10 +19,11 @@ async function runHelper(): Promise<number> {
   // and must not pay for compiling the helper's schemas.
   const [
     { loadPolicyProfile }, { selinuxMode }, { probeAccelerator }, { HelperStateStore },
-    { loadHelperConfig, resolveRequester }, { serveHelperProtocol }, { createVerbs }, { VmLifecycle }, { loadVmTypeSets },
+    { loadHelperConfig, resolveRequester }, { serveHelperProtocol }, { createVerbs }, { VmLifecycle }, { loadVmTypeSets }, { createSecurityStack },
   ] = await Promise.all([
     import('../../security/selinux/selinux-files'), import('../../security/selinux/host-selinux'), import('../qemu/accel'), import('../state/helper-state'),
     import('./helper-config'), import('./helper-server'), import('./helper-verbs'), import('./vm-lifecycle'), import('../../security/selinux/policy-vm-types'),
+    import('../../security/drivers'),
   ]);
   // The flags live with the code that starts the helper, so helper and keepers run alike.
   const { HELPER_NODE_FLAGS } = await import('../../user/helper-client');
@@ -45,24 +46,22 @@ async function runHelper(): Promise<number> {
   // seinfo takes seconds: asked on the first start only, not by sessions that never start a VM, and
   // remembered for the same policy file across sessions.
   const vmTypes = memo(() => loadVmTypeSets(profile, { cacheFile: path.join(config.stateDir, 'policy-vm-types.json') }));
+  // The host's MAC model over DAC, picked once: a host changes model only by rebooting.
+  const security = await createSecurityStack({ config, profile, vmTypes });
   const script = process.argv[1];
   if (!script) throw new Error('cannot tell the helper script path');
   const keeperCommand = { command: process.execPath, argsPrefix: [...HELPER_NODE_FLAGS, script] };
   // Keepers started ahead: a VM start hands its keeper's arguments to a loaded one (keeper-process.ts).
   const { enableSpareKeepers } = await import('../console/keeper-process');
   enableSpareKeepers(keeperCommand);
-  const { AppArmorVmConfinement } = await import('../../security/apparmor/vm-confinement');
-  const { VmProfileStore } = await import('../../security/apparmor/apparmor-host');
-  // The VMs' profiles live in the helper's state, never in /etc/apparmor.d (loaded at boot for VMs long gone).
-  const apparmor = new AppArmorVmConfinement(new VmProfileStore({ dir: path.join(config.stateDir, 'apparmor') }));
   const lifecycle = new VmLifecycle({
-    store, config, profile, requester, selinux, accel, vmTypes, apparmor,
+    store, config, requester, security, accel,
     // The keeper runs in the helper's domain too: the same flags (no JIT, see HELPER_NODE_FLAGS).
     keeperCommand,
   });
   // Whatever died while no helper was running is cleaned up before the first request.
   await lifecycle.reconcile();
-  const verbs = createVerbs({ lifecycle, config, profile, requester, selinux, accel });
+  const verbs = createVerbs({ lifecycle, config, profile, requester, selinux, security, accel });
 
   let broadcast: ((event: string, data: unknown) => void) | undefined;
   // VMs that end on their own (guest poweroff, crash) get their labels restored promptly.

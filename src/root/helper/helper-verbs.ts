@@ -9,7 +9,9 @@ import { listDeviceChoices } from '../../host/block-devices';
 import { PathRefusedError, type Requester } from '../../host/path-policy';
 import { connectUnixLow } from '../../security/selinux/socket-context';
 import type { AccelChoice } from '../qemu/accel';
-import { sharedContentLabel, type PolicyProfile } from '../../core/selinux/policy-profile';
+import type { PolicyProfile } from '../../core/selinux/policy-profile';
+import type { SecurityStack } from '../../security/security-stack';
+import { labelsOfRecord } from '../state/helper-state';
 import { PRODUCT_VERSION } from '../../core/version';
 import type { VerbContext, VerbHandler, VerbTable } from './helper-server';
 import type { HelperConfig } from './helper-config';
@@ -28,6 +30,8 @@ export interface VerbDeps {
   readonly profile: PolicyProfile;
   readonly requester: Requester;
   readonly selinux: () => Promise<SelinuxMode>;
+  /** The host's security models (MAC over DAC): the status names the active one. */
+  readonly security: SecurityStack;
   readonly accel: () => Promise<AccelChoice>;
 }
 
@@ -89,6 +93,7 @@ export function createVerbs(deps: VerbDeps): VerbTable {
   const verbs: HelperVerbTable = {
     status: verb({ properties: {} }, async () => ({
       version: PRODUCT_VERSION,
+      security: { model: deps.security.model, modelName: deps.security.modelName, state: await deps.security.state(), layers: deps.security.layers.map((d) => d.model) },
       selinux: await deps.selinux(),
       policy: {
         type: profile.policyType,
@@ -153,11 +158,13 @@ export function createVerbs(deps: VerbDeps): VerbTable {
         const vm = args.vm;
         return lifecycle.withRelabelContext(async (ctx) => {
           const record = await lifecycle.find(resolveVm(vm));
-          if (!record.imageLabel) throw new HelperError('refused', `VM ${record.id} has no image label (seclabel none or relabel no)`);
-          return labelFile(ctx, record.id, 'private', args.path, record.imageLabel);
+          const image = deps.security.macLabel(labelsOfRecord(record))?.image;
+          if (!image) throw new HelperError('refused', `VM ${record.id} has no image label (seclabel none or relabel no)`);
+          return labelFile(ctx, record.id, 'private', args.path, image);
         });
       }
-      const label = sharedContentLabel(profile, args.mode, deps.config.categoryRange);
+      const label = deps.security.sharedLabel(args.mode);
+      if (label === null) throw new HelperError('refused', `${deps.security.modelName} labels no files: there is no ${args.mode} content label to give ${args.path}`);
       if (args.job === undefined) return labelContentTree(lifecycle.relabelTransact(), args.path, args.mode, label, onProgress);
       const job = args.job;
       if (relabelJobs.has(job)) throw new HelperError('bad-request', `job ${job} is already running: give each relabel its own job id`);

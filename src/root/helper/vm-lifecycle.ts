@@ -1,39 +1,35 @@
-import { randomInt, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { copyFile, mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { formatLevel, formatRange, parseContext, parseRange, type Level } from '../../core/selinux/context';
-import { confinementOf, NOT_CONFINED_REASON, processLabelProblem } from '../../core/confinement';
-import { imageLabelFor, planStart, type StartPlan } from '../../core/selinux/label-planner';
-import { McsAllocator, type InUseEntry } from '../../core/selinux/mcs-allocator';
-import type { PolicyProfile } from '../../core/selinux/policy-profile';
-import { isReservableStaticLabel, seclabelProblems, type ForeignLevel, type VmTypeSets } from '../../core/selinux/seclabel-rules';
+import { confinementOf, NOT_CONFINED_REASON } from '../../core/confinement';
 import { startConsoleKeeperProcess } from '../console/keeper-process';
-import { liveProcessLevels, processLabel, type SelinuxMode } from '../../security/selinux/host-selinux';
-import { readLabelOfOpened, writeLabel } from '../../security/selinux/file-labels';
+import { confinementMode, type FileHold, type ModelState, type SecuredVm, type VmLabel } from '../../security/security-driver';
+import type { SecurityStack, StackBook } from '../../security/security-stack';
 import { clearDeadWalkers, labelFile, LabelConflictError, removeOrphanTreeLogs, restoreHolder, type RelabelContext, type RelabelTransact } from '../labels/relabeler';
 import { claimDevice, deviceSize, deviceUseProblems, openBlockDevice, probeSignature, type OpenedDevice } from '../../host/block-devices';
 import { isUnder, openRelabelTarget, PathRefusedError, type OpenedTarget, type Requester } from '../../host/path-policy';
 import type { AccelChoice } from '../qemu/accel';
 import { checkNvramSize, OVMF_CODE } from '../../host/firmware';
 import { BackingChainError, readBackingChain, type BackingLayer } from '../../host/backing-chain';
-import { diskNodeName, launchQemu, qemuRunPaths, readQemuPid, type DiskSpec as LaunchDisk } from '../qemu/launch';
+import { diskNodeName, launchQemu, qemuRunPaths, readQemuPid, type DiskSpec as LaunchDisk, type LaunchedQemu } from '../qemu/launch';
 import { QmpClient } from '../qemu/qmp';
 import { processStartTime } from '../../host/state-lock';
-import { allocateVmId } from '../state/vm-ids';
-import type { HelperStateStore, RunRecord, StateTransaction } from '../state/helper-state';
+import { driverStates, labelsOfRecord, saveDriverStates, type HelperStateStore, type RunRecord, type StateTransaction } from '../state/helper-state';
 import { parseVmDefinition, toVmSpec, type VmDefinition } from '../../core/vm-definition';
-import { vmProfileName, type ProfileFile } from '../../core/apparmor/vm-profile';
-import type { AppArmorVmConfinement } from '../../security/apparmor/vm-confinement';
 import type { HelperConfig } from './helper-config';
 import { HelperError, type RunInfo } from '../../contracts/helper-protocol';
 import { faultPoint } from './fault-points';
 
 /**
- * A VM's life as the root helper sees it: allocate a pair host-wide, label its files (journal first),
+ * A VM's life as the root helper sees it: take its labels host-wide, label its files (journal first),
  * start qemu confined and detached with a console keeper, stop it (ACPI, then force), and reconcile
- * after any crash: VMs whose qemu died get their labels restored and their pair released, whoever
+ * after any crash: VMs whose qemu died get their files restored and their labels released, whoever
  * started them. Every state change happens under the host-wide state lock.
+ *
+ * Which security models confine qemu is the security stack's business (src/security): this module asks it
+ * for labels, file changes, the exec confinement and the check of the running process, and names no
+ * model. A start runs as named steps in the order its data flows (see start).
  */
 
 export type { RunInfo };
@@ -41,20 +37,39 @@ export type { RunInfo };
 export interface LifecycleDeps {
   readonly store: HelperStateStore;
   readonly config: HelperConfig;
-  readonly profile: PolicyProfile;
   readonly requester: Requester;
-  readonly selinux: () => Promise<SelinuxMode>;
+  /** The host's security models, MAC over DAC. */
+  readonly security: SecurityStack;
   readonly accel: () => Promise<AccelChoice>;
-  /** The installed policy's VM domain and image types, for the seclabel rules. */
-  readonly vmTypes: () => Promise<VmTypeSets>;
   /** How to run this helper program again as a console keeper (node + script). */
   readonly keeperCommand: { command: string; argsPrefix: readonly string[] };
-  /** Where SELinux is disabled and AppArmor enforces: each VM's qemu runs in a profile of its own. */
-  readonly apparmor?: AppArmorVmConfinement;
+  /** What a start runs (qemu, its console keeper, the resume once both run); tests put fakes here. */
+  readonly runtime?: Partial<StartRuntime>;
 }
 
+/** The processes a start runs, behind one seam so the lifecycle's order can be tested without qemu. */
+export interface StartRuntime {
+  launchQemu: typeof launchQemu;
+  startKeeper: typeof startConsoleKeeperProcess;
+  /** Lets the paused qemu run (QMP `cont`). */
+  resume(qmpSocketPath: string): Promise<void>;
+}
+
+const REAL_RUNTIME: StartRuntime = {
+  launchQemu,
+  startKeeper: startConsoleKeeperProcess,
+  resume: async (qmpSocketPath) => {
+    const qmp = await QmpClient.connect(qmpSocketPath, { timeoutMs: 10_000 });
+    try {
+      await qmp.execute('cont');
+    } finally {
+      await qmp.close();
+    }
+  },
+};
+
 export interface StartOptions {
-  /** Run qemu even though it cannot be confined (SELinux disabled); labels are still applied. */
+  /** Run qemu even though the host cannot put it in a MAC label (no model, or one the kernel does not run). */
   allowUnconfined?: boolean;
   /** Static labels of the requester's defined-but-stopped VMs: reserved so no dynamic pair collides. */
   reservedLevels?: string[];
@@ -75,11 +90,43 @@ interface VmFiles {
   readonly deviceNodes: ReadonlyMap<string, string>;
   /** The UEFI variable store (the user's file like a disk). */
   readonly nvram?: OpenedTarget;
-  /** Every file qemu gets, by the path of what was opened, with how the VM uses it (its AppArmor profile's files). */
-  readonly profileFiles: readonly ProfileFile[];
   /** Hands the private boot file copies to the VM's uid (and image label); their paths for the launcher. */
-  bootCopiesFor(uid: number, label: string | null): Promise<{ kernel?: string; initrd?: string }>;
+  bootCopiesFor(uid: number | undefined, labels: readonly VmLabel[]): Promise<{ kernel?: string; initrd?: string }>;
   close(): Promise<void>;
+}
+
+/** What prepareStart hands the locked steps of a start. */
+interface PreparedStart {
+  readonly vm: SecuredVm;
+  readonly definition: VmDefinition;
+  readonly accel: AccelChoice;
+  /** The MAC model's state when the start began. */
+  readonly state: ModelState;
+  readonly files: VmFiles;
+  readonly runDir: string;
+}
+
+/** A start in progress under the lock: its record (persisted), its labels, its keeper once started. */
+interface StartAttempt {
+  readonly record: RunRecord;
+  readonly labels: readonly VmLabel[];
+  keeper?: Promise<{ pid: number }>;
+  readonly abandonKeeper: AbortController;
+}
+
+function parseStartDefinition(input: unknown): VmDefinition {
+  try {
+    return parseVmDefinition(input, 'start request');
+  } catch (err) {
+    // An invalid definition is the requester's error, not a helper failure.
+    throw new HelperError('bad-request', (err as Error).message);
+  }
+}
+
+/** Refusals and conflicts keep their own codes (the verb maps them); anything else is "failed". */
+function startError(name: string, err: unknown): Error {
+  if (err instanceof HelperError || err instanceof PathRefusedError || err instanceof LabelConflictError) return err;
+  return new HelperError('failed', `start of ${name} failed: ${(err as Error).message}`);
 }
 
 /** A kernel or initrd larger than this is refused (it is copied for each start). */
@@ -91,14 +138,14 @@ const MAX_BOOT_FILE_BYTES = 1024 * 1024 * 1024;
  * chowned or world-readable; a copy owned by the VM's uid alone (mode 0400, the VM's image label) needs
  * neither, cannot change under qemu, and no other VM can read it. It is unlinked at once: only the fd holds it.
  */
-async function privateCopy(source: OpenedTarget, dir: string, field: string): Promise<{ handle: FileHandle; path: string }> {
+async function privateCopy(source: OpenedTarget, dir: string, field: string): Promise<FileHandle> {
   if (source.stat.size > MAX_BOOT_FILE_BYTES) throw new HelperError('refused', `${field}: ${source.path} is larger than ${MAX_BOOT_FILE_BYTES >> 20} MiB`);
   const copyPath = path.join(dir, `.boot-${randomUUID()}`);
   await copyFile(source.fdPath, copyPath, fsConstants.COPYFILE_EXCL);
   try {
     const copy = await open(copyPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
     await copy.chmod(0o400);
-    return { handle: copy, path: copyPath };
+    return copy;
   } finally {
     await rm(copyPath, { force: true });
   }
@@ -115,16 +162,16 @@ function keeperEnvironment(): NodeJS.ProcessEnv {
   return { PATH: rest.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...(rest.ELECTRON_RUN_AS_NODE ? { ELECTRON_RUN_AS_NODE: rest.ELECTRON_RUN_AS_NODE } : {}) };
 }
 
-/** A record as reported, with its confinement under the kernel's mode now. */
-export function runInfo(record: RunRecord, mode: SelinuxMode): RunInfo {
+/** A record as reported, with its confinement under the MAC model's state now and the stack's description. */
+export function runInfo(record: RunRecord, security: SecurityStack, state: ModelState): RunInfo {
   const seclabelMode = (record.definition as unknown as VmDefinition).seclabel.mode;
-  // A VM in its own AppArmor profile (checked at its start) is confined whatever SELinux says.
-  const confinement = record.apparmorProfile !== undefined && record.confined ? 'confined' : confinementOf({ mode, seclabelMode, inLabel: record.confined });
+  const confinement = confinementOf({ mode: confinementMode(state), seclabelMode, inLabel: record.confined });
   return {
     id: record.id, name: record.name, ownerUid: record.ownerUid, state: record.phase, pid: record.pid,
     processLabel: record.processLabel, imageLabel: record.imageLabel, level: record.level,
     confinement, confined: confinement === 'confined', notConfinedReason: NOT_CONFINED_REASON[confinement],
     accel: record.accel, startedAt: record.startedAt, runDir: record.runDir, seclabelMode,
+    security: security.describe(labelsOfRecord(record)),
   };
 }
 
@@ -173,11 +220,18 @@ export class VmLifecycle {
     };
   }
 
-  private allocator(tx: StateTransaction): McsAllocator {
-    const random = (n: number) => randomInt(n);
-    return tx.registry.mcs === null || tx.registry.mcs === undefined
-      ? new McsAllocator({ range: this.deps.config.categoryRange, random })
-      : McsAllocator.fromJSON(tx.registry.mcs, { random });
+  /**
+   * The host-wide view the security stack reads and writes under the lock: every other VM's labels and the
+   * drivers' saved states. Call saveBook after the stack's verbs ran.
+   */
+  private book(tx: StateTransaction, selfId?: string, reserved: readonly string[] = []): StackBook {
+    const others = Object.values(tx.registry.vms).filter((r) => r.id !== selfId)
+      .map((r) => ({ id: r.id, name: r.name, ownerUid: r.ownerUid, labels: labelsOfRecord(r) }));
+    return { others, reserved, states: driverStates(tx.registry) };
+  }
+
+  private saveBook(tx: StateTransaction, book: StackBook): void {
+    saveDriverStates(tx.registry, book.states);
   }
 
   /** Whether the record's VM still exists: qemu alive, or a start still in progress in a live helper. */
@@ -190,7 +244,7 @@ export class VmLifecycle {
   }
 
   /** Removes every trace of a VM whose qemu is gone (or is ended here): keeper, labels, pair, run dir, record. */
-  private async cleanUp(tx: StateTransaction, record: RunRecord, allocator: McsAllocator): Promise<number> {
+  private async cleanUp(tx: StateTransaction, record: RunRecord): Promise<number> {
     // A helper killed between spawning qemu and recording its pid leaves qemu running unknown; one killed
     // later in a start leaves it recorded but unfinished: end it either way.
     const orphan = record.pid === null ? readQemuPid(record.runDir) : alive(record.pid, record.pidStartTime) ? record.pid : undefined;
@@ -202,25 +256,18 @@ export class VmLifecycle {
     if (record.keeperPid !== null && alive(record.keeperPid, record.keeperStartTime)) signal(record.keeperPid, 'SIGTERM');
     const restored = await restoreHolder(this.relabelContext(tx, { uid: 0 }), record.id);
     logSkipped(record.id, restored.skipped);
-    // The profile goes with its VM; one that cannot be removed now is removed by the next reconcile's sweep.
-    if (record.apparmorProfile !== undefined) {
-      await this.deps.apparmor?.release(record.apparmorProfile).catch((err: Error) => {
-        process.stderr.write(`svirt-helper: removing the AppArmor profile ${record.apparmorProfile}: ${err.message}\n`);
-      });
-    }
-    allocator.release(record.id);
+    const labels = labelsOfRecord(record);
+    await this.deps.security.restoreAll(record.id, labels);
+    const book = this.book(tx, record.id);
+    this.deps.security.release(record.id, labels, book);
+    this.saveBook(tx, book);
     delete tx.registry.vms[record.id];
-    tx.registry.mcs = allocator.toJSON();
     await rm(record.runDir, { recursive: true, force: true });
     await rm(this.displayDir(record.ownerUid, record.name), { recursive: true, force: true });
     return restored.restored;
   }
 
   private async reconcileLocked(tx: StateTransaction): Promise<ReconcileReport> {
-    // Every request reconciles, and building the allocator walks every pair of the range: it is built only
-    // when a pair goes back.
-    let built: McsAllocator | undefined;
-    const allocator = () => (built ??= this.allocator(tx));
     const report: ReconcileReport = { cleanedUp: [], restoredFiles: 0 };
     // Every helper runs this before any change: one record or holder that cannot be cleaned up is
     // reported and left for the next round, never allowed to fail another user's request.
@@ -234,7 +281,7 @@ export class VmLifecycle {
     for (const record of Object.values(tx.registry.vms)) {
       if (this.isLive(record)) continue;
       await contained(`clean-up of ${record.id}`, async () => {
-        report.restoredFiles += await this.cleanUp(tx, record, allocator());
+        report.restoredFiles += await this.cleanUp(tx, record);
         report.cleanedUp.push(record.id);
       });
     }
@@ -250,26 +297,16 @@ export class VmLifecycle {
       });
     }
     await contained('orphan tree logs', async () => { await removeOrphanTreeLogs(this.relabelContext(tx, { uid: 0 })); });
-    // A VM profile never outlives its VM: one left by a crash (of qemu, a helper or the host) goes now.
-    const apparmor = this.deps.apparmor;
-    if (apparmor !== undefined) {
-      await contained('AppArmor profiles', async () => {
-        if (!(await apparmor.active())) return;
-        const keep = new Set(Object.values(tx.registry.vms).flatMap((r) => (r.apparmorProfile === undefined ? [] : [r.apparmorProfile])));
-        const swept = await apparmor.sweep(keep);
-        for (const f of swept.failed) process.stderr.write(`svirt-helper: reconcile: AppArmor profile ${f.name}: ${f.error}\n`);
-      });
-    }
     clearDeadWalkers(this.relabelContext(tx, { uid: 0 }));
-    // Pairs held by owners that no longer run (e.g. a crash after allocation) go back to the pool.
-    const owners = McsAllocator.savedOwners(tx.registry.mcs);
-    if (built !== undefined || owners === undefined || owners.some((owner) => !tx.registry.vms[owner])) {
-      const pool = allocator();
-      for (const hold of pool.toJSON().holds) {
-        if (!tx.registry.vms[hold.owner]) pool.release(hold.owner);
-      }
-      tx.registry.mcs = pool.toJSON();
-    }
+    // Labels held for VMs that have no record (a crash between taking them and recording the VM) go back,
+    // and so does what the models hold on the host for them (a VM's profile never outlives it).
+    const book = this.book(tx);
+    await contained('security labels', async () => {
+      const problems = await this.deps.security.sweep(book, new Set(Object.keys(tx.registry.vms)));
+      for (const problem of problems) process.stderr.write(`svirt-helper: reconcile: ${problem}
+`);
+    });
+    this.saveBook(tx, book);
     return report;
   }
 
@@ -303,11 +340,11 @@ export class VmLifecycle {
   /** The requester's running VMs (root sees every user's). */
   async list(): Promise<RunInfo[]> {
     if (await this.anyEnded()) await this.reconcile();
-    const [registry, mode] = await Promise.all([this.deps.store.readRegistry(), this.deps.selinux()]);
+    const [registry, state] = await Promise.all([this.deps.store.readRegistry(), this.deps.security.state()]);
     const { uid } = this.deps.requester;
     return Object.values(registry.vms)
       .filter((record) => uid === 0 || record.ownerUid === uid)
-      .map((record) => runInfo(record, mode))
+      .map((record) => runInfo(record, this.deps.security, state))
       .sort((a, b) => a.id.localeCompare(b.id));
   }
 
@@ -320,73 +357,6 @@ export class VmLifecycle {
       throw new HelperError('refused', `VM ${id} belongs to uid ${record.ownerUid}`);
     }
     return record;
-  }
-
-  /** Levels in use on the host outside our registry: live processes and static labels. */
-  private hostWideLevels(tx: StateTransaction, live: readonly InUseEntry[], reserved: readonly string[], selfId: string): InUseEntry[] {
-    const entries: InUseEntry[] = [];
-    const { categoryRange } = this.deps.config;
-    for (const record of Object.values(tx.registry.vms)) {
-      if (record.id === selfId || record.level !== null || !record.processLabel) continue;
-      const range = parseContext(record.processLabel).range;
-      // A static label wider than one pair is refused at start; one recorded before that rule would
-      // block every pair it dominates (all of them for c0.c1023), for every user, and is not reserved.
-      if (range && isReservableStaticLabel(record.processLabel, categoryRange)) entries.push({ range, kind: 'subject', owner: `static VM ${record.id}` });
-      const image = record.imageLabel ? parseContext(record.imageLabel).range : undefined;
-      if (image) entries.push({ range: image, kind: 'object', owner: `images of static VM ${record.id}` });
-    }
-    for (const label of reserved) {
-      let range: ReturnType<typeof parseContext>['range'];
-      try {
-        range = parseContext(label).range;
-      } catch (err) {
-        // The requester's input, not a helper failure.
-        throw new HelperError('bad-request', `reservedLevels: ${(err as Error).message}`);
-      }
-      // A label that breaks the static-label rules can never start, so there is nothing to reserve for it.
-      if (range && isReservableStaticLabel(label, categoryRange)) entries.push({ range, kind: 'subject', owner: 'a defined static VM' });
-    }
-    // Our own VMs' qemu processes show up among the live ones too; their pairs are already in the registry.
-    const ownRanges = new Set(Object.values(tx.registry.vms).flatMap((r) => {
-      const range = r.processLabel ? parseContext(r.processLabel).range : undefined;
-      return range ? [formatRange(range)] : [];
-    }));
-    for (const entry of live) {
-      const range = typeof entry.range === 'string' ? entry.range : formatRange(entry.range);
-      if (!ownRanges.has(range)) entries.push(entry);
-    }
-    return entries;
-  }
-
-  /**
-   * What qemu gets on an SELinux host: its exec context, its sockets created at that same context, and its
-   * log at the VM's image label (the image type at the process's pair), so that every fd it inherits is one
-   * its domain may use.
-   */
-  private selinuxLaunchLabels(plan: StartPlan, processContext: string): { execContext: string; socketContext: string; logLabel?: string } {
-    const range = plan.range === null ? undefined : parseRange(plan.range);
-    const logLabel = plan.imageLabel ?? (range ? imageLabelFor(this.deps.profile, range) : undefined);
-    return { execContext: processContext, socketContext: processContext, ...(logLabel ? { logLabel } : {}) };
-  }
-
-  /** Levels another user's VM holds (process and images), and confined processes of other programs. */
-  private foreignLevels(tx: StateTransaction, live: readonly InUseEntry[], ownerUid: number): ForeignLevel[] {
-    const foreign: ForeignLevel[] = [];
-    const registryRanges = new Set<string>();
-    for (const record of Object.values(tx.registry.vms)) {
-      const process = record.processLabel ? parseContext(record.processLabel).range : undefined;
-      if (process) registryRanges.add(formatRange(process));
-      if (record.ownerUid === ownerUid) continue;
-      const holder = `VM ${record.name} of uid ${record.ownerUid}`;
-      if (process) foreign.push({ range: process, kind: 'subject', holder });
-      const image = record.imageLabel ? parseContext(record.imageLabel).range : undefined;
-      if (image) foreign.push({ range: image, kind: 'object', holder: `the images of ${holder}` });
-    }
-    for (const entry of live) {
-      const range = typeof entry.range === 'string' ? parseContext(`u:r:t:${entry.range}`).range : entry.range;
-      if (entry.kind === 'subject' && range && !registryRanges.has(formatRange(range))) foreign.push({ range, kind: 'subject', holder: entry.owner });
-    }
-    return foreign;
   }
 
   /**
@@ -415,7 +385,6 @@ export class VmLifecycle {
     const disks: VmFiles['disks'] = [];
     const layers: OpenedTarget[] = [];
     const copies: { kernel?: FileHandle; initrd?: FileHandle } = {};
-    const copyPaths: string[] = [];
     const sourceLabels: { kernel?: string | null; initrd?: string | null } = {};
     const claims: FileHandle[] = [];
     const deviceNodes = new Map<string, string>();
@@ -466,10 +435,8 @@ export class VmLifecycle {
           if (p === undefined) continue;
           const source = await openChecked(`boot.${what}`, p);
           try {
-            sourceLabels[what] = await readLabelOfOpened(source.fdPath);
-            const copy = await privateCopy(source, this.deps.store.runRoot, `boot.${what}`);
-            copies[what] = copy.handle;
-            copyPaths.push(copy.path);
+            sourceLabels[what] = await this.deps.security.fileLabel(source.fdPath);
+            copies[what] = await privateCopy(source, this.deps.store.runRoot, `boot.${what}`);
           } finally {
             await source.handle.close();
           }
@@ -479,27 +446,18 @@ export class VmLifecycle {
       await close();
       throw err;
     }
-    const bootCopiesFor = async (uid: number, label: string | null) => {
+    const bootCopiesFor = async (uid: number | undefined, labels: readonly VmLabel[]) => {
       const out: { kernel?: string; initrd?: string } = {};
       for (const [what, copy] of Object.entries(copies) as ['kernel' | 'initrd', FileHandle][]) {
-        await copy.chown(uid, uid);
+        if (uid !== undefined) await copy.chown(uid, uid);
         const fdPath = `/proc/${process.pid}/fd/${copy.fd}`;
         // Without an image label of its own (static without relabel, none), the copy reads as the original did.
-        const wanted = label ?? sourceLabels[what] ?? null;
-        if (wanted !== null) await writeLabel(fdPath, wanted);
+        await this.deps.security.labelPrivateCopy(fdPath, labels, sourceLabels[what] ?? null);
         out[what] = fdPath;
       }
       return out;
     };
-    // What an AppArmor profile names: what was opened (a block device's node, not a link to it). The boot
-    // copies are unlinked, and named by the path they had.
-    const profileFiles: ProfileFile[] = [
-      ...disks.map(({ spec, opened }) => ({ path: opened.path, use: spec.readonly ? 'readonly' as const : spec.shared ? 'shared' as const : 'private' as const })),
-      ...layers.map((l) => ({ path: l.path, use: 'readonly' as const })),
-      ...(nvram ? [{ path: nvram.path, use: 'private' as const }, { path: OVMF_CODE, use: 'boot' as const }] : []),
-      ...copyPaths.map((p) => ({ path: p, use: 'boot' as const })),
-    ];
-    return { disks, deviceNodes, ...(nvram ? { nvram } : {}), profileFiles, bootCopiesFor, close };
+    return { disks, deviceNodes, ...(nvram ? { nvram } : {}), bootCopiesFor, close };
   }
 
   /**
@@ -557,175 +515,184 @@ export class VmLifecycle {
     return undefined;
   }
 
+  /**
+   * Starts a VM, one step after another in the order its data flows:
+   *
+   *   prepareStart  the definition parsed, its backing chains read, every file opened and checked, the
+   *                 security models' slow reads done: before the host-wide lock, so nothing under it waits
+   *   reserve       under the lock: the VM's labels taken from the security stack (MAC and DAC), and its
+   *                 record written before anything on disk changes
+   *   setLabels     its files get their labels and owners, each journaled first
+   *   launch        qemu, paused and confined as the stack says, alongside its console keeper
+   *   verify        the kernel's word that qemu carries its labels
+   *   finish        the keeper recorded, qemu resumed
+   *
+   * Every failure after reserve goes through abandonStart, the one clean-up path: qemu and the keeper
+   * ended, files restored, labels released, record gone.
+   */
   async start(definitionInput: unknown, options: StartOptions = {}): Promise<RunInfo> {
-    let definition: VmDefinition;
-    try {
-      definition = parseVmDefinition(definitionInput, 'start request');
-    } catch (err) {
-      // An invalid definition is a bad request (the fuzzer saw it answered as an internal failure).
-      throw new HelperError('bad-request', (err as Error).message);
-    }
-    const ownerUid = this.deps.requester.uid;
-    const id = vmId(ownerUid, definition.name);
-    const [mode, accel, types] = await Promise.all([this.deps.selinux(), this.deps.accel(), this.deps.vmTypes()]);
-    const chains = await this.backingChains(definition);
-    const spec = toVmSpec(definition, accel.accel, chains);
-    const runDir = path.join(this.deps.store.runRoot, `${ownerUid}-${definition.name}`);
-    // Checked and opened before the host-wide lock is taken: nothing that could wait runs under it.
-    const files = await this.openVmFiles(definition, chains);
-
+    const prepared = await this.prepareStart(parseStartDefinition(definitionInput));
     return this.deps.store.transaction(async (tx) => {
       await this.reconcileLocked(tx);
-      if (tx.registry.vms[id]) throw new HelperError('conflict', `VM ${definition.name} is already running`);
-      const live = await liveProcessLevels(mode);
-      const { categoryRange, allowSeclabelNone, configPath } = this.deps.config;
-      const problems = seclabelProblems(definition, { types, categoryRange, allowSeclabelNone, configPath }, this.foreignLevels(tx, live, ownerUid));
-      if (problems.length > 0) throw new HelperError('refused', `start of ${definition.name} refused: ${problems.join('; ')}`);
-      const allocator = this.allocator(tx);
-      allocator.setExternalInUse(this.hostWideLevels(tx, live, options.reservedLevels ?? [], id));
-
-      let level: Level | undefined;
-      if (definition.seclabel.mode === 'dynamic') level = allocator.allocate(id);
-      let plan: StartPlan;
+      const attempt = await this.reserve(tx, prepared, options);
       try {
-        plan = planStart(spec, this.deps.profile, level);
+        await this.setLabels(tx, prepared, attempt);
+        const launched = await this.launch(tx, prepared, attempt);
+        await this.verify(prepared, attempt, launched);
+        await this.finish(tx, attempt, launched);
+        return runInfo(attempt.record, this.deps.security, prepared.state);
       } catch (err) {
-        allocator.release(id);
-        throw new HelperError('bad-request', (err as Error).message);
+        await this.abandonStart(tx, attempt);
+        throw startError(prepared.vm.name, err);
       }
-      // SELinux first; where it is disabled, AppArmor confines the VM with a profile of its own.
-      const apparmor = mode === 'disabled' && plan.process.confined && (await this.deps.apparmor?.active()) ? this.deps.apparmor : undefined;
-      const confinable = mode !== 'disabled' || apparmor !== undefined;
-      if (plan.process.confined && !confinable && !options.allowUnconfined) {
-        allocator.release(id);
-        throw new HelperError('refused', `not confined: SELinux is disabled on this host and AppArmor is not enabled, so qemu would run unconfined; start with allowUnconfined to run it anyway (its files are labeled either way)`);
-      }
-      const range = this.deps.config.vmIdRange;
-      const qemuUid = await allocateVmId(range, Object.values(tx.registry.vms).flatMap((r) => (r.qemuUid === undefined ? [] : [r.qemuUid])));
-      if (qemuUid === undefined) {
-        allocator.release(id);
-        throw new HelperError('refused', `no free VM uid left in vmIdRange ${range.first}-${range.last}: every one runs a VM`);
-      }
-      const record: RunRecord = {
-        id, name: definition.name, ownerUid, phase: 'starting',
-        helperPid: process.pid, helperStartTime: this.helperStartTime,
-        pid: null, pidStartTime: null, keeperPid: null, keeperStartTime: null, runDir,
-        level: level ? formatLevel(level) : null,
-        processLabel: plan.process.context, imageLabel: plan.imageLabel,
-        // Whether qemu is to run in its label; checked against the kernel once it runs.
-        confined: plan.process.confined && confinable,
-        notConfinedReason: !plan.process.confined ? NOT_CONFINED_REASON['unconfined-none'] : confinable ? null : NOT_CONFINED_REASON['unconfined-disabled'],
-        accel: accel.accel, qemuUid, definition: definition as unknown as Record<string, unknown>, startedAt: new Date().toISOString(),
-        ...(apparmor ? { apparmorProfile: vmProfileName(ownerUid, definition.name) } : {}),
-      };
-      tx.registry.vms[id] = record;
-      tx.registry.mcs = allocator.toJSON();
-      await tx.persist();
-      faultPoint('after-allocation');
+    }).finally(() => prepared.files.close());
+  }
 
-      let keeperStarting: Promise<{ pid: number }> | undefined;
-      const abandonKeeper = new AbortController();
-      try {
-        const ctx = this.relabelContext(tx);
-        for (const action of plan.actions) {
-          if (action.label === null) continue;
-          const kind = action.remember || action.class === 'private' ? 'private' : action.class === 'shared' ? 'shared' : 'readonly';
-          // A private disk, and the UEFI variable store qemu writes, belong to the VM's uid while it runs
-          // (journaled, given back at stop): qemu gets fds either way, but no other VM's uid (nor the user's,
-          // meanwhile) may open them by name. Shared and read-only files keep their owners: several VMs use
-          // them, through the fds the helper opened.
-          const own = (action.resource === 'disk' || action.resource === 'nvram') && action.class === 'private' ? { uid: qemuUid, gid: qemuUid } : undefined;
-          await labelFile(ctx, id, kind, files.deviceNodes.get(action.path) ?? action.path, action.label, own);
-          faultPoint('mid-relabel');
-        }
-        const boot = definition.boot;
-        let launched;
-        try {
-          // The keeper (a Node process, the slowest part of a start) starts now, alongside qemu: it waits for
-          // qemu's serial line to appear and be opened, and qemu stays paused until the keeper is ready. Not
-          // before the labels and disks passed: a refused start would wait out the keeper's 10 s connect
-          // timeout, and a helper dying mid-relabel would leave a keeper nobody recorded.
-          await mkdir(runDir, { recursive: true, mode: 0o700 });
-          // The profile is compiled and loaded before the keeper starts: the keeper waits only a few seconds
-          // for qemu's serial line.
-          const confinement = apparmor
-            ? await apparmor.prepare({ ownerUid, name: definition.name, files: files.profileFiles, dirs: [runDir, this.displayDir(ownerUid, definition.name)] })
-            : undefined;
-          keeperStarting = startConsoleKeeperProcess({
-            command: this.deps.keeperCommand.command,
-            argsPrefix: this.deps.keeperCommand.argsPrefix,
-            serialPath: qemuRunPaths(runDir).serialLine,
-            viewerSocketPath: path.join(runDir, CONSOLE_SOCKET),
-            pidFile: path.join(runDir, KEEPER_PID),
-            logFile: path.join(runDir, 'console.log'),
-            env: keeperEnvironment(),
-            signal: abandonKeeper.signal,
-          });
-          keeperStarting.catch(() => undefined);
-          launched = await launchQemu({
-            name: definition.name,
-            runDir,
-            memoryMiB: definition.memoryMiB,
-            cpus: definition.vcpus,
-            ...(boot.kind === 'kernel' && boot.cmdline ? { append: boot.cmdline } : {}),
-            disks: files.disks.map((d) => ({ ...d.spec, path: d.opened.fdPath })),
-            ...(files.nvram ? { firmware: { code: OVMF_CODE, vars: files.nvram.fdPath } } : {}),
-            ...(definition.network?.mode === 'user' ? { network: { portForwards: (definition.network.portForwards ?? []).map((f) => ({ ...f })) } } : {}),
-            ...(definition.display === 'vnc' ? { displayDir: this.displayDir(ownerUid, definition.name) } : {}),
-            accelArgs: accel.args,
-            uid: qemuUid,
-            gid: qemuUid,
-            ...(await files.bootCopiesFor(qemuUid, plan.imageLabel)),
-            // Paused until the console keeper holds the serial port, so not one byte of boot output is lost.
-            paused: true,
-            ...(mode !== 'disabled' && plan.process.context ? this.selinuxLaunchLabels(plan, plan.process.context) : {}),
-            ...(confinement ? { confineExec: confinement.execPrefix } : {}),
-          });
-        } finally {
-          // qemu holds its own copies now.
-          await files.close();
-        }
-        record.pid = launched.pid;
-        record.pidStartTime = processStartTime(launched.pid) ?? null;
-        await tx.persist();
-        faultPoint('after-exec');
-        if (record.confined && apparmor && record.apparmorProfile !== undefined) {
-          // Likewise under AppArmor: qemu runs in its own profile, or it is not left running.
-          const problem = await apparmor.problem(launched.pid, record.apparmorProfile);
-          if (problem) throw new Error(`${problem}; it was stopped and its profile removed`);
-        } else if (record.confined && plan.process.context) {
-          // qemu has exec'd (it answered QMP): the kernel says which domain it runs in. Anything but its own
-          // label is not left running; the catch below kills it, restores the labels and frees the pair.
-          const problem = processLabelProblem(plan.process.context, await processLabel(launched.pid));
-          if (problem) throw new Error(`${problem}; it was stopped, its labels restored and its pair freed`);
-        }
-        const keeper = await keeperStarting;
-        record.keeperPid = keeper.pid;
-        record.keeperStartTime = processStartTime(keeper.pid) ?? null;
-        await tx.persist();
-        faultPoint('after-keeper');
-        const qmp = await QmpClient.connect(launched.qmpSocketPath, { timeoutMs: 10_000 });
-        try {
-          await qmp.execute('cont');
-        } finally {
-          await qmp.close();
-        }
-        record.phase = 'running';
-        return runInfo(record, mode);
-      } catch (err) {
-        if (record.pid !== null && alive(record.pid, record.pidStartTime)) signal(record.pid, 'SIGKILL');
-        record.pid = null;
-        // A keeper started for this VM but not yet recorded goes too, at once rather than after its
-        // connect timeout.
-        abandonKeeper.abort();
-        const keeper = await keeperStarting?.catch(() => undefined);
-        if (keeper && record.keeperPid === null) signal(keeper.pid, 'SIGTERM');
-        await this.cleanUp(tx, record, allocator);
-        // Refusals and conflicts keep their own codes (the verb maps them), not "failed".
-        if (err instanceof HelperError || err instanceof PathRefusedError || err instanceof LabelConflictError) throw err;
-        throw new HelperError('failed', `start of ${definition.name} failed: ${(err as Error).message}`);
-      }
-    }).finally(() => files.close());
+  private get runtime(): StartRuntime {
+    return { ...REAL_RUNTIME, ...this.deps.runtime };
+  }
+
+  private async prepareStart(definition: VmDefinition): Promise<PreparedStart> {
+    const ownerUid = this.deps.requester.uid;
+    const [state, accel] = await Promise.all([this.deps.security.state(), this.deps.accel()]);
+    const chains = await this.backingChains(definition);
+    const vm: SecuredVm = { id: vmId(ownerUid, definition.name), name: definition.name, ownerUid, definition, spec: toVmSpec(definition, accel.accel, chains) };
+    await this.deps.security.prepare(vm);
+    const files = await this.openVmFiles(definition, chains);
+    return { vm, definition, accel, state, files, runDir: path.join(this.deps.store.runRoot, `${ownerUid}-${definition.name}`) };
+  }
+
+  /** Takes the VM's labels and records it (persisted) as starting; refuses a start the host cannot confine unless allowed. */
+  private async reserve(tx: StateTransaction, prepared: PreparedStart, options: StartOptions): Promise<StartAttempt> {
+    const { vm, definition, state } = prepared;
+    const { security } = this.deps;
+    if (tx.registry.vms[vm.id]) throw new HelperError('conflict', `VM ${vm.name} is already running`);
+    const book = this.book(tx, vm.id, options.reservedLevels ?? []);
+    const labels = await security.generate(vm, book);
+    const inLabel = security.runsInLabel(labels, state);
+    const wantsLabel = definition.seclabel.mode !== 'none';
+    if (wantsLabel && !inLabel && !options.allowUnconfined) {
+      security.release(vm.id, labels, book);
+      throw new HelperError('refused', security.notConfinedRefusal(state));
+    }
+    const mac = security.macLabel(labels);
+    const { uid } = security.confineProcess(vm, labels, state);
+    const record: RunRecord = {
+      id: vm.id, name: vm.name, ownerUid: vm.ownerUid, phase: 'starting',
+      helperPid: process.pid, helperStartTime: this.helperStartTime,
+      pid: null, pidStartTime: null, keeperPid: null, keeperStartTime: null, runDir: prepared.runDir,
+      security: labels,
+      level: mac?.dynamic ? mac.distinct : null, processLabel: mac?.process ?? null, imageLabel: mac?.image ?? null,
+      // Whether qemu is to run in its label; checked against the kernel once it runs.
+      confined: inLabel,
+      notConfinedReason: !wantsLabel ? NOT_CONFINED_REASON['unconfined-none'] : inLabel ? null : NOT_CONFINED_REASON['unconfined-disabled'],
+      accel: prepared.accel.accel, ...(uid === undefined ? {} : { qemuUid: uid }),
+      definition: definition as unknown as Record<string, unknown>, startedAt: new Date().toISOString(),
+    };
+    tx.registry.vms[vm.id] = record;
+    this.saveBook(tx, book);
+    await tx.persist();
+    faultPoint('after-allocation');
+    return { record, labels, abandonKeeper: new AbortController() };
+  }
+
+  /** Every file change the security models ask for, each journaled before the file changes. */
+  private async setLabels(tx: StateTransaction, prepared: PreparedStart, attempt: StartAttempt): Promise<void> {
+    const ctx = this.relabelContext(tx);
+    await this.deps.security.setAll(prepared.vm, attempt.labels, async (hold: FileHold) => {
+      await labelFile(ctx, attempt.record.id, hold.kind, prepared.files.deviceNodes.get(hold.path) ?? hold.path, hold.label ?? null, hold.owner);
+      faultPoint('mid-relabel');
+    });
+  }
+
+  /**
+   * qemu, paused, confined as the stack says, with the console keeper starting alongside: the keeper (a
+   * Node process, the slowest part of a start) waits for qemu's serial line, and qemu stays paused until
+   * the keeper is ready. Not before the labels and disks passed: a refused start would wait out the
+   * keeper's 10 s connect timeout, and a helper dying mid-relabel would leave a keeper nobody recorded.
+   */
+  private async launch(tx: StateTransaction, prepared: PreparedStart, attempt: StartAttempt): Promise<LaunchedQemu> {
+    const { definition, files, runDir, vm } = prepared;
+    const boot = definition.boot;
+    const confinement = this.deps.security.confineProcess(vm, attempt.labels, prepared.state);
+    const { uid, gid } = confinement;
+    if (uid === undefined || gid === undefined) throw new Error('the security stack gave qemu no uid of its own');
+    let launched: LaunchedQemu;
+    try {
+      await mkdir(runDir, { recursive: true, mode: 0o700 });
+      attempt.keeper = this.runtime.startKeeper({
+        command: this.deps.keeperCommand.command,
+        argsPrefix: this.deps.keeperCommand.argsPrefix,
+        serialPath: qemuRunPaths(runDir).serialLine,
+        viewerSocketPath: path.join(runDir, CONSOLE_SOCKET),
+        pidFile: path.join(runDir, KEEPER_PID),
+        logFile: path.join(runDir, 'console.log'),
+        env: keeperEnvironment(),
+        signal: attempt.abandonKeeper.signal,
+      });
+      attempt.keeper.catch(() => undefined);
+      launched = await this.runtime.launchQemu({
+        name: definition.name,
+        runDir,
+        memoryMiB: definition.memoryMiB,
+        cpus: definition.vcpus,
+        ...(boot.kind === 'kernel' && boot.cmdline ? { append: boot.cmdline } : {}),
+        disks: files.disks.map((d) => ({ ...d.spec, path: d.opened.fdPath })),
+        ...(files.nvram ? { firmware: { code: OVMF_CODE, vars: files.nvram.fdPath } } : {}),
+        ...(definition.network?.mode === 'user' ? { network: { portForwards: (definition.network.portForwards ?? []).map((f) => ({ ...f })) } } : {}),
+        ...(definition.display === 'vnc' ? { displayDir: this.displayDir(vm.ownerUid, definition.name) } : {}),
+        accelArgs: prepared.accel.args,
+        uid,
+        gid,
+        ...(await files.bootCopiesFor(uid, attempt.labels)),
+        // Paused until the console keeper holds the serial port, so not one byte of boot output is lost.
+        paused: true,
+        ...(confinement.execPrefix ? { execPrefix: confinement.execPrefix } : {}),
+        ...(confinement.socketLabel ? { socketContext: confinement.socketLabel } : {}),
+        ...(confinement.runFileLabel ? { logLabel: confinement.runFileLabel } : {}),
+      });
+    } finally {
+      // qemu holds its own copies now.
+      await files.close();
+    }
+    attempt.record.pid = launched.pid;
+    attempt.record.pidStartTime = processStartTime(launched.pid) ?? null;
+    await tx.persist();
+    faultPoint('after-exec');
+    return launched;
+  }
+
+  /**
+   * qemu has exec'd (it answered QMP): the kernel says which labels it runs in. Anything but its own is not
+   * left running; abandonStart kills it, restores its files and releases its labels.
+   */
+  private async verify(prepared: PreparedStart, attempt: StartAttempt, launched: LaunchedQemu): Promise<void> {
+    const problem = await this.deps.security.verifyProcess(launched.pid, attempt.labels, prepared.state);
+    if (problem) throw new Error(`${problem}; it was stopped, its labels restored and its pair freed`);
+  }
+
+  /** The keeper recorded (it holds the serial line now), then qemu resumed: the VM runs. */
+  private async finish(tx: StateTransaction, attempt: StartAttempt, launched: LaunchedQemu): Promise<void> {
+    const { record } = attempt;
+    const keeper = await (attempt.keeper ?? Promise.reject(new Error('no console keeper was started')));
+    record.keeperPid = keeper.pid;
+    record.keeperStartTime = processStartTime(keeper.pid) ?? null;
+    await tx.persist();
+    faultPoint('after-keeper');
+    await this.runtime.resume(launched.qmpSocketPath);
+    record.phase = 'running';
+  }
+
+  /** The one clean-up path of a failed start: qemu and the keeper ended, then what cleanUp undoes. */
+  private async abandonStart(tx: StateTransaction, attempt: StartAttempt): Promise<void> {
+    const { record } = attempt;
+    if (record.pid !== null && alive(record.pid, record.pidStartTime)) signal(record.pid, 'SIGKILL');
+    record.pid = null;
+    // A keeper started for this VM but not yet recorded goes too, at once rather than after its connect timeout.
+    attempt.abandonKeeper.abort();
+    const keeper = await attempt.keeper?.catch(() => undefined);
+    if (keeper && record.keeperPid === null) signal(keeper.pid, 'SIGTERM');
+    await this.cleanUp(tx, record);
   }
 
   /**

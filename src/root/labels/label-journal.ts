@@ -13,7 +13,8 @@ export interface JournalEntry {
   ino: number;
   /** The label before we changed it; null when the file had no label attribute. */
   original: string | null;
-  applied: string;
+  /** The label set; null when only the owner changed (a model that labels no files, DAC alone) and the label stays. */
+  applied: string | null;
   kind: HolderKind;
   /** A VM id for private files; the relabeled root path for shared/read-only content trees. */
   holder: string;
@@ -69,7 +70,7 @@ const entrySchema = {
     dev: { type: 'integer', minimum: 0 },
     ino: { type: 'integer', minimum: 0 },
     original: { type: ['string', 'null'] },
-    applied: { type: 'string', minLength: 1 },
+    applied: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'null' }] },
     kind: { type: 'string', enum: ['private', 'shared', 'readonly'] },
     holder: { type: 'string', minLength: 1 },
     at: { type: 'string' },

@@ -79,10 +79,10 @@ function assertValidLabel(label: string): void {
 }
 
 /** libvirt's "already in use" rule: a file a running VM holds privately cannot take another label. */
-function conflictFor(ctx: RelabelContext, entry: JournalEntry | undefined, holder: string, label: string): string | undefined {
+function conflictFor(ctx: RelabelContext, entry: JournalEntry | undefined, holder: string, label: string | null): string | undefined {
   if (!entry || entry.holder === holder) return undefined;
-  if (entry.kind === 'private' && ctx.isRunning(entry.holder) && entry.applied !== label) {
-    return `${entry.path} is already in use by VM ${entry.holder} with label ${entry.applied}`;
+  if (entry.kind === 'private' && ctx.isRunning(entry.holder) && (entry.applied !== label || label === null)) {
+    return `${entry.path} is already in use by VM ${entry.holder}${entry.applied === null ? '' : ` with label ${entry.applied}`}`;
   }
   return undefined;
 }
@@ -90,11 +90,12 @@ function conflictFor(ctx: RelabelContext, entry: JournalEntry | undefined, holde
 /**
  * Labels one file (a private image, a char device, kernel…) for `holder`; returns the label set. With
  * `owner`, the file is also handed to that uid/gid (a VM's own) and its owner journaled with its label.
+ * A null label leaves the label as it is (only the owner changes, for a model that labels no files).
  */
 export async function labelFile(
-  ctx: RelabelContext, holder: string, kind: HolderKind, target: string, label: string, owner?: { uid: number; gid: number },
+  ctx: RelabelContext, holder: string, kind: HolderKind, target: string, label: string | null, owner?: { uid: number; gid: number },
 ): Promise<JournalEntry> {
-  assertValidLabel(label);
+  if (label !== null) assertValidLabel(label);
   const opened = await openLabelTarget(target, { config: ctx.config, requester: ctx.requester });
   try {
     refuseBusy(ctx, target, false);
@@ -111,6 +112,7 @@ export async function labelFile(
     ctx.journal.entries[target] = entry;
     await ctx.persist();
     if (owner) await opened.handle.chown(owner.uid, owner.gid);
+    if (label === null) return entry;
     await writeLabel(opened.fdPath, label);
     const now = await readLabelOfOpened(opened.fdPath);
     if (now !== label) throw new Error(`label of ${target} reads back as ${now ?? '(none)'} instead of ${label}`);
@@ -141,7 +143,9 @@ async function restoreEntries(ctx: RelabelContext, entries: readonly JournalEntr
           skipped.push({ path: entry.path, reason: device ? 'the device node was recreated since it was labeled (it carries its default label already)' : 'the file was replaced since it was labeled' });
         } else {
           if (entry.owner) await opened.handle.chown(entry.owner.uid, entry.owner.gid);
-          if (entry.original === null) await removeLabel(opened.fdPath);
+          if (entry.applied === null) {
+            // Only the owner was changed: the label was never touched.
+          } else if (entry.original === null) await removeLabel(opened.fdPath);
           else await writeLabel(opened.fdPath, entry.original);
           restored++;
           // Crash tests: die with one file restored on disk and the journal still listing them all.

@@ -133,13 +133,12 @@ export interface LaunchSpec {
   paused?: boolean;
   /** How long to wait for qemu's QMP greeting before calling the start failed (default 15 s). */
   startTimeoutMs?: number;
-  /** SELinux context to exec qemu in (`runcon CTX qemu …`): the VM's svirt_t label on an SELinux host. */
-  execContext?: string;
   /**
-   * A command that execs the rest of its command line confined, put before qemu's (`aa-exec -p PROFILE --`
-   * on an AppArmor host): like runcon, it changes its own confinement and execs qemu in place.
+   * The program (and its arguments) that execs qemu confined, put before qemu's argv: the security stack's
+   * choice (`runcon CONTEXT` on an SELinux host, `aa-exec -p PROFILE --` on an AppArmor one). It must exec
+   * qemu in place (same pid, same fds).
    */
-  confineExec?: readonly string[];
+  execPrefix?: readonly string[];
   /** SELinux context the QMP socket is created at (the VM's label); only where SELinux is enabled. */
   socketContext?: string;
   /**
@@ -250,12 +249,11 @@ export function validateLaunchSpec(spec: LaunchSpec): void {
   for (const [what, id] of [['uid', spec.uid], ['gid', spec.gid]] as const) {
     if (!Number.isInteger(id) || id <= 0 || id >= 0xffffffff) throw new Error(`invalid ${what} ${id}: qemu never runs as root`);
   }
-  for (const context of [spec.execContext, spec.socketContext, spec.logLabel]) {
+  const [program, ...prefixArgs] = spec.execPrefix ?? [];
+  if (program !== undefined && !/^[A-Za-z0-9._-]+$/.test(program)) throw new Error(`invalid confining program ${JSON.stringify(program)}`);
+  if (prefixArgs.some((a) => a === '' || /[\0\n]/.test(a))) throw new Error('invalid confining program arguments');
+  for (const context of [spec.socketContext, spec.logLabel]) {
     if (context !== undefined && !CONTEXT_RE.test(context)) throw new Error(`invalid SELinux context ${context}`);
-  }
-  if (spec.confineExec !== undefined) {
-    if (spec.execContext !== undefined) throw new Error('qemu is confined by an SELinux context or a command, not both');
-    if (spec.confineExec.length === 0 || spec.confineExec.some((w) => w === '' || w.includes('\0'))) throw new Error('invalid confinement command');
   }
 }
 
@@ -603,9 +601,9 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
       for (const fd of leaked) stdio[fd] = devNull.fd;
     }
 
-    // runcon (or the confinement command) sets the exec context and execs qemu in place: same pid, same fds.
-    const [confine, ...confineArgs] = spec.execContext !== undefined ? ['runcon', spec.execContext] : spec.confineExec ?? [];
-    const [command, args] = confine === undefined ? [qemuBin, argv] : [confine, [...confineArgs, qemuBin, ...argv]];
+    // The confining program (runcon, aa-exec) sets the label and execs qemu in place: same pid, same fds.
+    const [confiner, ...confinerArgs] = spec.execPrefix ?? [];
+    const [command, args] = confiner === undefined ? [qemuBin, argv] : [confiner, [...confinerArgs, qemuBin, ...argv]];
     // setpriv likewise: it sets uid, gid and the kvm group, then execs; without KVM, spawn sets uid and gid itself.
     const [finalCommand, finalArgs] = kvmGid === undefined
       ? [command, args]

@@ -4,6 +4,8 @@ import { Ajv } from 'ajv';
 import { readJsonFile, writeFileAtomic } from '../../host/atomic-file';
 import { withStateLock } from '../../host/state-lock';
 import { parseJournal, type JournalData } from '../labels/label-journal';
+import type { VmLabel } from '../../security/security-driver';
+import { dacLabel } from '../../security/dac/dac-driver';
 
 /**
  * The helper's persistent state under a root-only directory (/var/lib/svirt-manager, or SVIRT_STATE_DIR):
@@ -28,27 +30,68 @@ export interface RunRecord {
   keeperPid: number | null;
   keeperStartTime: string | null;
   runDir: string;
+  /**
+   * The VM's labels, one per stacked security model (MAC first, then DAC), as the drivers made them. Absent
+   * in records written by a helper before the security drivers: their labels are read from the fields below
+   * (see labelsOfRecord).
+   */
+  security?: VmLabel[];
   /** The MCS level of a dynamic VM (the registry's pair), null for static and none. */
   level: string | null;
+  /** The MAC label qemu runs in and its images get, in the model's spelling (kept for the user side). */
   processLabel: string | null;
   imageLabel: string | null;
-  /** qemu runs (while starting: is to run) in its SELinux label; the reported confinement adds the mode. */
+  /** qemu runs (while starting: is to run) in its MAC label; the reported confinement adds the model's state. */
   confined: boolean;
   notConfinedReason: string | null;
   accel: 'kvm' | 'tcg';
   /** The VM's own uid and gid (one number), from the configured range; freed with the record. */
   qemuUid?: number;
-  /** The VM's own AppArmor profile, on a host where AppArmor confines it; removed with the record. */
+  /** The VM's AppArmor profile in records of an older helper (now in `security`); read by labelsOfRecord. */
   apparmorProfile?: string;
   /** The VM definition as started (validated), so labels can be restored by any later helper. */
   definition: Record<string, unknown>;
   startedAt: string;
 }
 
+/**
+ * A record's labels, one per stacked model. A record written before the security drivers has no
+ * `security`: that helper always ran SELinux over per-VM uids, so its SELinux fields and its qemuUid are
+ * the same labels in the old spelling, and any later helper can release and restore them.
+ */
+export function labelsOfRecord(record: RunRecord): VmLabel[] {
+  if (record.security !== undefined) return record.security;
+  const selinux: VmLabel = {
+    model: 'selinux', dynamic: record.level !== null, process: record.processLabel, image: record.imageLabel,
+    distinct: record.level,
+  };
+  // A helper of the short time between the AppArmor driver and the stack kept the VM's profile beside its
+  // SELinux fields (it still labelled the files and drew a pair as data).
+  const apparmor: VmLabel[] = record.apparmorProfile === undefined ? [] : [{
+    model: 'apparmor', dynamic: true, process: record.apparmorProfile, image: null, distinct: record.apparmorProfile,
+  }];
+  return [selinux, ...apparmor, ...(record.qemuUid === undefined ? [] : [dacLabel(record.qemuUid)])];
+}
+
+/** The security drivers' saved states by model: the SELinux allocator's in `mcs`, where it always was. */
+export function driverStates(registry: RegistryData): Record<string, unknown> {
+  return { ...registry.security, selinux: registry.mcs };
+}
+
+export function saveDriverStates(registry: RegistryData, states: Record<string, unknown>): void {
+  const { selinux, ...others } = states;
+  registry.mcs = selinux ?? null;
+  const kept = Object.entries(others).filter(([, value]) => value !== undefined);
+  if (kept.length > 0) registry.security = Object.fromEntries(kept);
+  else delete registry.security;
+}
+
 export interface RegistryData {
   version: 1;
-  /** The allocator's serialized state (owners and their pairs). */
+  /** The SELinux driver's MCS allocator state (owners and their pairs). */
   mcs: unknown;
+  /** Other security drivers' persisted state, by model (see SecurityDriver's LabelBook). */
+  security?: Record<string, unknown>;
   vms: Record<string, RunRecord>;
 }
 
@@ -67,7 +110,21 @@ const runRecordSchema = {
     runDir: { type: 'string' }, level: nullableString, processLabel: nullableString, imageLabel: nullableString,
     confined: { type: 'boolean' }, notConfinedReason: nullableString, accel: { type: 'string', enum: ['kvm', 'tcg'] },
     qemuUid: { type: 'integer', minimum: 1 },
+    // Written by helpers before the security stack recorded labels per model; read by labelsOfRecord.
     apparmorProfile: { type: 'string', pattern: '^svirt-vm-[A-Za-z0-9._-]+$' },
+    security: {
+      type: 'array',
+      maxItems: 8,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['model', 'dynamic', 'process', 'image', 'distinct'],
+        properties: {
+          model: { type: 'string', enum: ['selinux', 'apparmor', 'dac', 'none'] }, dynamic: { type: 'boolean' },
+          process: nullableString, image: nullableString, distinct: nullableString,
+        },
+      },
+    },
     definition: { type: 'object' }, startedAt: { type: 'string' },
   },
 } as const;
@@ -78,6 +135,7 @@ const registrySchema = {
   properties: {
     version: { type: 'integer', const: 1 },
     mcs: {},
+    security: { type: 'object' },
     vms: { type: 'object', additionalProperties: runRecordSchema },
   },
 } as const;

@@ -5,7 +5,7 @@
  * keeps VM A from VM B's disk is that B's disk is not in A's profile. So setAll hands the journal no file
  * change, and restoreAll removes the profile. The profile name is the label: `svirt-vm-<uid>-<name>`.
  *
- * A VM profile never outlives its VM: sweepHost (every reconcile) removes each loaded or stored VM
+ * A VM profile never outlives its VM: sweep (every reconcile) removes each loaded or stored VM
  * profile no running VM's record names, so a crash of qemu, of the helper or of the host leaves none.
  */
 import { readFile, readlink, realpath } from 'node:fs/promises';
@@ -72,7 +72,13 @@ export class AppArmorDriver implements SecurityDriver {
 
   release(): void {}
 
-  sweep(): void {}
+  /** Removes every VM profile, loaded or stored, that no kept VM's label names: a VM's profile never outlives it. */
+  async sweep(book: LabelBook, keep: ReadonlySet<string>): Promise<readonly string[]> {
+    if (!(await this.confinement.active())) return [];
+    const kept = new Set(book.others.flatMap((vm) => (keep.has(vm.id) && vm.label?.process ? [vm.label.process] : [])));
+    const swept = await this.confinement.sweep(kept);
+    return swept.failed.map((f) => `AppArmor profile ${f.name}: ${f.error}`);
+  }
 
   async setAll(vm: SecuredVm, label: VmLabel, _files: FileHolds): Promise<void> {
     if (label.process === null) return;
@@ -85,11 +91,6 @@ export class AppArmorDriver implements SecurityDriver {
     if (label.process === null) return;
     this.requests.delete(label.process);
     await this.confinement.release(label.process);
-  }
-
-  /** Removes every VM profile no running VM names (keep: the profiles of the VMs on record). */
-  sweepHost(keep: ReadonlySet<string>): ReturnType<AppArmorVmConfinement['sweep']> {
-    return this.confinement.sweep(keep);
   }
 
   confineProcess(_vm: SecuredVm, label: VmLabel): ProcessConfinement {

@@ -45,6 +45,8 @@ export class DacDriver implements SecurityDriver {
     return { model: this.model, state: 'enforcing' };
   }
 
+  async prepare(): Promise<void> {}
+
   async generate(_vm: SecuredVm, book: LabelBook): Promise<VmLabel> {
     const { range } = this.options;
     const uid = await allocateVmId(range, book.others.flatMap((vm) => dacUid(vm.label) ?? []));
@@ -54,7 +56,9 @@ export class DacDriver implements SecurityDriver {
 
   release(): void {}
 
-  sweep(): void {}
+  async sweep(): Promise<readonly string[]> {
+    return [];
+  }
 
   /**
    * A private disk and the UEFI variable store belong to the VM's uid while it runs (journaled, given

@@ -15,13 +15,17 @@ export class NoneDriver implements SecurityDriver {
     return { model: this.model, state: 'absent' };
   }
 
+  async prepare(_vm: SecuredVm): Promise<void> {}
+
   async generate(_vm: SecuredVm, _book: LabelBook): Promise<VmLabel> {
     return NONE_LABEL;
   }
 
   release(_vmId: string, _label: VmLabel, _book: LabelBook): void {}
 
-  sweep(_book: LabelBook, _keep: ReadonlySet<string>): void {}
+  async sweep(_book: LabelBook, _keep: ReadonlySet<string>): Promise<readonly string[]> {
+    return [];
+  }
 
   async setAll(_vm: SecuredVm, _label: VmLabel, _files: FileHolds): Promise<void> {}
 

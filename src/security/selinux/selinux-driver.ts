@@ -56,6 +56,11 @@ export class SelinuxDriver implements SecurityDriver {
     return { model: this.model, state: this.options.profile.fallback ? 'absent' : 'inactive' };
   }
 
+  /** seinfo takes seconds the first time: asked before the start takes the state lock. */
+  async prepare(): Promise<void> {
+    await this.options.vmTypes();
+  }
+
   private allocator(state: unknown): McsAllocator {
     const random = (n: number) => randomInt(n);
     return state === null || state === undefined
@@ -91,15 +96,16 @@ export class SelinuxDriver implements SecurityDriver {
     if (allocator.release(vmId)) book.state = allocator.toJSON();
   }
 
-  sweep(book: LabelBook, keep: ReadonlySet<string>): void {
+  async sweep(book: LabelBook, keep: ReadonlySet<string>): Promise<readonly string[]> {
     // Building the allocator walks every pair of the range: only when a hold has no VM, or there is no state yet.
     const owners = McsAllocator.savedOwners(book.state);
-    if (owners !== undefined && owners.every((owner) => keep.has(owner))) return;
+    if (owners !== undefined && owners.every((owner) => keep.has(owner))) return [];
     const pool = this.allocator(owners === undefined ? undefined : book.state);
     for (const hold of pool.toJSON().holds) {
       if (!keep.has(hold.owner)) pool.release(hold.owner);
     }
     book.state = pool.toJSON();
+    return [];
   }
 
   async setAll(vm: SecuredVm, label: VmLabel, files: FileHolds): Promise<void> {
