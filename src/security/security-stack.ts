@@ -139,6 +139,12 @@ export class SecurityStack {
     return out;
   }
 
+  /** The uid qemu is to run as (the DAC layer's), for the record. */
+  processUid(vm: SecuredVm, labels: readonly VmLabel[]): number | undefined {
+    const label = labels.find((l) => l.model === this.dac.model);
+    return label ? this.dac.confineProcess(vm, label).uid : undefined;
+  }
+
   /** Null when qemu carries every label it was given, else the first layer's problem. */
   async verifyProcess(pid: number, labels: readonly VmLabel[], state: ModelState): Promise<string | null> {
     for (const driver of this.layers) {

@@ -576,7 +576,7 @@ export class VmLifecycle {
       throw new HelperError('refused', security.notConfinedRefusal(state));
     }
     const mac = security.macLabel(labels);
-    const { uid } = security.confineProcess(vm, labels, state);
+    const uid = security.processUid(vm, labels);
     const record: RunRecord = {
       id: vm.id, name: vm.name, ownerUid: vm.ownerUid, phase: 'starting',
       helperPid: process.pid, helperStartTime: this.helperStartTime,
