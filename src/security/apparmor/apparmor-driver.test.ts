@@ -80,4 +80,19 @@ describe('the AppArmor driver', () => {
     await driver.restoreAll(a.id, label);
     expect(await readFile(fake.profilesFile, 'utf8')).not.toContain('svirt-vm-1000-a');
   });
+
+  it('sweeps the profile of a VM no record keeps, loaded or stored, and keeps the profiles of the VMs on record', async () => {
+    const [a, b] = [vm('a', '/home/u/a.img'), vm('b', '/home/u/b.img')];
+    const book = { others: [] as { id: string; name: string; ownerUid: number; label: Awaited<ReturnType<AppArmorDriver['generate']>> | undefined }[], reserved: [], state: undefined };
+    const [la, lb] = [await driver.generate(a, book), await driver.generate(b, book)];
+    await driver.setAll(a, la, noFiles);
+    await driver.setAll(b, lb, noFiles);
+    // A crash left b's profile loaded with no record; a's VM still runs.
+    book.others.push({ id: a.id, name: a.name, ownerUid: 1000, label: la });
+    expect(await driver.sweep(book, new Set([a.id]))).toEqual([]);
+    const profiles = await readFile(fake.profilesFile, 'utf8');
+    expect(profiles).toContain('svirt-vm-1000-a');
+    expect(profiles).not.toContain('svirt-vm-1000-b');
+    expect(profiles).toContain('/usr/bin/man');
+  });
 });
