@@ -40,10 +40,8 @@ const ALLOWED: Record<string, string> = {
   'src/user/cli/vm-commands.ts': 'seclabel and relabel help texts name svirt_t / svirt_image_t:s0 / virt_content_t:s0',
   // The audit evaluates access with the SELinux policy evaluator; the AppArmor audit is the apparmor branch's.
   'src/user/audit-service.ts': 'audit: parses contexts for the offline SELinux policy evaluator',
-  // Root side: the relabeler checks a label's syntax before writing it; the lifecycle reads pairs out of
-  // records (the seam branch owns vm-lifecycle.ts and is moving it behind the driver).
+  // Root side: the relabeler checks a label's syntax before writing it.
   'src/root/labels/relabeler.ts': 'relabeler: checks label syntax before setfattr (should be the driver verb)',
-  'src/root/helper/vm-lifecycle.ts': 'lifecycle: reads MCS pairs out of records (seam branch is moving it behind the driver)',
   // Pure core: a static seclabel in a definition is checked for syntax where the definition is validated.
   'src/core/vm-definition.ts': 'definition validation: a static seclabel is parsed for syntax',
   'src/core/libvirt-xml.ts': 'libvirt XML import: a <seclabel> label is parsed for syntax',

@@ -164,9 +164,12 @@ export class SecurityStack {
   /** The refusal of a start that would run qemu outside a MAC label, in the requester's words. */
   notConfinedRefusal(state: ModelState): string {
     const anyway = 'start with allowUnconfined to run it anyway';
+    const macNames = (drivers: readonly SecurityDriver[]) => drivers.filter((d) => d.model !== 'none' && d.model !== this.dac.model).map((d) => d.modelName);
+    const others = macNames(this.known.filter((d) => d !== this.mac));
+    const notEnabled = others.length === 0 ? '' : ` and ${others.join(' and ')} ${others.length === 1 ? 'is' : 'are'} not enabled`;
     return state === 'inactive'
-      ? `not confined: ${this.mac.modelName} is disabled on this host, so qemu would run unconfined; ${anyway} (its files are labeled either way)`
-      : `not confined: this host runs no mandatory access control model (SELinux, AppArmor), so only its own uid keeps qemu apart; ${anyway}`;
+      ? `not confined: ${this.mac.modelName} is disabled on this host${notEnabled}, so qemu would run unconfined; ${anyway} (its files are labeled either way)`
+      : `not confined: this host runs no mandatory access control model (${macNames(this.known).join(', ') || 'SELinux, AppArmor'}), so only its own uid keeps qemu apart; ${anyway}`;
   }
 
   macLabel(labels: readonly VmLabel[]): VmLabel | undefined {
