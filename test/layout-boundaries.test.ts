@@ -40,11 +40,6 @@ const ALLOWED: Record<string, string> = {
   'src/user/cli/vm-commands.ts': 'seclabel and relabel help texts name svirt_t / svirt_image_t:s0 / virt_content_t:s0',
   // The audit evaluates access with the SELinux policy evaluator; the AppArmor audit is the apparmor branch's.
   'src/user/audit-service.ts': 'audit: parses contexts for the offline SELinux policy evaluator',
-  // Root side: the relabeler checks a label's syntax before writing it.
-  'src/root/labels/relabeler.ts': 'relabeler: checks label syntax before setfattr (should be the driver verb)',
-  // Pure core: a static seclabel in a definition is checked for syntax where the definition is validated.
-  'src/core/vm-definition.ts': 'definition validation: a static seclabel is parsed for syntax',
-  'src/core/libvirt-xml.ts': 'libvirt XML import: a <seclabel> label is parsed for syntax',
   // The renderer: the static label editor offers SELinux fields, and the MCS chips split context strings.
   'renderer/src/label-editor/StaticLabelEditor.tsx': 'static label editor: SELinux user/role/type/level fields and defaults',
   'renderer/src/mcs/ContextText.tsx': 'context text: splits a context to colour its parts (needs the description\'s labelled parts)',

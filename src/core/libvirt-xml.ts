@@ -5,7 +5,7 @@
  * error naming the element, rather than ignored: a silent gap would start a VM that the policy then denies.
  */
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import { ContextSyntaxError, parseContext } from './selinux/context';
+import { labelSyntaxProblem } from './selinux/context';
 import type { CharDeviceKind, CharDeviceRole, CharDeviceSpec, DiskSpec, LiveLabels, SeclabelSpec, VmSpec } from './vm-spec';
 
 export class LibvirtXmlError extends Error {
@@ -131,12 +131,8 @@ function memoryMiB(node: Node): number {
 
 function checkedLabel(where: string, text: string): string {
   if (text === '') throw new LibvirtXmlError(where, 'is empty');
-  try {
-    parseContext(text);
-  } catch (e) {
-    if (e instanceof ContextSyntaxError) throw new LibvirtXmlError(where, e.message);
-    throw e;
-  }
+  const problem = labelSyntaxProblem(text);
+  if (problem !== undefined) throw new LibvirtXmlError(where, problem);
   return text;
 }
 

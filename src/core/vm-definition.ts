@@ -1,5 +1,5 @@
 import { Ajv, type ErrorObject } from 'ajv';
-import { parseContext } from './selinux/context';
+import { staticLabelProblem } from './selinux/context';
 import type { Accel, BackingStoreSpec, CharDeviceSpec, DiskSpec, SeclabelSpec, VmSpec } from './vm-spec';
 import { checkPathSyntax } from './path-rules';
 
@@ -296,13 +296,8 @@ function pathProblem(field: string, value: string | undefined): string[] {
 
 function contextProblem(field: string, value: string | undefined, needsLevel = false): string[] {
   if (value === undefined) return [];
-  try {
-    const context = parseContext(value);
-    // sVirt confines by MCS level: a static process label without one would be unconfined by the MCS constraint.
-    return needsLevel && context.range === undefined ? [`${field} must carry an MCS/MLS level (user:role:type:s0:cN,cM), found "${value}"`] : [];
-  } catch (e) {
-    return [`${field}: ${(e as Error).message}`];
-  }
+  const problem = staticLabelProblem(field, value, { needsLevel });
+  return problem === undefined ? [] : [problem];
 }
 
 /** Checks that JSON Schema cannot express: path syntax, SELinux contexts, and consistency between fields. */

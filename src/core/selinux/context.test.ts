@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  canonicalContext, compareLevels, ContextSyntaxError, formatCategories, parseContext, parseLevel,
+  canonicalContext, compareLevels, ContextSyntaxError, formatCategories, labelSyntaxProblem, parseContext, parseLevel, staticLabelProblem,
 } from './context';
 
 describe('contexts', () => {
@@ -57,5 +57,15 @@ describe('contexts', () => {
     expect(compareLevels(l('s0:c0.c2'), l('s0:c0,c1,c2'))).toBe('eq');
     expect(compareLevels(l('s0:c5'), l('s0'))).toBe('dom');
     expect(compareLevels(l('s1'), l('s0:c1'))).toBe('incomp');
+  });
+
+  it('says what is wrong with a label the user gave, naming the user\'s field, and nothing for a usable one', () => {
+    expect(labelSyntaxProblem('system_u:system_r:svirt_t:s0:c1,c2')).toBeUndefined();
+    expect(labelSyntaxProblem('garbage')).toMatch(/expected user:role:type\[:level\], found 1 field/);
+    expect(staticLabelProblem('seclabel.label', 'system_u:system_r:svirt_t:s0:c1,c2', { needsLevel: true })).toBeUndefined();
+    expect(staticLabelProblem('seclabel.baseLabel', 'system_u:system_r:svirt_t')).toBeUndefined();
+    expect(staticLabelProblem('seclabel.label', 'system_u:system_r:svirt_t', { needsLevel: true }))
+      .toBe('seclabel.label must carry an MCS/MLS level (user:role:type:s0:cN,cM), found "system_u:system_r:svirt_t"');
+    expect(staticLabelProblem('seclabel.imageLabel', 'u:r:t:s0:cX')).toMatch(/^seclabel\.imageLabel: invalid categories/);
   });
 });

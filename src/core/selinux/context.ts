@@ -152,6 +152,35 @@ export function canonicalContext(text: string): string {
   return formatContext(parseContext(text));
 }
 
+/** What is wrong with a label as written (the parser's words), or undefined when it is a well-formed context. */
+export function labelSyntaxProblem(text: string): string | undefined {
+  try {
+    parseContext(text);
+    return undefined;
+  } catch (e) {
+    if (e instanceof ContextSyntaxError) return e.message;
+    throw e;
+  }
+}
+
+/**
+ * The problem of a label the user gave in `field` (a definition's seclabel, an XML element, a helper
+ * request's label), as a message that names the field; undefined when the label is usable. With
+ * `needsLevel`, a label without an MCS/MLS level is refused: sVirt confines by level, and a process or
+ * image label without one escapes the MCS constraint.
+ */
+export function staticLabelProblem(field: string, text: string, options: { needsLevel?: boolean } = {}): string | undefined {
+  let context: SecurityContext;
+  try {
+    context = parseContext(text);
+  } catch (e) {
+    if (e instanceof ContextSyntaxError) return `${field}: ${e.message}`;
+    throw e;
+  }
+  if (options.needsLevel && context.range === undefined) return `${field} must carry an MCS/MLS level (user:role:type:s0:cN,cM), found "${text}"`;
+  return undefined;
+}
+
 export function canonicalLevel(text: string): string {
   return formatLevel(parseLevel(text));
 }

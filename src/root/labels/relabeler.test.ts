@@ -64,6 +64,16 @@ describe('relabeler on real files', () => {
     expect(journal.entries).toEqual({});
   });
 
+  it('refuses a malformed label or one without a level before touching the file, naming the label', async () => {
+    const disk = await file('a.img');
+    await expect(labelFile(context(), 'vm-a', 'private', disk, 'system_u:object_r:svirt_image_t')).rejects.toThrow(/^label must carry an MCS\/MLS level/);
+    await expect(labelFile(context(), 'vm-a', 'private', disk, 'garbage')).rejects.toThrow(/^label: invalid context/);
+    await expect(labelContentTree(context(), dir, 'shared', 'u:r:t:s0:cX')).rejects.toThrow(/^label: invalid categories/);
+    expect(await readLabel(disk)).toBe(ORIGINAL);
+    expect(journal.entries).toEqual({});
+    expect(persisted).toEqual([]);
+  });
+
   it('restores "no label" by removing the attribute', async () => {
     const disk = await file('bare.img', null);
     await labelFile(context(), 'vm-a', 'private', disk, PRIVATE_A);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { parseContext } from '../../core/selinux/context';
+import { staticLabelProblem } from '../../core/selinux/context';
 import { faultPoint } from '../helper/fault-points';
 import { isProcessAlive, processStartTime } from '../../host/state-lock';
 import { readLabelOfOpened, removeLabel, writeLabel } from '../../security/selinux/file-labels';
@@ -74,8 +74,8 @@ export class LabelConflictError extends Error {
 }
 
 function assertValidLabel(label: string): void {
-  const ctx = parseContext(label);
-  if (!ctx.range) throw new Error(`label ${label} has no MLS/MCS level`);
+  const problem = staticLabelProblem('label', label, { needsLevel: true });
+  if (problem !== undefined) throw new Error(problem);
 }
 
 /** libvirt's "already in use" rule: a file a running VM holds privately cannot take another label. */
