@@ -331,6 +331,22 @@ describe.skipIf(!isRoot)('launchQemu (real qemu; needs root to switch uid)', () 
     expect(readQemuPid(s.runDir)).toBeUndefined();
   });
 
+  it('hands the caller the QMP connection it checked qemu with, when asked, and the paused VM resumes on it', async () => {
+    const { qmp, pid } = await launchQemu(spec('kept-qmp', { paused: true, keepQmp: true }));
+    pids.push(pid);
+    expect(qmp).toBeDefined();
+    try {
+      expect(await qmp?.execute('query-status')).toMatchObject({ status: 'prelaunch', running: false });
+      await qmp?.execute('cont');
+      expect(await qmp?.execute('query-status')).toMatchObject({ status: 'running', running: true });
+      const gone = waitGone(pid, 15_000);
+      await qmp?.execute('quit');
+      expect(await gone).toBe(true);
+    } finally {
+      await qmp?.close();
+    }
+  });
+
   it('reports a qemu that dies at start with its log, and leaves no process or pidfile', async () => {
     const s = spec('broken', { machine: 'no-such-machine' });
     await expect(launchQemu(s)).rejects.toThrow(/qemu did not start[\s\S]*no-such-machine/);

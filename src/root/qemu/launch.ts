@@ -134,6 +134,12 @@ export interface LaunchSpec {
   /** How long to wait for qemu's QMP greeting before calling the start failed (default 15 s). */
   startTimeoutMs?: number;
   /**
+   * Hand the QMP connection the launcher checked qemu with to the caller (LaunchedQemu.qmp), who closes
+   * it: qemu serves one QMP client at a time, so a caller that resumes a paused VM would otherwise wait for
+   * this one to go and connect and negotiate again.
+   */
+  keepQmp?: boolean;
+  /**
    * The program (and its arguments) that execs qemu confined, put before qemu's argv: the security stack's
    * choice (`runcon CONTEXT` on an SELinux host, `aa-exec -p PROFILE --` on an AppArmor one). It must exec
    * qemu in place (same pid, same fds).
@@ -176,6 +182,8 @@ export interface LaunchedQemu {
   argv: string[];
   /** Accelerator arguments used. */
   accelArgs: string[];
+  /** The launcher's QMP connection, negotiated, when the spec asked to keep it (keepQmp). */
+  qmp?: QmpClient;
 }
 
 /** The child-side fd numbers: 0-2 are stdio, 3 the serial line's directory, 4 QMP, then each disk's fds. */
@@ -641,14 +649,18 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
   // Started means qemu got past its option parsing and sandbox and answers QMP: asked at once, while the
   // pid file is written (qemu's own start-up is the longer wait).
   const timeoutMs = spec.startTimeoutMs ?? 15_000;
+  let kept: QmpClient | undefined;
   const started = Promise.race([
     (async () => {
       const qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs });
       try {
         await qmp.execute('query-status');
-      } finally {
+      } catch (e) {
         await qmp.close();
+        throw e;
       }
+      if (spec.keepQmp) kept = qmp;
+      else await qmp.close();
       return undefined;
     })().catch((e: unknown) => `QMP: ${(e as Error).message}`),
     exited.then((how) => `qemu ended (${how})`),
@@ -658,6 +670,7 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
   await fs.rename(pidTmp, paths.pidFile);
   const failure = await started;
   if (failure !== undefined) {
+    await kept?.close();
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
@@ -681,5 +694,6 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
     ...(spec.displayDir === undefined ? {} : { vncSocketPath: vncSocketPath(spec.displayDir) }),
     argv,
     accelArgs,
+    ...(kept === undefined ? {} : { qmp: kept }),
   };
 }
