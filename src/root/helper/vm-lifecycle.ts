@@ -51,15 +51,15 @@ export interface LifecycleDeps {
 export interface StartRuntime {
   launchQemu: typeof launchQemu;
   startKeeper: typeof startConsoleKeeperProcess;
-  /** Lets the paused qemu run (QMP `cont`). */
-  resume(qmpSocketPath: string): Promise<void>;
+  /** Lets the paused qemu run (QMP `cont`), on the launcher's QMP connection where it kept one. */
+  resume(launched: LaunchedQemu): Promise<void>;
 }
 
 const REAL_RUNTIME: StartRuntime = {
   launchQemu,
   startKeeper: startConsoleKeeperProcess,
-  resume: async (qmpSocketPath) => {
-    const qmp = await QmpClient.connect(qmpSocketPath, { timeoutMs: 10_000 });
+  resume: async (launched) => {
+    const qmp = launched.qmp ?? (await QmpClient.connect(launched.qmpSocketPath, { timeoutMs: 10_000 }));
     try {
       await qmp.execute('cont');
     } finally {
@@ -647,6 +647,8 @@ export class VmLifecycle {
         ...(await files.bootCopiesFor(uid, attempt.labels)),
         // Paused until the console keeper holds the serial port, so not one byte of boot output is lost.
         paused: true,
+        // Resumed on the connection the launcher checked qemu with: no second connect and handshake.
+        keepQmp: true,
         ...(confinement.execPrefix ? { execPrefix: confinement.execPrefix } : {}),
         ...(confinement.socketLabel ? { socketContext: confinement.socketLabel } : {}),
         ...(confinement.runFileLabel ? { logLabel: confinement.runFileLabel } : {}),
@@ -679,7 +681,7 @@ export class VmLifecycle {
     record.keeperStartTime = processStartTime(keeper.pid) ?? null;
     await tx.persist();
     faultPoint('after-keeper');
-    await this.runtime.resume(launched.qmpSocketPath);
+    await this.runtime.resume(launched);
     record.phase = 'running';
   }
 
