@@ -657,9 +657,10 @@ export class VmLifecycle {
       // qemu holds its own copies now.
       await files.close();
     }
+    // Recorded in memory only: the registry gets it with the keeper's pid, in one write. A helper that dies
+    // before then leaves qemu's pid in the run directory (qemu.pid), where the next reconcile finds and ends it.
     attempt.record.pid = launched.pid;
     attempt.record.pidStartTime = processStartTime(launched.pid) ?? null;
-    await tx.persist();
     faultPoint('after-exec');
     return launched;
   }
