@@ -6,7 +6,7 @@ import { confinementOf, NOT_CONFINED_REASON } from '../../core/confinement';
 import { startConsoleKeeperProcess } from '../console/keeper-process';
 import { confinementMode, type FileHold, type ModelState, type SecuredVm, type VmLabel } from '../../security/security-driver';
 import type { SecurityStack, StackBook } from '../../security/security-stack';
-import { clearDeadWalkers, labelFile, LabelConflictError, removeOrphanTreeLogs, restoreHolder, type RelabelContext, type RelabelTransact } from '../labels/relabeler';
+import { clearDeadWalkers, labelFiles, LabelConflictError, removeOrphanTreeLogs, restoreHolder, type FileLabelChange, type RelabelContext, type RelabelTransact } from '../labels/relabeler';
 import { claimDevice, deviceSize, deviceUseProblems, openBlockDevice, probeSignature, type OpenedDevice } from '../../host/block-devices';
 import { isUnder, openRelabelTarget, PathRefusedError, type OpenedTarget, type Requester } from '../../host/path-policy';
 import type { AccelChoice } from '../qemu/accel';
@@ -596,13 +596,13 @@ export class VmLifecycle {
     return { record, labels, abandonKeeper: new AbortController() };
   }
 
-  /** Every file change the security models ask for, each journaled before the file changes. */
+  /** Every file change the security models ask for, all journaled (one write) before any file changes. */
   private async setLabels(tx: StateTransaction, prepared: PreparedStart, attempt: StartAttempt): Promise<void> {
-    const ctx = this.relabelContext(tx);
+    const changes: FileLabelChange[] = [];
     await this.deps.security.setAll(prepared.vm, attempt.labels, async (hold: FileHold) => {
-      await labelFile(ctx, attempt.record.id, hold.kind, prepared.files.deviceNodes.get(hold.path) ?? hold.path, hold.label ?? null, hold.owner);
-      faultPoint('mid-relabel');
+      changes.push({ kind: hold.kind, target: prepared.files.deviceNodes.get(hold.path) ?? hold.path, label: hold.label ?? null, ...(hold.owner ? { owner: hold.owner } : {}) });
     });
+    await labelFiles(this.relabelContext(tx), attempt.record.id, changes);
   }
 
   /**

@@ -8,7 +8,7 @@ import { readLabel, writeLabel } from '../../security/selinux/file-labels';
 import { emptyJournal, type JournalData } from './label-journal';
 import { DEFAULT_PATH_POLICY } from '../../host/path-policy';
 import { WalkCancelledError } from './label-tree-tool';
-import { labelContentTree, labelFile, LabelConflictError, removeOrphanTreeLogs, restoreContent, restoreHolder, type RelabelContext } from './relabeler';
+import { labelContentTree, labelFile, labelFiles, LabelConflictError, removeOrphanTreeLogs, restoreContent, restoreHolder, type RelabelContext } from './relabeler';
 
 const PRIVATE_A = 'system_u:object_r:svirt_image_t:s0:c1,c2';
 const PRIVATE_B = 'system_u:object_r:svirt_image_t:s0:c3,c4';
@@ -89,6 +89,27 @@ describe('relabeler on real files', () => {
     await expect(labelContentTree(context(), disk, 'shared', SHARED)).rejects.toThrow(/already in use by VM vm-a/);
     expect(await readLabel(disk)).toBe(PRIVATE_A);
     expect(journal.entries[disk]?.holder).toBe('vm-a');
+  });
+
+  it('journals all of a VM\'s files in one write before changing any, and a file in use changes none of them', async () => {
+    const [disk, kernel, busy] = [await file('a.img'), await file('vmlinuz'), await file('busy.img')];
+    await labelFile(context(), 'vm-a', 'private', busy, PRIVATE_A);
+    running.add('vm-a');
+    persisted = [];
+    const changes = [
+      { kind: 'private' as const, target: disk, label: PRIVATE_B },
+      { kind: 'readonly' as const, target: kernel, label: CONTENT },
+      { kind: 'private' as const, target: busy, label: PRIVATE_B },
+    ];
+    await expect(labelFiles(context(), 'vm-b', changes)).rejects.toThrow(/busy\.img is already in use by VM vm-a/);
+    expect([await readLabel(disk), await readLabel(kernel)]).toEqual([ORIGINAL, ORIGINAL]);
+    expect(Object.keys(journal.entries)).toEqual([busy]);
+    expect(persisted).toEqual([]);
+
+    await labelFiles(context(), 'vm-b', changes.slice(0, 2));
+    expect([await readLabel(disk), await readLabel(kernel)]).toEqual([PRIVATE_B, CONTENT]);
+    expect(persisted).toHaveLength(1);
+    expect(JSON.parse(persisted[0] as string).entries[kernel]).toMatchObject({ holder: 'vm-b', original: ORIGINAL, applied: CONTENT });
   });
 
   it('does not restore a file that was replaced by another inode', async () => {

@@ -87,6 +87,14 @@ function conflictFor(ctx: RelabelContext, entry: JournalEntry | undefined, holde
   return undefined;
 }
 
+/** One file's change for labelFiles: its holder kind, the label to set (null: leave it) and the owner to hand it to. */
+export interface FileLabelChange {
+  readonly kind: HolderKind;
+  readonly target: string;
+  readonly label: string | null;
+  readonly owner?: { readonly uid: number; readonly gid: number };
+}
+
 /**
  * Labels one file (a private image, a char device, kernel…) for `holder`; returns the label set. With
  * `owner`, the file is also handed to that uid/gid (a VM's own) and its owner journaled with its label.
@@ -95,30 +103,55 @@ function conflictFor(ctx: RelabelContext, entry: JournalEntry | undefined, holde
 export async function labelFile(
   ctx: RelabelContext, holder: string, kind: HolderKind, target: string, label: string | null, owner?: { uid: number; gid: number },
 ): Promise<JournalEntry> {
-  if (label !== null) assertValidLabel(label);
-  const opened = await openLabelTarget(target, { config: ctx.config, requester: ctx.requester });
+  const [entry] = await labelFiles(ctx, holder, [{ kind, target, label, ...(owner ? { owner } : {}) }]);
+  return entry as JournalEntry;
+}
+
+/**
+ * labelFile for several files of one holder (a VM's files at its start): every file is opened and checked
+ * and every original journaled in one durable write before any file changes, then the files change. A
+ * start pays one journal write, not one per file, and a refusal (a file in use, a path not allowed)
+ * changes nothing at all.
+ */
+export async function labelFiles(ctx: RelabelContext, holder: string, changes: readonly FileLabelChange[]): Promise<JournalEntry[]> {
+  for (const { label } of changes) if (label !== null) assertValidLabel(label);
+  if (new Set(changes.map((c) => c.target)).size !== changes.length) throw new Error('one request labels a file twice');
+  const opening = await Promise.allSettled(changes.map((c) => openLabelTarget(c.target, { config: ctx.config, requester: ctx.requester })));
+  const opened = opening.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
   try {
-    refuseBusy(ctx, target, false);
-    const existing = ctx.journal.entries[target];
-    const conflict = conflictFor(ctx, existing, holder, label);
-    if (conflict) throw new LabelConflictError(conflict);
-    const sameInode = existing && existing.dev === opened.stat.dev && existing.ino === opened.stat.ino;
-    const original = sameInode ? existing.original : await readLabelOfOpened(opened.fdPath);
-    const originalOwner = sameInode && existing.owner ? existing.owner : { uid: opened.stat.uid, gid: opened.stat.gid };
-    const entry: JournalEntry = {
-      path: target, dev: opened.stat.dev, ino: opened.stat.ino, original, applied: label, kind, holder, at: new Date().toISOString(),
-      ...(owner ? { owner: originalOwner } : {}),
-    };
-    ctx.journal.entries[target] = entry;
+    const refused = opening.find((o) => o.status === 'rejected');
+    if (refused) throw refused.reason;
+    const entries = await Promise.all(changes.map(async ({ kind, target, label, owner }, i): Promise<JournalEntry> => {
+      const file = opened[i] as (typeof opened)[number];
+      refuseBusy(ctx, target, false);
+      const existing = ctx.journal.entries[target];
+      const conflict = conflictFor(ctx, existing, holder, label);
+      if (conflict) throw new LabelConflictError(conflict);
+      const sameInode = existing && existing.dev === file.stat.dev && existing.ino === file.stat.ino;
+      const original = sameInode ? existing.original : await readLabelOfOpened(file.fdPath);
+      const originalOwner = sameInode && existing.owner ? existing.owner : { uid: file.stat.uid, gid: file.stat.gid };
+      return {
+        path: target, dev: file.stat.dev, ino: file.stat.ino, original, applied: label, kind, holder, at: new Date().toISOString(),
+        ...(owner ? { owner: originalOwner } : {}),
+      };
+    }));
+    for (const entry of entries) ctx.journal.entries[entry.path] = entry;
     await ctx.persist();
-    if (owner) await opened.handle.chown(owner.uid, owner.gid);
-    if (label === null) return entry;
-    await writeLabel(opened.fdPath, label);
-    const now = await readLabelOfOpened(opened.fdPath);
-    if (now !== label) throw new Error(`label of ${target} reads back as ${now ?? '(none)'} instead of ${label}`);
-    return entry;
+    let changed = 0;
+    await Promise.all(changes.map(async ({ target, label, owner }, i) => {
+      const file = opened[i] as (typeof opened)[number];
+      if (owner) await file.handle.chown(owner.uid, owner.gid);
+      if (label !== null) {
+        await writeLabel(file.fdPath, label);
+        const now = await readLabelOfOpened(file.fdPath);
+        if (now !== label) throw new Error(`label of ${target} reads back as ${now ?? '(none)'} instead of ${label}`);
+      }
+      // Crash tests: die with one file changed on disk and the journal listing them all.
+      if (++changed === 1) faultPoint('mid-relabel');
+    }));
+    return entries;
   } finally {
-    await opened.handle.close();
+    await Promise.all(opened.map((file) => file.handle.close()));
   }
 }
 
