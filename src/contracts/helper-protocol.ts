@@ -8,6 +8,7 @@
  * Every request is validated against its verb's schema before anything runs.
  */
 import { Ajv, type ValidateFunction } from 'ajv';
+import type { AppArmorMode } from '../core/apparmor/vm-profile';
 import type { Confinement } from '../core/confinement';
 import type { VmDefinition, VmDefinitionInput } from '../core/vm-definition';
 import type { SelinuxMode } from '../security/selinux/host-selinux';
@@ -180,6 +181,27 @@ export interface StopResult {
   restoredFiles: number;
 }
 
+/**
+ * A running VM's AppArmor profile as the helper loaded it (the answer of `vmProfiles`): what the audit
+ * reads under AppArmor, where the profile's rules are the whole answer to "may this VM open that file?".
+ */
+export interface VmProfileReport {
+  /** The VM, `uid/name`. */
+  vm: string;
+  name: string;
+  ownerUid: number;
+  /** Its profile's name; null when it has none (SELinux confines it, seclabel none, AppArmor off). */
+  profile: string | null;
+  /** Whether the kernel holds the profile now (securityfs); null when that list cannot be read. */
+  loaded: boolean | null;
+  /** The loaded profile's mode, as the kernel lists it. */
+  mode: AppArmorMode | null;
+  /** What the VM's qemu runs as now, as the kernel says (`svirt-vm-1000-a (enforce)`, `unconfined`); null when unknown. */
+  qemu: string | null;
+  /** The profile's text, as the helper loaded it with apparmor_parser; null when none is stored. */
+  text: string | null;
+}
+
 type VmArg = { vm: string };
 type NoArgs = Record<string, never>;
 
@@ -222,6 +244,8 @@ export interface HelperVerbs {
   displayAttach: { args: VmArg; result: { session: string; vm: string } };
   displayInput: { args: { session: string; data: string }; result: null };
   displayDetach: { args: { session: string }; result: null };
+  /** The loaded AppArmor profiles of the requester's running VMs (root: every VM's). */
+  vmProfiles: { args: NoArgs; result: { enabled: boolean; vms: VmProfileReport[] } };
 }
 
 export type HelperVerb = keyof HelperVerbs;
@@ -232,7 +256,7 @@ export type Result<K extends HelperVerb> = HelperVerbs[K]['result'];
 export const HELPER_VERBS = [
   'status', 'list', 'reconcile', 'start', 'stop', 'forceOff', 'control', 'snapshot', 'relabel', 'cancelRelabel',
   'checkDevice', 'listDevices', 'consoleAttach', 'consoleInput', 'consoleResize', 'consoleDetach',
-  'displayAttach', 'displayInput', 'displayDetach',
+  'displayAttach', 'displayInput', 'displayDetach', 'vmProfiles',
 ] as const satisfies readonly HelperVerb[];
 type MissingVerb = Exclude<HelperVerb, (typeof HELPER_VERBS)[number]>;
 const _allVerbsListed: MissingVerb extends never ? true : never = true;

@@ -19,6 +19,8 @@ import { ajv, HelperError, type Args, type HelperVerb, type Result } from '../..
 import { vmId, type VmLifecycle } from './vm-lifecycle';
 import { SNAPSHOT_NAME_PATTERN } from '../../core/vm-definition';
 import { vncSocketPath } from '../qemu/launch';
+import { probeAppArmor, processConfinement, vmProfileDir, VmProfileStore } from '../../security/apparmor/apparmor-host';
+import { vmProfileName } from '../../core/apparmor/vm-profile';
 
 /**
  * The helper's verbs: each with a strict schema (checked before it runs) and a handler that calls the
@@ -33,6 +35,8 @@ export interface VerbDeps {
   /** The host's security models (MAC over DAC): the status names the active one. */
   readonly security: SecurityStack;
   readonly accel: () => Promise<AccelChoice>;
+  /** The VMs' AppArmor profiles and the kernel's view of AppArmor (tests pass their own; default: the host's). */
+  readonly apparmor?: { store: VmProfileStore; enabled: () => Promise<boolean>; procRoot?: string };
 }
 
 const PATH = { type: 'string', minLength: 1, maxLength: 4096 } as const;
@@ -89,6 +93,13 @@ export function createVerbs(deps: VerbDeps): VerbTable {
     if (!socket) throw new HelperError('not-found', `no display session ${id}`);
     return socket;
   };
+
+  // Made at first use: a session that never audits reads nothing of AppArmor.
+  let apparmor = deps.apparmor;
+  const apparmorHost = () => (apparmor ??= {
+    store: new VmProfileStore({ dir: vmProfileDir(deps.config.stateDir) }),
+    enabled: async () => (await probeAppArmor()).enabled,
+  });
 
   const verbs: HelperVerbTable = {
     status: verb({ properties: {} }, async () => ({
@@ -281,6 +292,26 @@ export function createVerbs(deps: VerbDeps): VerbTable {
       display(args.session).destroy();
       displays.delete(args.session);
       return null;
+    }),
+
+    // The profiles the helper loaded for the requester's VMs only (lifecycle.list: root sees all): a
+    // profile names a VM's files, which are its owner's business. The text is the file apparmor_parser
+    // loaded, listed only while the kernel holds it or when the kernel's list cannot be read.
+    vmProfiles: verb({ properties: {} }, async () => {
+      const host = apparmorHost();
+      const enabled = await host.enabled();
+      const vms = await Promise.all((await lifecycle.list()).map(async (vm) => {
+        const name = vmProfileName(vm.ownerUid, vm.name);
+        const found = enabled ? await host.store.loadedText(name) : { text: null, loaded: false, mode: null };
+        const held = found.loaded !== false && found.text !== null;
+        const qemu = vm.pid === null ? undefined : await processConfinement(vm.pid, host.procRoot);
+        return {
+          vm: vm.id, name: vm.name, ownerUid: vm.ownerUid, profile: held ? name : null, loaded: found.loaded, mode: found.mode,
+          qemu: qemu === undefined ? null : qemu.mode === 'unconfined' ? 'unconfined' : `${qemu.profile} (${qemu.mode})`,
+          text: held ? found.text : null,
+        };
+      }));
+      return { enabled, vms };
     }),
 
     consoleDetach: verb({ required: ['session'], properties: { session: SESSION } }, async (args) => {

@@ -15,7 +15,7 @@
  * stays between the launcher and qemu, as with runcon under SELinux.
  */
 import { execFile } from 'node:child_process';
-import { access, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { isVmProfileName, parseAppArmorLabel, profileRules, ruleGranting, type AppArmorMode, type ProfileAccess, type ProfileRule } from '../../core/apparmor/vm-profile';
@@ -27,6 +27,12 @@ export const APPARMOR_SECURITYFS = '/sys/kernel/security/apparmor';
 export const APPARMOR_ENABLED_PARAMETER = '/sys/module/apparmor/parameters/enabled';
 /** The abstraction every VM profile includes (assets/apparmor/abstractions/svirt-qemu, installed by install-helper.sh). */
 export const VM_PROFILE_BASE = 'abstractions/svirt-qemu';
+
+/** Where a helper with state directory `stateDir` keeps the VMs' profiles. */
+export const vmProfileDir = (stateDir: string): string => path.join(stateDir, 'apparmor');
+
+/** A stored profile's text is one the helper wrote: a few kilobytes. Anything larger is not read. */
+const MAX_PROFILE_BYTES = 1 << 20;
 
 export interface AppArmorHostPaths {
   readonly securityfs: string;
@@ -191,6 +197,22 @@ export class VmProfileStore {
       }
     }
     return { removed, failed };
+  }
+
+  /**
+   * The text the helper loaded as `name` (the stored source `apparmor_parser -r` read), with whether the
+   * kernel holds it now and in which mode. `loaded` is null when the kernel's list cannot be read (no
+   * securityfs): the text is then what was loaded, unconfirmed. `text` is null when none is stored.
+   */
+  async loadedText(name: string): Promise<{ text: string | null; loaded: boolean | null; mode: AppArmorMode | null }> {
+    const kernel = await this.loaded().catch(() => undefined);
+    const held = kernel?.find((p) => p.name === name);
+    const file = this.file(name);
+    const text = await stat(file).then(
+      (st) => (st.isFile() && st.size <= MAX_PROFILE_BYTES ? readFile(file, 'utf8') : null),
+      () => null,
+    );
+    return { text, loaded: kernel === undefined ? null : held !== undefined, mode: held?.mode ?? null };
   }
 
   /**
