@@ -260,8 +260,11 @@ export interface AuditVm {
 export type AuditResource = AuditMatrix['resources'][number];
 
 export interface AuditReport extends AuditMatrix {
-  /** Who answered: the kernel (live access checks) or the offline policy evaluator, and why that one. */
-  source: { kind: 'kernel' | 'evaluator'; why: string };
+  /**
+   * Who answered, in which security model, and why that one: SELinux's kernel (live access checks), the
+   * SELinux policy evaluated offline, or the AppArmor profiles the helper loaded for the running VMs.
+   */
+  source: { kind: 'kernel' | 'evaluator' | 'profiles'; model: 'selinux' | 'apparmor'; modelName: string; why: string };
   /** Rows: the running VMs, unconfined ones included. */
   vms: AuditVm[];
 }

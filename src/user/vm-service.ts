@@ -4,7 +4,7 @@ import { formatLevel, parseLevel } from '../core/selinux/context';
 import { planStart, type LabelAction, type PlanClass, type PlanResource } from '../core/selinux/label-planner';
 import type { PolicyProfile } from '../core/selinux/policy-profile';
 import { HelperRequestError, type HelperClient } from './helper-client';
-import type { RunInfo } from '../contracts/helper-protocol';
+import type { Result, RunInfo } from '../contracts/helper-protocol';
 import { readLabels } from '../security/selinux/file-labels';
 import { isUnder } from '../host/path-policy';
 import { createDiskImage, copyDiskImage, DiskImageError, imageSnapshot, listImageSnapshots, snapshotsFromInfo, type CreateDiskOptions, type DiskSnapshot } from './disk-images';
@@ -257,6 +257,11 @@ export class VmService {
         match: expected === null ? null : expected === actual, reason,
       };
     });
+  }
+
+  /** The AppArmor profiles the helper loaded for the requester's running VMs (the audit's answer under AppArmor). */
+  vmProfiles(): Promise<Result<'vmProfiles'>> {
+    return this.helper().request('vmProfiles');
   }
 
   /** `job`: an id the requester can cancel a tree walk by (cancelRelabel). */

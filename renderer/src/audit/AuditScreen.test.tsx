@@ -57,8 +57,16 @@ describe('AuditScreen', () => {
   });
 
   it('says, when SELinux is off, that the matrix is what the policy would decide and that nothing is enforced', async () => {
-    renderAudit({ ...sampleAudit, source: { kind: 'evaluator', why: 'SELinux is disabled in this kernel' } });
+    renderAudit({ ...sampleAudit, source: { kind: 'evaluator', model: 'selinux', modelName: 'SELinux', why: 'SELinux is disabled in this kernel' } });
     expect(await screen.findByText('SELinux is off: nothing below is enforced now')).toBeTruthy();
     expect(screen.getByRole('heading', { name: 'Who could access what, once SELinux is on' })).toBeTruthy();
+  });
+
+  it('names AppArmor as the model that answers when the loaded profiles do, with no SELinux warning', async () => {
+    renderAudit({ ...sampleAudit, source: { kind: 'profiles', model: 'apparmor', modelName: 'AppArmor', why: 'each cell is read from the VM\'s profile' } });
+    expect((await screen.findByTestId('audit-source')).textContent).toBe('AppArmor: Answered by the loaded AppArmor profiles — each cell is read from the VM\'s profile');
+    expect(screen.getByText(/as AppArmor decides it/)).toBeTruthy();
+    expect(screen.queryByText('SELinux is off: nothing below is enforced now')).toBeNull();
+    expect(screen.getByRole('heading', { name: 'Who can access what' })).toBeTruthy();
   });
 });

@@ -11,7 +11,7 @@ import { McsChip } from '../mcs/McsChip';
 import { levelOfContext, pairOf } from '../mcs/mcs-level';
 import { PathText } from '../common/PathText';
 
-const SOURCE_TEXT = { kernel: 'Answered by the kernel', evaluator: 'Answered by the policy evaluator' } as const;
+const SOURCE_TEXT = { kernel: 'Answered by the kernel', evaluator: 'Answered by the policy evaluator', profiles: 'Answered by the loaded AppArmor profiles' } as const;
 const SEVERITY_ORDER: Record<Severity, number> = { critical: 0, warning: 1, info: 2 };
 const ACCESS_TEXT: Record<AccessLevel, string> = { write: 'write', read: 'read', none: 'none', error: 'error' };
 
@@ -257,7 +257,7 @@ export function AuditScreen({ onOpenVm = () => undefined }: { onOpenVm?: (vm: st
       <header className="screen__header">
         <div>
           <h1>Access audit</h1>
-          <p className="screen__lede">Which running VM can read or write which file, as SELinux decides it.</p>
+          <p className="screen__lede">Which running VM can read or write which file, as {data?.source.modelName ?? 'the host’s security model'} decides it.</p>
         </div>
         <button type="button" className="button" onClick={report.reload} disabled={report.loading}>
           {report.loading ? 'Checking…' : 'Check again'}
@@ -267,7 +267,7 @@ export function AuditScreen({ onOpenVm = () => undefined }: { onOpenVm?: (vm: st
       {data && (
         <>
           <p className={`source source--${data.source.kind}`} data-testid="audit-source">
-            <strong>{SOURCE_TEXT[data.source.kind]}</strong> — {data.source.why}
+            <strong>{data.source.modelName}: {SOURCE_TEXT[data.source.kind]}</strong> — {data.source.why}
           </p>
           {data.source.kind === 'evaluator' && (
             <Notice tone="warning" title="SELinux is off: nothing below is enforced now">

@@ -174,7 +174,7 @@ const sampleAuditResources: AuditReport['resources'] = [
 ];
 
 export const sampleAudit: AuditReport = {
-  source: { kind: 'kernel', why: 'SELinux is enforcing: the kernel answered each access check for the running qemu processes' },
+  source: { kind: 'kernel', model: 'selinux', modelName: 'SELinux', why: 'SELinux is enforcing: the kernel answered each access check for the running qemu processes' },
   vms: sampleAuditVms,
   resources: sampleAuditResources,
   ...packCells(

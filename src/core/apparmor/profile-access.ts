@@ -278,10 +278,12 @@ function profileBlock(scanned: Scan, name: string | undefined): { name: string; 
 /** Expands `@{VAR}` into `{a,b}` alternatives (values may refer to other variables). */
 function expandVariables(glob: string, variables: ReadonlyMap<string, readonly string[]>, depth = 0): string {
   if (depth > 8) throw new ProfileSyntaxError('variables refer to each other in a loop');
-  return glob.replace(/(?<!\\)@\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+  return glob.replace(/(?<!\\)@\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (whole: string, name: string, at: number) => {
     const values = variables.get(name);
     if (values === undefined || values.length === 0) throw new ProfileSyntaxError(`@{${name}} is not defined`);
-    const expanded = values.map((v) => expandVariables(v, variables, depth + 1));
+    // `@{HOMEDIRS}/x` with values ending in "/": the slash is folded inside each alternative.
+    const slashAfter = glob[at + whole.length] === '/';
+    const expanded = values.map((v) => expandVariables(v, variables, depth + 1)).map((v) => (slashAfter && v.length > 1 ? v.replace(/\/+$/, '') : v));
     return expanded.length === 1 ? (expanded[0] as string) : `{${expanded.join(',')}}`;
   });
 }

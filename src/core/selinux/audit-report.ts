@@ -8,7 +8,7 @@ import { compareLevels, formatRange, parseContext } from './context';
 
 /** `error`: the oracle could not answer (e.g. the kernel refused the question); never read as a denial. */
 export type AccessLevel = 'read' | 'write' | 'none' | 'error';
-export type AuditProblemKind = 'selinux-disabled' | 'selinux-permissive' | 'unconfined-vm' | 'duplicate-pair' | 'unintended-sharing' | 'label-drift';
+export type AuditProblemKind = 'selinux-disabled' | 'selinux-permissive' | 'apparmor-complain' | 'unconfined-vm' | 'duplicate-pair' | 'unintended-sharing' | 'label-drift';
 export type Severity = 'critical' | 'warning' | 'info';
 
 export interface AuditedResource {

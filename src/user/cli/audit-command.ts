@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { auditedVms, auditRunningVms, compareWithOffline, idleContent } from '../audit-service';
+import { auditedVms, auditHost, compareWithOffline, idleContent } from '../audit-service';
 import { cellsOf } from '../../core/selinux/audit-report';
 import { selinuxMode } from '../../security/selinux/host-selinux';
 import { CliError, EXIT } from './exit-codes';
@@ -8,14 +8,15 @@ import { withSession } from './vm-commands';
 
 /**
  * `svirt audit`: the live access matrix of the requester's running VMs (each VM against every file a
- * running VM uses, and the content trees of stopped ones), the problems found, and each VM's confinement. With --compare-offline, on a kernel with
+ * running VM uses, and the content trees of stopped ones), the problems found, and each VM's confinement,
+ * in the host's security model (SELinux, or the loaded AppArmor profiles), which it names. With --compare-offline, on a kernel with
  * SELinux on, every permission is also asked of the offline evaluator on the kernel's loaded policy, and
  * the differences are listed (exit 1 when there are any): the check an enforcing test host runs.
  */
 export function registerAuditCommand(program: Command): void {
   program
     .command('audit')
-    .description('who can read or write which file among the running VMs, as SELinux decides it; exit 1 on a critical problem (with --compare-offline: on a disagreement)')
+    .description('who can read or write which file among the running VMs, as the host\'s security model (SELinux or AppArmor) decides it; exit 1 on a critical problem (with --compare-offline: on a disagreement)')
     .option('--json', 'JSON output (one object)')
     .option('--compare-offline', 'also ask the offline policy evaluator (on the kernel\'s loaded policy) and list where it differs from the kernel')
     .option('--policy <file>', 'with --compare-offline: evaluate this binary policy instead of the loaded one')
@@ -24,15 +25,15 @@ export function registerAuditCommand(program: Command): void {
       const mode = await selinuxMode();
       if (opts.compareOffline && mode === 'disabled') throw new CliError('--compare-offline needs a kernel with SELinux on (enforcing or permissive): there is no kernel to compare with');
       const vms = await auditedVms(service);
-      const matrix = await auditRunningVms(mode, vms, { idle: await idleContent(service.store, vms) });
+      const matrix = await auditHost(mode, vms, () => service.vmProfiles(), { idle: await idleContent(service.store, vms) });
       const comparison = opts.compareOffline ? await compareWithOffline(vms, opts.policy === undefined ? {} : { policyPath: opts.policy }) : undefined;
 
       if (opts.json) {
         // Scripts get one object per cell, not the packed grid the app's renderer reads.
         const { verdicts: _v, runs: _r, ...rest } = matrix;
-        process.stdout.write(`${JSON.stringify({ mode, ...rest, cells: cellsOf(matrix), ...(comparison ? { comparison } : {}) })}\n`);
+        process.stdout.write(`${JSON.stringify({ model: matrix.source.model, mode, ...rest, cells: cellsOf(matrix), ...(comparison ? { comparison } : {}) })}\n`);
       } else {
-        process.stdout.write(`SELinux ${mode}: ${matrix.source.why}\n`);
+        process.stdout.write(`${matrix.source.model === 'selinux' ? `SELinux ${mode}` : matrix.source.modelName}: ${matrix.source.why}\n`);
         const held = new Map(vms.map((vm) => [vm.name, vm.confinement ?? (vm.confined ? 'confined' : 'unconfined')]));
         const rows = [['VM', 'CONFINEMENT', 'FILE', 'ACCESS', 'WHY']];
         for (const cell of cellsOf(matrix)) rows.push([cell.vm, held.get(cell.vm) ?? '-', cell.path, cell.access, cell.reason]);

@@ -1,6 +1,6 @@
 import type { AuditReport, HostStatus, SvirtCalls } from '../../contracts/ipc-contract';
 import { PRODUCT_VERSION } from '../../core/version';
-import { auditedVms, auditRunningVms, idleContent } from '../audit-service';
+import { auditedVms, auditHost, idleContent } from '../audit-service';
 import type { ServiceContext } from './service-context';
 
 /** The host as the status bar shows it (SELinux, the policy's VM types, the accelerator, the helper) and the audit. */
@@ -28,7 +28,7 @@ export function hostCalls({ options, store, service, profile, mode, connection, 
 
     audit: async (): Promise<AuditReport> => {
       const [audited, selinux] = await Promise.all([options.auditedVms?.() ?? auditedVms(service), mode()]);
-      const matrix = await auditRunningVms(selinux, audited, { idle: await idleContent(store, audited) });
+      const matrix = await auditHost(selinux, audited, () => service.vmProfiles(), { idle: await idleContent(store, audited) });
       const withLevels = await Promise.all(matrix.vms.map(async (v) => ({ ...v, processLevel: await views.mcsLevel(v.processLabel) })));
       return { ...matrix, vms: withLevels };
     },
