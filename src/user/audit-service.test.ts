@@ -1,8 +1,10 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { renderVmProfile, vmProfileName } from '../core/apparmor/vm-profile';
+import { parseProfile, profileGrants } from '../core/apparmor/profile-access';
 import { cellsOf, type AuditedVm } from '../core/selinux/audit-report';
 import type { Result, VmProfileReport } from '../contracts/helper-protocol';
 import { auditHost, readProfileIncludes } from './audit-service';
@@ -71,5 +73,18 @@ describe('the audit in the host\'s model', () => {
     const matrix = await auditHost('enforcing', [], profiles, { selinuxfs: dir });
     expect(matrix.source).toMatchObject({ kind: 'kernel', model: 'selinux' });
     expect(profiles).not.toHaveBeenCalled();
+  });
+
+  // Debian's own tunables and abstractions/base (installed with apparmor, as .ci/run does), with the product's base.
+  it.runIf(existsSync('/etc/apparmor.d/abstractions/base'))('reads a VM profile with the host\'s real includes, every rule of them readable', async () => {
+    const copy = path.join(dir, 'etc-apparmor.d');
+    await cp('/etc/apparmor.d', copy, { recursive: true });
+    await cp(path.resolve(__dirname, '../../assets/apparmor/abstractions/svirt-qemu'), path.join(copy, 'abstractions/svirt-qemu'));
+    const text = report('a').text as string;
+    const parsed = parseProfile(text, await readProfileIncludes([text], copy), 'svirt-vm-1000-a');
+    expect(parsed.unreadable).toEqual([]);
+    expect(profileGrants(parsed, { path: '/home/u/a.img', mode: 'rw' }).granted).toBe(true);
+    expect(profileGrants(parsed, { path: '/home/u/b.img', mode: 'r' }).granted).toBe(false);
+    expect(profileGrants(parsed, { path: '/etc/ld.so.cache', mode: 'r' }).allowedBy[0]?.source).toBe('abstractions/base');
   });
 });

@@ -6,7 +6,9 @@
 //                  line for a VM profile in that window is the product's own operation (ownDenials);
 //   enforce pass:  two VMs, each in its own profile in enforce mode, QMP and console; VM A's qemu asked
 //                  over QMP to open VM B's image and a file in a home directory (EACCES, DENIED lines),
-//                  and its own image (opens); stop removes the profiles (profilesLeft);
+//                  and its own image (opens); the product's audit (`svirt audit`, answered from the loaded
+//                  profiles) asked the same cross-VM and own-disk questions for both VMs and compared with
+//                  what the kernel did (auditDisagreements); stop removes the profiles (profilesLeft);
 //   crash:         VM A's qemu killed, the helper gone too: the next CLI call's reconcile removes its profile.
 // Progress lines start with "SVIRT-HOST:"; the last one is "SVIRT-RESULT {json}".
 import { execFile } from 'node:child_process';
@@ -135,12 +137,46 @@ async function startTwo() {
   return Object.fromEntries(Object.values(registry().vms).map((rec) => [rec.name, rec]));
 }
 
+/**
+ * The product's audit against the kernel: for each VM and each VM's image, may its qemu read it? The audit
+ * answers from the loaded profiles (`svirt audit --json`); the kernel answers when that VM's qemu is asked
+ * over QMP to open the image read-only (`kernel`: image path → allowed, per VM). Returns the disagreements.
+ */
+async function auditDisagreements(kernel) {
+  const r = await svirt('audit', '--json');
+  let report;
+  try {
+    report = JSON.parse(r.stdout.trim().split('\n').pop());
+  } catch {
+    check(false, `svirt audit printed its JSON (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`);
+    return -1;
+  }
+  check(report.model === 'apparmor' && report.source?.kind === 'profiles', `the audit names AppArmor and answers from the loaded profiles (${report.model}, ${report.source?.kind}: ${report.source?.why})`);
+  let disagreements = report.model === 'apparmor' ? 0 : 1;
+  let asked = 0;
+  for (const [vm, answers] of Object.entries(kernel)) {
+    for (const [file, allowed] of Object.entries(answers)) {
+      const cell = report.cells.find((c) => c.vm === vm && c.path === file);
+      const audited = cell !== undefined && (cell.access === 'read' || cell.access === 'write');
+      asked++;
+      say(`audit ${vm} ${file}: ${cell ? `${cell.access} (${cell.reason})` : 'no cell'}; kernel: ${allowed ? 'opened' : 'EACCES'}`);
+      if (cell === undefined || audited !== allowed) {
+        disagreements++;
+        say(`audit disagreement: ${vm} ${file}: audit ${cell?.access ?? 'no cell'}, kernel ${allowed ? 'allowed' : 'denied'}`);
+      }
+    }
+  }
+  check(asked === 4, `the audit was compared with the kernel on ${asked} questions (each VM, each VM's image)`);
+  for (const p of report.problems ?? []) say(`audit problem: ${p.severity} ${p.message}`);
+  return asked === 4 ? disagreements : Math.max(disagreements, 1);
+}
+
 async function stopTwo() {
   for (const name of ['vma', 'vmb']) check((await svirt('stop', name, '--force')).code === 0, `${name} stops`);
 }
 
 async function main() {
-  const result = { enforcing: false, confinedVms: 0, crossVmDenied: false, hostFileDenied: false, ownDenials: -1, profilesLeft: -1, crashProfileRemoved: false };
+  const result = { enforcing: false, confinedVms: 0, crossVmDenied: false, hostFileDenied: false, ownDenials: -1, auditDisagreements: -1, profilesLeft: -1, crashProfileRemoved: false };
   say(`scenario start: ${confinement('self')}, AppArmor mode ${fs.readFileSync(MODE_PARAMETER, 'utf8').trim()}, SELinux ${fs.existsSync('/sys/fs/selinux') ? 'present' : 'absent'}`);
   await setUp();
   const t = Date.now();
@@ -180,6 +216,7 @@ async function main() {
   const vms = await startTwo();
   const profiles = new Set();
   let qmpA;
+  let qmpB;
   for (const name of ['vma', 'vmb']) {
     const rec = vms[name];
     if (!check(rec !== undefined && rec.pid !== null, `${name} runs`)) continue;
@@ -193,7 +230,7 @@ async function main() {
       const q = await qmpSession(path.join(rec.runDir, 'qmp.sock'));
       const st = await q.exec('query-status');
       qmpOk = check(st.return !== undefined, `${name}: QMP answers (${JSON.stringify(st.return ?? st.error)})`);
-      if (name === 'vma') qmpA = { q, profile: m?.[1] }; else q.close();
+      if (name === 'vma') qmpA = { q, profile: m?.[1] }; else qmpB = { q, profile: m?.[1] };
     } catch (e) {
       check(false, `${name}: QMP answers (${e.message})`);
     }
@@ -210,6 +247,22 @@ async function main() {
     const aOpen = await open(`${HOME}/a.img`, 'probea');
     say(`blockdev-add b.img: ${JSON.stringify(bOpen.error ?? bOpen.return)}; secret.txt: ${JSON.stringify(hOpen.error ?? hOpen.return)}; a.img: ${JSON.stringify(aOpen.error ?? aOpen.return)}`);
     qmpA.q.close();
+    // The same two questions of VM B's qemu, then of the product's audit.
+    if (qmpB) {
+      const openB = async (file, node) => qmpB.q.exec('blockdev-add', { driver: 'file', 'node-name': node, filename: file, 'read-only': true, locking: 'off' });
+      const baOpen = await openB(`${HOME}/a.img`, 'probea');
+      const bbOpen = await openB(`${HOME}/b.img`, 'probeb');
+      say(`vmb blockdev-add a.img: ${JSON.stringify(baOpen.error ?? baOpen.return)}; b.img: ${JSON.stringify(bbOpen.error ?? bbOpen.return)}`);
+      qmpB.q.close();
+      // Opened, or refused by the profile (EACCES); any other failure is not the kernel's verdict.
+      const verdict = (r) => (r.error === undefined ? true : /Permission denied/.test(r.error.desc ?? '') ? false : undefined);
+      const kernel = {
+        vma: { [`${HOME}/a.img`]: verdict(aOpen), [`${HOME}/b.img`]: verdict(bOpen) },
+        vmb: { [`${HOME}/a.img`]: verdict(baOpen), [`${HOME}/b.img`]: verdict(bbOpen) },
+      };
+      const unanswered = Object.values(kernel).flatMap((m) => Object.values(m)).filter((v) => v === undefined).length;
+      if (check(unanswered === 0, 'the kernel answered each of the four opens (opened or EACCES)')) result.auditDisagreements = await auditDisagreements(kernel);
+    }
     const lines = (await apparmorLines()).slice(markE);
     const denied = (file) => lines.some((l) => l.includes('apparmor="DENIED"') && l.includes(`profile="${qmpA.profile}"`) && l.includes(`name="${file}"`));
     result.crossVmDenied = check(/Permission denied/.test(bOpen.error?.desc ?? '') && denied(`${HOME}/b.img`), 'VM A\'s qemu may not open VM B\'s image (EACCES, DENIED with A\'s profile)');
@@ -217,6 +270,7 @@ async function main() {
     // The denial is the profile's doing, not a broken qemu: its own image still opens.
     if (!check(aOpen.error === undefined, 'VM A\'s qemu still opens its own image')) result.crossVmDenied = false;
   }
+  qmpB?.q.close();
   await stopTwo();
   const left = [...vmProfiles(), ...storedProfiles()];
   result.profilesLeft = left.length;

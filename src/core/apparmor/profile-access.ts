@@ -253,7 +253,8 @@ function fileRule(text: string, source: string): FileRule | undefined {
   if (main.length === 2 && isPathWord(main[0] as string) && PERM_LETTERS.test(main[1] as string)) [glob, perms] = main as [string, string];
   else if (main.length === 2 && PERM_LETTERS.test(main[0] as string) && isPathWord(main[1] as string)) [perms, glob] = main as [string, string];
   if (glob === undefined || perms === undefined) return undefined;
-  return { text, source, deny, owner, glob, perms: permLetters(perms) };
+  // The text with its spacing folded (quoted names kept whole): it is shown as the reason.
+  return { text: words.join(' '), source, deny, owner, glob, perms: permLetters(perms) };
 }
 
 /** The profile's own block: the statements one level inside its header, includes spliced. */
