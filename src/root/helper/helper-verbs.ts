@@ -98,7 +98,8 @@ export function createVerbs(deps: VerbDeps): VerbTable {
   let apparmor = deps.apparmor;
   const apparmorHost = () => (apparmor ??= {
     store: new VmProfileStore({ dir: vmProfileDir(deps.config.stateDir) }),
-    enabled: async () => (await probeAppArmor()).enabled,
+    // AppArmor is the model the helper confines VMs with, and the kernel runs it now.
+    enabled: async () => deps.security.model === 'apparmor' && (await probeAppArmor()).enabled,
   });
 
   const verbs: HelperVerbTable = {
