@@ -235,7 +235,10 @@ export class VmService {
     const [definition, running, profile] = await Promise.all([this.store.get(name), this.running(), this.profile()]);
     const run = running.get(name);
     const spec = toVmSpec(definition, run?.accel ?? 'tcg', await this.backingChains(definition));
-    const level = run?.level ? parseLevel(run.level) : undefined;
+    // Only SELinux labels files: a VM another model confines (AppArmor's level is its profile's name)
+    // expects no label. A helper before the security drivers ran SELinux only, and says no model.
+    const labeled = run !== undefined && (run.security?.model ?? 'selinux') === 'selinux';
+    const level = labeled && run.level ? parseLevel(run.level) : undefined;
     // A stopped dynamic VM has no pair yet: plan with a stand-in pair, and never show it as if it were one.
     const standIn = level === undefined && definition.seclabel.mode === 'dynamic' ? parseLevel('s0:c0,c1') : undefined;
     const plan = planStart(spec, profile, level ?? standIn);
@@ -248,7 +251,7 @@ export class VmService {
     const onDisk = new Map(plan.actions.map((a, i) => [a.path, labels.get(nodes[i] as string) ?? null]));
     return plan.actions.map((action: LabelAction): ResourceLabel => {
       // While stopped nothing is expected: private files have their own label back, content may never have been labeled.
-      const expected = run ? action.label : null;
+      const expected = labeled ? action.label : null;
       const actual = onDisk.get(action.path) ?? null;
       const reason = action.label === null ? 'relabel off: left as it is' : run ? action.reason : `VM stopped; at start: ${action.reason}`;
       return {
