@@ -407,6 +407,19 @@ export class VmLifecycle {
         disks[disks.length - 1] = { spec: { ...spec, blockDevice: true }, opened };
       }
     };
+    // The kernel and initrd are copied (the longest part of this) while the disks are opened. Settled
+    // promises only: a copy that fails while a disk is still being opened is no unhandled rejection.
+    const copyBootFile = async (what: 'kernel' | 'initrd', p: string): Promise<void> => {
+      const source = await openChecked(`boot.${what}`, p);
+      try {
+        sourceLabels[what] = await this.deps.security.fileLabel(source.fdPath);
+        copies[what] = await privateCopy(source, this.deps.store.runRoot, `boot.${what}`);
+      } finally {
+        await source.handle.close();
+      }
+    };
+    const bootFiles = boot.kind === 'kernel' ? ([['kernel', boot.kernel], ['initrd', boot.initrd]] as const) : [];
+    const bootCopies = Promise.allSettled(bootFiles.flatMap(([what, p]) => (p === undefined ? [] : [copyBootFile(what, p)])));
     try {
       for (const { field, spec } of wanted) {
         if (!spec.cdrom && isUnder(spec.path, '/dev')) {
@@ -430,31 +443,22 @@ export class VmLifecycle {
           throw new HelperError('bad-request', (err as Error).message);
         });
       }
-      if (boot.kind === 'kernel') {
-        for (const [what, p] of [['kernel', boot.kernel], ['initrd', boot.initrd]] as const) {
-          if (p === undefined) continue;
-          const source = await openChecked(`boot.${what}`, p);
-          try {
-            sourceLabels[what] = await this.deps.security.fileLabel(source.fdPath);
-            copies[what] = await privateCopy(source, this.deps.store.runRoot, `boot.${what}`);
-          } finally {
-            await source.handle.close();
-          }
-        }
-      }
+      const failed = (await bootCopies).find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
     } catch (err) {
+      await bootCopies;
       await close();
       throw err;
     }
     const bootCopiesFor = async (uid: number | undefined, labels: readonly VmLabel[]) => {
       const out: { kernel?: string; initrd?: string } = {};
-      for (const [what, copy] of Object.entries(copies) as ['kernel' | 'initrd', FileHandle][]) {
+      await Promise.all((Object.entries(copies) as ['kernel' | 'initrd', FileHandle][]).map(async ([what, copy]) => {
         if (uid !== undefined) await copy.chown(uid, uid);
         const fdPath = `/proc/${process.pid}/fd/${copy.fd}`;
         // Without an image label of its own (static without relabel, none), the copy reads as the original did.
         await this.deps.security.labelPrivateCopy(fdPath, labels, sourceLabels[what] ?? null);
         out[what] = fdPath;
-      }
+      }));
       return out;
     };
     return { disks, deviceNodes, ...(nvram ? { nvram } : {}), bootCopiesFor, close };
