@@ -36,8 +36,6 @@ const ALLOWED: Record<string, string> = {
   // belong with the driver (a `svirt selinux …` group under src/security/selinux) but have not moved yet.
   'src/user/cli/access-command.ts': 'svirt access: SELinux policy questions (move under the driver)',
   'src/user/cli/context-command.ts': 'svirt context: SELinux context translation (move under the driver)',
-  // Help texts that give SELinux examples; they should come from the active driver's describe().
-  'src/user/cli/vm-commands.ts': 'seclabel and relabel help texts name svirt_t / svirt_image_t:s0 / virt_content_t:s0',
   // The audit evaluates access with the SELinux policy evaluator; the AppArmor audit is the apparmor branch's.
   'src/user/audit-service.ts': 'audit: parses contexts for the offline SELinux policy evaluator',
   // The renderer: the static label editor offers SELinux fields, and the MCS chips split context strings.

@@ -3,6 +3,7 @@ import * as nodePath from 'node:path';
 import { Argument, Command, Option } from 'commander';
 import { HelperClient, resolveHelperLaunch } from '../helper-client';
 import { loadPolicyProfile } from '../../security/selinux/selinux-files';
+import { SELINUX_EXAMPLES } from '../../core/selinux/label-examples';
 import { DISK_FORMATS, checkVmName, type DiskDefinition, type SeclabelDefinition, type VmDefinitionInput } from '../../core/vm-definition';
 import { checkPortForwards, CLI_CHANGE_FIELDS, parsePortForward, readableIso, type VmChanges } from '../vm-changes';
 import { NEW_VM_DEFAULTS } from '../../contracts/ipc-contract';
@@ -61,7 +62,7 @@ export function parseSeclabelOption(text: string): SeclabelDefinition {
     const rest = text.slice('static:'.length);
     const norelabel = rest.endsWith(':norelabel');
     const label = norelabel ? rest.slice(0, -':norelabel'.length) : rest;
-    if (label === '') throw new CliError('--seclabel static: needs a label, e.g. static:system_u:system_r:svirt_t:s0:c1,c2');
+    if (label === '') throw new CliError(`--seclabel static: needs a label, e.g. static:${SELINUX_EXAMPLES.processLabel}`);
     return { mode: 'static', label, relabel: !norelabel };
   }
   throw new CliError(`--seclabel must be dynamic, none or static:LABEL[:norelabel], not "${text}"`);
@@ -290,8 +291,8 @@ export function registerVmCommands(program: Command): void {
     .command('relabel')
     .description('label a file or tree as shared read-write or read-only VM content, or restore its original labels')
     .argument('<path>')
-    .addOption(new Option('--shared', 'shared read/write image (svirt_image_t:s0)').conflicts(['readonly', 'restore']))
-    .addOption(new Option('--readonly', 'shared read-only content (virt_content_t:s0)').conflicts(['restore']))
+    .addOption(new Option('--shared', `shared read/write image (under SELinux: ${SELINUX_EXAMPLES.sharedImage})`).conflicts(['readonly', 'restore']))
+    .addOption(new Option('--readonly', `shared read-only content (under SELinux: ${SELINUX_EXAMPLES.readonlyContent})`).conflicts(['restore']))
     .option('--restore', 'put back the labels it had before')
     .option('--json', 'print the helper\'s result as JSON instead of a sentence')
     .action((path: string, opts: { shared?: boolean; readonly?: boolean; restore?: boolean; json?: boolean }) => withSession(async (session) => {
