@@ -16,10 +16,10 @@
  *     abstractions being installed.
  *
  * Every path is written by profile-path.ts, which quotes and escapes it so that the rule matches that
- * file alone, and refuses a name it cannot write so. The rules this module writes are also read back
- * (profileRules) to answer "may this VM's qemu open that file?" from the profile itself.
+ * file alone, and refuses a name it cannot write so. The audit reads the loaded profile back
+ * (profile-access.ts) to answer "may this VM's qemu open that file?" from the profile itself.
  */
-import { ProfilePathError, quoteProfilePath, quoteProfileTree, unquoteProfilePath } from './profile-path';
+import { ProfilePathError, quoteProfilePath, quoteProfileTree } from './profile-path';
 
 /** How a VM uses a file, which decides its rule. */
 export type ProfileFileUse = 'private' | 'shared' | 'readonly' | 'boot';
@@ -44,13 +44,6 @@ export interface VmProfileInput {
 
 /** What a rule grants: read, or read and write (both with locking). */
 export type ProfileAccess = 'read' | 'write';
-
-export interface ProfileRule {
-  readonly path: string;
-  /** The path is a directory and the rule covers everything below it. */
-  readonly tree: boolean;
-  readonly access: ProfileAccess;
-}
 
 /** Every profile of this product starts with this, and no other profile may (reconcile removes the ones it finds without a VM). */
 export const VM_PROFILE_PREFIX = 'svirt-vm-';
@@ -96,14 +89,6 @@ function filesByUse(files: readonly ProfileFile[]): Map<ProfileFileUse, string[]
   return out;
 }
 
-/** The rules a VM gets for its files and directories, in the order the profile lists them. */
-export function vmProfileRules(input: Pick<VmProfileInput, 'files' | 'dirs'>): ProfileRule[] {
-  return [
-    ...[...filesByUse(input.files)].flatMap(([use, paths]) => paths.map((path) => ({ path, tree: false, access: ACCESS_OF[use] }))),
-    ...[...new Set(input.dirs)].map((path) => ({ path, tree: true, access: 'write' as const })),
-  ];
-}
-
 /** The profile's text, for apparmor_parser. Throws ProfilePathError for a path no rule can name exactly. */
 export function renderVmProfile(input: VmProfileInput): string {
   if (!isVmProfileName(input.name)) throw new ProfilePathError(input.name, `a VM profile's name starts with ${VM_PROFILE_PREFIX} and holds only letters, digits, ".", "_" and "-"`);
@@ -130,36 +115,6 @@ export function renderVmProfile(input: VmProfileInput): string {
   }
   lines.push('}', '');
   return lines.join('\n');
-}
-
-const FILE_RULE = /^ {2}("(?:[^"\\]|\\.)*") (rk|rwk),$/;
-
-/**
- * The file rules of a profile renderVmProfile wrote, read back from its text: what the profile grants
- * beyond its base. A line this module never writes is not a rule here.
- */
-export function profileRules(text: string): ProfileRule[] {
-  const rules: ProfileRule[] = [];
-  for (const line of text.split('\n')) {
-    const m = FILE_RULE.exec(line);
-    if (!m) continue;
-    const quoted = m[1] as string;
-    const access: ProfileAccess = m[2] === 'rwk' ? 'write' : 'read';
-    if (quoted.endsWith('/**"')) {
-      const dir = unquoteProfilePath(`${quoted.slice(0, -4)}"`);
-      if (dir !== undefined) rules.push({ path: dir, tree: true, access });
-      continue;
-    }
-    const path = unquoteProfilePath(quoted);
-    if (path !== undefined) rules.push({ path, tree: false, access });
-  }
-  return rules;
-}
-
-/** The rule that grants `access` to `path`, if any: a file rule for that path, or a tree above it. */
-export function ruleGranting(rules: readonly ProfileRule[], path: string, access: ProfileAccess): ProfileRule | undefined {
-  return rules.find((r) =>
-    (access === 'read' || r.access === 'write') && (r.tree ? path.startsWith(r.path === '/' ? '/' : `${r.path}/`) : r.path === path));
 }
 
 export type AppArmorMode = 'enforce' | 'complain' | 'kill' | 'unconfined' | 'mixed';

@@ -81,13 +81,4 @@ describe('the VM profile store', () => {
     expect(await store.stored()).toEqual(['svirt-vm-1000-a']);
     expect((await readFile(path.join(host.securityfs, 'profiles'), 'utf8')).split('\n').filter(Boolean)).toEqual(['/usr/bin/man (enforce)', 'lsb_release (complain)', 'svirt-vm-1000-a (enforce)']);
   });
-
-  it('answers what a loaded profile grants: its own disk, not another VM\'s, nothing for a profile not loaded', async () => {
-    await store.load('svirt-vm-1000-a', profile('a', '/home/u/a.img'));
-    await store.load('svirt-vm-1000-b', profile('b', '/home/u/b.img'));
-    expect(await store.grants('svirt-vm-1000-a', '/home/u/a.img', 'write')).toMatchObject({ granted: true, mode: 'enforce', rule: { path: '/home/u/a.img' } });
-    expect(await store.grants('svirt-vm-1000-a', '/home/u/b.img', 'read')).toEqual({ profile: 'svirt-vm-1000-a', granted: false, mode: 'enforce' });
-    expect(await store.grants('svirt-vm-1000-a', '/run/x/1000-a/qmp.sock', 'write')).toMatchObject({ granted: true });
-    expect(await store.grants('svirt-vm-1000-z', '/home/u/a.img', 'read')).toBeUndefined();
-  });
 });

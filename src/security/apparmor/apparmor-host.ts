@@ -5,7 +5,7 @@
  * Profiles are written to the helper's own directory (by default /var/lib/svirt-manager/apparmor),
  * never to /etc/apparmor.d: the boot-time loader reads that directory, and a VM's profile must not come
  * back after a reboot for a VM that no longer runs. The file is what `apparmor_parser -r` loaded, so it
- * is also what the audit reads to answer what a loaded profile grants. The kernel's own list
+ * is also what the audit reads (the helper's vmProfiles verb) to answer what a loaded profile grants. The kernel's own list
  * (securityfs `profiles`) says which are loaded; a VM's profile that is loaded or stored without a
  * running VM (a helper or host crash) is removed by sweep() at the next reconcile.
  *
@@ -18,7 +18,7 @@ import { execFile } from 'node:child_process';
 import { access, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { isVmProfileName, parseAppArmorLabel, profileRules, ruleGranting, type AppArmorMode, type ProfileAccess, type ProfileRule } from '../../core/apparmor/vm-profile';
+import { isVmProfileName, parseAppArmorLabel, type AppArmorMode } from '../../core/apparmor/vm-profile';
 import { writeFileAtomic } from '../../host/atomic-file';
 
 const run = promisify(execFile);
@@ -102,15 +102,6 @@ export class AppArmorError extends Error {
     super(message);
     this.name = 'AppArmorError';
   }
-}
-
-/** What the loaded profile of a VM grants one path, as the audit reports it. */
-export interface ProfileAnswer {
-  readonly profile: string;
-  readonly granted: boolean;
-  /** The VM's own rule that grants it, when one does. */
-  readonly rule?: ProfileRule;
-  readonly mode: AppArmorMode;
 }
 
 /** The VMs' profiles: written, loaded, listed, removed. */
@@ -213,19 +204,5 @@ export class VmProfileStore {
       () => null,
     );
     return { text, loaded: kernel === undefined ? null : held !== undefined, mode: held?.mode ?? null };
-  }
-
-  /**
-   * What a VM's loaded profile grants a path: read from the profile's source, which is what was loaded
-   * (a profile the kernel does not hold grants nothing). Only the VM's own rules are read: the shared
-   * base names qemu's system files, never a user's or another VM's file.
-   */
-  async grants(name: string, target: string, want: ProfileAccess): Promise<ProfileAnswer | undefined> {
-    const loaded = (await this.loaded()).find((p) => p.name === name);
-    if (!loaded) return undefined;
-    const text = await readFile(this.file(name), 'utf8').catch(() => undefined);
-    if (text === undefined) return undefined;
-    const rule = ruleGranting(profileRules(text), target, want);
-    return { profile: name, granted: rule !== undefined, mode: loaded.mode, ...(rule ? { rule } : {}) };
   }
 }

@@ -59,9 +59,4 @@ export class AppArmorVmConfinement {
   sweep(keep: ReadonlySet<string>): ReturnType<VmProfileStore['sweep']> {
     return this.store.sweep(keep);
   }
-
-  /** What a running VM's loaded profile grants a path (the audit's answer under AppArmor). */
-  grants(ownerUid: number, name: string, target: string, want: 'read' | 'write'): ReturnType<VmProfileStore['grants']> {
-    return this.store.grants(vmProfileName(ownerUid, name), target, want);
-  }
 }
