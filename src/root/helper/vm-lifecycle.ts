@@ -678,15 +678,21 @@ export class VmLifecycle {
     if (problem) throw new Error(`${problem}; it was stopped, its labels restored and its pair freed`);
   }
 
-  /** The keeper recorded (it holds the serial line now), then qemu resumed: the VM runs. */
+  /**
+   * The keeper holds the serial line, so qemu is resumed: the VM runs. The record (qemu's and the keeper's
+   * pids) is written while qemu resumes, not before: a helper that dies before it is written leaves a
+   * start that the next reconcile undoes (qemu found by its qemu.pid, the keeper ending with qemu).
+   */
   private async finish(tx: StateTransaction, attempt: StartAttempt, launched: LaunchedQemu): Promise<void> {
     const { record } = attempt;
     const keeper = await (attempt.keeper ?? Promise.reject(new Error('no console keeper was started')));
     record.keeperPid = keeper.pid;
     record.keeperStartTime = processStartTime(keeper.pid) ?? null;
+    const resumed = this.runtime.resume(launched);
+    resumed.catch(() => undefined);
     await tx.persist();
     faultPoint('after-keeper');
-    await this.runtime.resume(launched);
+    await resumed;
     record.phase = 'running';
   }
 
