@@ -11,14 +11,15 @@
  */
 import { randomInt } from 'node:crypto';
 import { processLabelProblem } from '../../core/confinement';
-import { formatLevel, formatRange, parseContext, parseLevel, type SecurityContext } from '../../core/selinux/context';
+import { formatLevel, formatRange, parseContext, parseLevel } from '../../core/selinux/context';
+import { describeSelinuxLabel } from '../../core/selinux/label-parts';
 import { imageLabelFor, planStart, type StartPlan } from '../../core/selinux/label-planner';
 import { McsAllocator, type InUseEntry } from '../../core/selinux/mcs-allocator';
 import { sharedContentLabel, type CategoryRange, type PolicyProfile } from '../../core/selinux/policy-profile';
 import { isReservableStaticLabel, seclabelProblems, type ForeignLevel, type VmTypeSets } from '../../core/selinux/seclabel-rules';
 import { HelperError } from '../../contracts/helper-protocol';
 import type {
-  ConfinementDescription, FileHolds, LabelBook, LabelPart, LiveLabel, ProbeResult, ProcessConfinement, RecordedVm, SecuredVm,
+  ConfinementDescription, FileHolds, LabelBook, LiveLabel, ProbeResult, ProcessConfinement, RecordedVm, SecuredVm,
   SecurityDriver, VmLabel,
 } from '../security-driver';
 import { readLabelOfOpened, writeLabel } from './file-labels';
@@ -156,35 +157,9 @@ export class SelinuxDriver implements SecurityDriver {
   }
 
   describe(label: VmLabel): ConfinementDescription {
-    const process = label.process === null ? undefined : parseContext(label.process);
-    const image = label.image === null ? undefined : parseContext(label.image);
-    const level = process?.range ? formatRange(process.range) : null;
-    const summary = process === undefined
-      ? 'qemu runs unconfined (seclabel none): SELinux keeps it from nothing'
-      : label.dynamic
-        ? `qemu runs as ${process.type} at ${level ?? 'no level'}, a pair drawn for this start: only this VM's files carry it`
-        : `qemu runs as ${process.type} at ${level ?? 'no level'}, the static label its definition gives`;
-    return {
-      model: this.model,
-      modelName: 'SELinux (sVirt)',
-      processLabel: label.process,
-      imageLabel: label.image,
-      distinct: label.distinct,
-      summary,
-      processParts: process ? contextParts(process, label.dynamic ? 'the pair only this VM holds' : 'the level the definition gives') : [],
-      imageParts: image ? contextParts(image, 'only a process at this pair may open these files') : [],
-      layers: [],
-    };
+    return { model: this.model, ...describeSelinuxLabel(label) };
   }
-}
 
-function contextParts(context: SecurityContext, levelMeaning: string): LabelPart[] {
-  return [
-    { name: 'user', value: context.user },
-    { name: 'role', value: context.role },
-    { name: 'type', value: context.type },
-    ...(context.range ? [{ name: 'level', value: formatRange(context.range), meaning: levelMeaning }] : []),
-  ];
 }
 
 /** Levels in use on the host outside the allocator's holds: static VMs on record, reserved static labels, live processes. */
