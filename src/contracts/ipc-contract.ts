@@ -12,7 +12,10 @@ import type { DeviceChoice } from '../host/block-devices';
 import type { HelperLaunch } from '../user/helper-client';
 import type { DiskClass, PortForward, SeclabelDefinition, VmDefinition, VmDefinitionInput } from '../core/vm-definition';
 import type { VmState } from '../user/vm-service';
+import type { ConfinementDescription, LabelPart, ModelStateName, SecurityModelId } from './security-description';
+import type { StaticLabelForm } from '../core/selinux/label-parts';
 
+export type { ConfinementDescription, LabelPart, ModelStateName, SecurityModelId, StaticLabelForm };
 export type { AccessLevel, AuditCell, AuditProblem, AuditProblemKind, Confinement, DiskClass, PortForward, SeclabelDefinition, SelinuxMode, Severity, VmDefinition, VmDefinitionInput, VmState };
 
 export interface AppInfo {
@@ -32,7 +35,18 @@ export interface HelperStatus {
   error: string | null;
 }
 
+/** The security model that confines this host's VMs, its state now, and the models stacked under it. */
+export interface ActiveModel {
+  model: SecurityModelId;
+  /** For people: "SELinux", "AppArmor". */
+  modelName: string;
+  state: ModelStateName;
+  layers: SecurityModelId[];
+}
+
 export interface HostStatus {
+  /** The helper's answer; without a helper, what the host's SELinux mode alone says. */
+  security: ActiveModel;
   selinux: {
     mode: SelinuxMode;
     /** SELINUXTYPE, e.g. `default` or `targeted`; null when SELinux is disabled and no config was found. */
@@ -60,10 +74,15 @@ export interface HostStatus {
 // ---------------------------------------------------------------------------------------------------
 // VMs
 
-/** An MCS level such as `s0:c12,c345`, with its setrans.conf name when one is defined. */
+/**
+ * What sets a label apart, as its chip shows it: an MCS level such as `s0:c12,c345` with its setrans.conf
+ * name when one is defined, or an AppArmor profile. The user side fills it, so the renderer splits nothing.
+ */
 export interface McsLevel {
   level: string;
   name: string | null;
+  /** The value that is one VM's own and gets a colour (a single level with categories, a profile); null for shared `s0` and ranges. */
+  pair: string | null;
 }
 
 export interface VmSummary {
@@ -85,6 +104,8 @@ export interface VmSummary {
   processLevel: McsLevel | null;
   imageLevel: McsLevel | null;
   seclabel: { mode: SeclabelDefinition['mode']; relabel: boolean };
+  /** How its model confines it (running: the helper's description; stopped: its seclabel as this host's model would take it). */
+  security: ConfinementDescription;
   vcpus: number;
   memoryMiB: number;
   /** qemu's pid while it runs. */
@@ -112,10 +133,15 @@ export interface VmResource {
   isTree: boolean;
   /** The label it should have now; null when it is left alone (relabel no, seclabel none). */
   expectedLabel: string | null;
+  /** expectedLabel's parts and chip, for display ([] and null when there is none). */
+  expectedParts: LabelPart[];
+  expectedLevel: McsLevel | null;
   /** A stopped dynamic VM's file that gets the VM's pair, which is chosen fresh at each start. */
   freshPair?: boolean;
   /** The label read from disk; null when the file could not be read (see problem). */
   actualLabel: string | null;
+  actualParts: LabelPart[];
+  actualLevel: McsLevel | null;
   /** True when nothing is expected, or the label on disk is the expected one. */
   match: boolean;
   /** e.g. "file not found", "filesystem does not support labels (NFS)"; null when none. */
@@ -176,6 +202,11 @@ export interface StaticLabelVerdict {
   warnings: string[];
   /** The label private images get from it; null when errors, or when relabel is off. */
   imageLabel: string | null;
+  /** The label's and the image label's parts and chips, for display (empty when malformed or absent). */
+  processParts: LabelPart[];
+  processLevel: McsLevel | null;
+  imageParts: LabelPart[];
+  imageLevel: McsLevel | null;
 }
 
 /**
@@ -267,6 +298,8 @@ export interface AuditReport extends AuditMatrix {
   source: { kind: 'kernel' | 'evaluator' | 'profiles'; model: 'selinux' | 'apparmor'; modelName: string; why: string };
   /** Rows: the running VMs, unconfined ones included. */
   vms: AuditVm[];
+  /** The chip of each column's label, by the column's index (null: no level). */
+  resourceLevels: (McsLevel | null)[];
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -291,6 +324,8 @@ export interface IpcCalls {
   /** Stops the running applyRelabel of this vm and path; its walk rolls back, and applyRelabel reports it failed. */
   cancelRelabel: { request: { vm: string; path: string }; result: void };
   validateStaticLabel: { request: StaticLabelCheck; result: StaticLabelVerdict };
+  /** The static label editor's fields (the model's pieces of a label, with their defaults or `label`'s values). */
+  staticLabelForm: { request: { label?: string }; result: StaticLabelForm };
   updateSeclabel: { request: { vm: string; seclabel: SeclabelDefinition }; result: VmDefinition };
   consoleAttach: { request: { vm: string }; result: ConsoleSession };
   /** Keystrokes as the terminal produced them; the main process sends them as UTF-8. */
@@ -342,6 +377,7 @@ export const CALL_NAMES = [
   'applyRelabel',
   'cancelRelabel',
   'validateStaticLabel',
+  'staticLabelForm',
   'updateSeclabel',
   'consoleAttach',
   'consoleInput',

@@ -1,7 +1,7 @@
 import type { AuditedVm } from '../core/selinux/audit-report';
 import type { HelperLaunch } from './helper-client';
 import { selinuxMode } from '../security/selinux/host-selinux';
-import type { SvirtCalls, SvirtEvent, Unsubscribe } from '../contracts/ipc-contract';
+import type { ActiveModel, SvirtCalls, SvirtEvent, Unsubscribe } from '../contracts/ipc-contract';
 import { loadPolicyProfile } from '../security/selinux/selinux-files';
 import { VmService } from './vm-service';
 import { defaultVmDirectory, VmStore } from './vm-store';
@@ -10,7 +10,7 @@ import { connectHelper } from './services/helper-connection';
 import { consoleCalls } from './services/console-calls';
 import { hostCalls } from './services/host-calls';
 import { labelCalls } from './services/label-calls';
-import { memo, type ServiceContext } from './services/service-context';
+import { memo, modelWithoutHelper, type ServiceContext } from './services/service-context';
 import { vmCalls } from './services/vm-calls';
 import { createVmViews } from './services/vm-views';
 
@@ -65,8 +65,15 @@ export function createServices(options: ServiceOptions = {}): Services {
   const mode = () => selinuxMode();
   const connection = connectHelper(options, emit);
   const service = new VmService(store, connection.helper, profile);
-  const views = createVmViews(store, service, mode);
-  const context: ServiceContext = { options, emit, store, service, profile, mode, connection, views };
+  const activeModel = async (): Promise<ActiveModel> => {
+    try {
+      return (await connection.helper().request('status')).security;
+    } catch {
+      return modelWithoutHelper(await mode().catch(() => 'disabled' as const));
+    }
+  };
+  const views = createVmViews(store, service, mode, activeModel);
+  const context: ServiceContext = { options, emit, store, service, profile, mode, activeModel, connection, views };
 
   const calls: SvirtCalls = {
     ...hostCalls(context),

@@ -31,6 +31,8 @@ export interface VmStatus extends Pick<RunInfo, 'name' | 'pid' | 'processLabel' 
   memoryMiB: number;
   seclabel: VmDefinition['seclabel'];
   accel: RunInfo['accel'] | null;
+  /** How the helper describes the running VM's confinement; null while stopped. */
+  security: RunInfo['security'] | null;
 }
 
 export interface ResourceLabel {
@@ -143,6 +145,7 @@ export class VmService {
         memoryMiB: def.memoryMiB,
         seclabel: def.seclabel,
         accel: run?.accel ?? null,
+        security: run?.security ?? null,
       };
     });
     return { vms, problems };

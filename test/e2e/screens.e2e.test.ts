@@ -46,6 +46,14 @@ const SCREENS: { name: string; open: () => Promise<void> }[] = [
     },
   },
   {
+    name: 'vm-apparmor',
+    open: async () => {
+      await nav('Virtual machines');
+      await page.getByRole('button', { name: 'kiosk', exact: true }).click();
+      await page.getByTestId('security-model').filter({ hasText: 'AppArmor' }).waitFor();
+    },
+  },
+  {
     name: 'static-label-editor',
     open: async () => {
       await nav('Virtual machines');
@@ -232,6 +240,26 @@ describe('the screens at the smallest and the default window, light and dark', (
     // Assistive technology reads the path as one string, not its pieces with spaces between.
     expect(await page.getByRole('dialog').getByRole('cell', { name: long, exact: true }).count()).toBe(1);
     await closeDialogs();
+  });
+
+  it("shows an AppArmor VM's profile, coloured as its own, and names AppArmor as the model in its details and in the list", async () => {
+    await page.emulateMedia({ colorScheme: 'light' });
+    await page.setViewportSize({ width: 1280, height: 820 });
+    await closeDialogs();
+    await nav('Virtual machines');
+    await page.getByTestId('vm-row-kiosk').waitFor();
+    expect(await page.getByTestId('vm-row-kiosk').getByTestId('vm-model').textContent()).toContain('AppArmor');
+    expect(await page.getByTestId('vm-row-web').getByTestId('vm-model').textContent()).toContain('SELinux');
+    await SCREENS.find((s) => s.name === 'vm-apparmor')?.open();
+    const model = page.getByTestId('security-model').filter({ hasText: 'AppArmor' });
+    expect(await model.textContent()).toContain('qemu runs in the AppArmor profile svirt-1000-kiosk');
+    expect(await page.getByTestId('security-layer-dac').textContent()).toContain('DAC (per-VM uid)');
+    const profile = page.locator('[data-part="profile"]').first();
+    expect(await profile.textContent()).toBe('svirt-1000-kiosk');
+    expect(await profile.getAttribute('title')).toBe('profile: written for this VM alone, removed when it stops');
+    const chip = page.getByRole('heading', { level: 1 }).locator('..').getByTestId('mcs-chip');
+    expect(await chip.getAttribute('data-pair')).toBe('svirt-1000-kiosk');
+    expect(await chip.getAttribute('data-colour')).toMatch(/^#[0-9a-f]{6}$/);
   });
 
   it('keeps a chosen theme across a reload, over the system preference', async () => {

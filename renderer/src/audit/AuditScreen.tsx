@@ -8,7 +8,6 @@ import type { VmTab } from '../navigation';
 import { Notice } from '../common/Notice';
 import { useAsync } from '../common/use-async';
 import { McsChip } from '../mcs/McsChip';
-import { levelOfContext, pairOf } from '../mcs/mcs-level';
 import { PathText } from '../common/PathText';
 
 const SOURCE_TEXT = { kernel: 'Answered by the kernel', evaluator: 'Answered by the policy evaluator', profiles: 'Answered by the loaded AppArmor profiles' } as const;
@@ -87,7 +86,7 @@ function Matrix({ report }: { report: AuditReport }) {
   const scrollRef = useRef<HTMLDivElement>(null);
   const { vms, resources } = report;
   // Per column once, not per cell: which files carry a pair (another VM's private image when reached).
-  const columnPairs = useMemo(() => resources.map((r) => pairOf(levelOfContext(r.label)) !== null), [resources]);
+  const columnPairs = useMemo(() => resources.map((_, j) => (report.resourceLevels[j]?.pair ?? null) !== null), [resources, report.resourceLevels]);
   const rows = useVirtualizer({
     count: vms.length, getScrollElement: () => scrollRef.current, estimateSize: () => ROW_HEIGHT, overscan: 4,
     scrollPaddingStart: HEADER_HEIGHT, observeElementRect: observeRectOrWindow,
@@ -172,7 +171,7 @@ function Matrix({ report }: { report: AuditReport }) {
                 title={`${r.path}\n${r.label ?? 'no label'}\nused by ${r.usedBy.join(', ') || 'no running VM'}`}
               >
                 <div className="matrix__file">{baseName(r.path)}</div>
-                <McsChip level={levelOfContext(r.label)} />
+                <McsChip mark={report.resourceLevels[col.index]} />
               </div>
             );
           })}
@@ -186,7 +185,7 @@ function Matrix({ report }: { report: AuditReport }) {
                 {vm.processLabel === null ? (
                   <span className="chip chip--unconfined" title="qemu runs without an SELinux label">⚠ unconfined</span>
                 ) : (
-                  <McsChip level={vm.processLevel?.level ?? levelOfContext(vm.processLabel)} name={vm.processLevel?.name} />
+                  <McsChip mark={vm.processLevel} />
                 )}
               </div>
               {visibleColumns.map((col) => {

@@ -44,9 +44,12 @@ export function HostStatusBar() {
       </footer>
     );
   }
-  const { selinux, profile, accel } = host;
+  const { security, selinux, profile, accel } = host;
   return (
     <footer className="statusbar" aria-label="Host status">
+      <span className="statusbar__item" data-testid="security-model" title={`The security model that confines this host's VMs, stacked over: ${security.layers.join(', ') || 'nothing'}`}>
+        {security.modelName} ({security.state})
+      </span>
       <span className={`statusbar__item statusbar__item--${MODE_TONE[selinux.mode]}`} data-testid="selinux-mode" title={MODE_MEANING[selinux.mode]}>
         <span className="statusbar__dot" aria-hidden="true" />
         SELinux {selinux.mode}

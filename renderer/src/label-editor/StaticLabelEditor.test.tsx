@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { StaticLabelCheck, StaticLabelVerdict } from '../../../src/contracts/ipc-contract';
 import { ApiProvider } from '../api';
 import { createFakeApi } from '../test-support/fake-api';
+import { sampleHandlers } from '../test-support/sample-data';
 import { StaticLabelEditor, type StaticLabelDraft } from './StaticLabelEditor';
 
 afterEach(cleanup);
@@ -12,15 +13,16 @@ const GOOD = 'system_u:system_r:svirt_t:s0:c1,c2';
 
 /** The main process's answers, reduced to the three cases the editor must show. */
 async function verdictFor({ label, relabel }: StaticLabelCheck): Promise<StaticLabelVerdict> {
-  if (label !== GOOD) return { errors: [`invalid level in "${label}": "x0" is not a sensitivity sN`], warnings: [], imageLabel: null };
-  if (!relabel) return { errors: [], warnings: ["relabel is off: label the VM's files yourself"], imageLabel: null };
-  return { errors: [], warnings: [], imageLabel: 'system_u:object_r:svirt_image_t:s0:c1,c2' };
+  const shown = { processParts: [], processLevel: null, imageParts: [], imageLevel: null };
+  if (label !== GOOD) return { errors: [`invalid level in "${label}": "x0" is not a sensitivity sN`], warnings: [], imageLabel: null, ...shown };
+  if (!relabel) return { errors: [], warnings: ["relabel is off: label the VM's files yourself"], imageLabel: null, ...shown };
+  return { errors: [], warnings: [], imageLabel: 'system_u:object_r:svirt_image_t:s0:c1,c2', ...shown };
 }
 
 function renderEditor(props: { initialLabel?: string; initialRelabel?: boolean; onChange?: (d: StaticLabelDraft) => void } = {}) {
   const validateStaticLabel = vi.fn(verdictFor);
   render(
-    <ApiProvider api={createFakeApi({ validateStaticLabel })}>
+    <ApiProvider api={createFakeApi({ validateStaticLabel, staticLabelForm: sampleHandlers(() => { throw new Error('no events'); }).staticLabelForm })}>
       <StaticLabelEditor vm="web" initialLabel={GOOD} initialRelabel {...props} />
     </ApiProvider>,
   );
@@ -37,7 +39,7 @@ describe('StaticLabelEditor', () => {
 
   it('shows the error for a malformed context and no image label', async () => {
     renderEditor();
-    fireEvent.change(screen.getByRole('textbox', { name: /^Level/ }), { target: { value: 'x0:c1,c2' } });
+    fireEvent.change(await screen.findByRole('textbox', { name: /^Level/ }), { target: { value: 'x0:c1,c2' } });
     const errors = await screen.findByRole('list', { name: 'Label errors' });
     expect(within(errors).getByText(/"x0" is not a sensitivity/)).toBeTruthy();
     expect(screen.getByTestId('image-label').textContent).toMatch(/no image label/);
@@ -67,7 +69,7 @@ describe('StaticLabelEditor', () => {
     const drafts: StaticLabelDraft[] = [];
     renderEditor({ onChange: (d) => drafts.push(d) });
     await screen.findByText('The label is valid and its pair is free');
-    expect(drafts.at(-1)).toEqual({ label: GOOD, relabel: true, verdict: { errors: [], warnings: [], imageLabel: 'system_u:object_r:svirt_image_t:s0:c1,c2' } });
+    expect(drafts.at(-1)).toEqual({ label: GOOD, relabel: true, verdict: { errors: [], warnings: [], imageLabel: 'system_u:object_r:svirt_image_t:s0:c1,c2', processParts: [], processLevel: null, imageParts: [], imageLevel: null } });
     act(() => {
       fireEvent.change(screen.getByRole('textbox', { name: /^Type/ }), { target: { value: 'svirt_tcg_t' } });
     });

@@ -1,11 +1,10 @@
 import { useEffect, useId, useMemo, useRef, useState, type ChangeEvent } from 'react';
-import type { StaticLabelVerdict } from '../../../src/contracts/ipc-contract';
+import type { StaticLabelForm, StaticLabelVerdict } from '../../../src/contracts/ipc-contract';
 import { errorMessage, useApi } from '../api';
 import { Notice } from '../common/Notice';
 import { useDebouncedValue } from '../common/use-debounced-value';
 import { ContextText } from '../mcs/ContextText';
 import { McsChip } from '../mcs/McsChip';
-import { levelOfContext } from '../mcs/mcs-level';
 
 export interface StaticLabelDraft {
   label: string;
@@ -23,44 +22,49 @@ interface StaticLabelEditorProps {
   debounceMs?: number;
 }
 
-interface Fields {
-  user: string;
-  role: string;
-  type: string;
-  level: string;
+type Fields = Record<string, string>;
+
+/** The fields' values joined as the model writes a label; an empty last field is left out with its separator. */
+function joinFields(form: StaticLabelForm, fields: Fields): string {
+  const values = form.fields.map((f) => fields[f.key] ?? '');
+  while (values.length > 1 && values.at(-1) === '') values.pop();
+  return values.join(form.separator);
 }
-
-const DEFAULT_FIELDS: Fields = { user: 'system_u', role: 'system_r', type: 'svirt_t', level: 's0:c' };
-
-/** `user:role:type:level…` into its fields; the level keeps every further colon (s0:c1,c2). */
-function splitLabel(label: string | undefined): Fields {
-  if (!label) return DEFAULT_FIELDS;
-  const [user = '', role = '', type = '', ...level] = label.split(':');
-  return { user, role, type, level: level.join(':') };
-}
-
-const joinLabel = ({ user, role, type, level }: Fields) => [user, role, type, ...(level === '' ? [] : [level])].join(':');
-
-const FIELD_HELP: Record<keyof Fields, string> = {
-  user: 'SELinux user, normally system_u',
-  role: 'role, normally system_r',
-  type: "the VM's process type, e.g. svirt_t",
-  level: 'sensitivity and the VM’s category pair, e.g. s0:c12,c345',
-};
 
 /**
  * A static seclabel, field by field, checked live by the main process: malformed contexts, categories
  * outside the policy's range, pairs that other VMs or processes hold, and what relabel=no leaves to the user.
+ * The fields, their help and their defaults are the security model's (staticLabelForm), not this form's.
  */
-export function StaticLabelEditor({ vm, initialLabel, initialRelabel = false, onChange, debounceMs = 300 }: StaticLabelEditorProps) {
+export function StaticLabelEditor(props: StaticLabelEditorProps) {
+  const api = useApi();
+  const [form, setForm] = useState<StaticLabelForm | null>(null);
+  const [formError, setFormError] = useState<string | null>(null);
+  const { initialLabel } = props;
+  useEffect(() => {
+    let live = true;
+    api.staticLabelForm(initialLabel === undefined ? {} : { label: initialLabel }).then(
+      (answer) => live && setForm(answer),
+      (e: unknown) => live && setFormError(errorMessage(e)),
+    );
+    return () => {
+      live = false;
+    };
+  }, [api, initialLabel]);
+  if (formError) return <Notice tone="error" title="Could not read the label's fields">{formError}</Notice>;
+  if (!form) return <p className="muted">Reading the label’s fields…</p>;
+  return <LabelFields {...props} form={form} />;
+}
+
+function LabelFields({ vm, form, initialRelabel = false, onChange, debounceMs = 300 }: StaticLabelEditorProps & { form: StaticLabelForm }) {
   const api = useApi();
   const idPrefix = useId();
-  const [fields, setFields] = useState<Fields>(() => splitLabel(initialLabel));
+  const [fields, setFields] = useState<Fields>(() => Object.fromEntries(form.fields.map((f) => [f.key, f.value])));
   const [relabel, setRelabel] = useState(initialRelabel);
   const [verdict, setVerdict] = useState<StaticLabelVerdict | null>(null);
   const [checkError, setCheckError] = useState<string | null>(null);
 
-  const label = joinLabel(fields);
+  const label = joinFields(form, fields);
   const request = useMemo(() => ({ label, relabel }), [label, relabel]);
   const settled = useDebouncedValue(request, debounceMs);
   const latestRequest = useRef(0);
@@ -87,26 +91,26 @@ export function StaticLabelEditor({ vm, initialLabel, initialRelabel = false, on
     onChangeRef.current?.({ label, relabel, verdict: current });
   }, [label, relabel, current]);
 
-  const setField = (name: keyof Fields) => (event: ChangeEvent<HTMLInputElement>) => setFields((f) => ({ ...f, [name]: event.target.value }));
+  const setField = (name: string) => (event: ChangeEvent<HTMLInputElement>) => setFields((f) => ({ ...f, [name]: event.target.value }));
 
   return (
     <fieldset className="label-editor">
       <legend>Static label</legend>
       <div className="label-editor__fields">
-        {(Object.keys(FIELD_HELP) as (keyof Fields)[]).map((name) => (
-          <label key={name} className={`field field--${name}`} htmlFor={`${idPrefix}-${name}`}>
-            <span className="field__label">{name[0]?.toUpperCase() + name.slice(1)}</span>
+        {form.fields.map(({ key, label: title, help }) => (
+          <label key={key} className={`field field--${key}`} htmlFor={`${idPrefix}-${key}`}>
+            <span className="field__label">{title}</span>
             <input
-              id={`${idPrefix}-${name}`}
+              id={`${idPrefix}-${key}`}
               className="input input--mono"
-              value={fields[name]}
-              onChange={setField(name)}
+              value={fields[key] ?? ''}
+              onChange={setField(key)}
               spellCheck={false}
               autoComplete="off"
-              aria-describedby={`${idPrefix}-${name}-help`}
+              aria-describedby={`${idPrefix}-${key}-help`}
             />
-            <span id={`${idPrefix}-${name}-help`} className="field__help">
-              {FIELD_HELP[name]}
+            <span id={`${idPrefix}-${key}-help`} className="field__help">
+              {help}
             </span>
           </label>
         ))}
@@ -119,15 +123,15 @@ export function StaticLabelEditor({ vm, initialLabel, initialRelabel = false, on
       <dl className="label-editor__result">
         <dt>Process label</dt>
         <dd className="label-cell">
-          <McsChip level={levelOfContext(label)} />
-          <ContextText context={label} />
+          <McsChip mark={current?.processLevel} />
+          <ContextText label={label} parts={current?.processParts} />
         </dd>
         <dt>Private images get</dt>
         <dd className="label-cell" data-testid="image-label">
           {current?.imageLabel ? (
             <>
-              <McsChip level={levelOfContext(current.imageLabel)} />
-              <ContextText context={current.imageLabel} />
+              <McsChip mark={current.imageLevel} />
+              <ContextText label={current.imageLabel} parts={current.imageParts} />
             </>
           ) : (
             <span className="muted">{current === null ? 'checking…' : relabel ? 'no image label (fix the errors)' : 'nothing: relabel is off'}</span>

@@ -1,35 +1,33 @@
-import { parseContext } from '../../../src/core/selinux/context';
+import type { ReactNode } from 'react';
+import type { LabelPart } from '../../../src/contracts/ipc-contract';
 
 /**
- * A security context in monospace with its type emphasised, since the type and the level are what the
- * policy decides on; malformed text is shown as it is.
+ * A label in monospace, its parts marked as the security model named them (an SELinux type and level, an
+ * AppArmor profile), each with its name and meaning as a tooltip. The parts come from the main process;
+ * nothing here splits a label: the text between parts (separators) is shown dim, and a label without parts
+ * is shown as it is.
  */
-export function ContextText({ context, empty = '—' }: { context: string | null; empty?: string }) {
-  if (context === null) return <span className="context context--empty">{empty}</span>;
-  let parts: { user: string; role: string; type: string; level: string | null } | null;
-  try {
-    const parsed = parseContext(context);
-    const fields = context.split(':');
-    parts = { user: parsed.user, role: parsed.role, type: parsed.type, level: fields.length > 3 ? fields.slice(3).join(':') : null };
-  } catch {
-    parts = null;
+export function ContextText({ label, parts = [], empty = '—' }: { label: string | null; parts?: readonly LabelPart[]; empty?: string }) {
+  if (label === null) return <span className="context context--empty">{empty}</span>;
+  const pieces: ReactNode[] = [];
+  let at = 0;
+  for (const [i, part] of parts.entries()) {
+    const found = part.value === '' ? -1 : label.indexOf(part.value, at);
+    if (found < 0) continue;
+    if (found > at) pieces.push(<span key={`sep${i}`} className="context__dim">{label.slice(at, found)}</span>, <wbr key={`wbr${i}`} />);
+    const slug = part.name.toLowerCase().replace(/[^a-z0-9]+/g, '-');
+    pieces.push(
+      <span key={`part${i}`} className={`context__part context__part--${slug}`} data-part={part.name} title={part.meaning ? `${part.name}: ${part.meaning}` : part.name}>
+        {part.value}
+      </span>,
+    );
+    at = found + part.value.length;
   }
-  if (!parts) return <code className="context">{context}</code>;
-  // Lines may break after a colon (<wbr>), never inside a type or a level.
+  if (pieces.length === 0) return <code className="context" title={label}>{label}</code>;
+  if (at < label.length) pieces.push(<span key="rest" className="context__dim">{label.slice(at)}</span>);
   return (
-    <code className="context" title={context}>
-      <span className="context__dim">
-        {parts.user}:<wbr />
-        {parts.role}:<wbr />
-      </span>
-      <span className="context__type">{parts.type}</span>
-      {parts.level !== null && (
-        <>
-          <span className="context__dim">:</span>
-          <wbr />
-          <span className="context__level">{parts.level}</span>
-        </>
-      )}
+    <code className="context" title={label}>
+      {pieces}
     </code>
   );
 }

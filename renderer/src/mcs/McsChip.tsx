@@ -1,12 +1,13 @@
 import type { CSSProperties } from 'react';
+import type { McsLevel } from '../../../src/contracts/ipc-contract';
 import { pairColour } from './pair-colour';
-import { pairOf } from './mcs-level';
 
 interface McsChipProps {
-  /** An MCS level (`s0:c12,c345`), `s0`, a range, or null when there is none (then no chip). */
-  level: string | null;
-  /** The setrans.conf name of the level, when one is defined. */
-  name?: string | null;
+  /**
+   * What sets the label apart, as the main process gives it: an MCS level (`s0:c12,c345`, `s0`, a range)
+   * with its setrans name, or an AppArmor profile; null when there is none (then no chip).
+   */
+  mark: McsLevel | null | undefined;
   /** Why this chip deserves a second look (pair shared with another VM, image pair differs …). */
   warning?: string | null;
   /** The VM runs unconfined: the pair is only a label on files, so it gets no pair colour (never a reassuring one). */
@@ -14,12 +15,12 @@ interface McsChipProps {
 }
 
 /** A pair's colour chip; levels without categories (shared images, unconfined ranges) are neutral. */
-export function McsChip({ level, name, warning, unenforced = false }: McsChipProps) {
-  if (level === null) return null;
-  const pair = pairOf(level);
+export function McsChip({ mark, warning, unenforced = false }: McsChipProps) {
+  if (!mark) return null;
+  const { level, name, pair } = mark;
   const colour = pair === null || unenforced ? null : pairColour(pair);
   const text = name ? name : level;
-  const description = [pair ? `MCS pair ${pair}` : `level ${level}`, name ? `named “${name}”` : null, warning, unenforced ? 'not enforced: the VM runs unconfined' : null].filter(Boolean).join(' · ');
+  const description = [pair ? `this VM's own ${pair}` : `shared ${level}`, name ? `named “${name}”` : null, warning, unenforced ? 'not enforced: the VM runs unconfined' : null].filter(Boolean).join(' · ');
   return (
     <span
       className={`chip${pair === null || unenforced ? ' chip--neutral' : ''}${warning ? ' chip--warning' : ''}${unenforced ? ' chip--unenforced' : ''}`}

@@ -1,6 +1,8 @@
 import type {
   AuditReport,
+  ConfinementDescription,
   HostStatus,
+  McsLevel,
   RelabelRequest,
   SvirtCalls,
   VmDefinition,
@@ -9,15 +11,42 @@ import type {
   VmSummary,
 } from '../../../src/contracts/ipc-contract';
 import { parseContext } from '../../../src/core/selinux/context';
+import { describeSelinuxLabel, labelParts, levelMark, staticLabelForm } from '../../../src/core/selinux/label-parts';
 import { packCells } from '../../../src/core/selinux/audit-report';
 import type { FakeApi } from './fake-api';
 
 /** Builders and a small believable host for component tests and renderer previews. */
 
+/** A level's chip as the main process gives it (its pair when it is one VM's own). */
+export function mcs(level: string, name: string | null = null): McsLevel {
+  return { level, name, pair: levelMark(`system_u:object_r:svirt_image_t:${level}`)?.pair ?? null };
+}
+
+/** What the SELinux driver (running) or the user side (stopped) says of a VM with these labels. */
+export function selinuxSecurity(processLabel: string | null, imageLabel: string | null, dynamic: boolean): ConfinementDescription {
+  const described = describeSelinuxLabel({ process: processLabel, image: imageLabel, dynamic, distinct: levelMark(processLabel)?.pair ?? null });
+  const summary = processLabel === null && dynamic ? 'a fresh MCS pair is drawn at each start: only this VM and its private files will carry it' : described.summary;
+  return { model: 'selinux', ...described, summary };
+}
+
+/** What the AppArmor driver says of a VM running in its generated profile. */
+export function apparmorSecurity(profile: string): ConfinementDescription {
+  return {
+    model: 'apparmor', modelName: 'AppArmor', processLabel: profile, imageLabel: null, distinct: profile,
+    summary: `qemu runs in the AppArmor profile ${profile}, made at its start from this VM's own files: no other VM's disk and no file of yours is in it`,
+    processParts: [{ name: 'profile', value: profile, meaning: 'written for this VM alone, removed when it stops' }], imageParts: [],
+    layers: [{ model: 'dac', modelName: 'DAC (per-VM uid)', summary: 'qemu runs as uid 64012, which owns only this VM\'s files', parts: [{ name: 'uid', value: '64012' }] }],
+  };
+}
+
 export function vmSummary(overrides: Partial<VmSummary> & { name: string }): VmSummary {
   // A builder told only `confined: false` means a VM without a label: seclabel none, or SELinux off.
   const unconfined = overrides.seclabel?.mode === 'none' ? 'unconfined-none' : 'unconfined-disabled';
+  const processLabel = overrides.processLabel ?? null;
+  const seclabelMode = overrides.seclabel?.mode ?? 'dynamic';
+  const security = overrides.security ?? selinuxSecurity(seclabelMode === 'none' ? null : processLabel, overrides.imageLabel ?? null, seclabelMode === 'dynamic');
   return {
+    security,
     state: 'stopped',
     confinement: overrides.confined === false ? unconfined : 'confined',
     confined: true,
@@ -41,8 +70,8 @@ export function confinedVm(name: string, level: string, overrides: Partial<VmSum
     state: 'running',
     processLabel: `system_u:system_r:svirt_t:${level}`,
     imageLabel: `system_u:object_r:svirt_image_t:${imageLevel}`,
-    processLevel: { level, name: null },
-    imageLevel: { level: imageLevel, name: null },
+    processLevel: mcs(level),
+    imageLevel: mcs(imageLevel),
     pid: 4000 + name.length,
     ...overrides,
   });
@@ -63,7 +92,17 @@ export function vmDefinition(name: string, overrides: Partial<VmDefinition> = {}
 }
 
 export function diskResource(path: string, overrides: Partial<VmResource> = {}): VmResource {
+  const expected = overrides.expectedLabel ?? null;
+  const actual = overrides.actualLabel ?? null;
+  const chip = (label: string | null) => {
+    const mark = levelMark(label);
+    return mark ? { ...mark, name: null } : null;
+  };
   return {
+    expectedParts: labelParts(expected),
+    expectedLevel: chip(expected),
+    actualParts: labelParts(actual),
+    actualLevel: chip(actual),
     path,
     kind: 'disk',
     class: 'private',
@@ -79,6 +118,7 @@ export function diskResource(path: string, overrides: Partial<VmResource> = {}):
 }
 
 export const sampleHost: HostStatus = {
+  security: { model: 'selinux', modelName: 'SELinux', state: 'enforcing', layers: ['selinux', 'dac'] },
   selinux: { mode: 'enforcing', policyType: 'targeted' },
   profile: { processType: 'svirt_t', tcgProcessType: 'svirt_tcg_t', imageType: 'svirt_image_t', contentType: 'virt_content_t', fallback: false, notes: [] },
   accel: { kind: 'kvm', reason: '/dev/kvm is usable and a probe guest ran in 180 ms' },
@@ -89,7 +129,7 @@ const image = (level: string) => `system_u:object_r:svirt_image_t:${level}`;
 const SHARED = 'system_u:object_r:svirt_image_t:s0';
 const CONTENT = 'system_u:object_r:virt_content_t:s0';
 
-const web = confinedVm('web', 's0:c23,c611', { processLevel: { level: 's0:c23,c611', name: 'Web frontend' }, imageLevel: { level: 's0:c23,c611', name: 'Web frontend' }, memoryMiB: 4096, vcpus: 4 });
+const web = confinedVm('web', 's0:c23,c611', { processLevel: mcs('s0:c23,c611', 'Web frontend'), imageLevel: mcs('s0:c23,c611', 'Web frontend'), memoryMiB: 4096, vcpus: 4 });
 const db = confinedVm('db', 's0:c88,c901', { memoryMiB: 8192, vcpus: 4 });
 // A static label that collides with db's pair: exactly what the list must make obvious.
 const reports = confinedVm('reports', 's0:c88,c901', { seclabel: { mode: 'static', relabel: false } });
@@ -97,16 +137,22 @@ const build = vmSummary({
   name: 'build',
   processLabel: 'system_u:system_r:svirt_t:s0:c5,c6',
   imageLabel: image('s0:c5,c7'),
-  processLevel: { level: 's0:c5,c6', name: null },
-  imageLevel: { level: 's0:c5,c7', name: null },
+  processLevel: mcs('s0:c5,c6'),
+  imageLevel: mcs('s0:c5,c7'),
   seclabel: { mode: 'static', relabel: true },
   vcpus: 8,
   memoryMiB: 16384,
 });
 const legacy = vmSummary({ name: 'legacy-xp', state: 'running', confined: false, notConfinedReason: 'seclabel is none', processLabel: 'unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023', pid: 5123, seclabel: { mode: 'none', relabel: false }, memoryMiB: 1024, vcpus: 1 });
 const installer = vmSummary({ name: 'debian-install', memoryMiB: 2048 });
+// A VM the AppArmor driver confined (a helper on an AppArmor host): its profile, not a context, sets it apart.
+const KIOSK_PROFILE = 'svirt-1000-kiosk';
+const kiosk = vmSummary({
+  name: 'kiosk', state: 'running', pid: 4710, processLabel: KIOSK_PROFILE, processLevel: { level: KIOSK_PROFILE, name: null, pair: KIOSK_PROFILE },
+  security: apparmorSecurity(KIOSK_PROFILE),
+});
 
-export const sampleVms: VmSummary[] = [web, db, reports, build, legacy, installer];
+export const sampleVms: VmSummary[] = [web, db, reports, build, legacy, installer, kiosk];
 
 const sampleDetails: Record<string, VmDetails> = {
   web: {
@@ -124,7 +170,7 @@ const sampleDetails: Record<string, VmDetails> = {
       diskResource('/var/lib/svirt/images/web.qcow2', { expectedLabel: image('s0:c23,c611'), actualLabel: image('s0:c23,c611') }),
       diskResource('/srv/shared/assets.img', { class: 'shared', target: 'vdb', expectedLabel: SHARED, actualLabel: SHARED }),
       diskResource('/srv/site-content', { target: 'vdc', class: 'readonly', isTree: true, expectedLabel: CONTENT, actualLabel: 'unconfined_u:object_r:user_home_t:s0', match: false }),
-      { path: '/var/log/svirt/web-serial.log', kind: 'serial', class: 'char', target: null, relabel: true, isTree: false, expectedLabel: image('s0:c23,c611'), actualLabel: image('s0:c23,c611'), match: true, problem: null },
+      { ...diskResource('/var/log/svirt/web-serial.log', { expectedLabel: image('s0:c23,c611'), actualLabel: image('s0:c23,c611') }), kind: 'serial', class: 'char', target: null },
     ],
   },
   build: {
@@ -177,6 +223,10 @@ export const sampleAudit: AuditReport = {
   source: { kind: 'kernel', model: 'selinux', modelName: 'SELinux', why: 'SELinux is enforcing: the kernel answered each access check for the running qemu processes' },
   vms: sampleAuditVms,
   resources: sampleAuditResources,
+  resourceLevels: sampleAuditResources.map((r) => {
+    const mark = levelMark(r.label);
+    return mark ? { ...mark, name: null } : null;
+  }),
   ...packCells(
     sampleAuditVms.map((v) => v.name),
     sampleAuditResources.map((r) => r.path),
@@ -214,7 +264,12 @@ function checkStaticLabel(label: string, relabel: boolean, vm?: string) {
   } catch (e) {
     errors.push((e as Error).message);
   }
-  return { errors, warnings, imageLabel };
+  const shown = errors.length === 0 ? label : null;
+  const chip = (l: string | null) => {
+    const mark = levelMark(l);
+    return mark ? { ...mark, name: null } : null;
+  };
+  return { errors, warnings, imageLabel, processParts: labelParts(shown), processLevel: chip(shown), imageParts: labelParts(imageLabel), imageLevel: chip(imageLabel) };
 }
 
 /** Handlers that answer from the sample host; applyRelabel reports progress through the fake's events. */
@@ -236,6 +291,7 @@ export function sampleHandlers(events: () => FakeApi): Partial<SvirtCalls> {
       { path: '/dev/sdb1', node: '/dev/sdb1', majMin: '8:17', sizeBytes: 500 * 1024 ** 3, type: 'part', content: 'ext4', label: 'system_u:object_r:fixed_disk_device_t:s0', inUse: ['mounted on /srv/backup'] },
     ],
     validateStaticLabel: async ({ label, relabel, vm }) => checkStaticLabel(label, relabel, vm),
+    staticLabelForm: async ({ label }) => staticLabelForm(label, parseContext('system_u:system_r:svirt_t:s0')),
     previewRelabel: async (request) => previewFor(request),
     applyRelabel: async (request) => {
       const preview = previewFor(request);

@@ -174,10 +174,10 @@ const ChangeList = memo(function ChangeList({ preview }: { preview: RelabelPrevi
                       <PathText path={change.path} />
                     </td>
                     <td>
-                      <ContextText context={change.from} empty="unreadable" />
+                      <ContextText label={change.from} empty="unreadable" />
                     </td>
                     <td>
-                      <ContextText context={change.to} />
+                      <ContextText label={change.to} />
                     </td>
                   </tr>
                 );

@@ -1,8 +1,7 @@
 import { useState } from 'react';
-import type { RelabelTarget, ResourceClass, VmResource, VmState } from '../../../src/contracts/ipc-contract';
+import type { LabelPart, McsLevel, RelabelTarget, ResourceClass, VmResource, VmState } from '../../../src/contracts/ipc-contract';
 import { ContextText } from '../mcs/ContextText';
 import { McsChip } from '../mcs/McsChip';
-import { levelOfContext } from '../mcs/mcs-level';
 import { RelabelDialog } from './RelabelDialog';
 import { RELABEL_TARGETS } from './relabel-targets';
 import { PathText } from '../common/PathText';
@@ -15,11 +14,11 @@ const CLASS_TEXT: Record<ResourceClass, string> = {
   char: 'character device',
 };
 
-function LabelWithChip({ context, empty }: { context: string | null; empty: string }) {
+function LabelWithChip({ label, parts, mark, empty }: { label: string | null; parts: readonly LabelPart[]; mark: McsLevel | null; empty: string }) {
   return (
     <div className="label-cell">
-      {context !== null && <McsChip level={levelOfContext(context)} />}
-      <ContextText context={context} empty={empty} />
+      {label !== null && <McsChip mark={mark} />}
+      <ContextText label={label} parts={parts} empty={empty} />
     </div>
   );
 }
@@ -97,10 +96,10 @@ export function ResourceTable({ vm, state, resources, onChanged }: ResourceTable
               </th>
               <td>{CLASS_TEXT[resource.class]}</td>
               <td>
-                <LabelWithChip context={resource.expectedLabel} empty={!resource.relabel ? 'not relabeled' : resource.freshPair ? 'a fresh pair at start' : '—'} />
+                <LabelWithChip label={resource.expectedLabel} parts={resource.expectedParts} mark={resource.expectedLevel} empty={!resource.relabel ? 'not relabeled' : resource.freshPair ? 'a fresh pair at start' : '—'} />
               </td>
               <td>
-                <LabelWithChip context={resource.actualLabel} empty={resource.problem ? 'unreadable' : 'no label'} />
+                <LabelWithChip label={resource.actualLabel} parts={resource.actualParts} mark={resource.actualLevel} empty={resource.problem ? 'unreadable' : 'no label'} />
               </td>
               <td>
                 <Status

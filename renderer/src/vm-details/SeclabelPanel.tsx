@@ -58,7 +58,7 @@ export function SeclabelPanel({ details, onSaved }: { details: VmDetails; onSave
           <>
             <dt>Label</dt>
             <dd>
-              <ContextText context={current.label} />
+              <ContextText label={current.label} parts={details.summary.security.processParts} />
             </dd>
           </>
         )}
@@ -66,7 +66,7 @@ export function SeclabelPanel({ details, onSaved }: { details: VmDetails; onSave
           <>
             <dt>Base label</dt>
             <dd>
-              <ContextText context={current.baseLabel} />
+              <ContextText label={current.baseLabel} />
             </dd>
           </>
         )}

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { RelabelPreview, RelabelResult, VmDetails } from '../../../src/contracts/ipc-contract';
 import { ApiProvider } from '../api';
 import { createFakeApi, type FakeApi } from '../test-support/fake-api';
-import { diskResource, vmDefinition, vmSummary } from '../test-support/sample-data';
+import { diskResource, mcs, sampleHandlers, vmDefinition, vmSummary } from '../test-support/sample-data';
 import { VmDetailsScreen } from './VmDetailsScreen';
 
 afterEach(cleanup);
@@ -15,7 +15,7 @@ const TREE = '/srv/site';
 
 function details(overrides: Partial<VmDetails['summary']> = {}): VmDetails {
   return {
-    summary: vmSummary({ name: 'web', state: 'stopped', processLabel: 'system_u:system_r:svirt_t:s0:c12,c345', imageLabel: IMAGE, processLevel: { level: 's0:c12,c345', name: null }, imageLevel: { level: 's0:c12,c345', name: null }, seclabel: { mode: 'static', relabel: true }, ...overrides }),
+    summary: vmSummary({ name: 'web', state: 'stopped', processLabel: 'system_u:system_r:svirt_t:s0:c12,c345', imageLabel: IMAGE, processLevel: mcs('s0:c12,c345'), imageLevel: mcs('s0:c12,c345'), seclabel: { mode: 'static', relabel: true }, ...overrides }),
     definition: vmDefinition('web'),
     resources: [
       diskResource('/images/web.qcow2', { expectedLabel: IMAGE, actualLabel: IMAGE }),
@@ -276,7 +276,8 @@ describe('VmDetailsScreen fixes', () => {
   it('keeps "Save label" disabled while the editor warns that another VM uses the pair, until the user confirms', async () => {
     const api = createFakeApi({
       getVm: async () => ({ ...details(), definition: vmDefinition('web', { seclabel: { mode: 'static', label: 'system_u:system_r:svirt_t:s0:c12,c345', relabel: true } }) }),
-      validateStaticLabel: async () => ({ errors: [], warnings: ['db already uses s0:c12,c345: the two VMs could open each other’s images'], imageLabel: IMAGE }),
+      validateStaticLabel: async () => ({ errors: [], warnings: ['db already uses s0:c12,c345: the two VMs could open each other’s images'], imageLabel: IMAGE, processParts: [], processLevel: null, imageParts: [], imageLevel: null }),
+      staticLabelForm: sampleHandlers(() => api).staticLabelForm,
     });
     render(
       <ApiProvider api={api}>

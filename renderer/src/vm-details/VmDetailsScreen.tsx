@@ -64,15 +64,25 @@ function Overview({ details, reload }: { details: VmDetails; reload: () => void 
             {CONFINEMENT_TEXT[confinementOf(summary)]}
             {summary.notConfinedReason && <span className="facts__exact">{summary.notConfinedReason}</span>}
           </dd>
+          <dt>Model</dt>
+          <dd data-testid="security-model">
+            {summary.security.modelName}
+            <span className="facts__exact">{summary.security.summary}</span>
+            {summary.security.layers.map((layer) => (
+              <span key={layer.model} className="facts__exact" data-testid={`security-layer-${layer.model}`}>
+                under it, {layer.modelName}: {layer.summary}
+              </span>
+            ))}
+          </dd>
           <dt>Process</dt>
           <dd className="label-cell">
-            <McsChip level={summary.processLevel?.level ?? null} name={summary.processLevel?.name} />
-            <ContextText context={summary.processLabel} empty={summary.seclabel.mode === 'dynamic' ? 'a fresh pair is assigned at start' : '—'} />
+            <McsChip mark={summary.processLevel} />
+            <ContextText label={summary.processLabel} parts={summary.security.processParts} empty={summary.seclabel.mode === 'dynamic' ? 'a fresh pair is assigned at start' : '—'} />
           </dd>
           <dt>Private images</dt>
           <dd className="label-cell">
-            <McsChip level={summary.imageLevel?.level ?? null} name={summary.imageLevel?.name} />
-            <ContextText context={summary.imageLabel} empty={summary.seclabel.mode === 'dynamic' ? 'follows the pair at start' : '—'} />
+            <McsChip mark={summary.imageLevel} />
+            <ContextText label={summary.imageLabel} parts={summary.security.imageParts} empty={summary.seclabel.mode === 'dynamic' ? 'follows the pair at start' : '—'} />
           </dd>
           <dt>Label</dt>
           <dd data-testid="label-words">
@@ -124,7 +134,7 @@ export function VmDetailsScreen({ name, tab, onTab, onBack, onDeleted }: VmDetai
             <div className="title-row">
               <h1>{vm.summary.name}</h1>
               <StateBadge state={vm.summary.state} />
-              <McsChip level={vm.summary.processLevel?.level ?? null} name={vm.summary.processLevel?.name} unenforced={!vm.summary.confined} />
+              <McsChip mark={vm.summary.processLevel} unenforced={!vm.summary.confined} />
             </div>
             <VmActions
               vm={vm.summary}

@@ -2,7 +2,7 @@
 import { cleanup, fireEvent, render, screen, within } from '@testing-library/react';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { VmSummary } from '../../../src/contracts/ipc-contract';
-import { confinedVm, vmSummary } from '../test-support/sample-data';
+import { apparmorSecurity, confinedVm, mcs, vmSummary } from '../test-support/sample-data';
 import { VmList } from './VmList';
 
 afterEach(cleanup);
@@ -34,7 +34,7 @@ describe('VmList chips', () => {
   });
 
   it('shows the setrans name of a pair where one is defined', () => {
-    renderList([confinedVm('web', 's0:c12,c345', { processLevel: { level: 's0:c12,c345', name: 'Web frontend' } })]);
+    renderList([confinedVm('web', 's0:c12,c345', { processLevel: mcs('s0:c12,c345', 'Web frontend') })]);
     expect(processChip('web').textContent).toContain('Web frontend');
     expect(processChip('web').textContent).toContain('s0:c12,c345');
   });
@@ -65,7 +65,7 @@ describe('VmList chips', () => {
 
   it('shows shared (s0) and unconfined labels with neutral chips, and says why a VM is not confined', () => {
     renderList([
-      vmSummary({ name: 'legacy', state: 'running', confined: false, notConfinedReason: 'seclabel is none', processLabel: 'unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023', processLevel: { level: 's0-s0:c0.c1023', name: null } }),
+      vmSummary({ name: 'legacy', state: 'running', confined: false, notConfinedReason: 'seclabel is none', processLabel: 'unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023', processLevel: mcs('s0-s0:c0.c1023') }),
     ]);
     expect(processChip('legacy').dataset.colour).toBeUndefined();
     expect(within(row('legacy')).getByText(/Unconfined/)).toBeTruthy();
@@ -109,7 +109,7 @@ describe('VmList filter and rows', () => {
 });
 
 describe('VmList confinement', () => {
-  const unconfined = vmSummary({ name: 'legacy', state: 'running', confined: false, notConfinedReason: 'not confined: SELinux disabled', processLabel: 'system_u:system_r:svirt_t:s0:c1,c2', processLevel: { level: 's0:c1,c2', name: null } });
+  const unconfined = vmSummary({ name: 'legacy', state: 'running', confined: false, notConfinedReason: 'not confined: SELinux disabled', processLabel: 'system_u:system_r:svirt_t:s0:c1,c2', processLevel: mcs('s0:c1,c2') });
 
   it('gives an unconfined VM the strongest warning and never a coloured pair chip', () => {
     render(<VmList vms={[unconfined, confinedVm('web', 's0:c3,c4')]} onOpen={vi.fn()} />);
@@ -119,7 +119,7 @@ describe('VmList confinement', () => {
     expect(cell.querySelector('.confined--yes')).toBeNull();
     expect(processChip('legacy').dataset.colour).toBeUndefined();
     expect(processChip('legacy').dataset.unenforced).toBe('true');
-    expect(within(row('web')).getByTestId('confinement').textContent).toBe('Confined');
+    expect(within(row('web')).getByTestId('confinement').textContent).toBe('Confined by SELinux (sVirt)');
     expect(processChip('web').dataset.colour).toMatch(/^#/);
   });
 
@@ -130,6 +130,26 @@ describe('VmList confinement', () => {
     cleanup();
     const permissive = { confinement: 'permissive', confined: false, notConfinedReason: 'labels applied, not enforced: SELinux is permissive' } as const;
     render(<VmList vms={[confinedVm('web', 's0:c3,c4', permissive)]} onOpen={vi.fn()} />);
-    expect(within(row('web')).getByTestId('confinement').textContent).toBe('Permissive: logged, not enforced');
+    expect(within(row('web')).getByTestId('confinement').textContent).toBe('Permissive: logged, not enforced by SELinux (sVirt)');
+  });
+});
+
+describe('VmList security models', () => {
+  it("names each VM's model, and shows an AppArmor VM's profile from its description's parts with a chip of its own", () => {
+    const profile = 'svirt-1000-kiosk';
+    renderList([
+      confinedVm('web', 's0:c12,c345'),
+      vmSummary({ name: 'kiosk', state: 'running', processLabel: profile, processLevel: { level: profile, name: null, pair: profile }, security: apparmorSecurity(profile) }),
+    ]);
+    expect(within(row('web')).getByTestId('vm-model').textContent).toBe('by SELinux (sVirt)');
+    expect(within(row('kiosk')).getByTestId('vm-model').textContent).toBe('by AppArmor');
+    const shown = within(row('kiosk')).getByTestId('process-context').querySelector('[data-part="profile"]');
+    expect(shown?.textContent).toBe(profile);
+    expect(processChip('kiosk').dataset.pair).toBe(profile);
+    expect(processChip('kiosk').dataset.colour).toMatch(/^#[0-9a-f]{6}$/);
+    // The SELinux VM's context is marked part by part as the description splits it, its type and level apart.
+    const context = within(row('web')).getByTestId('process-context');
+    expect(context.querySelector('[data-part="type"]')?.textContent).toBe('svirt_t');
+    expect(context.querySelector('[data-part="level"]')?.textContent).toBe('s0:c12,c345');
   });
 });

@@ -126,20 +126,25 @@ export function VmList({ vms, onOpen }: { vms: readonly VmSummary[]; onOpen: (na
                         {vm.notConfinedReason && <span className="confined__reason">{vm.notConfinedReason}</span>}
                       </span>
                     ) : (
-                      <span className={`confined confined--${confinement === 'confined' ? 'yes' : 'permissive'}`}>{CONFINEMENT_TEXT[confinement]}</span>
+                      <span className={`confined confined--${confinement === 'confined' ? 'yes' : 'permissive'}`}>
+                        {CONFINEMENT_TEXT[confinement]}{' '}
+                        <span className="confined__reason" data-testid="vm-model">
+                          by {vm.security.modelName}
+                        </span>
+                      </span>
                     )}
                   </td>
                   {/* qemu's label over its images' in one column: two context columns do not fit a 960 px window. */}
                   <td className="labels-cell">
                     <div className="label-cell" data-testid="process-context">
                       <span className="label-cell__role">qemu</span>
-                      <McsChip level={vm.processLevel?.level ?? null} name={vm.processLevel?.name} warning={sharedWarning} unenforced={unconfined} />
-                      <ContextText context={vm.processLabel} empty={vm.seclabel.mode === 'dynamic' ? 'assigned at start' : '—'} />
+                      <McsChip mark={vm.processLevel} warning={sharedWarning} unenforced={unconfined} />
+                      <ContextText label={vm.processLabel} parts={vm.security.processParts} empty={vm.seclabel.mode === 'dynamic' ? 'assigned at start' : '—'} />
                     </div>
                     <div className="label-cell" data-testid="image-context">
                       <span className="label-cell__role">images</span>
-                      <McsChip level={vm.imageLevel?.level ?? null} name={vm.imageLevel?.name} warning={imageWarning} unenforced={unconfined} />
-                      <ContextText context={vm.imageLabel} empty={vm.seclabel.mode === 'dynamic' ? 'assigned at start' : '—'} />
+                      <McsChip mark={vm.imageLevel} warning={imageWarning} unenforced={unconfined} />
+                      <ContextText label={vm.imageLabel} parts={vm.security.imageParts} empty={vm.seclabel.mode === 'dynamic' ? 'assigned at start' : '—'} />
                     </div>
                   </td>
                   <td className="num">{vm.vcpus}</td>

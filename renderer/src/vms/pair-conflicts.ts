@@ -1,5 +1,4 @@
 import type { VmSummary } from '../../../src/contracts/ipc-contract';
-import { pairOf } from '../mcs/mcs-level';
 
 export interface PairConflicts {
   /** Other VMs holding the same process pair: each can open the other's private images. */
@@ -12,13 +11,13 @@ export interface PairConflicts {
 export function findPairConflicts(vms: readonly VmSummary[]): Map<string, PairConflicts> {
   const holders = new Map<string, string[]>();
   for (const vm of vms) {
-    const pair = pairOf(vm.processLevel?.level);
+    const pair = vm.processLevel?.pair ?? null;
     if (pair) holders.set(pair, [...(holders.get(pair) ?? []), vm.name]);
   }
   const result = new Map<string, PairConflicts>();
   for (const vm of vms) {
-    const pair = pairOf(vm.processLevel?.level);
-    const imagePair = pairOf(vm.imageLevel?.level);
+    const pair = vm.processLevel?.pair ?? null;
+    const imagePair = vm.imageLevel?.pair ?? null;
     result.set(vm.name, {
       sharesPairWith: pair ? (holders.get(pair) ?? []).filter((name) => name !== vm.name) : [],
       imagePairDiffers: pair !== null && imagePair !== null && pair !== imagePair,

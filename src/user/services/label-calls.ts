@@ -3,11 +3,12 @@ import { readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { sharedContentLabel } from '../../core/selinux/policy-profile';
 import { checkStaticLabel } from '../../core/selinux/static-label-check';
+import { labelParts, staticLabelForm } from '../../core/selinux/label-parts';
 import type { LabelChange, RelabelPreview, RelabelRequest, RelabelResult, SvirtCalls, VmSummary } from '../../contracts/ipc-contract';
 import { readLabels } from '../../security/selinux/file-labels';
 import type { ServiceContext } from './service-context';
 
-type LabelCallName = 'previewRelabel' | 'applyRelabel' | 'cancelRelabel' | 'validateStaticLabel' | 'updateSeclabel';
+type LabelCallName = 'previewRelabel' | 'applyRelabel' | 'cancelRelabel' | 'validateStaticLabel' | 'staticLabelForm' | 'updateSeclabel';
 
 /** Files of a tree (or the file itself), without following symlinks, as the helper will label them. */
 async function filesOf(root: string): Promise<{ files: string[]; isTree: boolean }> {
@@ -95,7 +96,17 @@ export function labelCalls({ emit, store, service, profile, connection, views }:
       await connection.helper().request('cancelRelabel', { job });
     },
 
-    validateStaticLabel: async ({ vm, label, relabel }) => checkStaticLabel(label, relabel, await profile(), await views.levelsInUse(vm)),
+    validateStaticLabel: async ({ vm, label, relabel }) => {
+      const verdict = checkStaticLabel(label, relabel, await profile(), await views.levelsInUse(vm));
+      const shown = verdict.errors.length > 0 ? null : label.trim();
+      return {
+        ...verdict,
+        processParts: labelParts(shown), processLevel: await views.mcsLevel(shown),
+        imageParts: labelParts(verdict.imageLabel), imageLevel: await views.mcsLevel(verdict.imageLabel),
+      };
+    },
+
+    staticLabelForm: async ({ label }) => staticLabelForm(label, (await profile()).processContext),
 
     updateSeclabel: async ({ vm, seclabel }) => {
       if (seclabel.mode === 'static') {

@@ -4,14 +4,14 @@ import type { SvirtCalls } from '../../contracts/ipc-contract';
 import { parseDiskSize } from '../disk-images';
 import { checkPortForwards, FORM_CHANGE_FIELDS, readableIso } from '../vm-changes';
 import { probeDiskImage } from '../vm-import';
-import type { ServiceContext } from './service-context';
+import { memo, type ServiceContext } from './service-context';
 
 type VmCallName =
   | 'listVms' | 'getVm' | 'defineVm' | 'deleteVm' | 'startVm' | 'shutdownVm' | 'forceOffVm' | 'controlVm' | 'snapshot' | 'cloneVm'
   | 'editVm' | 'createDisk' | 'pickDiskFile' | 'listDevices' | 'attachDisk' | 'detachDisk';
 
 /** Defining, running and changing VMs and their disks; every answer about a VM comes from the views. */
-export function vmCalls({ emit, service, mode, connection, views }: ServiceContext): Pick<SvirtCalls, VmCallName> {
+export function vmCalls({ emit, service, mode, activeModel, connection, views }: ServiceContext): Pick<SvirtCalls, VmCallName> {
   /**
    * A disk's format as qemu-img reads it; a block device (root's to open) is checked by the helper as a
    * start would check it and is raw.
@@ -27,7 +27,8 @@ export function vmCalls({ emit, service, mode, connection, views }: ServiceConte
   return {
     listVms: async () => {
       const hostMode = mode();
-      return Promise.all((await service.list()).vms.map((vm) => views.toSummary(vm, hostMode)));
+      const model = memo(activeModel);
+      return Promise.all((await service.list()).vms.map((vm) => views.toSummary(vm, hostMode, model)));
     },
     getVm: ({ name }) => views.details(name),
     defineVm: async (input) => {

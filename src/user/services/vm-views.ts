@@ -1,10 +1,11 @@
 import { stat } from 'node:fs/promises';
 import { confinementOf, NOT_CONFINED_REASON } from '../../core/confinement';
 import { levelOfLabel } from '../../core/selinux/context';
+import { describeSelinuxLabel, labelParts, levelMark } from '../../core/selinux/label-parts';
 import { EMPTY_TRANSLATION_TABLE, parseSetrans, type TranslationTable } from '../../core/selinux/setrans';
 import type { LevelInUse } from '../../core/selinux/static-label-check';
 import type { VmDefinition } from '../../core/vm-definition';
-import type { McsLevel, VmDetails, VmResource, VmSummary } from '../../contracts/ipc-contract';
+import type { ActiveModel, ConfinementDescription, McsLevel, VmDetails, VmResource, VmSummary } from '../../contracts/ipc-contract';
 import { hostUseOfDevice } from '../../host/block-devices';
 import type { SelinuxMode } from '../../security/selinux/host-selinux';
 import { readPolicyFiles } from '../../security/selinux/selinux-files';
@@ -19,15 +20,35 @@ import { memo } from './service-context';
  */
 export interface VmViews {
   readonly mcsLevel: (label: string | null) => Promise<McsLevel | null>;
-  /** `hostMode`: the mode read once for a whole list (1,000 VMs are not 1,000 reads of selinuxfs). */
-  readonly toSummary: (vm: VmStatus, hostMode?: Promise<SelinuxMode>) => Promise<VmSummary>;
+  /** `hostMode`, `model`: read once for a whole list (1,000 VMs are not 1,000 reads of selinuxfs or helper calls). */
+  readonly toSummary: (vm: VmStatus, hostMode?: Promise<SelinuxMode>, model?: () => Promise<ActiveModel>) => Promise<VmSummary>;
   readonly summaryOf: (name: string) => Promise<VmSummary>;
   readonly details: (name: string) => Promise<VmDetails>;
   /** The levels the user's VMs hold (running) or name (static), for checking a new static label. */
   readonly levelsInUse: (except?: string) => Promise<LevelInUse[]>;
 }
 
-export function createVmViews(store: VmStore, service: VmService, mode: () => Promise<SelinuxMode>): VmViews {
+/**
+ * A stopped VM's confinement as the host's model would take it at its next start. A running VM's
+ * description is the helper's (its driver's describe); a stopped one has no run, so the user side
+ * describes its seclabel here, taking SELinux's parts from the SELinux model, never splitting a context.
+ */
+export function describeStopped(active: Pick<ActiveModel, 'model' | 'modelName'>, seclabel: VmDefinition['seclabel']): ConfinementDescription {
+  const base = { model: active.model, modelName: active.modelName, processLabel: null, imageLabel: null, distinct: null, processParts: [], imageParts: [], layers: [] };
+  if (seclabel.mode === 'none') return { ...base, summary: `seclabel none: qemu will run unconfined, ${active.modelName} keeps it from nothing` };
+  if (active.model === 'selinux') {
+    if (seclabel.mode === 'static') return { model: 'selinux', ...describeSelinuxLabel({ process: seclabel.label, image: null, dynamic: false, distinct: levelMark(seclabel.label)?.pair ?? null }) };
+    return { ...base, modelName: describeSelinuxLabel({ process: null, image: null, dynamic: true, distinct: null }).modelName, summary: 'a fresh MCS pair is drawn at each start: only this VM and its private files will carry it' };
+  }
+  if (active.model === 'apparmor') return { ...base, summary: 'a profile is generated from this VM\'s own files at each start and removed when it stops' };
+  return { ...base, summary: `no mandatory access control confines VMs on this host (${active.modelName})` };
+}
+
+/** The chip of a description whose model writes no level (an AppArmor profile): its distinct value. */
+const distinctMark = (security: ConfinementDescription): McsLevel | null =>
+  security.distinct === null ? null : { level: security.distinct, name: null, pair: security.distinct };
+
+export function createVmViews(store: VmStore, service: VmService, mode: () => Promise<SelinuxMode>, activeModel: () => Promise<ActiveModel>): VmViews {
   const translations = memo(async (): Promise<TranslationTable> => {
     const conf = (await readPolicyFiles()).setransConf;
     try {
@@ -38,10 +59,10 @@ export function createVmViews(store: VmStore, service: VmService, mode: () => Pr
   });
 
   const mcsLevel = async (label: string | null): Promise<McsLevel | null> => {
-    const level = levelOfLabel(label);
-    if (!level) return null;
-    const name = (await translations()).toName(level);
-    return { level, name: name === level ? null : name };
+    const mark = levelMark(label);
+    if (!mark) return null;
+    const name = (await translations()).toName(mark.level);
+    return { ...mark, name: name === mark.level ? null : name };
   };
 
   /** A running VM as the helper reports it; a stopped one as it would start on this host now. */
@@ -52,18 +73,20 @@ export function createVmViews(store: VmStore, service: VmService, mode: () => Pr
     return { confinement, confined: confinement === 'confined', notConfinedReason: NOT_CONFINED_REASON[confinement] };
   };
 
-  const toSummary = async (vm: VmStatus, hostMode?: Promise<SelinuxMode>): Promise<VmSummary> => {
+  const toSummary = async (vm: VmStatus, hostMode?: Promise<SelinuxMode>, model: () => Promise<ActiveModel> = activeModel): Promise<VmSummary> => {
     const staticLabel = vm.seclabel.mode === 'static' ? vm.seclabel.label : null;
     const processLabel = vm.processLabel ?? staticLabel;
+    const security = vm.state !== 'stopped' && vm.security ? vm.security : describeStopped(await model(), vm.seclabel);
     return {
       name: vm.name,
       state: vm.state,
       ...(await confinementNow(vm, hostMode)),
       processLabel,
       imageLabel: vm.imageLabel,
-      processLevel: await mcsLevel(processLabel),
+      processLevel: (await mcsLevel(processLabel)) ?? distinctMark(security),
       imageLevel: await mcsLevel(vm.imageLabel),
       seclabel: { mode: vm.seclabel.mode, relabel: vm.seclabel.mode === 'dynamic' || (vm.seclabel.mode === 'static' && vm.seclabel.relabel) },
+      security,
       vcpus: vm.vcpus,
       memoryMiB: vm.memoryMiB,
       pid: vm.pid,
@@ -92,8 +115,12 @@ export function createVmViews(store: VmStore, service: VmService, mode: () => Pr
       relabel: label.plannedLabel !== null,
       isTree: Boolean(st?.isDirectory()),
       expectedLabel: expected,
+      expectedParts: labelParts(expected),
+      expectedLevel: await mcsLevel(expected),
       freshPair: !running && label.freshPair,
       actualLabel: label.actualLabel,
+      actualParts: labelParts(label.actualLabel),
+      actualLevel: await mcsLevel(label.actualLabel),
       match: expected === null || expected === label.actualLabel,
       // Every planned path comes from the definition itself, so the only problem to report is a missing file.
       problem: st === null ? 'file not found' : null,
