@@ -43,6 +43,14 @@ describe('svirt VM commands', () => {
 
     const listed = JSON.parse((await svirt('list', '--json')).stdout) as { name: string; state: string }[];
     expect(listed.map((v) => [v.name, v.state])).toEqual([['cli-vm', 'stopped']]);
+    // The helper names the model it probed; a stopped VM is described as that model would start it.
+    const status = JSON.parse((await svirt('status', '--json')).stdout) as { security: { model: string; modelName: string; state: string } };
+    expect(status.security).toMatchObject({ model: 'selinux', modelName: 'SELinux' });
+    expect((await svirt('status')).stdout).toMatch(new RegExp(`^security model: SELinux \\(${status.security.state}\\)`, 'm'));
+    const shownStopped = (await svirt('show', 'cli-vm')).stdout;
+    expect(shownStopped).toMatch(/^model: SELinux \(sVirt\)$/m);
+    expect(shownStopped).toMatch(/^confinement: a fresh MCS pair is drawn at each start/m);
+    expect((await svirt('list')).stdout).toMatch(new RegExp(`^cli-vm\\s+stopped\\s.*\\sSELinux \\(${status.security.state}\\)$`, 'm'));
 
     const refused = await svirt('start', 'cli-vm');
     expect(refused.code).not.toBe(0);
@@ -58,7 +66,12 @@ describe('svirt VM commands', () => {
 
     const running = JSON.parse((await svirt('list', '--json')).stdout) as { state: string; level: string; processLabel: string; confinement: string; confined: boolean }[];
     expect(running[0]).toMatchObject({ state: 'running', confinement: 'unconfined-disabled', confined: false });
-    expect((await svirt('list')).stdout).toMatch(/^cli-vm\s+running\s.*\sunconfined-disabled$/m);
+    expect((await svirt('list')).stdout).toMatch(/^cli-vm\s+running\s.*\sunconfined-disabled\s+SELinux \(sVirt\)$/m);
+    // Running, the helper's description: the context's parts as the SELinux driver split them, the pair its own.
+    const shown = JSON.parse((await svirt('show', 'cli-vm', '--json')).stdout) as { security: { model: string; processParts: { name: string; value: string }[] } };
+    expect(shown.security.model).toBe('selinux');
+    expect(shown.security.processParts.map((p) => [p.name, p.value])).toEqual([['user', 'system_u'], ['role', 'system_r'], ['type', 'svirt_t'], ['level', running[0]?.level]]);
+    expect((await svirt('show', 'cli-vm')).stdout).toMatch(/^ {2}user system_u · role system_r · type svirt_t · level s0:c\d+[,.]c\d+ \(the pair only this VM holds\)$/m);
     const labels = JSON.parse((await svirt('labels', 'cli-vm', '--json')).stdout) as { path: string; expectedLabel: string; actualLabel: string; match: boolean }[];
     const diskRow = labels.find((l) => l.path === disk);
     expect(diskRow).toMatchObject({ expectedLabel: `system_u:object_r:svirt_image_t:${running[0]?.level}`, match: true });

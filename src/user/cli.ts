@@ -6,6 +6,7 @@ import { registerPlanCommand } from './cli/plan-command';
 import { registerAccessCommand } from './cli/access-command';
 import { registerAuditCommand } from './cli/audit-command';
 import { registerVmCommands } from './cli/vm-commands';
+import { registerStatusCommands } from './cli/status-command';
 import { inUserWords } from '../core/user-words';
 import { VmNotRunningError } from './vm-service';
 
@@ -30,6 +31,7 @@ export function buildCli(): Command {
   registerPlanCommand(program);
   registerAccessCommand(program);
   registerVmCommands(program);
+  registerStatusCommands(program);
   registerAuditCommand(program);
 
   return program;

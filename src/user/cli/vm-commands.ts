@@ -227,12 +227,15 @@ export function registerVmCommands(program: Command): void {
     .command('list')
     .description('list VMs: state, qemu pid, process label, image label, and how qemu is held: confined, permissive (labels applied, not enforced), unconfined-disabled or unconfined-none')
     .option('--json', 'JSON output')
-    .action((opts: { json?: boolean }) => withSession(async ({ service }) => {
-      const { vms, problems } = await service.list();
+    .action((opts: { json?: boolean }) => withSession(async (session) => {
+      const { vms, problems } = await session.service.list();
       for (const p of problems) process.stderr.write(`svirt: skipped ${p.file}: ${p.message}\n`);
-      const rows = [['NAME', 'STATE', 'PID', 'PROCESS LABEL', 'IMAGE LABEL', 'CONFINEMENT']];
+      // A running VM names the model that confines it; a stopped one the model its next start meets.
+      const active = vms.some((vm) => vm.security === null) ? (await session.helper().request('status')).security : null;
+      const rows = [['NAME', 'STATE', 'PID', 'PROCESS LABEL', 'IMAGE LABEL', 'CONFINEMENT', 'MODEL']];
       for (const vm of vms) {
-        rows.push([vm.name, vm.state, vm.pid === null ? '-' : String(vm.pid), vm.processLabel ?? '-', vm.imageLabel ?? '-', vm.confinement ?? '-']);
+        const model = vm.security?.modelName ?? (active ? `${active.modelName} (${active.state})` : '-');
+        rows.push([vm.name, vm.state, vm.pid === null ? '-' : String(vm.pid), vm.processLabel ?? '-', vm.imageLabel ?? '-', vm.confinement ?? '-', model]);
       }
       if (vms.length === 0 && !opts.json) {
         process.stdout.write('no VMs yet: define one with `svirt define --name NAME --kernel FILE --disk FILE` (see `svirt define --help`), or `svirt import-xml domain.xml`\n');
