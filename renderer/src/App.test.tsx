@@ -146,11 +146,20 @@ describe('App', () => {
   });
 
   it('does not say the VMs are confined when SELinux is off, in the sidebar or the list', async () => {
-    renderApp({ hostStatus: async () => ({ ...sampleHost, selinux: { mode: 'disabled', policyType: null } }) });
+    renderApp({ hostStatus: async () => ({ ...sampleHost, security: { ...sampleHost.security, state: 'inactive' }, selinux: { mode: 'disabled', policyType: null } }) });
     await screen.findByTestId('vm-row-web');
     await waitFor(() => expect(screen.getByTestId('sidebar-note').textContent).toMatch(/SELinux is off.*no VM is confined/));
     expect(screen.getByTestId('list-lede').textContent).toMatch(/no VM is confined/);
     expect(document.body.textContent).not.toMatch(/Every VM runs confined/);
+  });
+
+  it('names the model the helper probed, AppArmor on an AppArmor host, in the sidebar, the list and the status bar', async () => {
+    renderApp({ hostStatus: async () => ({ ...sampleHost, security: { model: 'apparmor', modelName: 'AppArmor', state: 'enforcing', layers: ['apparmor', 'dac'] }, selinux: { mode: 'disabled', policyType: null } }) });
+    await screen.findByTestId('vm-row-web');
+    await waitFor(() => expect(screen.getByTestId('sidebar-note').textContent).toMatch(/^AppArmor enforces/));
+    expect(screen.getByTestId('list-lede').textContent).toMatch(/^AppArmor enforces/);
+    expect(document.body.textContent).not.toMatch(/SELinux is off/);
+    await waitFor(() => expect(screen.getAllByTestId('security-model').some((e) => e.textContent === 'AppArmor (enforcing)')).toBe(true));
   });
 
   it('counts the unconfined VMs in the list subtitle on an enforcing host', async () => {

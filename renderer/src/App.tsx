@@ -71,7 +71,7 @@ export function App({ initialRoute = { view: 'vms' } }: { initialRoute?: Route }
           ))}
         </ul>
         <p className="sidebar__note" data-testid="sidebar-note">
-          {host.error ? 'Host status unavailable.' : hostConfinementText(host.data?.selinux.mode)}
+          {host.error ? 'Host status unavailable.' : hostConfinementText(host.data?.security)}
         </p>
         <label className="sidebar__setting">
           Theme

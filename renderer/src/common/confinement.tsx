@@ -1,4 +1,4 @@
-import type { SelinuxMode, VmSummary } from '../../../src/contracts/ipc-contract';
+import type { ActiveModel, VmSummary } from '../../../src/contracts/ipc-contract';
 
 /**
  * One vocabulary for how a VM is (or would be) held: `confined` (SELinux enforces its pair),
@@ -19,13 +19,21 @@ export const CONFINEMENT_TEXT: Record<ConfinementState, string> = {
   unconfined: 'Unconfined',
 };
 
-/** What SELinux on this host does for the VMs, in one sentence; never claims more than the mode allows. */
-export function hostConfinementText(mode: SelinuxMode | null | undefined, unconfinedVms = 0): string {
-  if (mode === undefined || mode === null) return 'Reading how this host confines VMs…';
-  if (mode === 'disabled') return 'SELinux is off on this host: no VM is confined. Files are still labeled, ready for when it is on.';
+/**
+ * What the host's security model does for the VMs, in one sentence, naming the model the helper probed;
+ * never claims more than its state allows.
+ */
+export function hostConfinementText(security: ActiveModel | null | undefined, unconfinedVms = 0): string {
+  if (security === undefined || security === null) return 'Reading how this host confines VMs…';
+  const { model, modelName, state } = security;
+  if (model === 'none' || state === 'inactive' || state === 'absent') {
+    // An SELinux host without SELinux running still labels files, so they are ready when it runs.
+    const labels = model === 'selinux' ? ' Files are still labeled, ready for when it is on.' : '';
+    return `${model === 'none' ? 'No security model' : modelName} is off on this host: no VM is confined.${labels}`;
+  }
   const some = unconfinedVms > 0 ? ` ${unconfinedVms} ${unconfinedVms === 1 ? 'VM runs' : 'VMs run'} unconfined.` : '';
-  if (mode === 'permissive') return `SELinux is permissive: each VM gets its own pair, but denials are only logged.${some}`;
-  return `SELinux enforces: each VM with a label runs in its own domain with a pair no other VM holds.${some}`;
+  if (state === 'permissive') return `${modelName} is permissive: each VM gets its own label, but denials are only logged.${some}`;
+  return `${modelName} enforces: each VM with a label runs confined by a label no other VM holds.${some}`;
 }
 
 /** The strongest warning the app has: a VM that nothing but the qemu user's rights keeps from the host. */

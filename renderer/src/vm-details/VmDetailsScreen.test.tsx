@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { RelabelPreview, RelabelResult, VmDetails } from '../../../src/contracts/ipc-contract';
 import { ApiProvider } from '../api';
 import { createFakeApi, type FakeApi } from '../test-support/fake-api';
-import { diskResource, mcs, sampleHandlers, vmDefinition, vmSummary } from '../test-support/sample-data';
+import { apparmorSecurity, diskResource, mcs, sampleHandlers, vmDefinition, vmSummary } from '../test-support/sample-data';
 import { VmDetailsScreen } from './VmDetailsScreen';
 
 afterEach(cleanup);
@@ -253,6 +253,20 @@ describe('VmDetailsScreen wording', () => {
     expect((await screen.findByTestId('unconfined-warning')).textContent).toMatch(/web runs unconfined/);
     const chip = within(screen.getByRole('heading', { level: 1 }).parentElement as HTMLElement).getByTestId('mcs-chip');
     expect(chip.dataset.colour).toBeUndefined();
+  });
+
+  it("shows an AppArmor VM's profile from its description, names AppArmor and the DAC layer under it, and colours the profile as its own", async () => {
+    const profile = 'svirt-1000-kiosk';
+    const kiosk = { ...details({ name: 'kiosk', state: 'running', pid: 9, processLabel: profile, imageLabel: null, processLevel: { level: profile, name: null, pair: profile }, imageLevel: null, seclabel: { mode: 'dynamic', relabel: true }, security: apparmorSecurity(profile) }), resources: [] };
+    renderDetails(createFakeApi({ getVm: async () => kiosk }));
+    const model = await screen.findByTestId('security-model');
+    expect(model.textContent).toMatch(/^AppArmor/);
+    expect(model.textContent).toContain(`qemu runs in the AppArmor profile ${profile}`);
+    expect(screen.getByTestId('security-layer-dac').textContent).toContain('DAC (per-VM uid)');
+    expect(document.querySelector('[data-part="profile"]')?.textContent).toBe(profile);
+    const chip = within(screen.getByRole('heading', { level: 1 }).parentElement as HTMLElement).getByTestId('mcs-chip');
+    expect(chip.dataset.pair).toBe(profile);
+    expect(chip.dataset.colour).toMatch(/^#[0-9a-f]{6}$/);
   });
 
   it('does not style a disabled Start as the primary action', async () => {

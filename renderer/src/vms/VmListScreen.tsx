@@ -9,8 +9,8 @@ export function VmListScreen({ onOpen, onCreate }: { onOpen: (name: string) => v
   const vms = useAsync(() => api.listVms(), [api]);
   const host = useAsync(() => api.hostStatus(), [api]);
   useSvirtEvent('vmStateChanged', vms.reload);
-  const mode = host.data?.selinux.mode ?? null;
-  const unconfined = mode === null ? 0 : (vms.data ?? []).filter((vm) => confinementOf(vm) === 'unconfined').length;
+  const security = host.data?.security ?? null;
+  const unconfined = security === null ? 0 : (vms.data ?? []).filter((vm) => confinementOf(vm) === 'unconfined').length;
 
   return (
     <div className="screen">
@@ -18,7 +18,7 @@ export function VmListScreen({ onOpen, onCreate }: { onOpen: (name: string) => v
         <div>
           <h1>Virtual machines</h1>
           <p className="screen__lede" data-testid="list-lede">
-            {host.error ? 'How this host confines VMs is unknown: see the status bar.' : hostConfinementText(mode, unconfined)}
+            {host.error ? 'How this host confines VMs is unknown: see the status bar.' : hostConfinementText(security, unconfined)}
           </p>
         </div>
         <button type="button" className="button button--primary" onClick={onCreate}>
