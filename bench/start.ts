@@ -90,9 +90,9 @@ interface Timeline {
   prepareMs: number;
   /** launch line → qemu.pid: sockets, fds, spawn. */
   spawnMs: number;
-  /** qemu.pid → keeper serving: QMP greeting + query-status, then the keeper process starting and connecting. */
+  /** qemu.pid → keeper serving: the (spare) keeper taking its VM and opening qemu's serial line, while qemu starts. */
   qmpAndKeeperMs: number;
-  /** keeper serving → start response: QMP connect + cont, record, response. */
+  /** keeper serving → start response: the rest of qemu's start-up to its QMP greeting, cont on that connection, record, response. */
   contMs: number;
   /** start response → consoleAttach response. */
   attachMs: number;
