@@ -81,6 +81,26 @@ describe('the AppArmor driver', () => {
     expect(await readFile(fake.profilesFile, 'utf8')).not.toContain('svirt-vm-1000-a');
   });
 
+  it('keeps both private boot copies in the profile when the kernel\'s and the initrd\'s are added at once', async () => {
+    const a = vm('a', '/home/u/a.img');
+    const label = await driver.generate(a, { others: [], reserved: [], state: undefined });
+    await driver.setAll(a, label, noFiles);
+    const copies = ['.boot-kernel', '.boot-initrd'].map((n) => path.join(fake.dir, n));
+    const handles = await Promise.all(copies.map(async (c) => {
+      await writeFile(c, c);
+      const handle = await open(c, 'r');
+      await rm(c);
+      return handle;
+    }));
+    try {
+      await Promise.all(handles.map((h) => driver.labelPrivateCopy(`/proc/${process.pid}/fd/${h.fd}`, label)));
+    } finally {
+      await Promise.all(handles.map((h) => h.close()));
+    }
+    const loaded = await readFile(path.join(fake.dir, 'profiles/svirt-vm-1000-a'), 'utf8');
+    for (const c of copies) expect(loaded).toContain(`"${c}" rk,`);
+  });
+
   it('sweeps the profile of a VM no record keeps, loaded or stored, and keeps the profiles of the VMs on record', async () => {
     const [a, b] = [vm('a', '/home/u/a.img'), vm('b', '/home/u/b.img')];
     const book = { others: [] as { id: string; name: string; ownerUid: number; label: Awaited<ReturnType<AppArmorDriver['generate']>> | undefined }[], reserved: [], state: undefined };

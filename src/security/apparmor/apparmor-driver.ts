@@ -51,6 +51,8 @@ export class AppArmorDriver implements SecurityDriver {
   private readonly confinement: AppArmorVmConfinement;
   /** What each profile loaded by this helper was made from, so a private copy can be added to it. */
   private readonly requests = new Map<string, VmConfinementRequest>();
+  /** Per profile, the private copy being added now (see labelPrivateCopy). */
+  private readonly adding = new Map<string, Promise<void>>();
 
   constructor(private readonly options: AppArmorDriverOptions) {
     this.confinement = new AppArmorVmConfinement(options.store ?? new VmProfileStore({ dir: options.profileDir }), options.probe ?? (() => probeAppArmor()));
@@ -110,14 +112,26 @@ export class AppArmorDriver implements SecurityDriver {
    * and AppArmor checks the name it had. That name joins the VM's profile, which is loaded again.
    */
   async labelPrivateCopy(copy: string, label: VmLabel): Promise<void> {
-    if (label.process === null) return;
-    const request = this.requests.get(label.process);
-    if (request === undefined) return;
+    const profile = label.process;
+    if (profile === null || !this.requests.has(profile)) return;
     const target = (await readlink(copy).catch(() => copy)).replace(/ \(deleted\)$/, '');
     if (!path.isAbsolute(target)) return;
-    const next = { ...request, files: [...request.files, { path: target, use: 'boot' as const }] };
-    this.requests.set(label.process, next);
-    await this.confinement.prepare(next);
+    // One profile load at a time per VM, each from the request as the last one left it: the kernel's and
+    // the initrd's copies are added at once, and neither may load a profile without the other.
+    const previous = this.adding.get(profile) ?? Promise.resolve();
+    const added = previous.catch(() => undefined).then(async () => {
+      const request = this.requests.get(profile);
+      if (request === undefined) return;
+      const next = { ...request, files: [...request.files, { path: target, use: 'boot' as const }] };
+      this.requests.set(profile, next);
+      await this.confinement.prepare(next);
+    });
+    this.adding.set(profile, added);
+    try {
+      await added;
+    } finally {
+      if (this.adding.get(profile) === added) this.adding.delete(profile);
+    }
   }
 
   async fileLabel(): Promise<string | null> {
