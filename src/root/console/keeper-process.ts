@@ -201,9 +201,13 @@ export async function startConsoleKeeperProcess(options: KeeperProcessOptions): 
   for (;;) {
     const pid = await readPidFile(options.pidFile);
     if (pid !== null) {
-      // The next spare starts once this keeper serves: not alongside it, on the start's critical path.
+      // The next spare starts once this keeper serves: not alongside it, on the start's critical path. And
+      // only after the starter has gone on (spawning Node blocks this process for milliseconds): a VM start
+      // resumes qemu first.
       const key = keyOf(options);
-      if (spareKeys.has(key) && !spares.has(key)) startSpare(key, options);
+      setImmediate(() => {
+        if (spareKeys.has(key) && !spares.has(key)) startSpare(key, options);
+      });
       return { pid };
     }
     if (exited !== null) throw new Error(`console keeper did not start (${exited})${options.logFile ? `; see ${options.logFile}` : ''}`);
