@@ -1,6 +1,7 @@
-// The part every LSM test host shares (`npm run test:apparmor`; the SELinux host's run.mjs is the same
-// recipe): this host's kernel enforces no LSM, so a qemu guest boots Debian's kernel with the LSM on and
-// runs the host's scenario.mjs there.
+// The part every LSM test host shares (`npm run test:selinux`, `npm run test:apparmor`): this host's kernel
+// enforces no LSM, so a qemu guest boots Debian's kernel with the LSM on and runs the host's scenario.mjs
+// there. Each host's run.mjs gives only its own differences (packages, root-disk step, kernel command
+// line, product-disk labels, scenario, wanted fields).
 //
 // Two disks:
 //   - the root disk (Debian packages by mmdebstrap, packed by mkfs.ext4 -d), built by the host's recipe
@@ -10,8 +11,8 @@
 //   - a small disk rebuilt every run with the product as built (dist/, bin/, assets/), this host's Node,
 //     the inner test guest (npm run guest), and the host's init.sh and scenario: a product change never
 //     rebuilds the root disk.
-// Prints the scenario's progress, then, as the last line, the JSON result; exit code 1 unless every
-// field of `want` came out as wanted.
+// Prints the scenario's progress, then, as the last line, the JSON result; exit code 1 unless the scenario
+// printed a result and every field of `want` came out as wanted.
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -153,7 +154,7 @@ export async function bootTestHost(host) {
       const s = (a, b) => (a && b ? ((b - a) / 1000).toFixed(0) : '?');
       log(`qemu exited (${code}); boot to ${host.readyLine} ${s(tBoot, tReady)} s, scenario ${s(tReady, tScenarioEnd)} s, whole run ${s(t0, Date.now())} s; serial log: ${serialLog}`);
       const summary = result ?? { error: 'the scenario printed no result' };
-      const ok = Object.entries(host.want).every(([k, v]) => summary[k] === v);
+      const ok = result !== undefined && Object.entries(host.want).every(([k, v]) => summary[k] === v);
       const { failures, ...line } = summary;
       if (failures) log(`failed: ${failures.join('; ')}`);
       process.stdout.write(`${JSON.stringify(line)}\n`);
