@@ -2,12 +2,7 @@
 # PID 1 of the AppArmor test host (run by /sbin/svirt-test-init from the per-run disk at /opt/svirt-test).
 # Mounts securityfs (AppArmor's interface), runs the scenario as root (unconfined, as pkexec's caller
 # and the helper are on a desktop), powers off. Lines starting with SVIRT-HOST are read by run.mjs.
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/root LANG=C.UTF-8
-say() { echo "SVIRT-HOST: $*"; }
-mount -t proc proc /proc 2>/dev/null
-mount -t sysfs sysfs /sys 2>/dev/null
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
+. /opt/svirt-test/host-init.sh
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 say "booted uptime=$(cut -d' ' -f1 /proc/uptime)"
 # Every AppArmor audit line must reach the kernel log: without auditd the kernel prints them rate-limited.
@@ -18,7 +13,4 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 say "apparmor ready uptime=$(cut -d' ' -f1 /proc/uptime) enabled=$(cat /sys/module/apparmor/parameters/enabled) lsm=$(cat /sys/kernel/security/lsm) profiles=$(wc -l </sys/kernel/security/apparmor/profiles)"
 /opt/svirt-test/node/node /opt/svirt-test/scenario.mjs
 say "scenario exited $? uptime=$(cut -d' ' -f1 /proc/uptime)"
-sync
-echo 1 >/proc/sys/kernel/sysrq
-echo o >/proc/sysrq-trigger
-sleep 30
+power_off

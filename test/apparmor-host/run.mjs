@@ -8,16 +8,14 @@
 // own image and the other's, and no VM profile was left after stop or after a crash.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bootTestHost, REPO } from '../lsm-host/boot-host.mjs';
+import { bootTestHost } from '../lsm-host/boot-host.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SHARED = path.join(REPO, 'test/lsm-host');
 
 process.exitCode = await bootTestHost({
   tag: 'test:apparmor',
-  recipe: [path.join(SHARED, 'build-rootfs.sh'), path.join(HERE, 'rootfs-packages.txt')],
-  build: (out) => [path.join(SHARED, 'build-rootfs.sh'), out, path.join(HERE, 'rootfs-packages.txt')],
-  guestFiles: [path.join(HERE, 'init.sh'), path.join(HERE, 'scenario.mjs'), path.join(SHARED, 'tiny-kernel.mjs'), path.join(REPO, 'test/selinux-host/pkexec-standin')],
+  packages: path.join(HERE, 'rootfs-packages.txt'),
+  guestFiles: [path.join(HERE, 'init.sh'), path.join(HERE, 'scenario.mjs')],
   assets: ['assets/linux', 'assets/polkit', 'assets/apparmor'],
   // no_timer_check: on a busy host the kernel's IO-APIC timer check can fail under TCG.
   append: ['root=/dev/vda', 'rw', 'console=ttyS0', 'loglevel=4', 'no_timer_check', 'security=apparmor', 'apparmor=1',

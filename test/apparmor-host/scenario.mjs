@@ -11,47 +11,13 @@
 //                  what the kernel did (auditDisagreements); stop removes the profiles (profilesLeft);
 //   crash:         VM A's qemu killed, the helper gone too: the next CLI call's reconcile removes its profile.
 // Progress lines start with "SVIRT-HOST:"; the last one is "SVIRT-RESULT {json}".
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
+import { check, defineVm, HOME, NODE, openOthers, PRODUCT, qmpSession, registry, run, runScenario, say, startTwo, STATE, stopTwo, svirt, TEST } from './scenario-kit.mjs';
 import { tinyKernel } from './tiny-kernel.mjs';
 
-const TEST = '/opt/svirt-test';
-const PRODUCT = `${TEST}/product`;
-const NODE = `${TEST}/node/node`;
-const HOME = '/home/user';
-const GUEST_APPEND = 'console=ttyS0 panic=-1';
-const STATE = '/var/lib/svirt-manager';
 const SECURITYFS = '/sys/kernel/security/apparmor';
 const MODE_PARAMETER = '/sys/module/apparmor/parameters/mode';
-const t0 = Date.now();
-
-const say = (...a) => console.log('SVIRT-HOST:', ...a);
-const secs = () => ((Date.now() - t0) / 1000).toFixed(1);
-const failures = [];
-function check(ok, what) {
-  say(`${ok ? 'ok' : 'FAIL'} ${what}`);
-  if (!ok) failures.push(what);
-  return ok;
-}
-
-function run(cmd, args, { env, timeout = 900_000 } = {}) {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env: env ?? process.env, timeout, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
-
-// The CLI as a desktop user runs it; the launcher stands in for pkexec (no polkit daemon here).
-const CLI_ENV = { PATH: `${TEST}/node:${process.env.PATH}`, HOME: '/root', LANG: 'C.UTF-8', SVIRT_HELPER_LAUNCHER: `${TEST}/pkexec-standin` };
-async function svirt(...args) {
-  const t = Date.now();
-  const r = await run(`${PRODUCT}/bin/svirt.js`, args, { env: CLI_ENV });
-  say(`svirt ${args.join(' ')} -> ${r.code} in ${((Date.now() - t) / 1000).toFixed(1)} s: ${r.stdout.trim().split('\n').slice(0, 3).join(' | ')} ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
-  return r;
-}
 
 /** The kernel log's AppArmor audit lines (DENIED, ALLOWED in complain mode) about a VM profile. */
 async function apparmorLines() {
@@ -74,39 +40,6 @@ const storedProfiles = () => {
 };
 const confinement = (pid) => fs.readFileSync(`/proc/${pid}/attr/current`, 'utf8').replace(/\0+$/, '').trim();
 
-function qmpSession(socketPath) {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(socketPath);
-    let buf = '';
-    const waiting = [];
-    sock.on('data', (d) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i).trim();
-        buf = buf.slice(i + 1);
-        if (!line) continue;
-        const msg = JSON.parse(line);
-        if (msg.event) continue;
-        waiting.shift()?.(msg);
-      }
-    });
-    sock.on('error', reject);
-    const next = () => new Promise((res) => waiting.push(res));
-    next().then(async (greeting) => {
-      if (!greeting.QMP) return reject(new Error('no QMP greeting'));
-      const exec = async (execute, args) => {
-        const p = next();
-        sock.write(`${JSON.stringify(args ? { execute, arguments: args } : { execute })}\n`);
-        return p;
-      };
-      await exec('qmp_capabilities');
-      resolve({ exec, close: () => sock.end() });
-    });
-    setTimeout(() => reject(new Error(`QMP ${socketPath}: no answer`)), 30_000).unref();
-  });
-}
-
 async function setUp() {
   const g = `${TEST}/guest`;
   fs.mkdirSync(HOME, { recursive: true, mode: 0o755 });
@@ -115,26 +48,6 @@ async function setUp() {
   fs.writeFileSync(`${HOME}/secret.txt`, 'a user file no VM may read\n');
   // DAC lets anyone read and write: what stops a VM must be its profile.
   await run('chmod', ['-R', 'a+rwX', HOME]);
-}
-
-function registry() {
-  return JSON.parse(fs.readFileSync(`${STATE}/registry.json`, 'utf8'));
-}
-
-async function startTwo() {
-  for (const name of ['vma', 'vmb']) {
-    const r = await svirt('start', name);
-    if (!check(r.code === 0, `${name} starts without --allow-unconfined`)) {
-      let keeperLog = '(none)';
-      try {
-        keeperLog = fs.readFileSync(`${STATE}/run/0-${name}/console.log`, 'utf8').split('\n').slice(-10).join(' | ');
-      } catch {
-        // no log: the keeper never ran
-      }
-      say(`${name} keeper log: ${keeperLog}`);
-    }
-  }
-  return Object.fromEntries(Object.values(registry().vms).map((rec) => [rec.name, rec]));
 }
 
 /**
@@ -171,10 +84,6 @@ async function auditDisagreements(kernel) {
   return asked === 4 ? disagreements : Math.max(disagreements, 1);
 }
 
-async function stopTwo() {
-  for (const name of ['vma', 'vmb']) check((await svirt('stop', name, '--force')).code === 0, `${name} stops`);
-}
-
 async function main() {
   const result = { enforcing: false, confinedVms: 0, crossVmDenied: false, hostFileDenied: false, ownDenials: -1, auditDisagreements: -1, profilesLeft: -1, crashProfileRemoved: false };
   say(`scenario start: ${confinement('self')}, AppArmor mode ${fs.readFileSync(MODE_PARAMETER, 'utf8').trim()}, SELinux ${fs.existsSync('/sys/fs/selinux') ? 'present' : 'absent'}`);
@@ -185,11 +94,7 @@ async function main() {
     '--copy-runtime', '--apparmor-dir', `${PRODUCT}/assets/apparmor`]);
   say(`install-helper.sh -> ${inst.code} in ${((Date.now() - t) / 1000).toFixed(1)} s: ${inst.stdout.trim()} ${inst.stderr.trim()}`);
   check(inst.code === 0 && fs.existsSync('/etc/apparmor.d/abstractions/svirt-qemu'), 'the install script installs the helper and the qemu abstraction');
-  for (const [name, disk] of [['vma', 'a.img'], ['vmb', 'b.img']]) {
-    const r = await svirt('define', '--name', name, '--kernel', `${HOME}/vmlinuz`, '--initrd', `${HOME}/initrd.gz`, '--append', GUEST_APPEND,
-      '--disk', `${HOME}/${disk}`, '--memory', '128');
-    check(r.code === 0, `${name} is defined`);
-  }
+  for (const [name, disk] of [['vma', 'a.img'], ['vmb', 'b.img']]) await defineVm(name, [`${HOME}/${disk}`]);
 
   // ---- complain pass: every AppArmor line about a VM profile is the product's own doing
   fs.writeFileSync(MODE_PARAMETER, 'complain');
@@ -241,11 +146,7 @@ async function main() {
 
   // VM A's qemu, asked over QMP to open what is not its own.
   if (qmpA) {
-    const open = async (file, node) => qmpA.q.exec('blockdev-add', { driver: 'file', 'node-name': node, filename: file, 'read-only': true, locking: 'off' });
-    const bOpen = await open(`${HOME}/b.img`, 'probeb');
-    const hOpen = await open(`${HOME}/secret.txt`, 'probeh');
-    const aOpen = await open(`${HOME}/a.img`, 'probea');
-    say(`blockdev-add b.img: ${JSON.stringify(bOpen.error ?? bOpen.return)}; secret.txt: ${JSON.stringify(hOpen.error ?? hOpen.return)}; a.img: ${JSON.stringify(aOpen.error ?? aOpen.return)}`);
+    const { bOpen, hOpen, aOpen } = await openOthers(qmpA.q);
     qmpA.q.close();
     // The same two questions of VM B's qemu, then of the product's audit.
     if (qmpB) {
@@ -293,12 +194,7 @@ async function main() {
     check(false, 'vma starts again for the crash test');
   }
 
-  say(`scenario ${secs()} s; failures: ${failures.length ? failures.join('; ') : 'none'}`);
-  if (failures.length) result.failures = failures;
-  console.log(`SVIRT-RESULT ${JSON.stringify(result)}`);
+  return result;
 }
 
-main().catch((e) => {
-  say(`scenario crashed: ${e.stack ?? e}`);
-  console.log(`SVIRT-RESULT ${JSON.stringify({ error: String(e.message ?? e) })}`);
-});
+runScenario(main);

@@ -22,15 +22,19 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const REPO = path.resolve(HERE, '../..');
 export const CACHE = process.env.SVIRT_TEST_HOST_CACHE ?? '/var/cache/svirt-test-host';
+// What every host's init.sh and scenario.mjs use from beside them in /opt/svirt-test.
+const SHARED_GUEST_FILES = ['host-init.sh', 'scenario-kit.mjs', 'tiny-kernel.mjs', 'pkexec-standin'].map((f) => path.join(HERE, f));
 
 /**
  * @typedef {object} TestHost
  * @property {string} tag             the npm script's name, for log lines
- * @property {string[]} recipe        the files whose bytes key the cached root disk
- * @property {(out: string) => string[]} build  the command (argv) that builds the root disk into `out`
- * @property {string[]} guestFiles    files copied to the top of the product disk (init.sh, scenario.mjs…)
+ * @property {string} packages      the root disk's Debian packages (build-rootfs.sh's PACKAGES-FILE)
+ * @property {string} [rootfsStep]   the LSM's own step on the root tree (build-rootfs.sh's HOST-STEP)
+ * @property {string[]} guestFiles    the host's own files copied to the top of the product disk (init.sh,
+ *   scenario.mjs), beside the shared ones (SHARED_GUEST_FILES)
  * @property {string[]} assets        the product's asset folders the scenario needs (relative to the repo)
  * @property {string[]} append        the kernel command line
  * @property {string} readyLine       an SVIRT-HOST line holding this marks the LSM ready (boot time)
@@ -41,6 +45,10 @@ export const CACHE = process.env.SVIRT_TEST_HOST_CACHE ?? '/var/cache/svirt-test
  * @property {number} [priority]     the test host's nice value (a negative one needs root)
  */
 
+/** The root disk's recipe: the builder, the package list and the LSM's step, as build-rootfs.sh's argv. */
+const recipe = (host) => [path.join(HERE, 'build-rootfs.sh'), host.packages, ...(host.rootfsStep ? [host.rootfsStep] : [])];
+
+/** The cache key: the bytes of every file of the recipe, in its order. */
 function recipeKey(files) {
   const h = createHash('sha256');
   for (const f of files) h.update(fs.readFileSync(f));
@@ -49,16 +57,16 @@ function recipeKey(files) {
 
 /** The cached root disk, built under a lock if missing (about 10 minutes on 2 cores). */
 async function rootDisk(host, log) {
-  const dir = path.join(CACHE, `rootfs-${recipeKey(host.recipe)}`);
+  const [builder, ...inputs] = recipe(host);
+  const dir = path.join(CACHE, `rootfs-${recipeKey([builder, ...inputs])}`);
   if (fs.existsSync(path.join(dir, 'stamp'))) return dir;
   fs.mkdirSync(CACHE, { recursive: true });
   const t = Date.now();
   log(`building the root disk in ${dir} (mmdebstrap; about 10 minutes)`);
   // flock: a second run waits for the first build instead of building the same thing twice.
   const script = 'd=$1; shift; [ -f "$d/stamp" ] || { rm -rf "$d" && "$@" && date -u +%FT%TZ > "$d/stamp"; }';
-  const [cmd, ...args] = host.build(dir);
   await new Promise((resolve, reject) => {
-    const child = spawn('flock', [path.join(CACHE, 'build.lock'), 'sh', '-c', script, 'sh', dir, cmd, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn('flock', [path.join(CACHE, 'build.lock'), 'sh', '-c', script, 'sh', dir, builder, dir, ...inputs], { stdio: ['ignore', 'inherit', 'inherit'] });
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`building the root disk failed (${code})`))));
   });
   log(`root disk built in ${((Date.now() - t) / 1000).toFixed(0)} s`);
@@ -90,7 +98,7 @@ async function productDisk(host, rootDir, guest, work) {
   fs.copyFileSync(guest.kernel, path.join(top, 'guest/vmlinuz'));
   fs.copyFileSync(guest.initrd, path.join(top, 'guest/initrd.gz'));
   fs.copyFileSync(guest.disk, path.join(top, 'guest/disk.raw'));
-  for (const f of host.guestFiles) fs.copyFileSync(f, path.join(top, path.basename(f)));
+  for (const f of [...SHARED_GUEST_FILES, ...host.guestFiles]) fs.copyFileSync(f, path.join(top, path.basename(f)));
   await run('chown', ['-R', 'root:root', top]);
   await run('chmod', ['-R', 'go-w', top]);
   await host.prepare?.(top, rootDir, stage);

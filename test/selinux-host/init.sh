@@ -2,12 +2,7 @@
 # PID 1 of the SELinux test host (run by /sbin/svirt-test-init from the per-run disk at /opt/svirt-test).
 # Loads the policy, enters the desktop user's context, runs the scenario, powers off. Lines starting
 # with SVIRT-HOST are read by run.mjs on the serial console.
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/root LANG=C.UTF-8
-say() { echo "SVIRT-HOST: $*"; }
-mount -t proc proc /proc 2>/dev/null
-mount -t sysfs sysfs /sys 2>/dev/null
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
+. /opt/svirt-test/host-init.sh
 say "booted uptime=$(cut -d' ' -f1 /proc/uptime)"
 # Every AVC line must reach the kernel log: without auditd the kernel prints them rate-limited.
 echo 0 >/proc/sys/kernel/printk_ratelimit
@@ -24,7 +19,4 @@ say "policy loaded uptime=$(cut -d' ' -f1 /proc/uptime) mode=$(getenforce) conte
 runcon unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023 \
   /opt/svirt-test/node/node --jitless /opt/svirt-test/scenario.mjs
 say "scenario exited $? uptime=$(cut -d' ' -f1 /proc/uptime)"
-sync
-echo 1 >/proc/sys/kernel/sysrq
-echo o >/proc/sysrq-trigger
-sleep 30
+power_off

@@ -12,18 +12,17 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { bootTestHost, REPO } from '../lsm-host/boot-host.mjs';
+import { bootTestHost } from '../lsm-host/boot-host.mjs';
 
 const run = promisify(execFile);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SHARED = path.join(REPO, 'test/lsm-host');
 const noModule = process.env.SVIRT_SELINUX_NOMODULE === '1';
 
 process.exitCode = await bootTestHost({
   tag: 'test:selinux',
-  recipe: [path.join(SHARED, 'build-rootfs.sh'), path.join(HERE, 'rootfs-packages.txt'), path.join(HERE, 'label-rootfs.sh')],
-  build: (out) => [path.join(SHARED, 'build-rootfs.sh'), out, path.join(HERE, 'rootfs-packages.txt'), path.join(HERE, 'label-rootfs.sh')],
-  guestFiles: [path.join(HERE, 'init.sh'), path.join(HERE, 'scenario.mjs'), path.join(SHARED, 'tiny-kernel.mjs'), path.join(HERE, 'pkexec-standin')],
+  packages: path.join(HERE, 'rootfs-packages.txt'),
+  rootfsStep: path.join(HERE, 'label-rootfs.sh'),
+  guestFiles: [path.join(HERE, 'init.sh'), path.join(HERE, 'scenario.mjs')],
   assets: ['assets/linux', 'assets/polkit', 'assets/selinux'],
   // The product disk as /opt/svirt-test, labeled by the guest policy's file contexts.
   prepare: (top, rootDir, stage) => run('setfiles', ['-r', stage, '-c', path.join(rootDir, 'policy.33'), path.join(rootDir, 'file_contexts'), top]),

@@ -20,16 +20,11 @@ import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { check, CLI_ENV, defineVm, HOME, NODE, openOthers, PRODUCT, qmpSession, registry, run, runScenario, say, secs, startTwo, STATE, stopTwo, svirt, TEST } from './scenario-kit.mjs';
 import { tinyKernel } from './tiny-kernel.mjs';
 
-const TEST = '/opt/svirt-test';
-const PRODUCT = `${TEST}/product`;
-const NODE = `${TEST}/node/node`;
-const HOME = '/home/user';
 const USER_DIR_LABEL = 'unconfined_u:object_r:user_home_dir_t:s0';
 const USER_FILE_LABEL = 'unconfined_u:object_r:user_home_t:s0';
-const GUEST_APPEND = 'console=ttyS0 panic=-1';
-const STATE = '/var/lib/svirt-manager';
 const VG = 'svirtvg';
 // Sizes tell qemu's drives apart: a private LV (16 MiB) from the shared one (12 MiB) and the image (8 MiB).
 const LV_MIB = { a: 16, b: 16, shared: 12, other: 8 };
@@ -40,37 +35,6 @@ const SHARED_IMAGE_LABEL = 'system_u:object_r:svirt_image_t:s0';
 // The uid the refusal of an LV not granted to it runs as (helper.json grants it LV a only).
 const OTHER_UID = 1000;
 const skipModule = fs.readFileSync('/proc/cmdline', 'utf8').includes('svirt.nomodule');
-const t0 = Date.now();
-
-const say = (...a) => console.log('SVIRT-HOST:', ...a);
-const secs = () => ((Date.now() - t0) / 1000).toFixed(1);
-const failures = [];
-function check(ok, what) {
-  say(`${ok ? 'ok' : 'FAIL'} ${what}`);
-  if (!ok) failures.push(what);
-  return ok;
-}
-
-// 15 minutes: under TCG a CLI call is a minute or more, the audit (which loads the offline evaluator) several.
-function run(cmd, args, { env, timeout = 900_000 } = {}) {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env: env ?? process.env, timeout, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
-
-// The CLI as a desktop user runs it. The launcher stands in for pkexec (no polkit daemon here): it
-// execs the installed wrapper with PKEXEC_UID set, from this (unconfined_t) process.
-// `node` on PATH, as an installed Node puts it: bin/svirt.js runs by its own #! line (which turns the JIT
-// off: Debian denies unconfined_t execmem, so a JIT would show as a denial here or a crash when enforcing).
-const CLI_ENV = { PATH: `${TEST}/node:${process.env.PATH}`, HOME: '/root', LANG: 'C.UTF-8', SVIRT_HELPER_LAUNCHER: `${TEST}/pkexec-standin` };
-async function svirt(...args) {
-  const t = Date.now();
-  const r = await run(`${PRODUCT}/bin/svirt.js`, args, { env: CLI_ENV });
-  say(`svirt ${args.join(' ')} -> ${r.code} in ${((Date.now() - t) / 1000).toFixed(1)} s: ${r.stdout.trim().split('\n').slice(0, 3).join(' | ')} ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
-  return r;
-}
 
 function readXattrLabel(p) {
   // getfattr prints the value of security.selinux; --only-values keeps it bare.
@@ -112,39 +76,6 @@ function connectLow(socketPath) {
   } finally {
     setSockcreate('');
   }
-}
-
-function qmpSession(socketPath) {
-  return new Promise((resolve, reject) => {
-    const sock = connectLow(socketPath);
-    let buf = '';
-    const waiting = [];
-    sock.on('data', (d) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i).trim();
-        buf = buf.slice(i + 1);
-        if (!line) continue;
-        const msg = JSON.parse(line);
-        if (msg.event) continue;
-        waiting.shift()?.(msg);
-      }
-    });
-    sock.on('error', reject);
-    const next = () => new Promise((res) => waiting.push(res));
-    next().then(async (greeting) => {
-      if (!greeting.QMP) return reject(new Error('no QMP greeting'));
-      const exec = async (execute, args) => {
-        const p = next();
-        sock.write(`${JSON.stringify(args ? { execute, arguments: args } : { execute })}\n`);
-        return p;
-      };
-      await exec('qmp_capabilities');
-      resolve({ exec, close: () => sock.end() });
-    });
-    setTimeout(() => reject(new Error(`QMP ${socketPath}: no answer`)), 30_000).unref();
-  });
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -375,40 +306,6 @@ function journal() {
   }
 }
 
-function registry() {
-  return JSON.parse(fs.readFileSync(`${STATE}/registry.json`, 'utf8'));
-}
-
-async function startTwo() {
-  const vms = {};
-  for (const name of ['vma', 'vmb']) {
-    let r = await svirt('start', name);
-    // On a loaded machine the inner qemu may take longer to open its serial line than the keeper waits
-    // (10 s): one more try, said so in the log.
-    if (r.code !== 0 && /console keeper did not start/.test(r.stderr)) {
-      say(`${name}: the console keeper timed out (load ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}); starting once more`);
-      r = await svirt('start', name);
-    }
-    if (!check(r.code === 0, `${name} starts without --allow-unconfined`)) {
-      // What the console keeper said (its log stays in the run directory).
-      let keeperLog = '(none)';
-      try {
-        keeperLog = fs.readFileSync(`${STATE}/run/0-${name}/console.log`, 'utf8').split('\n').slice(-10).join(' | ');
-      } catch {
-        // no log: the keeper never ran
-      }
-      say(`${name} keeper log: ${keeperLog}`);
-    }
-  }
-  const reg = registry();
-  for (const rec of Object.values(reg.vms)) vms[rec.name] = rec;
-  return vms;
-}
-
-async function stopTwo() {
-  for (const name of ['vma', 'vmb']) check((await svirt('stop', name, '--force')).code === 0, `${name} stops`);
-}
-
 const IMAGE_FILES = ['a.img', 'b.img', 'vmlinuz', 'initrd.gz'].map((f) => `${HOME}/${f}`);
 const TREE_FILES = ['shared', 'shared/one', 'shared/sub', 'shared/sub/two', 'content', 'content/one', 'content/sub', 'content/sub/two'].map((f) => `${HOME}/${f}`);
 
@@ -512,9 +409,7 @@ async function main() {
   const lvAfterStop = { ...lvOriginals, shared: { ...lvOriginals.shared, label: SHARED_IMAGE_LABEL } };
   check(lvOriginals.a.label === FIXED_DISK_LABEL, `LV a's node ${blockDevices.node.a} carries the host disk label (${lvOriginals.a.label})`);
   for (const [name, disk, lv] of [['vma', 'a.img', 'a'], ['vmb', 'b.img', 'b']]) {
-    const r = await svirt('define', '--name', name, '--kernel', `${HOME}/vmlinuz`, '--initrd', `${HOME}/initrd.gz`, '--append', GUEST_APPEND,
-      '--disk', `${HOME}/${disk}`, '--disk', lvPath(lv), '--disk', `${lvPath('shared')}:shared`, '--memory', '128');
-    check(r.code === 0, `${name} is defined`);
+    await defineVm(name, [`${HOME}/${disk}`, lvPath(lv), `${lvPath('shared')}:shared`]);
   }
 
   // ---- permissive pass: what the product's own operation makes the kernel log
@@ -536,10 +431,7 @@ async function main() {
   const lvsAfterP = await lvStates();
   check(JSON.stringify(lvsAfterP) === JSON.stringify(lvAfterStop), `permissive: every LV node has its label and owner back (${JSON.stringify(lvsAfterP)})`);
 
-  if (skipModule) {
-    console.log(`SVIRT-RESULT ${JSON.stringify(result)}`);
-    return;
-  }
+  if (skipModule) return result;
 
   // ---- enforcing pass
   const setenforce = await run('setenforce', ['1']);
@@ -562,7 +454,7 @@ async function main() {
     if (m) pairs.add(m[2]);
     let qmpOk = false;
     try {
-      const q = await qmpSession(path.join(rec.runDir, 'qmp.sock'));
+      const q = await qmpSession(path.join(rec.runDir, 'qmp.sock'), connectLow);
       const st = await q.exec('query-status');
       qmpOk = check(st.return !== undefined, `${name}: QMP answers (${JSON.stringify(st.return ?? st.error)})`);
       // Block devices: the VM's LV node carries its pair and uid; qemu writes to it through the fd it was handed.
@@ -586,11 +478,7 @@ async function main() {
 
   // (b) VM A's qemu, asked over QMP to open what is not its own.
   if (qmpA.q) {
-    const open = async (file, node) => qmpA.q.exec('blockdev-add', { driver: 'file', 'node-name': node, filename: file, 'read-only': true, locking: 'off' });
-    const bOpen = await open(`${HOME}/b.img`, 'probeb');
-    const hOpen = await open(`${HOME}/secret.txt`, 'probeh');
-    const aOpen = await open(`${HOME}/a.img`, 'probea');
-    say(`blockdev-add b.img: ${JSON.stringify(bOpen.error ?? bOpen.return)}; secret.txt: ${JSON.stringify(hOpen.error ?? hOpen.return)}; a.img: ${JSON.stringify(aOpen.error ?? aOpen.return)}`);
+    const { bOpen, hOpen, aOpen } = await openOthers(qmpA.q);
     // ... and B's LV: the node qemu would open by name (read-only, no lock: only the label stands in the way).
     const openDev = async (node, name) => qmpA.q.exec('blockdev-add', { driver: 'host_device', 'node-name': name, filename: node, 'read-only': true, locking: 'off' });
     const lvBOpen = await openDev(blockDevices.node.b, 'probelvb');
@@ -637,12 +525,7 @@ async function main() {
   say(`enforcing pass: ${((Date.now() - tE) / 1000).toFixed(1)} s; AVC denials (the attack's expected among them):`);
   for (const k of enforcingAvcs) say(`  enforcing: ${k}`);
 
-  say(`scenario ${secs()} s; failures: ${failures.length ? failures.join('; ') : 'none'}`);
-  if (failures.length) result.failures = failures;
-  console.log(`SVIRT-RESULT ${JSON.stringify(result)}`);
+  return result;
 }
 
-main().catch((e) => {
-  say(`scenario crashed: ${e.stack ?? e}`);
-  console.log(`SVIRT-RESULT ${JSON.stringify({ error: String(e.message ?? e) })}`);
-});
+runScenario(main);
