@@ -83,8 +83,15 @@ describe('the app in a real browser against the real core', () => {
     const pair = running.summary.processLevel?.level;
     expect(pair).toMatch(/^s0:c\d+[,.]c\d+$/);
     expect(await readLabel(disk)).toBe(`system_u:object_r:svirt_image_t:${pair}`);
+    // The helper's description reaches the page: the model, and the context's parts as the SELinux driver split them.
+    expect(running.summary.security.model).toBe('selinux');
+    expect(running.summary.security.processParts.map((p) => p.value)).toEqual(['system_u', 'system_r', 'svirt_t', pair]);
+    expect(await page.getByTestId('security-model').filter({ hasText: 'SELinux (sVirt)' }).textContent()).toContain(`a pair drawn for this start`);
+    expect(await page.locator('[data-part="level"]').first().textContent()).toBe(pair);
     await nav('Virtual machines');
     await page.getByTestId(`vm-row-${VM}`).getByText('Running').waitFor();
+    // SELinux is off on this host, so the row warns and says which model would have confined it.
+    expect(await page.getByTestId(`vm-row-${VM}`).getByTestId('confinement').textContent()).toMatch(/Unconfined.*SELinux/);
     await shot('vm-list-running');
     await openVm();
 
