@@ -126,7 +126,8 @@ export function formatCategories(categories: readonly number[]): string {
       end++;
       i++;
     }
-    out.push(end === start ? `c${start}` : `c${start}.c${end}`);
+    // The kernel's canonical form: a dot only for a run of three or more; two neighbours are listed (c3,c4).
+    out.push(end === start ? `c${start}` : end === start + 1 ? `c${start},c${end}` : `c${start}.c${end}`);
     i++;
   }
   return out.join(',');

@@ -59,8 +59,8 @@ describe('McsAllocator basics', () => {
 
   it('writes the sensitivity into the range when it is not s0', () => {
     const allocator = new McsAllocator({ range: { sensitivity: 2, first: 0, last: 1 }, random: seededInt(1) });
-    expect(text(allocator.allocate('a'))).toBe('s2:c0.c1');
-    expect(() => allocator.allocate('b')).toThrow('no free MCS pair in s2:c0.c1 (1 in use)');
+    expect(text(allocator.allocate('a'))).toBe('s2:c0,c1');
+    expect(() => allocator.allocate('b')).toThrow('no free MCS pair in s2:c0,c1 (1 in use)');
   });
 
   it('refuses a second pair for one owner and a bad random source', () => {
@@ -105,7 +105,7 @@ describe('every pair reachable, uniform over the free ones', () => {
     const allocator = new McsAllocator({ range: range(0, 4), random: seededInt(2024) });
     allocator.reserve('s0:c0,c1', 'held');
     allocator.setExternalInUse([{ range: 's0:c3,c4', kind: 'subject', owner: 'static vm' }]);
-    const free = pairs(0, 4).filter((p) => p !== 's0:c0.c1' && p !== 's0:c3.c4');
+    const free = pairs(0, 4).filter((p) => p !== 's0:c0,c1' && p !== 's0:c3,c4');
     expect(allocator.freeCount()).toBe(free.length);
     const counts = new Map<string, number>();
     const draws = 80_000;
@@ -156,16 +156,16 @@ describe('host-wide uniqueness and isolation', () => {
     ]);
     expect(allocator.freeCount()).toBe(15 - 3);
     const got = drain(allocator);
-    expect(got).not.toContain('s0:c0.c1');
-    expect(got).not.toContain('s0:c2.c3');
-    expect(got).not.toContain('s0:c4.c5');
+    expect(got).not.toContain('s0:c0,c1');
+    expect(got).not.toContain('s0:c2,c3');
+    expect(got).not.toContain('s0:c4,c5');
     expect(got).toHaveLength(12);
   });
 
   it('blocks every pair a confined subject dominates: s0:c1,c2,c3 could read s0:c1,c2 images', () => {
     const allocator = small();
     allocator.setExternalInUse([{ range: 's0:c1,c2,c3', kind: 'subject', owner: 'static vm' }]);
-    expect(drain(allocator).sort()).toEqual(['s0:c0,c2', 's0:c0,c3', 's0:c0.c1']);
+    expect(drain(allocator).sort()).toEqual(['s0:c0,c1', 's0:c0,c2', 's0:c0,c3']);
   });
 
   it('uses the high level of a subject range for what it can read', () => {
@@ -258,10 +258,10 @@ describe('host-wide uniqueness and isolation', () => {
 describe('reserve and release', () => {
   it('reserves a running VM pair, idempotently, and never hands it out', () => {
     const allocator = small();
-    expect(text(allocator.reserve('s0:c2,c1', 'vm1').level)).toBe('s0:c1.c2');
-    expect(allocator.reserve('s0:c1.c2', 'vm1').isolationConflicts).toEqual([]);
+    expect(text(allocator.reserve('s0:c2,c1', 'vm1').level)).toBe('s0:c1,c2');
+    expect(allocator.reserve('s0:c1,c2', 'vm1').isolationConflicts).toEqual([]);
     expect(allocator.inUseCount()).toBe(1);
-    expect(drain(allocator, 'new')).not.toContain('s0:c1.c2');
+    expect(drain(allocator, 'new')).not.toContain('s0:c1,c2');
     expect(allocator.ownerOf('s0:c1,c2')).toBe('vm1');
   });
 
@@ -269,8 +269,8 @@ describe('reserve and release', () => {
     const allocator = small();
     allocator.reserve('s0:c1,c2', 'vm1');
     expect(() => allocator.reserve('s0:c1,c2', 'vm2')).toThrow(McsConflictError);
-    expect(() => allocator.reserve('s0:c1,c2', 'vm2')).toThrow('s0:c1.c2 is held by vm1, cannot reserve it for vm2');
-    expect(() => allocator.reserve('s0:c0,c3', 'vm1')).toThrow('vm1 already holds s0:c1.c2, cannot also reserve s0:c0,c3');
+    expect(() => allocator.reserve('s0:c1,c2', 'vm2')).toThrow('s0:c1,c2 is held by vm1, cannot reserve it for vm2');
+    expect(() => allocator.reserve('s0:c0,c3', 'vm1')).toThrow('vm1 already holds s0:c1,c2, cannot also reserve s0:c0,c3');
   });
 
   it.each([
@@ -375,7 +375,7 @@ describe('persistence', () => {
     [{ version: 1, range: range(0, 3), holds: [{ owner: 'a', level: 5 }] }, /holds\[0\].level/],
     [{ version: 1, range: range(0, 3), holds: [null] }, /holds\[0\].owner/],
     [{ version: 1, range: range(0, 3), holds: [{ owner: 'a', level: 's0:c0,c9' }] }, /holds\[0\]: s0:c0,c9 is not an MCS pair in c0.c3/],
-    [{ version: 1, range: range(0, 3), holds: [{ owner: 'a', level: 's0:c0,c1' }, { owner: 'b', level: 's0:c0,c1' }] }, /holds\[1\]: s0:c0.c1 is held by a/],
+    [{ version: 1, range: range(0, 3), holds: [{ owner: 'a', level: 's0:c0,c1' }, { owner: 'b', level: 's0:c0,c1' }] }, /holds\[1\]: s0:c0,c1 is held by a/],
     [{ version: 1, range: range(0, 3), holds: [{ owner: 'a', level: 's0:c0,c1' }, { owner: 'a', level: 's0:c0,c2' }] }, /holds\[1\]: a already holds/],
   ])('refuses malformed state %j', (state, message) => {
     expect(() => McsAllocator.fromJSON(state)).toThrow(McsStateError);

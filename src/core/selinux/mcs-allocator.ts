@@ -473,7 +473,9 @@ export class McsAllocator {
   }
 
   private rangeText(): string {
-    const cats = `c${this.range.first}.c${this.range.last}`;
+    // Written as the kernel writes it: two neighbours are listed, a longer run is a span.
+    const { first, last } = this.range;
+    const cats = last === first + 1 ? `c${first},c${last}` : `c${first}.c${last}`;
     return this.range.sensitivity === 0 ? cats : `s${this.range.sensitivity}:${cats}`;
   }
 

@@ -80,7 +80,7 @@ describe('parseSetrans', () => {
   it('reads a context whose range is a name back to canonical form', () => {
     expect(table.untranslateContext('system_u:object_r:svirt_image_t:SystemHigh')).toBe('system_u:object_r:svirt_image_t:s0:c0.c1023');
     expect(table.untranslateContext('u:r:t:SystemLow-SystemHigh')).toBe('u:r:t:s0-s0:c0.c1023');
-    expect(table.untranslateContext('u:r:t:s0:c2,c1')).toBe('u:r:t:s0:c1.c2');
+    expect(table.untranslateContext('u:r:t:s0:c2,c1')).toBe('u:r:t:s0:c1,c2');
     expect(() => table.untranslateContext('u:r:t:Nonsense')).toThrow(ContextSyntaxError);
   });
 

@@ -34,8 +34,8 @@ describe('static label check', () => {
     ]);
     expect(verdict.errors).toEqual([]);
     expect(verdict.warnings).toEqual([
-      'the pair s0:c1.c2 is already used by VM web',
-      "s0:c1.c2 and VM db's s0:c1.c3 overlap: one can reach the other's files",
+      'the pair s0:c1,c2 is already used by VM web',
+      "s0:c1,c2 and VM db's s0:c1.c3 overlap: one can reach the other's files",
       "type container_t is not this policy's VM domain (svirt_t)",
       "relabel is off: the app will never touch this VM's files, so you must label them yourself",
     ]);

@@ -90,7 +90,7 @@ describe('svirt context', () => {
   it('works without setrans.conf or without /etc/selinux at all', async () => {
     for (const dir of [noSetrans, absent]) {
       const run = await svirt('context', 'u:r:t:s0:c1,c0', '--selinux-dir', dir);
-      expect(run).toEqual({ code: 0, stdout: 'u:r:t:s0:c0.c1\n', stderr: '' });
+      expect(run).toEqual({ code: 0, stdout: 'u:r:t:s0:c0,c1\n', stderr: '' });
     }
   });
 
