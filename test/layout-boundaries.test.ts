@@ -6,9 +6,6 @@
  *
  * Code is scanned, comments are not: a comment that explains why qemu's fds carry its image label names
  * the mechanism it explains, and that is no leak. Tests and fixtures are left out (they assert labels).
- *
- * Modules that still cross the line are listed in ALLOWED with the reason, so the lead sees them: the test
- * fails on any offender not listed, and on a listed module that no longer offends (strike it off).
  */
 import { readdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -27,14 +24,6 @@ const RULES: { what: string; pattern: RegExp }[] = [
   { what: 'builds or parses a context (formatContext/parseContext)', pattern: /\b(formatContext|parseContext)\s*\(/ },
   { what: 'joins user:role:type:level itself', pattern: /\$\{[^}]+\}:\$\{[^}]+\}:\$\{[^}]+\}/ },
 ];
-
-/**
- * Known offenders, each with why it is still here. Remove an entry when its module goes through the seam.
- */
-const ALLOWED: Record<string, string> = {
-  // The audit evaluates access with the SELinux policy evaluator; the AppArmor audit is the apparmor branch's.
-  'src/user/audit-service.ts': 'audit: parses contexts for the offline SELinux policy evaluator',
-};
 
 async function sourceFiles(dir: string): Promise<string[]> {
   const entries = await readdir(path.join(ROOT, dir), { recursive: true, withFileTypes: true });
@@ -66,14 +55,8 @@ describe('the SELinux boundary of the layout', () => {
     expect(RULES.some((r) => r.pattern.test(withoutComments('// qemu runs as svirt_t\n/* svirt_image_t:s0 */\nconst x = 1;')))).toBe(false);
   });
 
-  it('no module outside the SELinux driver and model names an SELinux type or builds a context, except the listed ones', async () => {
+  it('no module outside the SELinux driver and model names an SELinux type or builds a context', async () => {
     const found = await offenders();
-    const unlisted = [...found].filter(([file]) => !(file in ALLOWED)).map(([file, hits]) => `${file}: ${hits.join('; ')}`);
-    expect(unlisted).toEqual([]);
-  });
-
-  it('every listed exception still crosses the line (a module that no longer does is struck off the list)', async () => {
-    const found = await offenders();
-    expect(Object.keys(ALLOWED).filter((file) => !found.has(file))).toEqual([]);
+    expect([...found].map(([file, hits]) => `${file}: ${hits.join('; ')}`)).toEqual([]);
   });
 });

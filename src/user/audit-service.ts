@@ -1,14 +1,12 @@
 import { access, mkdir, readdir, readFile, realpath, rename, stat, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { evaluateAccess } from '../core/selinux/access/evaluate-access';
-import { buildAuditMatrix, READ_PERMS, WRITE_PERMS, type AccessOracle, type AccessVerdict, type AuditedResource, type AuditedVm, type AuditMatrix } from '../core/selinux/audit-report';
-import { parseContext } from '../core/selinux/context';
+import { buildAuditMatrix, READ_PERMS, WRITE_PERMS, type AccessVerdict, type AuditedResource, type AuditedVm, type AuditMatrix } from '../core/selinux/audit-report';
 import { SELINUXFS, type SelinuxMode } from '../security/selinux/host-selinux';
-import { KernelAccess } from '../security/selinux/kernel-access';
+import { evaluatorOracle, kernelOracle } from '../security/selinux/access-oracles';
 import { readLabels } from '../security/selinux/file-labels';
 import { isUnder } from '../host/path-policy';
-import { defaultCacheDir, loadAccessPolicy, readLiveBooleanStates } from '../security/selinux/policy-query';
+import { defaultCacheDir, readLiveBooleanStates } from '../security/selinux/policy-query';
 import { parseProfile, profileIncludes } from '../core/apparmor/profile-access';
 import { buildProfileAuditMatrix, type ProfiledVm } from '../core/apparmor/profile-audit';
 import type { Result, VmProfileReport } from '../contracts/helper-protocol';
@@ -38,21 +36,6 @@ export interface AuditOptions {
   readonly selinuxfs?: string;
   /** Content trees no running VM uses (idleContent), as columns after the running VMs' files. */
   readonly idle?: readonly AuditedResource[];
-}
-
-/** The kernel as an access oracle (errors are 'error' verdicts, never denials). */
-export function kernelOracle(selinuxfs: string = SELINUXFS): AccessOracle {
-  const kernel = new KernelAccess(selinuxfs);
-  return (scontext, tcontext, tclass, perms) => kernel.check(scontext, tcontext, tclass, perms);
-}
-
-/** The offline evaluator on a policy file as an access oracle. */
-export async function evaluatorOracle(options: { policyPath?: string; booleanStates?: ReadonlyMap<string, boolean> } = {}): Promise<{ oracle: AccessOracle; policyPath: string }> {
-  const loaded = await loadAccessPolicy(options.policyPath === undefined ? {} : { policyPath: options.policyPath });
-  const booleanStates = options.booleanStates ?? loaded.booleanStates;
-  const oracle: AccessOracle = async (s, t, tclass, perms) =>
-    evaluateAccess(loaded.policy, { scontext: parseContext(s), tcontext: parseContext(t), tclass, perms }, booleanStates ? { booleanStates } : {});
-  return { oracle, policyPath: loaded.policyPath };
 }
 
 /** Audit of running VMs: from the kernel when SELinux is on, else from the installed policy, offline. */
