@@ -160,6 +160,11 @@ describe('App', () => {
     expect(screen.getByTestId('list-lede').textContent).toMatch(/^AppArmor enforces/);
     expect(document.body.textContent).not.toMatch(/SELinux is off/);
     await waitFor(() => expect(screen.getAllByTestId('security-model').some((e) => e.textContent === 'AppArmor (enforcing)')).toBe(true));
+    // SELinux's own facts (its mode, the policy's type names) are not shown where it does not confine the VMs.
+    const status = screen.getByRole('contentinfo', { name: 'Host status' });
+    expect(within(status).queryByTestId('selinux-mode')).toBeNull();
+    expect(within(status).queryByTestId('profile')).toBeNull();
+    expect(status.textContent).not.toMatch(/svirt_t|SELinux/);
   });
 
   it('counts the unconfined VMs in the list subtitle on an enforcing host', async () => {

@@ -19,7 +19,7 @@ function TypeName({ name, meaning }: { name: string; meaning: string }) {
   );
 }
 
-/** The host facts everything else depends on: is SELinux enforcing, which policy, KVM or TCG, is the helper up. */
+/** The host facts everything else depends on: which model confines VMs and its state (SELinux: its policy), KVM or TCG, is the helper up. */
 export function HostStatusBar() {
   const api = useApi();
   const status = useAsync(() => api.hostStatus(), [api]);
@@ -50,27 +50,32 @@ export function HostStatusBar() {
       <span className="statusbar__item" data-testid="security-model" title={`The security model that confines this host's VMs, stacked over: ${security.layers.join(', ') || 'nothing'}`}>
         {security.modelName} ({security.state})
       </span>
-      <span className={`statusbar__item statusbar__item--${MODE_TONE[selinux.mode]}`} data-testid="selinux-mode" title={MODE_MEANING[selinux.mode]}>
-        <span className="statusbar__dot" aria-hidden="true" />
-        SELinux {selinux.mode}
-      </span>
-      <span className="statusbar__item" title="SELINUXTYPE in /etc/selinux/config">
-        policy {selinux.policyType ?? 'unknown'}
-      </span>
-      <span className={`statusbar__item${profile.fallback ? ' statusbar__item--warning' : ''}`} data-testid="profile">
-        <TypeName name={profile.processType} meaning="the domain a VM's qemu runs in when confined" />
-        {profile.tcgProcessType && (
-          <>
-            {' / '}
-            <TypeName name={profile.tcgProcessType} meaning="the same, for a guest emulated without KVM" />
-          </>
-        )}
-        {' · '}
-        <TypeName name={profile.imageType} meaning="the type of VM disk images; a private one also carries its VM's pair" />
-        {' · '}
-        <TypeName name={profile.contentType} meaning="read-only files every VM may read (kernels, shared content)" />
-        {profile.fallback && <span title={profile.notes.join('\n')}> (built-in defaults)</span>}
-      </span>
+      {/* SELinux's mode and policy types matter where SELinux is the model; on an AppArmor host a red "SELinux disabled" would read as a fault. */}
+      {security.model === 'selinux' && (
+        <>
+          <span className={`statusbar__item statusbar__item--${MODE_TONE[selinux.mode]}`} data-testid="selinux-mode" title={MODE_MEANING[selinux.mode]}>
+            <span className="statusbar__dot" aria-hidden="true" />
+            SELinux {selinux.mode}
+          </span>
+          <span className="statusbar__item" title="SELINUXTYPE in /etc/selinux/config">
+            policy {selinux.policyType ?? 'unknown'}
+          </span>
+          <span className={`statusbar__item${profile.fallback ? ' statusbar__item--warning' : ''}`} data-testid="profile">
+            <TypeName name={profile.processType} meaning="the domain a VM's qemu runs in when confined" />
+            {profile.tcgProcessType && (
+              <>
+                {' / '}
+                <TypeName name={profile.tcgProcessType} meaning="the same, for a guest emulated without KVM" />
+              </>
+            )}
+            {' · '}
+            <TypeName name={profile.imageType} meaning="the type of VM disk images; a private one also carries its VM's pair" />
+            {' · '}
+            <TypeName name={profile.contentType} meaning="read-only files every VM may read (kernels, shared content)" />
+            {profile.fallback && <span title={profile.notes.join('\n')}> (built-in defaults)</span>}
+          </span>
+        </>
+      )}
       <span className={`statusbar__item${accel.kind === 'tcg' ? ' statusbar__item--muted' : ''}`} title={accel.reason} data-testid="accel">
         {accel.kind === 'kvm' ? 'KVM' : 'TCG (emulated)'}
       </span>
