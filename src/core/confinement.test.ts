@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { confinementOf, NOT_CONFINED_REASON, processLabelProblem } from './confinement';
+import { confinementOf, modeOfState, notConfinedReason, processLabelProblem } from './confinement';
 
 const VM = 'system_u:system_r:svirt_t:s0:c12,c345';
 
@@ -12,7 +12,8 @@ describe('confinementOf', () => {
 
   it('gives a permissive kernel its own state, whatever the labels', () => {
     expect(confinementOf({ mode: 'permissive', seclabelMode: 'dynamic', inLabel: true })).toBe('permissive');
-    expect(NOT_CONFINED_REASON.permissive).toBe('labels applied, not enforced: SELinux is permissive');
+    expect(notConfinedReason('permissive', 'SELinux')).toBe('labels applied, not enforced: SELinux is permissive');
+    expect(notConfinedReason('permissive', 'AppArmor')).toBe('labels applied, not enforced: AppArmor is permissive');
   });
 
   it('follows the mode now: a VM started permissive is confined once the host enforces', () => {
@@ -24,8 +25,9 @@ describe('confinementOf', () => {
     expect(confinementOf({ mode: 'disabled', seclabelMode: 'dynamic', inLabel: false })).toBe('unconfined-disabled');
     expect(confinementOf({ mode: 'enforcing', seclabelMode: 'none', inLabel: false })).toBe('unconfined-none');
     expect(confinementOf({ mode: 'disabled', seclabelMode: 'none', inLabel: false })).toBe('unconfined-none');
-    expect(NOT_CONFINED_REASON['unconfined-disabled']).toBe('not confined: SELinux disabled');
-    expect(NOT_CONFINED_REASON.confined).toBeNull();
+    expect(notConfinedReason('unconfined-disabled', 'SELinux')).toBe('not confined: SELinux disabled');
+    expect(notConfinedReason('confined', 'AppArmor')).toBeNull();
+    expect([modeOfState('enforcing'), modeOfState('permissive'), modeOfState('inactive'), modeOfState('absent')]).toEqual(['enforcing', 'permissive', 'disabled', 'disabled']);
   });
 });
 

@@ -3,9 +3,9 @@
  *
  *   confined             the kernel enforces, and qemu runs in the VM's label (read from /proc/PID/attr/current
  *                        after the start, not assumed from the plan);
- *   permissive           qemu runs in its label, but SELinux is permissive: denials are logged, nothing is
- *                        enforced;
- *   unconfined-disabled  SELinux is disabled: qemu runs without a label (started with allowUnconfined);
+ *   permissive           qemu runs in its label, but the model (SELinux, AppArmor) is permissive: denials are
+ *                        logged, nothing is enforced;
+ *   unconfined-disabled  the model is disabled: qemu runs without a label (started with allowUnconfined);
  *   unconfined-none      seclabel none: qemu runs without a label by the VM's own definition.
  *
  * "Confined" is never inferred from the SELinux mode alone: a VM whose qemu did not end up in its label is
@@ -19,13 +19,20 @@ export type SelinuxModeName = 'enforcing' | 'permissive' | 'disabled';
 
 export const CONFINEMENTS: readonly Confinement[] = ['confined', 'permissive', 'unconfined-disabled', 'unconfined-none'];
 
-/** Why a VM is not confined, in words for the CLI and the app; null when it is. */
-export const NOT_CONFINED_REASON: Record<Confinement, string | null> = {
-  confined: null,
-  permissive: 'labels applied, not enforced: SELinux is permissive',
-  'unconfined-disabled': 'not confined: SELinux disabled',
-  'unconfined-none': 'seclabel none: runs unconfined',
-};
+/** Why a VM is not confined, in words for the CLI and the app, naming the host's model; null when it is. */
+export function notConfinedReason(confinement: Confinement, modelName: string): string | null {
+  switch (confinement) {
+    case 'confined': return null;
+    case 'permissive': return `labels applied, not enforced: ${modelName} is permissive`;
+    case 'unconfined-disabled': return `not confined: ${modelName} disabled`;
+    case 'unconfined-none': return 'seclabel none: runs unconfined';
+  }
+}
+
+/** A model's state (security-driver.ts) as the mode this vocabulary judges by: only a running model confines. */
+export function modeOfState(state: 'enforcing' | 'permissive' | 'inactive' | 'absent'): SelinuxModeName {
+  return state === 'enforcing' || state === 'permissive' ? state : 'disabled';
+}
 
 export interface ConfinementFacts {
   /** The kernel's mode now. */

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { copyFile, mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { confinementOf, NOT_CONFINED_REASON } from '../../core/confinement';
+import { confinementOf, notConfinedReason } from '../../core/confinement';
 import { startConsoleKeeperProcess } from '../console/keeper-process';
 import { confinementMode, type FileHold, type ModelState, type SecuredVm, type VmLabel } from '../../security/security-driver';
 import type { SecurityStack, StackBook } from '../../security/security-stack';
@@ -169,7 +169,7 @@ export function runInfo(record: RunRecord, security: SecurityStack, state: Model
   return {
     id: record.id, name: record.name, ownerUid: record.ownerUid, state: record.phase, pid: record.pid,
     processLabel: record.processLabel, imageLabel: record.imageLabel, level: record.level,
-    confinement, confined: confinement === 'confined', notConfinedReason: NOT_CONFINED_REASON[confinement],
+    confinement, confined: confinement === 'confined', notConfinedReason: notConfinedReason(confinement, security.modelName),
     accel: record.accel, startedAt: record.startedAt, runDir: record.runDir, seclabelMode,
     security: security.describe(labelsOfRecord(record)),
   };
@@ -589,7 +589,7 @@ export class VmLifecycle {
       level: mac?.dynamic ? mac.distinct : null, processLabel: mac?.process ?? null, imageLabel: mac?.image ?? null,
       // Whether qemu is to run in its label; checked against the kernel once it runs.
       confined: inLabel,
-      notConfinedReason: !wantsLabel ? NOT_CONFINED_REASON['unconfined-none'] : inLabel ? null : NOT_CONFINED_REASON['unconfined-disabled'],
+      notConfinedReason: !wantsLabel ? notConfinedReason('unconfined-none', security.modelName) : inLabel ? null : notConfinedReason('unconfined-disabled', security.modelName),
       accel: prepared.accel.accel, ...(uid === undefined ? {} : { qemuUid: uid }),
       definition: definition as unknown as Record<string, unknown>, startedAt: new Date().toISOString(),
     };

@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { confinementOf, NOT_CONFINED_REASON } from '../../core/confinement';
+import { confinementOf, modeOfState, notConfinedReason } from '../../core/confinement';
 import { levelOfLabel } from '../../core/selinux/context';
 import { describeSelinuxLabel, labelParts, levelMark } from '../../core/selinux/label-parts';
 import { EMPTY_TRANSLATION_TABLE, parseSetrans, type TranslationTable } from '../../core/selinux/setrans';
@@ -66,21 +66,23 @@ export function createVmViews(store: VmStore, service: VmService, mode: () => Pr
   };
 
   /** A running VM as the helper reports it; a stopped one as it would start on this host now. */
-  const confinementNow = async (vm: VmStatus, hostMode?: Promise<SelinuxMode>): Promise<Pick<VmSummary, 'confinement' | 'confined' | 'notConfinedReason'>> => {
+  const confinementNow = async (vm: VmStatus, hostMode: Promise<SelinuxMode> | undefined, active: ActiveModel): Promise<Pick<VmSummary, 'confinement' | 'confined' | 'notConfinedReason'>> => {
     if (vm.state !== 'stopped' && vm.confinement !== null) return { confinement: vm.confinement, confined: vm.confined, notConfinedReason: vm.notConfinedReason };
-    const selinux = await (hostMode ?? mode());
-    const confinement = confinementOf({ mode: selinux, seclabelMode: vm.seclabel.mode, inLabel: selinux !== 'disabled' });
-    return { confinement, confined: confinement === 'confined', notConfinedReason: NOT_CONFINED_REASON[confinement] };
+    // A stopped VM as a start would hold it now: under the host's model (SELinux's mode read here, as the helper may not run).
+    const now = active.model === 'selinux' ? await (hostMode ?? mode()) : modeOfState(active.state);
+    const confinement = confinementOf({ mode: now, seclabelMode: vm.seclabel.mode, inLabel: now !== 'disabled' });
+    return { confinement, confined: confinement === 'confined', notConfinedReason: notConfinedReason(confinement, active.modelName) };
   };
 
   const toSummary = async (vm: VmStatus, hostMode?: Promise<SelinuxMode>, model: () => Promise<ActiveModel> = activeModel): Promise<VmSummary> => {
     const staticLabel = vm.seclabel.mode === 'static' ? vm.seclabel.label : null;
     const processLabel = vm.processLabel ?? staticLabel;
-    const security = vm.state !== 'stopped' && vm.security ? vm.security : describeStopped(await model(), vm.seclabel);
+    const active = await model();
+    const security = vm.state !== 'stopped' && vm.security ? vm.security : describeStopped(active, vm.seclabel);
     return {
       name: vm.name,
       state: vm.state,
-      ...(await confinementNow(vm, hostMode)),
+      ...(await confinementNow(vm, hostMode, active)),
       processLabel,
       imageLabel: vm.imageLabel,
       processLevel: (await mcsLevel(processLabel)) ?? distinctMark(security),
