@@ -3,18 +3,12 @@
  * level), the level that sets one VM apart, and the static label editor's fields. The SELinux driver's
  * describe() and the user side's views of stopped VMs and files both take their parts from here, so a
  * context is split in one place and the renderer and the CLI print parts, never a context they split.
- *
- * The shapes match src/contracts/security-description (LabelPart, ConfinementDescription) structurally:
- * the pure core imports nothing outside itself.
  */
+import type { ConfinementDescription, LabelPart } from '../security-description';
 import { formatLevel, formatRange, levelEquals, parseContext, parseLevel, type SecurityContext } from './context';
 
-/** One named piece of a label (src/contracts/security-description's LabelPart). */
-export interface SelinuxLabelPart {
-  readonly name: string;
-  readonly value: string;
-  readonly meaning?: string;
-}
+/** One named piece of an SELinux label (user, role, type, level). */
+export type SelinuxLabelPart = LabelPart;
 
 /** A context's parts in the model's order; the level part says what it means for this label when there is something to say. */
 export function contextParts(context: SecurityContext, levelMeaning?: string): SelinuxLabelPart[] {
@@ -54,17 +48,8 @@ export function levelMark(label: string | null | undefined): { level: string; pa
   }
 }
 
-/** A VM's SELinux label as a description shows it (src/contracts/security-description's ConfinementDescription, less its model id). */
-export interface SelinuxDescription {
-  readonly modelName: string;
-  readonly processLabel: string | null;
-  readonly imageLabel: string | null;
-  readonly distinct: string | null;
-  readonly summary: string;
-  readonly processParts: readonly SelinuxLabelPart[];
-  readonly imageParts: readonly SelinuxLabelPart[];
-  readonly layers: readonly never[];
-}
+/** A VM's SELinux label as a description shows it (the description less its model id, which the caller adds). */
+export type SelinuxDescription = Omit<ConfinementDescription, 'model'>;
 
 /**
  * A VM's label in words and parts: a running VM's (dynamic: the pair drawn for this start), a stopped
