@@ -15,6 +15,8 @@
  *       fd 3: the tree's root; stdin: a log written by `label`
  *   svirt-label-tree serve
  *       one file's label (and FIFOs) per request line, for as long as stdin stays open (see do_serve)
+ *   svirt-label-tree pipe-size BYTES
+ *       stdin: a pipe (a VM's serial line FIFO); sets its capacity (F_SETPIPE_SZ), prints the one it got
  *
  * Log records, one per line: "INO BIRTH ORIGINAL BEFORE RELPATH". BIRTH is the file's birth time
  * ("SEC.NSEC", "-" where the file system keeps none): with the inode number it tells a file from a new
@@ -836,7 +838,8 @@ static int do_restore(bool use_original, const char *under) {
 
 static void usage(void) {
   die("usage: svirt-label-tree label --label LABEL --uid UID [--any-owner] [--pool REL]... [--in-pool POOL] --root-path PATH\n"
-      "       svirt-label-tree restore --use original|before [--under REL] --root-path PATH");
+      "       svirt-label-tree restore --use original|before [--under REL] --root-path PATH\n"
+      "       svirt-label-tree pipe-size BYTES");
 }
 
 /*
@@ -899,9 +902,27 @@ static int do_serve(void) {
 }
 
 
+/*
+ * `pipe-size`: Node has no fcntl, and a serial line's FIFO holds 64 KiB by default. A larger pipe keeps
+ * more of a guest's output while its reader is busy, and lets the reader take it in fewer, larger reads
+ * (per read, the keeper's interpreted JavaScript costs more than the bytes). The capacity belongs to the
+ * open pipe, so the reader sets it on its own fd, handed over as stdin.
+ */
+static int do_pipe_size(const char *text) {
+  char *end;
+  errno = 0;
+  unsigned long bytes = strtoul(text, &end, 10);
+  if (errno != 0 || *end != '\0' || end == text || bytes == 0 || bytes > INT_MAX) usage();
+  int got = fcntl(0, F_SETPIPE_SZ, (int)bytes);
+  if (got < 0) die("pipe-size: %s", strerror(errno));
+  printf("%d\n", got);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) usage();
   if (argc == 2 && strcmp(argv[1], "serve") == 0) return do_serve();
+  if (argc == 3 && strcmp(argv[1], "pipe-size") == 0) return do_pipe_size(argv[2]);
   const char *mode = argv[1];
   const char *use = NULL, *under = NULL, *uid_text = NULL;
   pools = xmalloc((size_t)argc * sizeof *pools);
