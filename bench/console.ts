@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connectConsole } from '../src/root/console/console-viewer';
 import { startConsoleKeeperProcess } from '../src/root/console/keeper-process';
-import { openSerialLine } from '../src/root/console/serial-line';
+import { enlargeSerialPipe, openSerialLine } from '../src/root/console/serial-line';
 import { DEFAULT_RING_BYTES } from '../src/root/console/scrollback-ring';
 import { HELPER_NODE_FLAGS } from '../src/user/helper-client';
 import { holdSerialLine } from '../test/support/qemu-serial-stand-in';
@@ -190,8 +190,11 @@ interface Run {
 
 async function rawRun(dir: string, round: number): Promise<Run> {
   const source = await serialSource(path.join(dir, `raw-${round}`));
-  const { fromGuest: reader, toGuest } = await openSerialLine(source.line);
+  const line = await openSerialLine(source.line);
+  const { fromGuest: reader, toGuest } = line;
   toGuest.destroy();
+  // The line as the keeper leaves it (console-keeper.ts), so both readers read the same pipe.
+  await enlargeSerialPipe(line);
   const check = new StreamCheck();
   reader.on('data', (chunk: Buffer) => check.add(chunk));
   const poured = source.pour();

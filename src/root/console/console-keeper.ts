@@ -21,7 +21,7 @@ import { lstat, chmod, rename, unlink } from 'node:fs/promises';
 import { DEFAULT_REPLAY_BYTES, DEFAULT_RING_BYTES, ScrollbackRing } from './scrollback-ring';
 import { BufferPool, pooledReads } from './buffer-pool';
 import { connectUnixLow } from '../../security/selinux/socket-context';
-import { openSerialLine } from './serial-line';
+import { enlargeSerialPipe, openSerialLine, type SerialLine } from './serial-line';
 import {
   FrameDecoder,
   FRAME_HEADER_BYTES,
@@ -109,6 +109,8 @@ export async function startConsoleKeeper(options: ConsoleKeeperOptions): Promise
     keeper.disconnectSerial();
     throw error;
   }
+  // Once serving: the tool's process start stays off a VM start's path (qemu waits paused for the keeper).
+  keeper.enlargeSerialPipe();
   return keeper;
 }
 
@@ -149,6 +151,7 @@ interface Viewer {
 class Keeper implements ConsoleKeeper {
   readonly ended: Promise<KeeperEnd>;
   readonly #ring: ScrollbackRing;
+  #line!: SerialLine;
   /** The guest's output, read into the ring. */
   #fromGuest!: net.Socket;
   /** Viewers' input to the guest. */
@@ -190,6 +193,7 @@ class Keeper implements ConsoleKeeper {
     const { serialPath, connectTimeoutMs } = this.#options;
     const onread = pooledReads(this.#buffers, (chunk, owner) => this.#onOutput(chunk, owner), FRAME_HEADER_BYTES);
     const line = await openSerialLine(serialPath, { timeoutMs: connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, onread });
+    this.#line = line;
     this.#fromGuest = line.fromGuest;
     this.#toGuest = line.toGuest;
     this.#toGuest.on('drain', () => this.#resumeInput());
@@ -201,6 +205,19 @@ class Keeper implements ConsoleKeeper {
       this.#toGuest.destroy();
       if (this.#server) this.#finish('vm-ended');
     });
+  }
+
+  /** Best effort: with the kernel's default pipe the keeper works as well, at twice the CPU per byte in a flood. */
+  enlargeSerialPipe(): void {
+    if (this.#serialClosed) return;
+    try {
+      enlargeSerialPipe(this.#line).then(
+        (bytes) => this.#log(`serial line pipe holds ${bytes} bytes`),
+        (error: unknown) => this.#log((error as Error).message),
+      );
+    } catch (error) {
+      this.#log(`cannot enlarge the serial line's pipe: ${(error as Error).message}`);
+    }
   }
 
   disconnectSerial(): void {

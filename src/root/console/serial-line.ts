@@ -21,7 +21,7 @@
 // The keeper opens the output side blocking: that open returns once qemu has opened its line, so a keeper
 // started before qemu never reads an end-of-file meant for a VM that is not there yet.
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { closeSync, constants as fsc, existsSync, open as openCallback } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import net from 'node:net';
@@ -30,6 +30,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { writeLabel } from '../../security/selinux/file-labels';
 import { activeLabelServer } from '../labels/label-server';
+import { labelTreeToolPath } from '../labels/label-tree-tool';
 
 /** The name qemu's pipe chardev is given inside the line's directory: it opens ttyS0.in and ttyS0.out. */
 export const SERIAL_LINE_NAME = 'ttyS0';
@@ -68,6 +69,8 @@ export async function createSerialLine(dir: string, owner: { uid: number; gid: n
 export interface SerialLine {
   /** The guest's output (read-only): ends when qemu has exited. */
   readonly fromGuest: net.Socket;
+  /** fromGuest's fd (its FIFO, open for reading), for enlargeSerialPipe. */
+  readonly fromGuestFd: number;
   /** Input to the guest (write-only). */
   readonly toGuest: net.Socket;
 }
@@ -116,5 +119,32 @@ export async function openSerialLine(line: string, options: OpenSerialLineOption
     throw new Error(`cannot open serial line ${toGuest}: ${(error as Error).message}`, { cause: error });
   }
   const toGuestSocket = new net.Socket({ fd: inFd, readable: false, writable: true });
-  return { fromGuest: fromGuestSocket, toGuest: toGuestSocket };
+  return { fromGuest: fromGuestSocket, fromGuestFd: outFd, toGuest: toGuestSocket };
+}
+
+/** The output pipe's capacity a reader asks for: Linux's default fs.pipe-max-size. */
+export const SERIAL_PIPE_BYTES = 1024 * 1024;
+
+/**
+ * Raises the capacity of a line's output pipe from the kernel's 64 KiB to `bytes`, and resolves with the
+ * capacity it got. Why: the pipe then holds 1 MiB of output while its reader is busy (qemu's writes fail,
+ * and the guest's UART drops bytes, only that much later), and a reader that was busy takes it back in
+ * reads of up to 1 MiB instead of 64 KiB. The console keeper's JavaScript runs without a JIT, and there
+ * each read costs far more than its bytes: bench:console's keeper spends half the CPU per GiB with it.
+ * The capacity lasts as long as the pipe is open (qemu holds it for the VM's life). Node has no fcntl,
+ * so svirt-label-tree sets it on the reader's fd; one process per line, started after the line is open.
+ */
+export function enlargeSerialPipe(line: SerialLine, bytes = SERIAL_PIPE_BYTES): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(labelTreeToolPath(), ['pipe-size', String(bytes)], { stdio: [line.fromGuestFd, 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => (output += String(chunk)));
+    child.stderr?.on('data', (chunk: Buffer) => (output += String(chunk)));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const capacity = Number(output.trim());
+      if (code === 0 && Number.isSafeInteger(capacity)) resolve(capacity);
+      else reject(new Error(`cannot enlarge the serial line's pipe: ${output.trim() || `exit ${code}`}`));
+    });
+  });
 }
