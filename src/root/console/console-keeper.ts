@@ -21,7 +21,7 @@ import { lstat, chmod, rename, unlink } from 'node:fs/promises';
 import { DEFAULT_REPLAY_BYTES, DEFAULT_RING_BYTES, ScrollbackRing } from './scrollback-ring';
 import { BufferPool, pooledReads } from './buffer-pool';
 import { connectUnixLow } from '../../security/selinux/socket-context';
-import { enlargeSerialPipe, openSerialLine, type SerialLine } from './serial-line';
+import { enlargeSerialPipe, openSerialLine, SERIAL_PIPE_BYTES, type SerialLine } from './serial-line';
 import {
   FrameDecoder,
   FRAME_HEADER_BYTES,
@@ -95,6 +95,9 @@ const VIEWER_HIGH_WATER_MARK = 1024 * 1024;
 const MAX_READ_BYTES = 1024 * 1024;
 /** Idle frame buffers kept for reuse (each MAX_READ_BYTES): enough for a flood, little memory when idle. */
 const IDLE_FRAME_BUFFERS = 4;
+
+/** The kernel's capacity of a new pipe. */
+const DEFAULT_PIPE_BYTES = 64 * 1024;
 
 const writeDataHeader = (frame: Buffer, length: number): void => writeFrameHeader(frame, FrameType.data, length);
 
@@ -209,9 +212,12 @@ class Keeper implements ConsoleKeeper {
 
   /** Best effort: with the kernel's default pipe the keeper works as well, at twice the CPU per byte in a flood. */
   enlargeSerialPipe(): void {
-    if (this.#serialClosed) return;
+    // Like a read, the pipe holds at most a quarter of the lag cap: what waits in it reaches the viewers
+    // as one burst, and a viewer that keeps up must not be cut off by it.
+    const bytes = Math.min(SERIAL_PIPE_BYTES, Math.floor(this.#maxLag / 4));
+    if (this.#serialClosed || bytes <= DEFAULT_PIPE_BYTES) return;
     try {
-      enlargeSerialPipe(this.#line).then(
+      enlargeSerialPipe(this.#line, bytes).then(
         (bytes) => this.#log(`serial line pipe holds ${bytes} bytes`),
         (error: unknown) => this.#log((error as Error).message),
       );
