@@ -55,7 +55,10 @@ export class AppArmorDriver implements SecurityDriver {
   private readonly adding = new Map<string, Promise<void>>();
 
   constructor(private readonly options: AppArmorDriverOptions) {
-    this.confinement = new AppArmorVmConfinement(options.store ?? new VmProfileStore({ dir: options.profileDir }), options.probe ?? (() => probeAppArmor()));
+    // Whether the kernel runs AppArmor is fixed at boot: probed once, not at every reconcile's sweep.
+    const probe = options.probe ?? (() => probeAppArmor());
+    let probed: Promise<AppArmorProbe> | undefined;
+    this.confinement = new AppArmorVmConfinement(options.store ?? new VmProfileStore({ dir: options.profileDir }), () => (probed ??= probe()));
   }
 
   async probe(): Promise<ProbeResult> {
