@@ -66,8 +66,9 @@ export function createVmViews(store: VmStore, service: VmService, mode: () => Pr
   };
 
   /** A running VM as the helper reports it; a stopped one as it would start on this host now. */
-  const confinementNow = async (vm: VmStatus, hostMode: Promise<SelinuxMode> | undefined, active: ActiveModel): Promise<Pick<VmSummary, 'confinement' | 'confined' | 'notConfinedReason'>> => {
+  const confinementNow = async (vm: VmStatus, hostMode: Promise<SelinuxMode> | undefined, model: () => Promise<ActiveModel>): Promise<Pick<VmSummary, 'confinement' | 'confined' | 'notConfinedReason'>> => {
     if (vm.state !== 'stopped' && vm.confinement !== null) return { confinement: vm.confinement, confined: vm.confined, notConfinedReason: vm.notConfinedReason };
+    const active = await model();
     // A stopped VM as a start would hold it now: under the host's model (SELinux's mode read here, as the helper may not run).
     const now = active.model === 'selinux' ? await (hostMode ?? mode()) : modeOfState(active.state);
     const confinement = confinementOf({ mode: now, seclabelMode: vm.seclabel.mode, inLabel: now !== 'disabled' });
@@ -77,8 +78,9 @@ export function createVmViews(store: VmStore, service: VmService, mode: () => Pr
   const toSummary = async (vm: VmStatus, hostMode?: Promise<SelinuxMode>, model: () => Promise<ActiveModel> = activeModel): Promise<VmSummary> => {
     const staticLabel = vm.seclabel.mode === 'static' ? vm.seclabel.label : null;
     const processLabel = vm.processLabel ?? staticLabel;
-    const active = await model();
-    const security = vm.state !== 'stopped' && vm.security ? vm.security : describeStopped(active, vm.seclabel);
+    // The host's model (a helper request) only for what the helper's answer does not describe: a stopped VM.
+    const active = memo(model);
+    const security = vm.state !== 'stopped' && vm.security ? vm.security : describeStopped(await active(), vm.seclabel);
     return {
       name: vm.name,
       state: vm.state,
