@@ -1,7 +1,7 @@
-// Reusable buffers for the keeper's output path. Allocating a fresh large buffer for every socket read
-// (and every copy out of the ring) costs more CPU than moving the bytes; reusing a few halves the
-// keeper's cost per byte. A buffer goes back to the pool only when nothing holds it any more: the read
-// that filled it is done and every socket write of it has completed.
+// Reusable buffers for the keeper's output path: the scrollback ring's segments. Allocating a fresh large
+// buffer for every read costs more CPU than moving the bytes; reusing a few halves the keeper's cost per
+// byte. A buffer goes back to the pool only when nothing holds it any more: the ring has let go of it and
+// every socket write of it has completed.
 
 import type net from 'node:net';
 
@@ -46,28 +46,4 @@ export class BufferPool {
     this.retain(owner);
     return socket.write(chunk, () => this.release(owner));
   }
-}
-
-/**
- * net.connect's onread, reading into pool buffers after `headroom` bytes (room for a frame header in front
- * of the data, so that header and data go out in one write); onData gets each chunk and the pool buffer
- * it lives in.
- */
-export function pooledReads(pool: BufferPool, onData: (chunk: Buffer, owner: Buffer) => void, headroom = 0): net.OnReadOpts {
-  // libuv asks for a buffer and reports the read into it before asking again: one is lent at a time.
-  let lent: Buffer | undefined;
-  return {
-    buffer: () => {
-      lent = pool.acquire();
-      return lent.subarray(headroom);
-    },
-    callback: (bytesRead) => {
-      const owner = lent as Buffer;
-      lent = undefined;
-      onData(owner.subarray(headroom, headroom + bytesRead), owner);
-      pool.release(owner);
-      // Flow control is done with pause()/resume(), never by refusing a read here.
-      return true;
-    },
-  };
 }

@@ -18,8 +18,7 @@
 
 import net from 'node:net';
 import { lstat, chmod, rename, unlink } from 'node:fs/promises';
-import { DEFAULT_REPLAY_BYTES, DEFAULT_RING_BYTES, ScrollbackRing } from './scrollback-ring';
-import { BufferPool, pooledReads } from './buffer-pool';
+import { DEFAULT_REPLAY_BYTES, DEFAULT_RING_BYTES, ScrollbackRing, type RingView } from './scrollback-ring';
 import { connectUnixLow } from '../../security/selinux/socket-context';
 import { enlargeSerialPipe, openSerialLine, SERIAL_PIPE_BYTES, type SerialLine } from './serial-line';
 import {
@@ -88,23 +87,24 @@ const DEFAULT_SLOW_VIEWER_GRACE_MS = 500;
 /** Node-side write buffer per viewer before write() says "wait": one largest frame. */
 const VIEWER_HIGH_WATER_MARK = 1024 * 1024;
 /**
- * Reads from qemu, and copies out of the ring for a viewer behind, are at most this size: one data frame
- * each. A viewer that is behind (the usual case in a flood) gets its backlog in frames this large: fewer
- * writes, and 10 % less keeper CPU per byte than with 256 KiB (bench:console).
+ * Reads from qemu, and the data frames a viewer that is behind gets, are at most this size (the ring's
+ * segment). A viewer that is behind (the usual case in a flood) gets its backlog in frames this large:
+ * fewer writes, and 10 % less keeper CPU per byte than with 256 KiB (bench:console).
  */
 const MAX_READ_BYTES = 1024 * 1024;
-/** Idle frame buffers kept for reuse (each MAX_READ_BYTES): enough for a flood, little memory when idle. */
-const IDLE_FRAME_BUFFERS = 4;
 
 /** The kernel's capacity of a new pipe. */
 const DEFAULT_PIPE_BYTES = 64 * 1024;
 
-const writeDataHeader = (frame: Buffer, length: number): void => writeFrameHeader(frame, FrameType.data, length);
+function dataHeader(length: number): Buffer {
+  const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  writeFrameHeader(header, FrameType.data, length);
+  return header;
+}
 
 /** Connects a console keeper to qemu, starts serving viewers, and resolves once both are in place. */
 export async function startConsoleKeeper(options: ConsoleKeeperOptions): Promise<ConsoleKeeper> {
-  const ringBytes = options.ringBytes ?? DEFAULT_RING_BYTES;
-  const keeper = new Keeper(new ScrollbackRing(ringBytes), options);
+  const keeper = new Keeper(options);
   await keeper.connectSerial();
   try {
     await keeper.listen();
@@ -161,7 +161,6 @@ class Keeper implements ConsoleKeeper {
   #toGuest!: net.Socket;
   readonly #options: ConsoleKeeperOptions;
   readonly #maxLag: number;
-  readonly #buffers: BufferPool;
   readonly #graceMs: number;
   #serialPaused = false;
   #graceTimer: NodeJS.Timeout | null = null;
@@ -179,22 +178,29 @@ class Keeper implements ConsoleKeeper {
   #flushTimer: NodeJS.Timeout | null = null;
   #done = false;
 
-  constructor(ring: ScrollbackRing, options: ConsoleKeeperOptions) {
-    this.#ring = ring;
+  constructor(options: ConsoleKeeperOptions) {
+    const ringBytes = options.ringBytes ?? DEFAULT_RING_BYTES;
     this.#options = options;
-    this.#maxLag = Math.min(options.maxViewerLagBytes ?? ring.capacity, ring.capacity);
+    this.#maxLag = Math.min(options.maxViewerLagBytes ?? ringBytes, ringBytes);
     this.#graceMs = options.slowViewerGraceMs ?? DEFAULT_SLOW_VIEWER_GRACE_MS;
-    // One read adds at most a quarter of the lag cap: reading pauses past three quarters, so a viewer
-    // that makes it pause is still within the cap after the read that did it.
-    // Each pool buffer is a whole data frame: the header's room, then the bytes read from qemu.
-    this.#buffers = new BufferPool(FRAME_HEADER_BYTES + Math.max(1, Math.min(MAX_READ_BYTES, Math.floor(this.#maxLag / 4))), IDLE_FRAME_BUFFERS);
+    // One read (a ring segment's room at most) adds at most a quarter of the lag cap: reading pauses past
+    // three quarters, so a viewer that makes it pause is still within the cap after the read that did it.
+    this.#ring = new ScrollbackRing(ringBytes, Math.max(1, Math.min(MAX_READ_BYTES, Math.floor(this.#maxLag / 4))));
     this.#log = options.log ?? (() => {});
     this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
   }
 
   async connectSerial(): Promise<void> {
     const { serialPath, connectTimeoutMs } = this.#options;
-    const onread = pooledReads(this.#buffers, (chunk, owner) => this.#onOutput(chunk, owner), FRAME_HEADER_BYTES);
+    // qemu's output is read straight into the ring's free room.
+    const onread: net.OnReadOpts = {
+      buffer: () => this.#ring.reserve(),
+      callback: (bytesRead) => {
+        this.#onOutput(this.#ring.commit(bytesRead));
+        // Flow control is done with pause()/resume(), never by refusing a read here.
+        return true;
+      },
+    };
     const line = await openSerialLine(serialPath, { timeoutMs: connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, onread });
     this.#line = line;
     this.#fromGuest = line.fromGuest;
@@ -268,18 +274,16 @@ class Keeper implements ConsoleKeeper {
     return this.ended;
   }
 
-  /** Output read from qemu into `owner`, a pool buffer, after its frame header's room. */
-  #onOutput(chunk: Buffer, owner: Buffer): void {
-    const before = this.#ring.totalWritten;
-    this.#ring.append(chunk);
-    let framed = false;
+  /** Output just read from qemu into the ring. */
+  #onOutput(output: RingView): void {
+    const before = this.#ring.totalWritten - output.bytes.length;
+    let header: Buffer | null = null;
     for (const viewer of this.#viewers) {
       if (viewer.state !== 'streaming') continue;
       if (viewer.writable && viewer.cursor === before && viewer.pendingSize === null) {
-        // Caught-up viewer: send the chunk itself, no copy out of the ring; every viewer gets the same frame.
-        if (!framed) writeDataHeader(owner, chunk.length);
-        framed = true;
-        this.#sendFrame(viewer, owner, chunk.length);
+        // Caught-up viewer: the output itself, with one header every such viewer shares.
+        header ??= dataHeader(output.bytes.length);
+        this.#sendData(viewer, header, output);
       } else if (this.#ring.totalWritten - viewer.cursor > this.#maxLag) {
         this.#dropViewer(viewer, 'too-slow', `fell more than ${this.#maxLag} bytes behind the guest's output`);
       } else {
@@ -290,12 +294,16 @@ class Keeper implements ConsoleKeeper {
   }
 
   /**
-   * Sends the data frame that fills `owner` (a pool buffer, held until the socket has written it): its
-   * header, written by writeDataHeader, and `length` output bytes, in one write.
+   * Sends a data frame of ring bytes, not copied: the ring keeps their segment until the socket has
+   * written them. Corked, the header and the bytes go out in one writev.
    */
-  #sendFrame(viewer: Viewer, owner: Buffer, length: number): void {
-    viewer.cursor += length;
-    viewer.writable = this.#buffers.write(viewer.socket, owner, owner.subarray(0, FRAME_HEADER_BYTES + length));
+  #sendData(viewer: Viewer, header: Buffer, output: RingView): void {
+    const { socket } = viewer;
+    viewer.cursor += output.bytes.length;
+    socket.cork();
+    socket.write(header);
+    viewer.writable = this.#ring.segments.write(socket, output.segment, output.bytes);
+    socket.uncork();
   }
 
   /** Sends a viewer what it has not had yet, while its socket takes it. */
@@ -312,12 +320,8 @@ class Keeper implements ConsoleKeeper {
         this.#dropViewer(viewer, 'too-slow', 'the output it had not read yet was overwritten');
         return;
       }
-      // A copy: the ring slot may be overwritten before the socket gets to send a view of it.
-      const copy = this.#buffers.acquire();
-      const copied = this.#ring.readInto(viewer.cursor, copy.subarray(FRAME_HEADER_BYTES));
-      writeDataHeader(copy, copied);
-      this.#sendFrame(viewer, copy, copied);
-      this.#buffers.release(copy);
+      const backlog = this.#ring.slice(viewer.cursor);
+      this.#sendData(viewer, dataHeader(backlog.bytes.length), backlog);
     }
     if (this.#finishing !== null && viewer.state === 'streaming' && viewer.cursor === this.#ring.totalWritten && viewer.pendingSize === null) {
       this.#sayBye(viewer, this.#finishing === 'vm-ended' ? 'vm-ended' : 'keeper-stopped');

@@ -102,4 +102,68 @@ describe('ScrollbackRing', () => {
       ),
     );
   });
+
+  it('takes reads in place and hands back views of them, not copies', () => {
+    const ring = new ScrollbackRing(64, 16);
+    const room = ring.reserve();
+    expect(room.length).toBe(16);
+    room.write('console', 'latin1');
+    const output = ring.commit(7);
+    expect(output.bytes.toString('latin1')).toBe('console');
+    expect(output.bytes.buffer).toBe(room.buffer);
+    expect(output.bytes.byteOffset).toBe(room.byteOffset);
+    const view = ring.slice(2, 3);
+    expect(view.bytes.toString('latin1')).toBe('nso');
+    expect(view.segment).toBe(output.segment);
+    expect(view.bytes.buffer).toBe(room.buffer);
+  });
+
+  it('cuts a slice at the end of its segment, and copies across segments', () => {
+    const ring = new ScrollbackRing(16, 4);
+    ring.append(bytes('abcdefghij'));
+    expect(ring.slice(2).bytes.toString()).toBe('cd');
+    expect(ring.slice(4).bytes.toString()).toBe('efgh');
+    expect(ring.slice(10).bytes.length).toBe(0);
+    expect(ring.since(1).bytes.toString()).toBe('bcdefghij');
+    expect(() => ring.commit(5)).toThrow(RangeError);
+  });
+
+  it('does not reuse a segment a socket write still holds, even once the ring let go of it', () => {
+    const ring = new ScrollbackRing(8, 4);
+    ring.append(bytes('abcd'));
+    const sent = ring.slice(0);
+    ring.segments.retain(sent.segment); // what segments.write does until the socket has written the bytes
+    ring.append(bytes('efghijklmnop'));
+    expect(ring.startOffset).toBe(8);
+    expect(sent.bytes.toString()).toBe('abcd');
+    ring.segments.release(sent.segment);
+    // Let go of and not held: the next segment may be it.
+    ring.append(bytes('qrst'));
+    expect(ring.snapshot().toString()).toBe('mnopqrst');
+  });
+
+  it('matches a keep-the-last-N model for any sequence of reads into its room', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.array(fc.uint8Array({ maxLength: 60 }), { maxLength: 30 }),
+        (capacity, segmentSeed, reads) => {
+          const ring = new ScrollbackRing(capacity, 1 + (segmentSeed % capacity));
+          const written: Buffer[] = [];
+          for (const read of reads) {
+            const room = ring.reserve();
+            const length = Math.min(room.length, read.length);
+            room.set(read.subarray(0, length));
+            const view = ring.commit(length);
+            expect(view.bytes.equals(read.subarray(0, length))).toBe(true);
+            written.push(Buffer.from(read.subarray(0, length)));
+          }
+          const all = Buffer.concat(written);
+          expect(ring.totalWritten).toBe(all.length);
+          expect(ring.snapshot().equals(all.subarray(Math.max(0, all.length - capacity)))).toBe(true);
+        },
+      ),
+    );
+  });
 });
