@@ -1,10 +1,11 @@
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { holdSerialLine } from '../../../test/support/qemu-serial-stand-in';
 import { connectConsole } from './console-viewer';
@@ -14,6 +15,19 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 const KEEPER = { command: process.execPath, argsPrefix: ['--import', 'tsx', path.join(REPO, 'src/root/console/keeper-main.ts')] };
 
 const cmdline = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+
+/** This process's spare keepers still waiting for a VM (a spare handed one serves it and is in `serving`). */
+function waitingSpares(serving: number[]): number[] {
+  return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      return parent === process.pid && !serving.includes(pid) && cmdline(pid).includes('--spare');
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
+}
 
 describe('spare console keepers', () => {
   const keepers: number[] = [];
@@ -77,5 +91,20 @@ describe('spare console keepers', () => {
     const keeper = await startConsoleKeeperProcess({ ...third.options, env: { ...process.env, SVIRT_TEST_OTHER_ENV: '1' } });
     keepers.push(keeper.pid);
     expect(cmdline(keeper.pid)).not.toContain('--spare');
+  }, 120_000);
+
+  it('starts the next spare only once the starter says (a VM start: once qemu runs)', async () => {
+    disableSpareKeepers();
+    for (let i = 0; i < 200 && waitingSpares(keepers).length > 0; i++) await sleep(50);
+    enableSpareKeepers(KEEPER);
+    let qemuRuns!: () => void;
+    const nextSpareAfter = new Promise<void>((resolve) => (qemuRuns = resolve));
+    const keeper = await startConsoleKeeperProcess({ ...(await vm('fourth')).options, nextSpareAfter });
+    keepers.push(keeper.pid);
+    await sleep(300);
+    expect(waitingSpares(keepers)).toEqual([]);
+    qemuRuns();
+    for (let i = 0; i < 200 && waitingSpares(keepers).length === 0; i++) await sleep(50);
+    expect(waitingSpares(keepers)).toHaveLength(1);
   }, 120_000);
 });

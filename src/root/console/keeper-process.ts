@@ -38,6 +38,11 @@ export interface KeeperProcessOptions {
   env?: NodeJS.ProcessEnv;
   /** Aborting while the keeper is not ready yet ends it (the start it was for failed). */
   signal?: AbortSignal;
+  /**
+   * With spares enabled, the next spare starts once this settles (a VM start: once qemu runs), not while
+   * qemu starts: Node's own start-up takes a core's worth of time. Default: once this keeper serves.
+   */
+  nextSpareAfter?: Promise<unknown>;
 }
 
 export interface KeeperProcess {
@@ -201,13 +206,13 @@ export async function startConsoleKeeperProcess(options: KeeperProcessOptions): 
   for (;;) {
     const pid = await readPidFile(options.pidFile);
     if (pid !== null) {
-      // The next spare starts once this keeper serves: not alongside it, on the start's critical path. And
-      // only after the starter has gone on (spawning Node blocks this process for milliseconds): a VM start
-      // resumes qemu first.
+      // The next spare starts once this keeper serves, not alongside it on the start's critical path, and
+      // after what the starter waits for: spawning Node blocks this process for milliseconds.
       const key = keyOf(options);
-      setImmediate(() => {
+      const startNextSpare = () => setImmediate(() => {
         if (spareKeys.has(key) && !spares.has(key)) startSpare(key, options);
       });
+      void (options.nextSpareAfter ?? Promise.resolve()).then(startNextSpare, startNextSpare);
       return { pid };
     }
     if (exited !== null) throw new Error(`console keeper did not start (${exited})${options.logFile ? `; see ${options.logFile}` : ''}`);

@@ -111,8 +111,9 @@ function lifecycle(mac: SecurityDriver, runtime: Partial<StartRuntime>, selinux?
 /** Fake qemu and keeper processes, logging into the same log as the driver. */
 function fakeRuntime(log: string[]): Partial<StartRuntime> & { qemu?: ChildProcess; keeper?: ChildProcess } {
   const runtime: Partial<StartRuntime> & { qemu?: ChildProcess; keeper?: ChildProcess } = {
-    startKeeper: async () => {
+    startKeeper: async (options) => {
       log.push('startKeeper');
+      void options.nextSpareAfter?.then(() => log.push('next spare may start'));
       runtime.keeper = sleeper();
       return { pid: runtime.keeper.pid as number };
     },
@@ -139,6 +140,8 @@ describe('VmLifecycle.start on the security seam', () => {
     const info = await lifecycle(mac, runtime).start(definition());
     expect(mac.log).toEqual([
       'generate', 'setAll (record written)', 'confineProcess', 'startKeeper', `launchQemu as ${VM_UID} through confine guest`, 'verifyProcess', 'resume',
+      // Not while qemu starts: a Node start-up would compete with it.
+      'next spare may start',
     ]);
     expect(info.state).toBe('running');
     expect(info.security).toMatchObject({ model: 'apparmor', layers: [{ model: 'dac', parts: expect.arrayContaining([{ name: 'uid', value: String(VM_UID), meaning: expect.any(String) }]) }] });
@@ -152,7 +155,7 @@ describe('VmLifecycle.start on the security seam', () => {
     const mac = new FakeMac('enforcing', 'qemu runs as unconfined');
     const runtime = fakeRuntime(mac.log);
     await expect(lifecycle(mac, runtime).start(definition())).rejects.toThrow(/start of guest failed: qemu runs as unconfined; it was stopped/);
-    expect(mac.log.slice(-3)).toEqual(['verifyProcess', 'restoreAll 0/guest', 'release 0/guest']);
+    expect(mac.log.slice(-4)).toEqual(['verifyProcess', 'next spare may start', 'restoreAll 0/guest', 'release 0/guest']);
     await new Promise((r) => setTimeout(r, 100));
     expect(alive(runtime.qemu)).toBe(false);
     expect(alive(runtime.keeper)).toBe(false);

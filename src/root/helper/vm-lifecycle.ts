@@ -112,6 +112,8 @@ interface StartAttempt {
   readonly labels: readonly VmLabel[];
   keeper?: Promise<{ pid: number }>;
   readonly abandonKeeper: AbortController;
+  /** Settled once qemu runs, or the start failed: the helper's next spare keeper starts then. */
+  readonly settled: { promise: Promise<void>; resolve: () => void };
 }
 
 function parseStartDefinition(input: unknown): VmDefinition {
@@ -597,7 +599,9 @@ export class VmLifecycle {
     this.saveBook(tx, book);
     await tx.persist();
     faultPoint('after-allocation');
-    return { record, labels, abandonKeeper: new AbortController() };
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    return { record, labels, abandonKeeper: new AbortController(), settled: { promise, resolve } };
   }
 
   /** Every file change the security models ask for, all journaled (one write) before any file changes. */
@@ -633,6 +637,8 @@ export class VmLifecycle {
         logFile: path.join(runDir, 'console.log'),
         env: keeperEnvironment(),
         signal: attempt.abandonKeeper.signal,
+        // Not while qemu starts up or is paused: it would compete with it for the CPU.
+        nextSpareAfter: attempt.settled.promise,
       });
       attempt.keeper.catch(() => undefined);
       launched = await this.runtime.launchQemu({
@@ -693,6 +699,7 @@ export class VmLifecycle {
     await tx.persist();
     faultPoint('after-keeper');
     await resumed;
+    attempt.settled.resolve();
     record.phase = 'running';
   }
 
@@ -704,6 +711,7 @@ export class VmLifecycle {
     // A keeper started for this VM but not yet recorded goes too, at once rather than after its connect timeout.
     attempt.abandonKeeper.abort();
     const keeper = await attempt.keeper?.catch(() => undefined);
+    attempt.settled.resolve();
     if (keeper && record.keeperPid === null) signal(keeper.pid, 'SIGTERM');
     await this.cleanUp(tx, record);
   }
