@@ -1,4 +1,4 @@
-import { closeSync, constants as fsc, openSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, openSync, readFileSync, writeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,5 +39,15 @@ describe('serial line pipe', () => {
     const enlarged = await openLine();
     expect(await enlargeSerialPipe(enlarged.line)).toBe(SERIAL_PIPE_BYTES);
     expect(await fillOutput(enlarged.line, enlarged.chardev, SERIAL_PIPE_BYTES)).toBe(SERIAL_PIPE_BYTES);
+  });
+
+  it("leaves the reader's fd non-blocking: the keeper's event loop must never wait in read()", async () => {
+    const { line } = await openLine();
+    // The open file's flags (octal); O_NONBLOCK is 04000. A child given the fd as its stdin would clear
+    // it for both: the flag belongs to the open file, which they share.
+    const nonBlocking = (): boolean => (Number.parseInt(/flags:\s+(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${line.fromGuestFd}`, 'utf8'))?.[1] ?? '0', 8) & fsc.O_NONBLOCK) !== 0;
+    expect(nonBlocking()).toBe(true);
+    await enlargeSerialPipe(line);
+    expect(nonBlocking()).toBe(true);
   });
 });

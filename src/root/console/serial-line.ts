@@ -21,7 +21,7 @@
 // The keeper opens the output side blocking: that open returns once qemu has opened its line, so a keeper
 // started before qemu never reads an end-of-file meant for a VM that is not there yet.
 
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { closeSync, constants as fsc, existsSync, open as openCallback } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import net from 'node:net';
@@ -30,7 +30,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { writeLabel } from '../../security/selinux/file-labels';
 import { activeLabelServer } from '../labels/label-server';
-import { labelTreeToolPath } from '../labels/label-tree-tool';
+import { resizeDescriptor } from '../labels/label-tree-tool';
 
 /** The name qemu's pipe chardev is given inside the line's directory: it opens ttyS0.in and ttyS0.out. */
 export const SERIAL_LINE_NAME = 'ttyS0';
@@ -135,16 +135,7 @@ export const SERIAL_PIPE_BYTES = 1024 * 1024;
  * so svirt-label-tree sets it on the reader's fd; one process per line, started after the line is open.
  */
 export function enlargeSerialPipe(line: SerialLine, bytes = SERIAL_PIPE_BYTES): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(labelTreeToolPath(), ['pipe-size', String(bytes)], { stdio: [line.fromGuestFd, 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout?.on('data', (chunk: Buffer) => (output += String(chunk)));
-    child.stderr?.on('data', (chunk: Buffer) => (output += String(chunk)));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const capacity = Number(output.trim());
-      if (code === 0 && Number.isSafeInteger(capacity)) resolve(capacity);
-      else reject(new Error(`cannot enlarge the serial line's pipe: ${output.trim() || `exit ${code}`}`));
-    });
+  return resizeDescriptor('pipe-size', bytes, line.fromGuestFd).catch((error: Error) => {
+    throw new Error(`cannot enlarge the serial line's pipe: ${error.message}`);
   });
 }

@@ -18,6 +18,26 @@ export function labelTreeToolPath(): string {
   return tool;
 }
 
+/**
+ * One of the tool's one-call modes, a syscall Node lacks made on the open file `fd`, which the tool gets
+ * as its fd 3: `pipe-size` (F_SETPIPE_SZ) or `send-buffer` (SO_SNDBUF). Resolves with the size the kernel
+ * gave. Not as its stdin: libuv sets a child's fds 0-2 blocking, and with them the caller's open file.
+ */
+export function resizeDescriptor(mode: 'pipe-size' | 'send-buffer', bytes: number, fd: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(labelTreeToolPath(), [mode, String(bytes)], { stdio: ['ignore', 'pipe', 'pipe', fd], env: {} });
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => (output += String(chunk)));
+    child.stderr?.on('data', (chunk: Buffer) => (output += String(chunk)));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const size = Number(output.trim());
+      if (code === 0 && Number.isSafeInteger(size)) resolve(size);
+      else reject(new Error(output.trim() || `svirt-label-tree ${mode} exited ${code}`));
+    });
+  });
+}
+
 export interface SkippedEntry {
   readonly path: string;
   /** symlink, special, mount (labeling); gone, replaced (restoring). */
