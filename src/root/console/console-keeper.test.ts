@@ -195,6 +195,19 @@ describe('console keeper with a stand-in serial port', () => {
     expect(again.offset).toBe('part one;written while away;'.length);
   });
 
+  it('asks the kernel for a larger send buffer on each viewer socket, as far as net.core.wmem_max lets it', async () => {
+    const lines: string[] = [];
+    const { viewerPath } = await keeperWithFakeSerial({ log: (line) => lines.push(line) });
+    const viewer = viewerOf(viewerPath);
+    await viewer.ready;
+    const said = (): string | undefined => lines.find((line) => / send buffer /.test(line));
+    await until(() => said() !== undefined, 10_000, 'the keeper to set the send buffer');
+    // SO_SNDBUF of 512 KiB, which the kernel doubles after capping it at wmem_max (no capability asked).
+    const wmemMax = Number(readFileSync('/proc/sys/net/core/wmem_max', 'utf8'));
+    expect(said()).toBe(`viewer 1: send buffer holds ${Math.min(512 * 1024, wmemMax) * 2} bytes`);
+    await viewer.close();
+  });
+
   it('keeps only the newest ringBytes and tells a resuming viewer how much it missed', async () => {
     const { serial, viewerPath } = await keeperWithFakeSerial({ ringBytes: 1024 });
     const output = printableOutput(3000);

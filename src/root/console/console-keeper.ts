@@ -21,6 +21,7 @@ import { lstat, chmod, rename, unlink } from 'node:fs/promises';
 import { DEFAULT_REPLAY_BYTES, DEFAULT_RING_BYTES, ScrollbackRing, type RingView } from './scrollback-ring';
 import { connectUnixLow } from '../../security/selinux/socket-context';
 import { enlargeSerialPipe, openSerialLine, SERIAL_PIPE_BYTES, type SerialLine } from './serial-line';
+import { resizeDescriptor } from '../labels/label-tree-tool';
 import {
   FrameDecoder,
   FRAME_HEADER_BYTES,
@@ -86,6 +87,11 @@ const DEFAULT_END_FLUSH_TIMEOUT_MS = 5_000;
 const DEFAULT_SLOW_VIEWER_GRACE_MS = 500;
 /** Node-side write buffer per viewer before write() says "wait": one largest frame. */
 const VIEWER_HIGH_WATER_MARK = 1024 * 1024;
+/**
+ * The kernel's send buffer asked for each viewer socket (SO_SNDBUF, which the kernel doubles and caps at
+ * net.core.wmem_max): a flood then wakes the keeper and its viewer about once per MiB, not five times.
+ */
+const VIEWER_SEND_BUFFER_BYTES = 512 * 1024;
 /**
  * Reads from qemu, and the data frames a viewer that is behind gets, are at most this size (the ring's
  * segment). A viewer that is behind (the usual case in a flood) gets its backlog in frames this large:
@@ -342,6 +348,13 @@ class Keeper implements ConsoleKeeper {
     };
     this.#viewers.add(viewer);
     this.#log(`${viewer.name} connected`);
+    // Best effort, once per viewer: until it is set (or if it cannot be), the kernel's default serves.
+    // By its fd: a socket handed to spawn() as a stream would stop being read here.
+    const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+    if (typeof fd === 'number' && fd >= 0) resizeDescriptor('send-buffer', VIEWER_SEND_BUFFER_BYTES, fd).then(
+      (bytes) => this.#log(`${viewer.name}: send buffer holds ${bytes} bytes`),
+      (error: unknown) => this.#log(`${viewer.name}: cannot enlarge the send buffer: ${(error as Error).message}`),
+    );
     viewer.helloTimer = setTimeout(() => this.#dropViewer(viewer, 'protocol-error', 'no hello in time'), this.#options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS);
     socket.on('data', (chunk: Buffer) => {
       try {
