@@ -16,6 +16,14 @@ const KEEPER = { command: process.execPath, argsPrefix: ['--import', 'tsx', path
 
 const cmdline = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
 
+/** The nice value of each thread of a process (field 19 of /proc/PID/task/TID/stat). */
+function niceness(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).map((thread) => {
+    const stat = readFileSync(`/proc/${pid}/task/${thread}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  });
+}
+
 /** This process's spare keepers still waiting for a VM (a spare handed one serves it and is in `serving`). */
 function waitingSpares(serving: number[]): number[] {
   return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
@@ -75,6 +83,8 @@ describe('spare console keepers', () => {
     const secondKeeper = await startConsoleKeeperProcess(second.options);
     keepers.push(secondKeeper.pid);
     expect(cmdline(secondKeeper.pid)).toContain('--spare');
+    // Loaded at the lowest priority; serving a VM at the usual one, every thread of it.
+    expect(new Set(niceness(secondKeeper.pid))).toEqual(new Set([0]));
     expect(await readFile(second.options.logFile as string, 'utf8')).toMatch(new RegExp(`console-keeper\\[${secondKeeper.pid}\\] pid ${secondKeeper.pid}, serial ${second.options.serialPath}`));
 
     const viewer = connectConsole(second.options.viewerSocketPath);
@@ -106,5 +116,6 @@ describe('spare console keepers', () => {
     qemuRuns();
     for (let i = 0; i < 200 && waitingSpares(keepers).length === 0; i++) await sleep(50);
     expect(waitingSpares(keepers)).toHaveLength(1);
+    expect(new Set(niceness(waitingSpares(keepers)[0] as number))).toEqual(new Set([19]));
   }, 120_000);
 });

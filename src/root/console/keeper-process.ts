@@ -7,8 +7,9 @@
 // helper ends reads end-of-file and exits; the first start of a helper's life starts its keeper afresh.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readdirSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface KeeperProcessOptions {
@@ -147,6 +148,9 @@ function startSpare(key: string, options: SpareOptions): void {
   child.once('exit', gone);
   child.once('error', gone);
   child.stdin?.on('error', () => {});
+  // It loads while a VM's guest boots: at the lowest priority, so Node's start-up takes only the CPU the
+  // guest leaves. It is given the usual priority back once it has a VM (takeSpare).
+  setPriority(child.pid, os.constants.priority.PRIORITY_LOW);
   // Neither the spare nor its pipe keeps the starter alive.
   child.unref();
   (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
@@ -164,7 +168,29 @@ function takeSpare(options: KeeperProcessOptions): ChildProcess | undefined {
   const usable = spare.started === startedWith(options) && child.exitCode === null && child.signalCode === null && child.stdin?.writable === true;
   // One started for another cwd or environment reads end-of-file and exits.
   if (!usable) child.stdin?.end();
+  else setPriority(child.pid, os.constants.priority.PRIORITY_NORMAL);
   return usable ? child : undefined;
+}
+
+/**
+ * Every thread of the process (a Linux priority is a thread's; Node's own threads take the main thread's
+ * when they start). Best effort: raising one back needs root (the helper is); without it the keeper runs nicer.
+ */
+function setPriority(pid: number | undefined, priority: number): void {
+  if (pid === undefined) return;
+  let threads: number[];
+  try {
+    threads = readdirSync(`/proc/${pid}/task`).map(Number);
+  } catch {
+    threads = [pid];
+  }
+  for (const thread of threads) {
+    try {
+      os.setPriority(thread, priority);
+    } catch {
+      // not permitted, or gone
+    }
+  }
 }
 
 /** Spawns the keeper detached and resolves once it serves viewers (its pid file names it). */
