@@ -24,6 +24,20 @@ function niceness(pid: number): number[] {
   });
 }
 
+/** The nice of the process's session scheduling group (autogroup), or undefined on a kernel without autogroup. */
+function groupNiceness(pid: number): number | undefined {
+  const text = (() => {
+    try {
+      return readFileSync(`/proc/${pid}/autogroup`, 'utf8');
+    } catch {
+      return undefined;
+    }
+  })();
+  const nice = text === undefined ? undefined : /\bnice (-?\d+)/.exec(text)?.[1];
+  return nice === undefined ? undefined : Number(nice);
+}
+const HAS_AUTOGROUP = groupNiceness(process.pid) !== undefined;
+
 /** This process's spare keepers still waiting for a VM (a spare handed one serves it and is in `serving`). */
 function waitingSpares(serving: number[]): number[] {
   return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
@@ -85,6 +99,7 @@ describe('spare console keepers', () => {
     expect(cmdline(secondKeeper.pid)).toContain('--spare');
     // Loaded at the lowest priority; serving a VM at the usual one, every thread of it.
     expect(new Set(niceness(secondKeeper.pid))).toEqual(new Set([0]));
+    if (HAS_AUTOGROUP) expect(groupNiceness(secondKeeper.pid)).toBe(0);
     expect(await readFile(second.options.logFile as string, 'utf8')).toMatch(new RegExp(`console-keeper\\[${secondKeeper.pid}\\] pid ${secondKeeper.pid}, serial ${second.options.serialPath}`));
 
     const viewer = connectConsole(second.options.viewerSocketPath);
@@ -116,6 +131,10 @@ describe('spare console keepers', () => {
     qemuRuns();
     for (let i = 0; i < 200 && waitingSpares(keepers).length === 0; i++) await sleep(50);
     expect(waitingSpares(keepers)).toHaveLength(1);
-    expect(new Set(niceness(waitingSpares(keepers)[0] as number))).toEqual(new Set([19]));
+    const spare = waitingSpares(keepers)[0] as number;
+    expect(new Set(niceness(spare))).toEqual(new Set([19]));
+    // A detached spare is a session, so an autogroup, of its own: its threads' nice alone would not lower
+    // its share against qemu's group.
+    if (HAS_AUTOGROUP) expect(groupNiceness(spare)).toBe(19);
   }, 120_000);
 });

@@ -7,7 +7,7 @@
 // helper ends reads end-of-file and exits; the first start of a helper's life starts its keeper afresh.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -174,10 +174,18 @@ function takeSpare(options: KeeperProcessOptions): ChildProcess | undefined {
 
 /**
  * Every thread of the process (a Linux priority is a thread's; Node's own threads take the main thread's
- * when they start). Best effort: raising one back needs root (the helper is); without it the keeper runs nicer.
+ * when they start), and its session's scheduling group: a keeper is detached, so under autogroup scheduling
+ * (most desktop kernels) its session is a group of its own that shares the CPU with qemu's group by the
+ * group's nice, whatever its threads' nice is. Best effort: raising one back needs root (the helper is);
+ * without it the keeper runs nicer.
  */
 function setPriority(pid: number | undefined, priority: number): void {
   if (pid === undefined) return;
+  try {
+    writeFileSync(`/proc/${pid}/autogroup`, String(priority));
+  } catch {
+    // a kernel without autogroup, not permitted, or gone
+  }
   let threads: number[];
   try {
     threads = readdirSync(`/proc/${pid}/task`).map(Number);
