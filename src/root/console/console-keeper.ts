@@ -88,8 +88,9 @@ const DEFAULT_SLOW_VIEWER_GRACE_MS = 500;
 /** Node-side write buffer per viewer before write() says "wait": one largest frame. */
 const VIEWER_HIGH_WATER_MARK = 1024 * 1024;
 /**
- * The kernel's send buffer asked for each viewer socket (SO_SNDBUF, which the kernel doubles and caps at
- * net.core.wmem_max): a flood then wakes the keeper and its viewer about once per MiB, not five times.
+ * The kernel's send buffer asked for a viewer socket that fills the default one (SO_SNDBUF, which the
+ * kernel doubles and caps at net.core.wmem_max): a flood then wakes the keeper and its viewer about once
+ * per MiB, not five times.
  */
 const VIEWER_SEND_BUFFER_BYTES = 512 * 1024;
 /**
@@ -118,8 +119,6 @@ export async function startConsoleKeeper(options: ConsoleKeeperOptions): Promise
     keeper.disconnectSerial();
     throw error;
   }
-  // Once serving: the tool's process start stays off a VM start's path (qemu waits paused for the keeper).
-  keeper.enlargeSerialPipe();
   return keeper;
 }
 
@@ -155,6 +154,8 @@ interface Viewer {
   helloTimer: NodeJS.Timeout | null;
   /** Since when (performance.now()) this viewer holds back reading qemu; null when it keeps up. */
   laggingSince: number | null;
+  /** Whether a larger send buffer was asked for (once, when its socket first filled the default one). */
+  sendBufferAsked: boolean;
 }
 
 class Keeper implements ConsoleKeeper {
@@ -175,6 +176,7 @@ class Keeper implements ConsoleKeeper {
   #server: net.Server | null = null;
   #serverClosed: Promise<void> | null = null;
   #serialClosed = false;
+  #pipeAsked = false;
   #finishing: KeeperEnd['reason'] | null = null;
   /** Viewers whose input waits for qemu's serial line to drain. */
   readonly #inputPaused = new Set<Viewer>();
@@ -202,6 +204,9 @@ class Keeper implements ConsoleKeeper {
     const onread: net.OnReadOpts = {
       buffer: () => this.#ring.reserve(),
       callback: (bytesRead) => {
+        // A read this large found the pipe full: the guest floods, so the pipe grows. Not before: the
+        // tool is a process start, and a keeper serving a booting guest has no CPU to spare for it.
+        if (bytesRead >= DEFAULT_PIPE_BYTES) this.#enlargeSerialPipe();
         this.#onOutput(this.#ring.commit(bytesRead));
         // Flow control is done with pause()/resume(), never by refusing a read here.
         return true;
@@ -222,12 +227,13 @@ class Keeper implements ConsoleKeeper {
     });
   }
 
-  /** Best effort: with the kernel's default pipe the keeper works as well, at twice the CPU per byte in a flood. */
-  enlargeSerialPipe(): void {
+  /** Once, best effort: with the kernel's default pipe the keeper works as well, at twice the CPU per byte in a flood. */
+  #enlargeSerialPipe(): void {
     // Like a read, the pipe holds at most a quarter of the lag cap: what waits in it reaches the viewers
     // as one burst, and a viewer that keeps up must not be cut off by it.
     const bytes = Math.min(SERIAL_PIPE_BYTES, Math.floor(this.#maxLag / 4));
-    if (this.#serialClosed || bytes <= DEFAULT_PIPE_BYTES) return;
+    if (this.#pipeAsked || this.#serialClosed || bytes <= DEFAULT_PIPE_BYTES) return;
+    this.#pipeAsked = true;
     try {
       enlargeSerialPipe(this.#line, bytes).then(
         (bytes) => this.#log(`serial line pipe holds ${bytes} bytes`),
@@ -310,6 +316,23 @@ class Keeper implements ConsoleKeeper {
     socket.write(header);
     viewer.writable = this.#ring.segments.write(socket, output.segment, output.bytes);
     socket.uncork();
+    // Bytes the kernel did not take at once: the socket's send buffer is full.
+    if (socket.writableLength > 0) this.#growSendBuffer(viewer);
+  }
+
+  /**
+   * Once per viewer, best effort, and only for one that fills the kernel's default buffer (a flood): the
+   * tool is a process start, which a console that keeps up (a booting guest's) never pays for.
+   */
+  #growSendBuffer(viewer: Viewer): void {
+    if (viewer.sendBufferAsked) return;
+    viewer.sendBufferAsked = true;
+    // By its fd: a socket handed to spawn() as a stream would stop being read here.
+    const fd = (viewer.socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+    if (typeof fd === 'number' && fd >= 0) resizeDescriptor('send-buffer', VIEWER_SEND_BUFFER_BYTES, fd).then(
+      (bytes) => this.#log(`${viewer.name}: send buffer holds ${bytes} bytes`),
+      (error: unknown) => this.#log(`${viewer.name}: cannot enlarge the send buffer: ${(error as Error).message}`),
+    );
   }
 
   /** Sends a viewer what it has not had yet, while its socket takes it. */
@@ -345,16 +368,10 @@ class Keeper implements ConsoleKeeper {
       pendingSize: null,
       helloTimer: null,
       laggingSince: null,
+      sendBufferAsked: false,
     };
     this.#viewers.add(viewer);
     this.#log(`${viewer.name} connected`);
-    // Best effort, once per viewer: until it is set (or if it cannot be), the kernel's default serves.
-    // By its fd: a socket handed to spawn() as a stream would stop being read here.
-    const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-    if (typeof fd === 'number' && fd >= 0) resizeDescriptor('send-buffer', VIEWER_SEND_BUFFER_BYTES, fd).then(
-      (bytes) => this.#log(`${viewer.name}: send buffer holds ${bytes} bytes`),
-      (error: unknown) => this.#log(`${viewer.name}: cannot enlarge the send buffer: ${(error as Error).message}`),
-    );
     viewer.helloTimer = setTimeout(() => this.#dropViewer(viewer, 'protocol-error', 'no hello in time'), this.#options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS);
     socket.on('data', (chunk: Buffer) => {
       try {
