@@ -394,10 +394,11 @@ describe('agrees with a brute-force model of the MCS constraint', () => {
     fc.record({ op: fc.constant('external' as const), entries: fc.array(entry, { maxLength: 4 }) }),
   );
 
-  it('keeps exactly the isolated pairs free', () => {
+  // Dense from the start, sparse turning dense past 3 taken pairs, and sparse throughout (15 pairs here).
+  it.each([['dense', 0], ['sparse, then dense', 3], ['sparse', undefined]] as const)('keeps exactly the isolated pairs free (%s)', (_form, sparseLimit) => {
     fc.assert(
       fc.property(fc.array(op, { maxLength: 25 }), fc.integer(), (ops, seed) => {
-        const allocator = new McsAllocator({ range: range(0, 5), random: seededInt(seed) });
+        const allocator = new McsAllocator({ range: range(0, 5), random: seededInt(seed), ...(sparseLimit === undefined ? {} : { sparseLimit }) });
         let external: InUseEntry[] = [];
         const held = new Map<string, Level>();
         for (const step of ops) {
@@ -423,6 +424,25 @@ describe('agrees with a brute-force model of the MCS constraint', () => {
           });
           expect(allocator.freeCount()).toBe(expectedFree.length);
           for (const h of held.values()) expect(expectedFree).not.toContain(formatLevel(h));
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('draws the same pairs in sparse and dense form, for the same random numbers', () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 40 }), fc.integer(), (ops, seed) => {
+        const forms = [0, 2, 5, undefined].map((sparseLimit) => new McsAllocator({ range: range(0, 7), random: seededInt(seed), ...(sparseLimit === undefined ? {} : { sparseLimit }) }));
+        for (const step of ops) {
+          const results = forms.map((allocator) => {
+            if (step.op === 'allocate') return allocator.pairOf(step.owner) || allocator.freeCount() === 0 ? null : formatLevel(allocator.allocate(step.owner));
+            if (step.op === 'release') return allocator.release(step.owner);
+            allocator.setExternalInUse(step.entries.map((e) => ({ range: e.low, kind: e.kind, owner: e.owner })));
+            return allocator.freeCount();
+          });
+          expect(new Set(results.map((r) => JSON.stringify(r))).size).toBe(1);
+          expect(new Set(forms.map((allocator) => JSON.stringify(allocator.toJSON()))).size).toBe(1);
         }
       }),
       { numRuns: 300 },

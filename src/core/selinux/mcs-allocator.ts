@@ -39,6 +39,8 @@ export interface McsAllocatorOptions {
   readonly range: CategoryRange;
   /** Defaults to Web Crypto (`globalThis.crypto.getRandomValues`), never Math.random. */
   readonly random?: RandomInt;
+  /** Taken or held pairs kept in sparse form (SPARSE_PAIR_LIMIT); tests set it low or to 0 to run the dense form. */
+  readonly sparseLimit?: number;
 }
 
 /** The registry as persisted: the range and who holds which pair. Host-wide levels are re-read, not stored. */
@@ -68,24 +70,43 @@ const MAX_CATEGORIES = 4096;
 const MAX_SENSITIVITY = 65535;
 
 /**
- * Blocker counts per pair and a Fenwick tree over the taken (count not zero) flags: the tree answers "the
- * k-th free pair" by a single descent, a node's free pairs being its span (i & -i) less its taken ones.
- * Counting the taken pairs rather than the free ones makes a fresh allocator all zeros: the helper builds
- * one for each request, and a fresh array of zeros costs nothing until it is written (filling it, even
- * by native copies, costs several milliseconds in the helper's JIT-less Node on a busy host).
+ * Up to this many taken pairs (or held pairs), the allocator keeps them in small sorted lists and maps; past
+ * it, in arrays over the whole range. A range of 1024 categories has 523,776 pairs, so the arrays are 2 MiB
+ * each: the helper builds an allocator for every start and stop, and in its JIT-less Node those buffers cost
+ * milliseconds each and bring on garbage collections, while a host has a handful of VMs and host levels.
+ */
+export const SPARSE_PAIR_LIMIT = 4096;
+
+/** Index of the first element of ascending `sorted` that is >= value. */
+function lowerBound(sorted: readonly number[], value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((sorted[mid] as number) < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Blocker counts per pair, and what answers "the k-th free pair":
+ * - sparse (few taken pairs): a map of counts and the ascending list of taken pairs, walked in O(taken);
+ * - dense: counts per pair and a Fenwick tree over the taken (count not zero) flags, answered by a single
+ *   descent, a node's free pairs being its span (i & -i) less its taken ones.
+ * It turns dense, once, when the taken pairs pass the sparse limit.
  */
 class FreePairs {
-  private readonly blockers: Uint32Array;
-  /** Taken pairs per Fenwick node. */
-  private readonly tree: Int32Array;
+  private dense: { readonly blockers: Uint32Array; readonly tree: Int32Array } | undefined;
+  private readonly counts = new Map<number, number>();
+  private readonly taken: number[] = [];
   private readonly topStep: number;
   private free: number;
 
-  constructor(readonly size: number) {
-    this.blockers = new Uint32Array(size);
-    this.tree = new Int32Array(size + 1);
+  constructor(readonly size: number, private readonly sparseLimit: number) {
     this.topStep = size === 0 ? 0 : 2 ** Math.floor(Math.log2(size));
     this.free = size;
+    if (sparseLimit <= 0) this.densify();
   }
 
   get freeCount(): number {
@@ -93,20 +114,26 @@ class FreePairs {
   }
 
   isFree(pair: number): boolean {
-    return this.blockers[pair] === 0;
+    return this.dense === undefined ? !this.counts.has(pair) : this.dense.blockers[pair] === 0;
   }
 
   /**
-   * Adds `delta` blockers to every pair `visit` names. Pairs whose freedom changes are patched into the
-   * tree one by one; when that would touch a large share of the tree it is rebuilt in O(N) instead.
+   * Adds `delta` blockers to every pair `visit` names. In dense form, pairs whose freedom changes are
+   * patched into the tree one by one; when that would touch a large share of the tree it is rebuilt in
+   * O(N) instead.
    */
   adjust(visit: (each: (pair: number) => void) => void, delta: 1 | -1): void {
     const rebuildAbove = Math.max(64, this.size >>> 4);
     let changed: number[] | undefined = [];
     visit((pair) => {
-      const before = this.blockers[pair] as number;
+      if (this.dense === undefined) {
+        this.adjustSparse(pair, delta);
+        return;
+      }
+      const { blockers } = this.dense;
+      const before = blockers[pair] as number;
       if (delta < 0 && before === 0) throw new Error(`internal: pair ${pair} released more often than blocked`);
-      this.blockers[pair] = before + delta;
+      blockers[pair] = before + delta;
       if (before === 0 || before + delta === 0) {
         this.free -= delta;
         if (changed !== undefined) {
@@ -115,15 +142,22 @@ class FreePairs {
         }
       }
     });
+    // Pairs visited after a switch to dense form (densify builds the tree from the counts at that point).
+    if (this.dense === undefined) return;
     if (changed === undefined) this.rebuild();
     else for (const pair of changed) this.add(pair + 1, delta);
   }
 
   /** adjust() for one pair, without the visitor: the hot path of allocate and release. */
   adjustOne(pair: number, delta: 1 | -1): void {
-    const before = this.blockers[pair] as number;
+    if (this.dense === undefined) {
+      this.adjustSparse(pair, delta);
+      return;
+    }
+    const { blockers } = this.dense;
+    const before = blockers[pair] as number;
     if (delta < 0 && before === 0) throw new Error(`internal: pair ${pair} released more often than blocked`);
-    this.blockers[pair] = before + delta;
+    blockers[pair] = before + delta;
     if (before === 0 || before + delta === 0) {
       this.free -= delta;
       this.add(pair + 1, delta);
@@ -132,12 +166,22 @@ class FreePairs {
 
   /** The index of the k-th free pair, k in [0, freeCount). */
   kthFree(k: number): number {
+    if (this.dense === undefined) {
+      // Each taken pair at or before the candidate pushes the k-th free one a place further.
+      let position = k;
+      for (const pair of this.taken) {
+        if (pair > position) break;
+        position++;
+      }
+      return position;
+    }
+    const { tree } = this.dense;
     let position = 0;
     let remaining = k;
     for (let step = this.topStep; step > 0; step >>>= 1) {
       const next = position + step;
       if (next > this.size) continue;
-      const free = (next & -next) - (this.tree[next] as number);
+      const free = (next & -next) - (tree[next] as number);
       if (free <= remaining) {
         position = next;
         remaining -= free;
@@ -146,12 +190,44 @@ class FreePairs {
     return position;
   }
 
+  private adjustSparse(pair: number, delta: 1 | -1): void {
+    const before = this.counts.get(pair) ?? 0;
+    if (delta < 0 && before === 0) throw new Error(`internal: pair ${pair} released more often than blocked`);
+    const after = before + delta;
+    if (after === 0) {
+      this.counts.delete(pair);
+      this.taken.splice(lowerBound(this.taken, pair), 1);
+      this.free++;
+      return;
+    }
+    this.counts.set(pair, after);
+    if (before !== 0) return;
+    this.taken.splice(lowerBound(this.taken, pair), 0, pair);
+    this.free--;
+    if (this.taken.length > this.sparseLimit) this.densify();
+  }
+
+  /**
+   * Counts as arrays over the whole range, zero-filled at allocation (a fresh buffer costs nothing until it
+   * is written; filling one, even by native copies, costs milliseconds in the helper's JIT-less Node).
+   */
+  private densify(): void {
+    const blockers = new Uint32Array(this.size);
+    for (const [pair, count] of this.counts) blockers[pair] = count;
+    this.dense = { blockers, tree: new Int32Array(this.size + 1) };
+    this.counts.clear();
+    this.taken.length = 0;
+    this.rebuild();
+  }
+
   private add(oneBased: number, delta: number): void {
-    for (let i = oneBased; i <= this.size; i += i & -i) this.tree[i] = (this.tree[i] as number) + delta;
+    const tree = (this.dense as { tree: Int32Array }).tree;
+    for (let i = oneBased; i <= this.size; i += i & -i) tree[i] = (tree[i] as number) + delta;
   }
 
   private rebuild(): void {
-    const { tree, blockers, size } = this;
+    const { tree, blockers } = this.dense as { tree: Int32Array; blockers: Uint32Array };
+    const { size } = this;
     for (let i = 1; i <= size; i++) tree[i] = blockers[i - 1] === 0 ? 0 : 1;
     for (let i = 1; i <= size; i++) {
       const parent = i + (i & -i);
@@ -161,14 +237,13 @@ class FreePairs {
 }
 
 /**
- * Who holds which pair. V8 Maps slow down badly under delete/insert churn once they hold a few hundred
- * thousand entries (rehashing in O(n) every few hundred operations), so the pair side is a flat typed
- * array of owner slots (0: free; a zero-filled allocation, so an allocator is cheap to build, which the
- * helper does for every request) and a release leaves a tombstone in the owner map, swept once
- * tombstones outnumber live holds.
+ * Who holds which pair: an owner slot per pair (0: free), in a map while few pairs are held and in a flat
+ * typed array past the sparse limit. V8 Maps slow down badly under delete/insert churn once they hold a
+ * few hundred thousand entries (rehashing in O(n) every few hundred operations), so a large registry uses
+ * the array, and a release leaves a tombstone in the owner map, swept once tombstones outnumber live holds.
  */
 class Holds {
-  private readonly slotByPair: Int32Array;
+  private slotByPair: Map<number, number> | Int32Array;
   /** Owner names by slot - 1; freed slots are reused. */
   private readonly owners: string[] = [];
   private readonly freeSlots: number[] = [];
@@ -176,8 +251,8 @@ class Holds {
   private live = 0;
   private tombstones = 0;
 
-  constructor(pairCount: number) {
-    this.slotByPair = new Int32Array(pairCount);
+  constructor(private readonly pairCount: number, private readonly sparseLimit: number) {
+    this.slotByPair = sparseLimit <= 0 ? new Int32Array(pairCount) : new Map();
   }
 
   get size(): number {
@@ -190,8 +265,8 @@ class Holds {
   }
 
   ownerOf(pair: number): string | undefined {
-    const slot = this.slotByPair[pair];
-    return slot === undefined || slot === 0 ? undefined : this.owners[slot - 1];
+    const slot = this.slotOf(pair);
+    return slot === 0 ? undefined : this.owners[slot - 1];
   }
 
   add(owner: string, pair: number): void {
@@ -204,14 +279,14 @@ class Holds {
     } else {
       this.owners[slot - 1] = owner;
     }
-    this.slotByPair[pair] = slot;
+    this.setSlot(pair, slot);
     this.live++;
   }
 
   remove(pair: number): void {
-    const slot = this.slotByPair[pair] as number;
+    const slot = this.slotOf(pair);
     const owner = this.owners[slot - 1] as string;
-    this.slotByPair[pair] = 0;
+    this.setSlot(pair, 0);
     this.owners[slot - 1] = '';
     this.freeSlots.push(slot);
     this.pairByOwner.set(owner, -1);
@@ -225,6 +300,24 @@ class Holds {
 
   entries(): [string, number][] {
     return [...this.pairByOwner].filter(([, pair]) => pair >= 0);
+  }
+
+  private slotOf(pair: number): number {
+    return (this.slotByPair instanceof Map ? this.slotByPair.get(pair) : this.slotByPair[pair]) ?? 0;
+  }
+
+  private setSlot(pair: number, slot: number): void {
+    if (!(this.slotByPair instanceof Map)) {
+      this.slotByPair[pair] = slot;
+      return;
+    }
+    if (slot === 0) this.slotByPair.delete(pair);
+    else this.slotByPair.set(pair, slot);
+    if (this.slotByPair.size > this.sparseLimit) {
+      const dense = new Int32Array(this.pairCount);
+      for (const [p, s] of this.slotByPair) dense[p] = s;
+      this.slotByPair = dense;
+    }
   }
 }
 
@@ -294,8 +387,9 @@ export class McsAllocator {
     this.categoryCount = this.range.last - this.range.first + 1;
     this.pairCount = (this.categoryCount * (this.categoryCount - 1)) / 2;
     this.random = options.random ?? cryptoRandomInt;
-    this.pairs = new FreePairs(this.pairCount);
-    this.holds = new Holds(this.pairCount);
+    const sparseLimit = options.sparseLimit ?? SPARSE_PAIR_LIMIT;
+    this.pairs = new FreePairs(this.pairCount, sparseLimit);
+    this.holds = new Holds(this.pairCount, sparseLimit);
   }
 
   /** Pairs neither held in the registry nor reachable from a host-wide level. */
@@ -413,7 +507,7 @@ export class McsAllocator {
   }
 
   /** Rebuilds a registry saved by toJSON (as an object or JSON text); anything malformed is refused. */
-  static fromJSON(saved: unknown, options: { readonly random?: RandomInt } = {}): McsAllocator {
+  static fromJSON(saved: unknown, options: Pick<McsAllocatorOptions, 'random' | 'sparseLimit'> = {}): McsAllocator {
     let state: unknown = saved;
     if (typeof saved === 'string') {
       try {
